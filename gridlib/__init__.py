@@ -1,0 +1,13 @@
+"""gridlib: grid-shaped neural networks and the local learning rules that train them.
+
+The library behind the gridlib book. One module per idea:
+
+- :mod:`gridlib.scale`      the CI / full switch (``GRIDLIB_SCALE``)
+- :mod:`gridlib.data`       real data sets with a checksummed cache
+- :mod:`gridlib.experiment` the one training loop (progress, checkpoints, resume)
+- :mod:`gridlib.results`    results JSON with provenance
+- :mod:`gridlib.plotting`   one figure style
+- :mod:`gridlib.cli`        ``python -m gridlib <experiment> --key value``
+"""
+
+__version__ = "0.1.0"

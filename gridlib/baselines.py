@@ -1,0 +1,146 @@
+"""Backprop baselines: a multilayer perceptron and a helper that turns any differentiable
+model into a :class:`~gridlib.experiment.Task`.
+
+Every chapter compares its local rule with the same network trained by backprop; this module
+is the one place that does so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from gridlib import data as gdata
+from gridlib import results
+from gridlib.cli import experiment
+from gridlib.experiment import Task, fit, run_dir_for
+
+Params = Any
+
+
+class SupervisedState(NamedTuple):
+    """Parameters and optimiser state of a model trained by gradient descent."""
+
+    params: Params
+    opt_state: optax.OptState
+
+
+def cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
+    """Per-example softmax cross-entropy; ``logits: (B, C)``, ``y: (B,)`` int -> ``(B,)``."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y)
+
+
+def supervised_task(
+    init_params: Callable[[jax.Array], Params],
+    apply: Callable[[Params, jax.Array], jax.Array],
+    optimizer: optax.GradientTransformation,
+) -> Task:
+    """A :class:`Task` that trains ``apply(params, x) -> logits`` by backprop on mean cross-entropy."""
+
+    def init(key: jax.Array) -> SupervisedState:
+        params = init_params(key)
+        return SupervisedState(params, optimizer.init(params))
+
+    def loss_fn(params: Params, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+        logits = apply(params, x)
+        return cross_entropy(logits, y).mean(), logits
+
+    def train_step(state: SupervisedState, x, y, key):
+        del key
+        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, x, y)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        acc = jnp.mean(jnp.argmax(logits, -1) == y)
+        return SupervisedState(params, opt_state), {"loss": loss, "acc": acc}
+
+    def eval_step(state: SupervisedState, x, y):
+        logits = apply(state.params, x)
+        return {"loss": cross_entropy(logits, y).sum(), "acc": jnp.sum(jnp.argmax(logits, -1) == y)}
+
+    return Task(init, train_step, eval_step)
+
+
+class Dense(NamedTuple):
+    """One affine layer: ``x @ w + b`` with ``w: (n_in, n_out)``, ``b: (n_out,)``."""
+
+    w: jax.Array
+    b: jax.Array
+
+
+def mlp_init(key: jax.Array, sizes: Sequence[int]) -> list[Dense]:
+    """Glorot-uniform weights and zero biases for layer sizes ``(n_0, ..., n_L)``."""
+    if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
+        raise ValueError(f"an MLP needs at least two positive layer sizes, got {tuple(sizes)}")
+    keys = jax.random.split(key, len(sizes) - 1)
+    init = jax.nn.initializers.glorot_uniform()
+    return [
+        Dense(init(k, (m, n), jnp.float32), jnp.zeros((n,), jnp.float32))
+        for k, m, n in zip(keys, sizes[:-1], sizes[1:], strict=True)
+    ]
+
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "hard_sigmoid01": lambda x: jnp.clip(x, 0.0, 1.0),
+}
+
+
+def mlp_apply(params: Sequence[Dense], x: jax.Array, activation: str = "relu") -> jax.Array:
+    """Logits of an MLP; ``x: (B, n_0)`` -> ``(B, n_L)``; no activation after the last layer."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+    act = ACTIVATIONS[activation]
+    for layer in params[:-1]:
+        x = act(x @ layer.w + layer.b)
+    return x @ params[-1].w + params[-1].b
+
+
+def mlp_task(sizes: Sequence[int], optimizer: optax.GradientTransformation, activation: str = "relu") -> Task:
+    """An MLP with layer ``sizes`` trained by backprop with ``optimizer``."""
+    sizes = tuple(int(s) for s in sizes)
+    mlp_init(jax.random.PRNGKey(0), sizes)  # validates sizes now, not inside jit
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+    return supervised_task(
+        lambda key: mlp_init(key, sizes), lambda p, x: mlp_apply(p, x, activation), optimizer
+    )
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """``"500,500"`` -> ``(500, 500)``; ``""`` -> ``()``."""
+    try:
+        return tuple(int(s) for s in text.replace(" ", "").split(",") if s)
+    except ValueError as err:
+        raise ValueError(f"hidden sizes must be comma-separated integers, got {text!r}") from err
+
+
+@experiment("mlp")
+def run_mlp(
+    dataset: str = "mnist",
+    hidden: str = "500",
+    activation: str = "relu",
+    epochs: int = 20,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    n_train: int = 0,
+    validation: int = 0,
+    seed: int = 0,
+    name: str = "",
+) -> dict:
+    """A backprop MLP baseline (Adam) on mnist, fashion_mnist or mnist1d."""
+    splits = gdata.load(dataset, n_train=n_train or None, validation=validation)
+    sizes = (splits.x_train.shape[1], *parse_sizes(hidden), 10)
+    config = dict(dataset=dataset, sizes=sizes, activation=activation, epochs=epochs,
+                  batch_size=batch_size, lr=lr, n_train=len(splits.x_train), validation=validation)  # fmt: skip
+    name = name or f"baselines/{dataset}-mlp-{'-'.join(map(str, sizes))}_seed{seed}"
+    run = fit(mlp_task(sizes, optax.adam(lr), activation), splits, epochs=epochs, batch_size=batch_size,
+              seed=seed, run_dir=run_dir_for(name), name=name, config=config)  # fmt: skip
+    path = results.save(name, config=config, metrics=run.last, history=run.history, seed=seed)
+    print(f"wrote {path}: " + ", ".join(f"{k}={v:.4f}" for k, v in run.last.items() if "/" in k))
+    return run.last

@@ -1,0 +1,296 @@
+"""The one training loop every chapter uses.
+
+A model and its learning rule are packaged as a :class:`Task`: three pure functions. :func:`fit`
+does the rest: seeded shuffling, minibatches grouped into one jitted ``lax.scan`` call (so a
+batch-1 rule pays no Python overhead per step), a progress bar, evaluation after every epoch,
+a NaN guard, and a checkpoint after every epoch from which an interrupted run resumes exactly.
+
+The learning rule lives entirely in ``train_step``: backprop with optax, SnAP-1 traces,
+equilibrium propagation or GLE dynamics all fit the same signature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import pickle
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gridlib.results import to_jsonable
+
+State = Any
+Metrics = dict[str, Any]
+
+CHECKPOINT_FILE = "checkpoint.pkl"
+
+
+class Task(NamedTuple):
+    """A model plus its learning rule, as three pure functions.
+
+    Attributes:
+        init: ``key -> state``; the state is any pytree (parameters, optimiser state, traces).
+        train_step: ``(state, x, y, key) -> (state, metrics)`` for one minibatch ``x: (B, ...)``,
+            ``y: (B,)``; metrics are arrays (scalars, or e.g. shape ``(n_seeds,)`` for a vmapped
+            ensemble). Must be jit-able.
+        eval_step: ``(state, x, y) -> sums``: per-example metrics summed over the batch
+            (e.g. ``{"loss": sum of losses, "acc": number correct}``). Must be jit-able.
+    """
+
+    init: Callable[[jax.Array], State]
+    train_step: Callable[[State, jax.Array, jax.Array, jax.Array], tuple[State, Metrics]]
+    eval_step: Callable[[State, jax.Array, jax.Array], Metrics]
+
+
+class Run(NamedTuple):
+    """The outcome of :func:`fit`.
+
+    Attributes:
+        state: the final state pytree.
+        history: metric name -> list with one entry per epoch. Names are ``train/<metric>``
+            (average over the epoch's steps), ``<split>/<metric>`` for evaluated splits,
+            ``epoch`` and ``epoch_time_s`` (training time, evaluation excluded).
+        config: the configuration the run was made with (as given to :func:`fit`).
+    """
+
+    state: State
+    history: dict[str, list]
+    config: dict[str, Any]
+
+    @property
+    def last(self) -> dict[str, Any]:
+        """The last epoch's value of every metric."""
+        return {k: v[-1] for k, v in self.history.items() if v}
+
+
+def _split_arrays(splits: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
+    return getattr(splits, f"x_{split}"), getattr(splits, f"y_{split}")
+
+
+def _fingerprint(payload: Mapping[str, Any]) -> str:
+    text = json.dumps(to_jsonable(dict(payload)), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / (CHECKPOINT_FILE + ".tmp")
+    with open(tmp, "wb") as f:
+        pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, run_dir / CHECKPOINT_FILE)  # atomic: an interrupt never leaves half a file
+
+
+def _load_checkpoint(run_dir: Path, fingerprint: str) -> dict[str, Any] | None:
+    f = run_dir / CHECKPOINT_FILE
+    if not f.is_file():
+        return None
+    try:
+        with open(f, "rb") as fh:
+            payload = pickle.load(fh)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as err:
+        raise RuntimeError(f"checkpoint {f} cannot be read ({err}); delete it to start afresh") from err
+    if payload.get("fingerprint") != fingerprint:
+        raise RuntimeError(
+            f"checkpoint {f} belongs to a different configuration; use another run_dir or delete it"
+        )
+    return payload
+
+
+def _check_finite(metrics: Mapping[str, np.ndarray], epoch: int, first_step: int) -> None:
+    for k, v in metrics.items():
+        v = np.asarray(v)
+        if not np.all(np.isfinite(v)):
+            bad = int(np.argwhere(~np.isfinite(v.reshape(v.shape[0], -1)).any(axis=1))[0, 0])
+            raise FloatingPointError(
+                f"training metric {k!r} became {v.reshape(v.shape[0], -1)[bad]} at epoch {epoch}, "
+                f"step {first_step + bad}: the run diverged (try a smaller learning rate)"
+            )
+
+
+def make_epoch_chunk(train_step: Callable) -> Callable:
+    """``(state, xs, ys, steps, key) -> (state, stacked metrics)``: ``K`` minibatches in one scan.
+
+    ``xs: (K, B, ...)``, ``ys: (K, B)``, ``steps: (K,)`` global step numbers; each step's key is
+    ``fold_in(key, step)`` so that the randomness does not depend on how steps are chunked.
+    """
+
+    def chunk(state, xs, ys, steps, key):
+        def body(s, inp):
+            x, y, step = inp
+            return train_step(s, x, y, jax.random.fold_in(key, step))
+
+        return jax.lax.scan(body, state, (xs, ys, steps))
+
+    return jax.jit(chunk)
+
+
+def evaluate(
+    eval_fn: Callable, state: State, x: np.ndarray, y: np.ndarray, batch_size: int = 1000
+) -> dict[str, np.ndarray]:
+    """Mean of per-example metrics over ``(x, y)``, computed in chunks with a jitted ``eval_fn``."""
+    n = len(x)
+    if n == 0:
+        raise ValueError("cannot evaluate on an empty split")
+    totals: dict[str, np.ndarray] = {}
+    for i in range(0, n, batch_size):
+        sums = jax.device_get(eval_fn(state, jnp.asarray(x[i : i + batch_size]), jnp.asarray(y[i : i + batch_size])))
+        for k, v in sums.items():
+            totals[k] = totals.get(k, 0) + np.asarray(v, dtype=np.float64)
+    return {k: v / n for k, v in totals.items()}
+
+
+def _validate(splits: Any, epochs: int, batch_size: int, eval_on: Sequence[str]) -> None:
+    if not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    x, y = _split_arrays(splits, "train")
+    if len(x) != len(y):
+        raise ValueError(f"x_train has {len(x)} examples but y_train has {len(y)}")
+    if batch_size > len(x):
+        raise ValueError(f"batch_size {batch_size} exceeds the {len(x)} training examples")
+    for split in eval_on:
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"eval_on entries must be 'train', 'val' or 'test', got {split!r}")
+
+
+def fit(
+    task: Task,
+    splits: Any,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int = 0,
+    run_dir: str | os.PathLike | None = None,
+    name: str = "run",
+    steps_per_call: int | None = None,
+    eval_batch_size: int = 1000,
+    eval_on: Sequence[str] = ("val", "test"),
+    progress: bool = True,
+    config: Mapping[str, Any] | None = None,
+    callback: Callable[[int, State, dict[str, list]], None] | None = None,
+) -> Run:
+    """Train ``task`` on ``splits`` for ``epochs`` epochs.
+
+    Args:
+        task: the model and learning rule.
+        splits: a :class:`gridlib.data.Splits` (anything with ``x_train``, ``y_train``, ...).
+        epochs: number of passes over the training set.
+        batch_size: minibatch size ``B``; the last partial batch of an epoch is dropped.
+        seed: seeds initialisation, shuffling and the per-step keys.
+        run_dir: if given, a checkpoint is written there after every epoch, and a run started
+            with the same arguments resumes from it.
+        name: label for the progress bar.
+        steps_per_call: minibatches per jitted call (default: about 2048 examples per call).
+        eval_batch_size: chunk size for evaluation.
+        eval_on: splits evaluated after every epoch (empty splits are skipped).
+        progress: show a progress bar (on stderr).
+        config: the hyper-parameters to record with the run; part of the checkpoint fingerprint.
+        callback: ``callback(epoch, state, history)`` after every epoch (epochs count from 1).
+
+    Raises:
+        ValueError: bad arguments. FloatingPointError: a training metric became NaN or inf.
+    """
+    from tqdm import tqdm
+
+    _validate(splits, epochs, batch_size, eval_on)
+    x_train, y_train = _split_arrays(splits, "train")
+    n = len(x_train)
+    n_batches = n // batch_size
+    k = steps_per_call or max(1, min(n_batches, math.ceil(2048 / batch_size)))
+    if k < 1:
+        raise ValueError(f"steps_per_call must be positive, got {steps_per_call!r}")
+    config = dict(config or {})
+    fingerprint = _fingerprint(
+        {"config": config, "seed": seed, "batch_size": batch_size, "n_train": n, "name": name}
+    )
+
+    key = jax.random.PRNGKey(seed)
+    init_key, train_key = jax.random.split(key)
+    state = task.init(init_key)
+    history: dict[str, list] = {}
+    start_epoch = 0
+    run_path = Path(run_dir) if run_dir is not None else None
+    if run_path is not None:
+        ckpt = _load_checkpoint(run_path, fingerprint)
+        if ckpt is not None:
+            state = jax.tree.map(jnp.asarray, ckpt["state"])
+            history, start_epoch = ckpt["history"], ckpt["epoch"]
+
+    chunk_fn = make_epoch_chunk(task.train_step)
+    eval_fn = jax.jit(task.eval_step)
+    bar = tqdm(
+        total=epochs * n_batches,
+        initial=min(start_epoch, epochs) * n_batches,
+        desc=name,
+        unit="batch",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    try:
+        for epoch in range(start_epoch + 1, epochs + 1):
+            perm = np.random.default_rng([seed, epoch]).permutation(n)[: n_batches * batch_size]
+            perm = perm.reshape(n_batches, batch_size)
+            sums: dict[str, np.ndarray] = {}
+            t0 = time.perf_counter()
+            for c in range(0, n_batches, k):
+                idx = perm[c : c + k]
+                steps = (epoch - 1) * n_batches + c + np.arange(len(idx))
+                state, metrics = chunk_fn(
+                    state,
+                    jnp.asarray(x_train[idx]),
+                    jnp.asarray(y_train[idx]),
+                    jnp.asarray(steps, dtype=jnp.uint32),
+                    train_key,
+                )
+                metrics = jax.device_get(metrics)
+                _check_finite(metrics, epoch, c)
+                for m, v in metrics.items():
+                    sums[m] = sums.get(m, 0) + np.asarray(v, dtype=np.float64).sum(axis=0)
+                bar.update(len(idx))
+                if "loss" in metrics:
+                    bar.set_postfix(epoch=epoch, loss=f"{np.mean(metrics['loss']):.4f}")
+            jax.block_until_ready(state)
+            row: dict[str, Any] = {"epoch": epoch, "epoch_time_s": time.perf_counter() - t0}
+            row.update({f"train/{m}": v / n_batches for m, v in sums.items()})
+            for split in eval_on:
+                xs, ys = _split_arrays(splits, split)
+                if len(xs):
+                    for m, v in evaluate(eval_fn, state, xs, ys, eval_batch_size).items():
+                        row[f"{split}/{m}"] = v
+            for m, v in row.items():
+                history.setdefault(m, []).append(to_jsonable(v))
+            if callback is not None:
+                callback(epoch, state, history)
+            if run_path is not None:
+                _save_checkpoint(
+                    run_path,
+                    {
+                        "fingerprint": fingerprint,
+                        "epoch": epoch,
+                        "state": jax.device_get(state),
+                        "history": history,
+                    },
+                )
+    finally:
+        bar.close()
+    return Run(state=state, history=history, config=config)
+
+
+def run_dir_for(name: str) -> Path:
+    """Checkpoint folder for a named run: ``runs/<name>`` at the repository root.
+
+    ``GRIDLIB_RUNS`` overrides the root. Command-line experiments pass this to :func:`fit`, so
+    re-running an interrupted command resumes it.
+    """
+    from gridlib.results import REPO_ROOT
+
+    return Path(os.environ.get("GRIDLIB_RUNS", REPO_ROOT / "runs")) / name

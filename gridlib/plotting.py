@@ -1,0 +1,160 @@
+"""One figure style for the whole book, and the plots every chapter needs.
+
+Every function returns a :class:`matplotlib.figure.Figure` (or draws into a given axis) so that
+notebooks can ``glue`` it or let Jupyter display it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+
+#: A colour-blind-safe cycle (Okabe & Ito), used by every figure in the book.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+
+STYLE: dict[str, Any] = {
+    "figure.figsize": (6.4, 3.6),
+    "figure.dpi": 110,
+    "savefig.dpi": 150,
+    "savefig.bbox": "tight",
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.prop_cycle": mpl.cycler(color=PALETTE),
+    "legend.frameon": False,
+    "image.cmap": "viridis",
+    "lines.linewidth": 1.6,
+}
+
+
+def apply_style() -> None:
+    """Apply the book's matplotlib style globally (call once at the top of a notebook)."""
+    mpl.rcParams.update(STYLE)
+
+
+def _axis(ax: plt.Axes | None, figsize: tuple[float, float] | None = None) -> tuple[plt.Figure, plt.Axes]:
+    if ax is not None:
+        return ax.figure, ax
+    fig, ax = plt.subplots(figsize=figsize)
+    return fig, ax
+
+
+def learning_curves(
+    histories: Mapping[str, Mapping[str, Sequence[Any]]],
+    metric: str,
+    ax: plt.Axes | None = None,
+    *,
+    ylabel: str | None = None,
+    logy: bool = False,
+    reference: float | None = None,
+    reference_label: str = "published",
+) -> plt.Figure:
+    """Plot ``history[metric]`` against epoch for each labelled history.
+
+    A history whose entries are vectors (one value per seed) is drawn as its mean with a
+    shaded band of one standard deviation. ``reference`` draws a dashed horizontal line.
+    """
+    fig, ax = _axis(ax)
+    for label, hist in histories.items():
+        if metric not in hist:
+            raise KeyError(f"history {label!r} has no metric {metric!r}; it has {sorted(hist)}")
+        values = np.asarray(hist[metric], dtype=float)
+        epochs = np.asarray(hist.get("epoch", np.arange(1, len(values) + 1)))
+        if values.ndim == 1:
+            ax.plot(epochs, values, marker="o", ms=3, label=label)
+        else:
+            mean, std = values.mean(axis=1), values.std(axis=1)
+            (line,) = ax.plot(epochs, mean, marker="o", ms=3, label=f"{label} (n={values.shape[1]})")
+            ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    if reference is not None:
+        ax.axhline(reference, color="0.3", ls="--", lw=1, label=reference_label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel or metric)
+    if logy:
+        ax.set_yscale("log")
+    ax.legend()
+    return fig
+
+
+def image_grid(
+    images: np.ndarray,
+    nrow: int,
+    ncol: int,
+    *,
+    titles: Sequence[str] | None = None,
+    cmap: str = "gray",
+    shape: tuple[int, int] | None = None,
+    size: float = 1.2,
+    symmetric: bool = False,
+) -> plt.Figure:
+    """Show ``images`` (``(n, H, W)`` or flattened ``(n, H*W)`` with ``shape``) in a grid.
+
+    ``symmetric=True`` centres the colour map on zero (for weights and signed activations).
+    """
+    images = np.asarray(images)
+    if shape is not None:
+        images = images.reshape(len(images), *shape)
+    if images.ndim != 3:
+        raise ValueError(f"images must be (n, H, W) or flattened with shape=, got {images.shape}")
+    if len(images) > nrow * ncol:
+        raise ValueError(f"{len(images)} images do not fit a {nrow}x{ncol} grid")
+    fig, axes = plt.subplots(nrow, ncol, figsize=(size * ncol, size * nrow), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i < len(images):
+            kw = {}
+            if symmetric:
+                m = float(np.abs(images[i]).max()) or 1.0
+                kw = {"vmin": -m, "vmax": m}
+            ax.imshow(images[i], cmap=cmap, **kw)
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; 0 for a single value)."""
+    v = np.asarray(values, dtype=float)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def format_mean_std(values: Sequence[float], digits: int = 3, percent: bool = False) -> str:
+    """``"0.912 ± 0.004 (n=3)"`` (or in percent)."""
+    m, s = mean_std(values)
+    k = 100.0 if percent else 1.0
+    unit = "%" if percent else ""
+    return f"{m * k:.{digits}f}{unit} ± {s * k:.{digits}f}{unit} (n={len(values)})"
+
+
+def mean_std_table(rows: Mapping[str, Sequence[float]], *, header: tuple[str, str] = ("run", "value"),
+                   digits: int = 3, percent: bool = False) -> str:
+    """A Markdown table of ``label -> mean ± std`` (display with ``IPython.display.Markdown``)."""
+    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
+    lines += [f"| {k} | {format_mean_std(v, digits, percent)} |" for k, v in rows.items()]
+    return "\n".join(lines)
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
+                   floatfmt: str = ".4g") -> str:
+    """A Markdown table from a list of dicts (for results and benchmark tables)."""
+    if not rows:
+        raise ValueError("no rows to tabulate")
+    columns = list(columns or rows[0].keys())
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, (float, np.floating)):
+            return format(float(v), floatfmt)
+        return str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
