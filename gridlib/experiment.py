@@ -108,9 +108,11 @@ def _check_finite(metrics: Mapping[str, np.ndarray], epoch: int, first_step: int
     for k, v in metrics.items():
         v = np.asarray(v)
         if not np.all(np.isfinite(v)):
-            bad = int(np.argwhere(~np.isfinite(v.reshape(v.shape[0], -1)).any(axis=1))[0, 0])
+            per_step = v.reshape(v.shape[0], -1)
+            bad = int(np.argwhere(~np.isfinite(per_step).any(axis=1))[0, 0])
+            value = per_step[bad] if per_step.shape[1] > 1 else per_step[bad, 0]
             raise FloatingPointError(
-                f"training metric {k!r} became {v.reshape(v.shape[0], -1)[bad]} at epoch {epoch}, "
+                f"training metric {k!r} became {value} at epoch {epoch}, "
                 f"step {first_step + bad}: the run diverged (try a smaller learning rate)"
             )
 
@@ -141,7 +143,9 @@ def evaluate(
         raise ValueError("cannot evaluate on an empty split")
     totals: dict[str, np.ndarray] = {}
     for i in range(0, n, batch_size):
-        sums = jax.device_get(eval_fn(state, jnp.asarray(x[i : i + batch_size]), jnp.asarray(y[i : i + batch_size])))
+        sums = jax.device_get(
+            eval_fn(state, jnp.asarray(x[i : i + batch_size]), jnp.asarray(y[i : i + batch_size]))
+        )
         for k, v in sums.items():
             totals[k] = totals.get(k, 0) + np.asarray(v, dtype=np.float64)
     return {k: v / n for k, v in totals.items()}

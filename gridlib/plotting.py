@@ -135,16 +135,22 @@ def format_mean_std(values: Sequence[float], digits: int = 3, percent: bool = Fa
     return f"{m * k:.{digits}f}{unit} ± {s * k:.{digits}f}{unit} (n={len(values)})"
 
 
-def mean_std_table(rows: Mapping[str, Sequence[float]], *, header: tuple[str, str] = ("run", "value"),
-                   digits: int = 3, percent: bool = False) -> str:
+def mean_std_table(
+    rows: Mapping[str, Sequence[float]],
+    *,
+    header: tuple[str, str] = ("run", "value"),
+    digits: int = 3,
+    percent: bool = False,
+) -> str:
     """A Markdown table of ``label -> mean ± std`` (display with ``IPython.display.Markdown``)."""
     lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
     lines += [f"| {k} | {format_mean_std(v, digits, percent)} |" for k, v in rows.items()]
     return "\n".join(lines)
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
-                   floatfmt: str = ".4g") -> str:
+def markdown_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, floatfmt: str = ".4g"
+) -> str:
     """A Markdown table from a list of dicts (for results and benchmark tables)."""
     if not rows:
         raise ValueError("no rows to tabulate")

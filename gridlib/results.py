@@ -69,8 +69,12 @@ def _command() -> str:
     elif argv and "ipykernel" in argv[0]:
         return "(executed in a notebook kernel)"
     elif argv and argv[0].endswith(".py"):
-        argv[0:1] = ["python", str(Path(argv[0]).resolve().relative_to(REPO_ROOT))
-                     if Path(argv[0]).resolve().is_relative_to(REPO_ROOT) else argv[0]]
+        argv[0:1] = [
+            "python",
+            str(Path(argv[0]).resolve().relative_to(REPO_ROOT))
+            if Path(argv[0]).resolve().is_relative_to(REPO_ROOT)
+            else argv[0],
+        ]
     return " ".join(shlex.quote(a) for a in argv)
 
 

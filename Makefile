@@ -1,0 +1,65 @@
+# Two entry points (see README.md):
+#   make book   build the book at full scale into _build/html
+#   make test   unit tests + every notebook at CI scale (nbval) + a warnings-as-errors book build
+# Everything runs in an isolated virtual environment (.venv) with the pinned versions of
+# requirements-lock.txt.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+export JAX_PLATFORMS ?= cpu
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: book test env data lint unit notebooks book-ci bench clean
+
+env: $(STAMP)
+
+$(STAMP): requirements-lock.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-lock.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $@
+
+data: env
+	$(BIN)/python -m gridlib.data fetch
+
+# ---- the book (full scale) --------------------------------------------------------------
+book: env data
+	rm -rf _build/html _build/jupyter_execute _build/.doctrees
+	GRIDLIB_SCALE=full $(BIN)/jupyter-book build . --all
+	@echo "open _build/html/index.html"
+
+# ---- the tests (CI scale) ---------------------------------------------------------------
+test: env data lint unit notebooks book-ci
+
+lint:
+	@if git ls-files 'notebooks/*.ipynb' | grep -q .; then \
+	  echo "error: .ipynb files are committed under notebooks/ (the sources are MyST .md)"; exit 1; fi
+	$(BIN)/ruff check gridlib tests benchmarks
+
+unit:
+	GRIDLIB_SCALE=ci $(BIN)/python -m pytest -q tests
+
+notebooks:
+	rm -rf _build/nbval && mkdir -p _build/nbval
+	for f in notebooks/*.md; do \
+	  $(BIN)/jupytext --quiet --to ipynb -o "_build/nbval/$$(basename "$${f%.md}").ipynb" "$$f" || exit 1; \
+	done
+	GRIDLIB_SCALE=ci $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
+	  --nbval-cell-timeout=900 _build/nbval
+
+book-ci:
+	rm -rf _build/ci
+	GRIDLIB_SCALE=ci $(BIN)/jupyter-book build . --all -W -n --keep-going --path-output _build/ci
+
+bench: env data
+	for f in benchmarks/*.py; do $(BIN)/python "$$f" || exit 1; done
+
+clean:
+	rm -rf _build runs

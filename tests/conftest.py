@@ -1,0 +1,25 @@
+"""Shared fixtures: float64 on demand and isolated results/runs folders."""
+
+from __future__ import annotations
+
+import jax
+import pytest
+
+
+@pytest.fixture
+def x64():
+    """Run a test in float64 (the library's default dtype stays float32 elsewhere)."""
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+
+
+@pytest.fixture
+def tmp_results(tmp_path, monkeypatch):
+    """Point results and run folders at a temporary directory."""
+    monkeypatch.setenv("GRIDLIB_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("GRIDLIB_RUNS", str(tmp_path / "runs"))
+    return tmp_path
