@@ -9,7 +9,6 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 export JAX_PLATFORMS ?= cpu
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
