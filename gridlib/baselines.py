@@ -71,14 +71,18 @@ class Dense(NamedTuple):
     b: jax.Array
 
 
-def mlp_init(key: jax.Array, sizes: Sequence[int]) -> list[Dense]:
-    """Glorot-uniform weights and zero biases for layer sizes ``(n_0, ..., n_L)``."""
+def mlp_init(key: jax.Array, sizes: Sequence[int], dtype: jnp.dtype | None = None) -> list[Dense]:
+    """Glorot-uniform weights and zero biases for layer sizes ``(n_0, ..., n_L)``.
+
+    ``dtype`` defaults to JAX's default float (float64 when x64 is enabled).
+    """
     if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
         raise ValueError(f"an MLP needs at least two positive layer sizes, got {tuple(sizes)}")
+    dtype = dtype or jnp.zeros(()).dtype
     keys = jax.random.split(key, len(sizes) - 1)
     init = jax.nn.initializers.glorot_uniform()
     return [
-        Dense(init(k, (m, n), jnp.float32), jnp.zeros((n,), jnp.float32))
+        Dense(init(k, (m, n), dtype), jnp.zeros((n,), dtype))
         for k, m, n in zip(keys, sizes[:-1], sizes[1:], strict=True)
     ]
 

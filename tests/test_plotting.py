@@ -1,0 +1,40 @@
+"""Plotting helpers: shapes, errors and the numbers in tables."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from gridlib import plotting  # noqa: E402
+
+
+def test_learning_curves_single_and_multi_seed():
+    hist = {"epoch": [1, 2, 3], "acc": [0.1, 0.5, 0.7], "acc_seeds": [[0.1, 0.2], [0.5, 0.6], [0.7, 0.8]]}
+    fig = plotting.learning_curves({"a": hist}, "acc", reference=0.9)
+    assert len(fig.axes[0].lines) == 2  # the curve and the reference line
+    fig = plotting.learning_curves({"b": hist}, "acc_seeds")
+    assert fig.axes[0].get_legend().get_texts()[0].get_text() == "b (n=2)"
+    with pytest.raises(KeyError, match="has no metric"):
+        plotting.learning_curves({"a": hist}, "loss")
+
+
+def test_image_grid():
+    fig = plotting.image_grid(np.zeros((5, 16)), 2, 3, shape=(4, 4))
+    assert len(fig.axes) == 6
+    with pytest.raises(ValueError, match="do not fit"):
+        plotting.image_grid(np.zeros((7, 4, 4)), 2, 3)
+    with pytest.raises(ValueError, match="must be"):
+        plotting.image_grid(np.zeros((5, 16)), 2, 3)
+
+
+def test_mean_std_and_tables():
+    assert plotting.mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
+    assert plotting.mean_std([4.0]) == (4.0, 0.0)
+    assert plotting.format_mean_std([0.9, 0.92], digits=1, percent=True) == "91.0% ± 1.4% (n=2)"
+    table = plotting.markdown_table([{"a": 1, "b": 0.123456}], floatfmt=".2f")
+    assert table.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.12 |"]
+    assert "± 0.000 (n=1)" in plotting.mean_std_table({"x": [0.5]})
+    with pytest.raises(ValueError):
+        plotting.markdown_table([])
