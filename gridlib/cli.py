@@ -21,6 +21,7 @@ from typing import Any, get_type_hints
 #: Modules whose import registers experiments (imported lazily by :func:`main`).
 EXPERIMENT_MODULES = [
     "gridlib.baselines",
+    "gridlib.ep",
 ]
 
 _REGISTRY: dict[str, Callable[..., Any]] = {}

@@ -32,11 +32,14 @@ each relaxation step only touches the (small) hidden/output couplings.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from gridlib.cli import experiment
 
 RHOS = ("clip", "hard_sigmoid")
 SQUARES = ("rho", "u")
@@ -89,6 +92,9 @@ class EPConfig(NamedTuple):
     square: str = "rho"
     aggregate: str = "mean"
     state_grad: str = "sum"
+
+
+DEFAULT = EPConfig()
 
 
 class Params(NamedTuple):
@@ -199,7 +205,8 @@ def _check_shapes(params: Params, x: jax.Array, states=None) -> None:
             raise ValueError(f"states must have shapes {want} (one per free layer), got {got}")
 
 
-def energy(params: Params, x: jax.Array, states, cfg: EPConfig = EPConfig()) -> jax.Array:
+@partial(jax.jit, static_argnames=("cfg",))
+def energy(params: Params, x: jax.Array, states, cfg: EPConfig = DEFAULT) -> jax.Array:
     """Hopfield-like energy ``E`` per example, shape ``(B,)``.
 
     ``x: (B, n_0)``, ``states = (h_1, ..., h_N)`` with ``h_k: (B, n_k)``. The square term is
@@ -217,12 +224,12 @@ def energy(params: Params, x: jax.Array, states, cfg: EPConfig = EPConfig()) -> 
     return e
 
 
-def cost(y: jax.Array, target: jax.Array, cfg: EPConfig = EPConfig()) -> jax.Array:
+def cost(y: jax.Array, target: jax.Array, cfg: EPConfig = DEFAULT) -> jax.Array:
     """``C = c |y - d|^2`` per example, ``(B,)``; applied to the raw output state ``y``."""
     return cfg.cost_scale * jnp.sum((y - target) ** 2, axis=-1)
 
 
-def total_energy(params, x, states, target, beta, cfg: EPConfig = EPConfig()) -> jax.Array:
+def total_energy(params, x, states, target, beta, cfg: EPConfig = DEFAULT) -> jax.Array:
     """``F = E + beta C`` per example, ``(B,)``; ``beta`` is a scalar or ``(B,)``."""
     return energy(params, x, states, cfg) + beta * cost(states[-1], target, cfg)
 
@@ -233,7 +240,7 @@ def one_hot(labels, n_classes: int) -> jax.Array:
     (``jax.nn.one_hot`` of a prefix of the labels, as in the seed notebook, and index clamping
     under jit silently give wrong targets; see chapter 21.)
     """
-    lab = np.asarray(labels) if not isinstance(labels, jax.core.Tracer) else None
+    lab = None if isinstance(labels, jax.core.Tracer) else np.asarray(labels)
     if lab is not None and lab.size and (lab.min() < 0 or lab.max() >= n_classes):
         raise ValueError(f"labels must lie in [0, {n_classes}), got range [{lab.min()}, {lab.max()}]")
     return jax.nn.one_hot(labels, n_classes, dtype=jnp.float32)
@@ -243,13 +250,14 @@ def one_hot(labels, n_classes: int) -> jax.Array:
 # relaxation
 
 
-def input_drive(params: Params, x: jax.Array, cfg: EPConfig = EPConfig()) -> jax.Array:
+def input_drive(params: Params, x: jax.Array, cfg: EPConfig = DEFAULT) -> jax.Array:
     """``rho(x) W_1 + b_1``, ``(B, n_1)``: constant while ``x`` is clamped, so computed once."""
     rho, _ = rho_fn(cfg)
     return rho(x) @ params.weights[0] + params.biases[0]
 
 
-def forces(params: Params, drive: jax.Array, states, target, beta, cfg: EPConfig = EPConfig()):
+@partial(jax.jit, static_argnames=("cfg",))
+def forces(params: Params, drive: jax.Array, states, target, beta, cfg: EPConfig = DEFAULT):
     """``-dF/dh_k`` per example for every free layer (explicit form of ``-jax.grad``).
 
     ``-dE/dh_k = rho'(h_k) (rho(h_{k-1}) W_k + b_k + rho(h_{k+1}) W_{k+1}^T) - rho'(h_k) rho(h_k)``
@@ -273,7 +281,7 @@ def forces(params: Params, drive: jax.Array, states, target, beta, cfg: EPConfig
     return tuple(out)
 
 
-def relax_step(params, drive, states, target, beta, cfg: EPConfig = EPConfig()):
+def relax_step(params, drive, states, target, beta, cfg: EPConfig = DEFAULT):
     """One projected step ``s <- clip(s + eps * force, 0, 1)`` of all free layers at once."""
     f = forces(params, drive, states, target, beta, cfg)
     # The seed took jax.grad of the batch-MEAN energy: every force is divided by B.
@@ -281,13 +289,15 @@ def relax_step(params, drive, states, target, beta, cfg: EPConfig = EPConfig()):
     return tuple(jnp.clip(h + step * g, 0.0, 1.0) for h, g in zip(states, f, strict=True))
 
 
-def relax(params, drive, states, target, beta, n_steps: int, cfg: EPConfig = EPConfig()):
+@partial(jax.jit, static_argnames=("n_steps", "cfg"))
+def relax(params, drive, states, target, beta, n_steps: int, cfg: EPConfig = DEFAULT):
     """``n_steps`` relaxation steps (a ``lax.fori_loop``; differentiable for BPTT)."""
     body = lambda _, s: relax_step(params, drive, s, target, beta, cfg)
     return jax.lax.fori_loop(0, int(n_steps), body, tuple(states))
 
 
-def free_phase(params, x, cfg: EPConfig = EPConfig(), states=None, n_steps=None):
+@partial(jax.jit, static_argnames=("cfg", "n_steps"))
+def free_phase(params, x, cfg: EPConfig = DEFAULT, states=None, n_steps=None):
     """Free relaxation (beta = 0) from ``states`` (default zero) for ``n_steps`` (default n_free)."""
     _check_shapes(params, x, states)
     if states is None:
@@ -301,7 +311,8 @@ def free_phase(params, x, cfg: EPConfig = EPConfig(), states=None, n_steps=None)
 # gradient estimates (all return an estimate of dJ/dtheta, J = mean_b C(y^0))
 
 
-def contrast(params: Params, x, s_a, s_b, scale, cfg: EPConfig = EPConfig()) -> Params:
+@partial(jax.jit, static_argnames=("cfg",))
+def contrast(params: Params, x, s_a, s_b, scale, cfg: EPConfig = DEFAULT) -> Params:
     """``-agg_b scale_b [ dE/dtheta... ]``: the EP contrast between states ``s_a`` and ``s_b``.
 
     Returns ``G`` with ``G.W_k = -agg_b scale_b (rho(a_{k-1})^T rho(a_k) - rho(b_{k-1})^T
@@ -328,7 +339,8 @@ def contrast(params: Params, x, s_a, s_b, scale, cfg: EPConfig = EPConfig()) -> 
     return Params(tuple(gw), tuple(gb))
 
 
-def ep_gradient(params, x, target, free_states, beta, cfg: EPConfig = EPConfig(), n_nudge=None,
+@partial(jax.jit, static_argnames=("cfg", "n_nudge"))
+def ep_gradient(params, x, target, free_states, beta, cfg: EPConfig = DEFAULT, n_nudge=None,
                 update_beta=None):
     """One-sided EP estimate of ``dJ/dtheta``: nudge from the free fixed point with ``beta``.
 
@@ -342,7 +354,8 @@ def ep_gradient(params, x, target, free_states, beta, cfg: EPConfig = EPConfig()
     return contrast(params, x, s_b, free_states, 1.0 / jnp.asarray(ub, x.dtype), cfg), s_b
 
 
-def symmetric_gradient(params, x, target, free_states, beta, cfg: EPConfig = EPConfig(),
+@partial(jax.jit, static_argnames=("cfg", "n_nudge"))
+def symmetric_gradient(params, x, target, free_states, beta, cfg: EPConfig = DEFAULT,
                        n_nudge=None) -> Params:
     """Centered EP (Laborieux et al. 2021): ``(dF/dtheta(s^{+b}) - dF/dtheta(s^{-b})) / 2b``."""
     drive = input_drive(params, x, cfg)
@@ -352,18 +365,20 @@ def symmetric_gradient(params, x, target, free_states, beta, cfg: EPConfig = EPC
     return contrast(params, x, s_p, s_m, 0.5 / jnp.asarray(beta, x.dtype), cfg)
 
 
-def loss_after_relaxation(params, x, target, cfg: EPConfig = EPConfig(), states=None, n_steps=None):
+def loss_after_relaxation(params, x, target, cfg: EPConfig = DEFAULT, states=None, n_steps=None):
     """``J = mean_b C(y)`` after ``n_steps`` free steps: differentiable end to end (BPTT)."""
     s = free_phase(params, x, cfg, states, n_steps)
     return jnp.mean(cost(s[-1], target, cfg))
 
 
-def bptt_gradient(params, x, target, cfg: EPConfig = EPConfig(), states=None, n_steps=None):
+@partial(jax.jit, static_argnames=("cfg", "n_steps"))
+def bptt_gradient(params, x, target, cfg: EPConfig = DEFAULT, states=None, n_steps=None):
     """``dJ/dtheta`` by backprop through the unrolled free relaxation (the gradient reference)."""
     return jax.grad(loss_after_relaxation)(params, x, target, cfg, states, n_steps)
 
 
-def rbp_gradient(params, x, target, fixed_point, cfg: EPConfig = EPConfig(), n_iter: int = 200):
+@partial(jax.jit, static_argnames=("cfg", "n_iter"))
+def rbp_gradient(params, x, target, fixed_point, cfg: EPConfig = DEFAULT, n_iter: int = 200):
     """Recurrent backprop (Almeida-Pineda) at the free fixed point ``s* = T(s*, theta)``.
 
     ``T(s, theta) = clip(s + eps force(s), 0, 1)``. The adjoint ``v = dJ/ds + v dT/ds`` is
@@ -399,7 +414,7 @@ class EPState(NamedTuple):
     particles: tuple[jax.Array, ...]
 
 
-def init_state(key, cfg: EPConfig = EPConfig(), n_examples: int = 0) -> EPState:
+def init_state(key, cfg: EPConfig = DEFAULT, n_examples: int = 0) -> EPState:
     cfg = check_config(cfg)
     particles = zero_states(n_examples, cfg.sizes) if cfg.persistent else ()
     return EPState(init_params(key, cfg.sizes), particles)
@@ -412,7 +427,7 @@ def _split_index(x, cfg: EPConfig):
     return x, None
 
 
-def train_step(state: EPState, x, labels, key, cfg: EPConfig = EPConfig()):
+def train_step(state: EPState, x, labels, key, cfg: EPConfig = DEFAULT):
     """One minibatch of EP (or BPTT) training; returns ``(state, metrics)``.
 
     ``x: (B, n_0)`` (``(B, n_0 + 1)`` with the example index last if ``cfg.persistent``),
@@ -465,7 +480,7 @@ def train_step(state: EPState, x, labels, key, cfg: EPConfig = EPConfig()):
     return EPState(Params(new_w, new_b), particles), metrics
 
 
-def eval_step(state: EPState, x, labels, cfg: EPConfig = EPConfig()):
+def eval_step(state: EPState, x, labels, cfg: EPConfig = DEFAULT):
     """Sums over the batch at the free fixed point reached from zero in ``n_eval`` steps."""
     params = state.params
     x, _ = _split_index(x, cfg)
@@ -479,10 +494,8 @@ def eval_step(state: EPState, x, labels, cfg: EPConfig = EPConfig()):
     }
 
 
-def make_task(cfg: EPConfig = EPConfig(), n_examples: int = 0):
+def make_task(cfg: EPConfig = DEFAULT, n_examples: int = 0):
     """A :class:`gridlib.experiment.Task` for ``cfg`` (``n_examples`` sizes the particles)."""
-    from functools import partial
-
     from gridlib.experiment import Task
 
     cfg = check_config(cfg)
@@ -502,11 +515,182 @@ def with_index(splits):
     step gather and scatter that example's stored state. Train indices are 0..n-1; the index of
     val/test examples is never used (evaluation starts from zero states).
     """
+    width = int(np.prod(np.shape(splits.x_train)[1:]))
     out = {}
     for name in ("train", "val", "test"):
-        xs = getattr(splits, f"x_{name}")
+        xs = np.asarray(getattr(splits, f"x_{name}"), np.float32).reshape(-1, width)
         if len(xs) >= 2**24:
             raise ValueError("too many examples to carry their index exactly in float32")
         col = np.arange(len(xs), dtype=np.float32)[:, None]
-        out[f"x_{name}"] = np.concatenate([np.asarray(xs, np.float32).reshape(len(xs), -1), col], 1)
+        out[f"x_{name}"] = np.concatenate([xs, col], axis=1)
     return splits._replace(**out)
+
+
+# --------------------------------------------------------------------------------------------
+# the seed notebook's failures, one at a time
+
+
+def seed_energy(x, h, y, biases, weights, rho=jax.nn.hard_sigmoid):
+    """The seed notebook's energy, verbatim in structure (one example; ``jnp.linalg.norm``).
+
+    ``0.5 * |rho(layer)|^2`` is written as the squared Euclidean *norm*; its gradient at a zero
+    vector is ``2 |v| * v / |v| = 0 * nan = nan``. With ``rho = jax.nn.hard_sigmoid`` (the seed)
+    ``rho(0) = 1/2`` hides this; with the correct ``rho = clip`` and zero initial states every
+    state gradient is NaN.
+    """
+    layers = (x, h, y)
+    squared_norm = 0.5 * sum(jnp.linalg.norm(rho(v)) ** 2 for v in layers)
+    linear = -sum(jnp.dot(rho(v), b) for v, b in zip(layers, biases, strict=True))
+    quadratic = -sum(
+        jnp.dot(jnp.dot(rho(a), w), rho(b))
+        for a, w, b in zip(layers[:-1], weights, layers[1:], strict=True)
+    )
+    return squared_norm + linear + quadratic
+
+
+#: name -> (description, EPConfig changes, data change). Data changes: "labels-100" (targets of
+#: ``jax.nn.one_hot(y[:100])[i]``: JAX clamps the index, so every example past 99 gets the
+#: label of example 99) and "one-batch" (the seed's ``range(0, B, B)`` loop: every update sees
+#: the first minibatch; we tile it to the training-set size so the number of updates is equal).
+SEED_VARIANTS: dict[str, tuple[str, dict, str | None]] = {
+    "reference": ("reference semantics", {}, None),
+    "square-u": ("1/2 u^2 instead of 1/2 rho(u)^2 (not a bug)", {"square": "u"}, None),
+    "hard-sigmoid": ("rho = jax.nn.hard_sigmoid", {"rho": "hard_sigmoid"}, None),
+    "sum": ("update summed over the batch", {"aggregate": "sum"}, None),
+    "sign-mismatch": ("per-example sign of beta, update divided by +beta",
+                      {"sign": "example-mismatch"}, None),
+    "mean-energy-grad": ("state gradient of the batch-mean energy", {"state_grad": "mean"}, None),
+    "labels-100": ("only the first 100 labels one-hot encoded", {}, "labels-100"),
+    "one-batch": ("one minibatch per epoch", {}, "one-batch"),
+}
+
+
+def seed_variant_splits(splits, data_change: str | None, batch_size: int):
+    """The training split as the seed notebook's data pipeline would have fed it."""
+    if data_change is None:
+        return splits
+    n = len(splits.y_train)
+    if data_change == "labels-100":
+        # what the seed's encoding gives when indexed by example: JAX clamps out-of-range gathers
+        targets = jax.nn.one_hot(jnp.asarray(splits.y_train[:100]), 10)[jnp.arange(n)]
+        return splits._replace(y_train=np.asarray(jnp.argmax(targets, -1), np.int32))
+    if data_change == "one-batch":
+        reps = n // batch_size
+        return splits._replace(
+            x_train=np.tile(splits.x_train[:batch_size], (reps, 1)),
+            y_train=np.tile(splits.y_train[:batch_size], reps),
+        )
+    raise ValueError(f"unknown data change {data_change!r}; use 'labels-100' or 'one-batch'")
+
+
+# --------------------------------------------------------------------------------------------
+# command-line experiments
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in str(text).split(",") if v.strip())
+    except ValueError as err:
+        raise ValueError(f"expected comma-separated numbers, got {text!r}") from err
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in str(text).split(",") if v.strip())
+    except ValueError as err:
+        raise ValueError(f"expected comma-separated integers, got {text!r}") from err
+
+
+def run(cfg: EPConfig, splits, *, epochs: int, batch_size: int = 20, seed: int = 0,
+        run_dir=None, name: str = "ep", progress: bool = True, eval_on=("test",)):
+    """Train ``cfg`` on ``splits`` with :func:`gridlib.experiment.fit`; returns the ``Run``."""
+    from gridlib.experiment import fit
+
+    cfg = check_config(cfg)
+    if cfg.persistent:
+        splits = with_index(splits)
+    task = make_task(cfg, n_examples=len(splits.y_train))
+    return fit(task, splits, epochs=epochs, batch_size=batch_size, seed=seed, run_dir=run_dir,
+               name=name, progress=progress, eval_on=eval_on, config=cfg._asdict())
+
+
+@experiment("ep-mnist")
+def ep_mnist(
+    hidden: str = "500",
+    epochs: int = 25,
+    seed: int = 0,
+    beta: float = 0.5,
+    alphas: str = "0.1,0.05",
+    eps: float = 0.5,
+    n_free: int = 20,
+    n_nudge: int = 4,
+    n_eval: int = 50,
+    estimator: str = "ep",
+    sign: str = "batch",
+    cost_scale: float = 1.0,
+    persistent: bool = False,
+    batch_size: int = 20,
+    tag: str = "",
+    progress: bool = True,
+) -> dict:
+    """Equilibrium propagation on MNIST (60k train, full 10k test); saves results/ep/<tag>.
+
+    Defaults: the reference 784-500-10 configuration (25 epochs). ``--estimator bptt`` trains the
+    same network by backprop through the free relaxation. At GRIDLIB_SCALE=ci: 2000/1000 examples.
+    """
+    from gridlib import data, results, scale
+    from gridlib.results import REPO_ROOT
+
+    cfg = check_config(EPConfig(
+        sizes=(784, *_ints(hidden), 10), eps=eps, n_free=n_free, n_nudge=n_nudge, n_eval=n_eval,
+        beta=beta, alphas=_floats(alphas), cost_scale=cost_scale, estimator=estimator, sign=sign,
+        persistent=persistent,
+    ))
+    splits = data.load_mnist(n_train=scale.pick(ci=2000, full=None),
+                             n_test=scale.pick(ci=1000, full=None))
+    arch = "-".join(str(n) for n in cfg.sizes)
+    tag = tag or f"mnist_{arch}_{estimator}"
+    name = f"ep/{'ci/' if scale.is_ci() else ''}{tag}_seed{seed}"
+    out = run(cfg, splits, epochs=epochs, batch_size=batch_size, seed=seed,
+              run_dir=REPO_ROOT / "runs" / name, name=name, progress=progress)
+    last = out.last
+    metrics = {
+        "test_err": last["test/err"], "test_acc": last["test/acc"],
+        "train_err_running": last["train/err"], "mean_epoch_time_s":
+            float(np.mean(out.history["epoch_time_s"])), "epochs": epochs,
+    }
+    results.save(name, config={**cfg._asdict(), "epochs": epochs, "batch_size": batch_size,
+                               "n_train": len(splits.y_train), "n_test": len(splits.y_test)},
+                 metrics=metrics, history=out.history, seed=seed)
+    print(f"{name}: test error {100 * metrics['test_err']:.2f}%")
+    return metrics
+
+
+@experiment("ep-seed-failures")
+def ep_seed_failures(
+    epochs: int = 1, n_train: int = 60000, n_test: int = 10000, seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Short MNIST runs of 784-500-10, one per seed-notebook bug; saves results/ep/seed_failures."""
+    from gridlib import data, results
+
+    out = run_seed_variants(data.load_mnist(n_train=n_train, n_test=n_test), epochs=epochs,
+                            seed=seed, progress=progress)
+    results.save("ep/seed_failures", config={"epochs": epochs, "n_train": n_train,
+                                             "n_test": n_test, "base": EPConfig()._asdict()},
+                 metrics=out, seed=seed)
+    return out
+
+
+def run_seed_variants(splits, *, epochs: int, seed: int = 0, cfg: EPConfig = DEFAULT,
+                      variants=None, progress: bool = False) -> dict:
+    """Train every variant of :data:`SEED_VARIANTS` (or ``variants``); name -> final metrics."""
+    out = {}
+    for v in variants or SEED_VARIANTS:
+        desc, change, data_change = SEED_VARIANTS[v]
+        sp = seed_variant_splits(splits, data_change, 20)
+        r = run(cfg._replace(**change), sp, epochs=epochs, seed=seed, name=v, progress=progress)
+        out[v] = {"description": desc, "test_err": r.last["test/err"],
+                  "train_err_running": r.last["train/err"], "train_loss": r.last["train/loss"],
+                  "test_err_per_epoch": r.history["test/err"]}
+    return out

@@ -1,0 +1,298 @@
+"""Equilibrium propagation: math against independent references (sympy, autodiff, loops)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import sympy as sp
+
+from gridlib import ep
+
+
+@pytest.fixture
+def x64():
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", False)
+
+
+def _flat(tree) -> jnp.ndarray:
+    return jnp.concatenate([a.ravel() for a in jax.tree.leaves(tree)])
+
+
+def _cos(a, b) -> float:
+    a, b = _flat(a), _flat(b)
+    return float(a @ b / (jnp.linalg.norm(a) * jnp.linalg.norm(b)))
+
+
+def _interior_net(sizes=(6, 5, 4, 3), batch=5, seed=0):
+    """A float64 net whose fixed point lies inside (0, 1): small weights, biases near 1/2."""
+    k = jax.random.split(jax.random.PRNGKey(seed), 2 * len(sizes) + 2)
+    w = tuple(
+        0.3 * jax.random.normal(k[i], (a, b), jnp.float64) / np.sqrt(a)
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
+    )
+    b = tuple(
+        0.3 + 0.05 * jax.random.normal(k[10 + i], (n,), jnp.float64)
+        for i, n in enumerate(sizes[1:])
+    )
+    x = jax.random.uniform(k[-1], (batch, sizes[0]), jnp.float64)
+    d = ep.one_hot(jnp.arange(batch) % sizes[-1], sizes[-1]).astype(jnp.float64)
+    cfg = ep.check_config(ep.EPConfig(sizes=sizes, alphas=(0.1,) * (len(sizes) - 1)))
+    return ep.Params(w, b), x, d, cfg
+
+
+# ------------------------------------------------------------------------------ energy / sympy
+
+
+def _sympy_energy(sizes):
+    """Symbolic per-example F for generic weights, with rho = identity (states inside (0, 1))."""
+    hs = [sp.symbols(f"h{k}_0:{n}") for k, n in enumerate(sizes)]
+    ws = [sp.Matrix(a, b, lambda i, j, k=k: sp.Symbol(f"W{k + 1}_{i}_{j}"))
+          for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))]
+    bs = [sp.symbols(f"b{k + 1}_0:{n}") for k, n in enumerate(sizes[1:])]
+    ds = sp.symbols(f"d0:{sizes[-1]}")
+    beta, c = sp.symbols("beta c")
+    e = sum(sp.Rational(1, 2) * sum(u**2 for u in h) for h in hs)
+    for k in range(1, len(sizes)):
+        e -= (sp.Matrix([hs[k - 1]]) * ws[k - 1] * sp.Matrix(hs[k]))[0]
+        e -= sum(bi * hi for bi, hi in zip(bs[k - 1], hs[k], strict=True))
+    f = e + beta * c * sum((y - t) ** 2 for y, t in zip(hs[-1], ds, strict=True))
+    return f, hs, ws, bs, ds, beta, c
+
+
+def test_energy_and_forces_match_sympy(x64):
+    sizes = (3, 2, 2)
+    f, hs, ws, bs, ds, beta, c = _sympy_energy(sizes)
+    rng = np.random.default_rng(0)
+    vals = {}
+    params = ep.Params(
+        tuple(jnp.asarray(rng.normal(size=w.shape)) for w in ws),
+        tuple(jnp.asarray(rng.normal(size=len(b))) for b in bs),
+    )
+    for w, wv in zip(ws, params.weights, strict=True):
+        vals.update({w[i, j]: float(wv[i, j]) for i in range(w.rows) for j in range(w.cols)})
+    for b, bv in zip(bs, params.biases, strict=True):
+        vals.update({s: float(v) for s, v in zip(b, bv, strict=True)})
+    states = [rng.uniform(0.05, 0.95, size=n) for n in sizes]
+    for h, hv in zip(hs, states, strict=True):
+        vals.update({s: float(v) for s, v in zip(h, hv, strict=True)})
+    target = np.eye(sizes[-1])[1]
+    vals.update({s: float(v) for s, v in zip(ds, target, strict=True)})
+    vals.update({beta: 0.7, c: 1.0})
+    cfg = ep.EPConfig(sizes=sizes, alphas=(0.1, 0.1))
+    x = jnp.asarray(states[0])[None]
+    st = tuple(jnp.asarray(h)[None] for h in states[1:])
+    t = jnp.asarray(target)[None]
+    got = ep.total_energy(params, x, st, t, 0.7, cfg)[0]
+    np.testing.assert_allclose(float(got), float(f.subs(vals)), rtol=1e-12)
+    # the relaxation force is -dF/ds, for both square-term conventions (states inside (0, 1))
+    for square in ("rho", "u"):
+        fc = ep.forces(params, ep.input_drive(params, x, cfg), st, t, 0.7, cfg._replace(square=square))
+        for k, h in enumerate(hs[1:]):
+            want = [-float(sp.diff(f, s).subs(vals)) for s in h]
+            np.testing.assert_allclose(np.asarray(fc[k][0]), want, rtol=1e-10, atol=1e-12)
+
+
+def test_forces_equal_minus_autodiff_including_bounds(x64):
+    params, x, d, cfg = _interior_net()
+    states = tuple(
+        jax.random.uniform(jax.random.PRNGKey(7 + k), (x.shape[0], n), jnp.float64)
+        for k, n in enumerate(cfg.sizes[1:])
+    )
+    # put units exactly on the bounds, where jnp.clip's derivative would be 1/2
+    states = (states[0].at[0, :2].set(0.0).at[1, :2].set(1.0), *states[1:])
+    grad_f = jax.jit(jax.grad(lambda s, b: jnp.sum(ep.total_energy(params, x, s, d, b, cfg))))
+    for beta in (0.0, 0.3, jnp.linspace(-0.5, 0.5, x.shape[0])):
+        g = grad_f(states, beta)
+        f = ep.forces(params, ep.input_drive(params, x, cfg), states, d, beta, cfg)
+        for a, b in zip(g, f, strict=True):
+            np.testing.assert_allclose(np.asarray(-a), np.asarray(b), atol=1e-13)
+    # inclusive derivative at 0 and 1, zero outside
+    dr = jax.vmap(jax.grad(ep.rho_clip))(jnp.array([-0.1, 0.0, 0.5, 1.0, 1.1]))
+    np.testing.assert_array_equal(np.asarray(dr), [0.0, 1.0, 1.0, 1.0, 0.0])
+
+
+def test_square_term_forms_give_identical_dynamics(x64):
+    params, x, d, cfg = _interior_net()
+    a = ep.free_phase(params, x, cfg, n_steps=30)
+    b = ep.free_phase(params, x, cfg._replace(square="u"), n_steps=30)
+    for u, v in zip(a, b, strict=True):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), atol=1e-14)
+
+
+def test_hard_sigmoid_is_not_clip():
+    rho, drho = ep.rho_fn(ep.EPConfig(rho="hard_sigmoid"))
+    u = jnp.array([0.0, 0.5, 1.0])
+    np.testing.assert_allclose(np.asarray(rho(u)), [0.5, 7 / 12, 2 / 3], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(drho(u)), [1 / 6] * 3, rtol=1e-6)
+    rc, _ = ep.rho_fn(ep.EPConfig())
+    np.testing.assert_allclose(np.asarray(rc(jnp.array([-1.0, 0.3, 2.0]))), [0.0, 0.3, 1.0])
+
+
+# ------------------------------------------------------------------------------ relaxation
+
+
+def test_free_relaxation_decreases_energy_and_converges(x64):
+    params, x, d, cfg = _interior_net()
+    drive = ep.input_drive(params, x, cfg)
+    s = ep.zero_states(x.shape[0], cfg.sizes, jnp.float64)
+
+    def step(s, _):
+        s = ep.relax_step(params, drive, s, d, 0.0, cfg)
+        return s, ep.energy(params, x, s, cfg)
+
+    s, energies = jax.lax.scan(step, s, None, length=300)
+    e0 = ep.energy(params, x, ep.zero_states(x.shape[0], cfg.sizes, jnp.float64), cfg)
+    diffs = jnp.diff(jnp.concatenate([e0[None], energies]), axis=0)
+    assert float(diffs.max()) <= 1e-12, "free relaxation increased the energy"
+    s2 = ep.relax_step(params, drive, s, d, 0.0, cfg)
+    assert max(float(jnp.abs(a - b).max()) for a, b in zip(s, s2, strict=True)) < 1e-12
+    assert all(float(h.min()) >= 0 and float(h.max()) <= 1 for h in s)
+
+
+def test_zero_beta_nudge_is_a_no_op_from_the_fixed_point(x64):
+    params, x, d, cfg = _interior_net()
+    free = ep.free_phase(params, x, cfg, n_steps=400)
+    g, nudged = ep.ep_gradient(params, x, d, free, 0.0, cfg, n_nudge=5, update_beta=1.0)
+    for a, b in zip(free, nudged, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-12)
+    assert float(jnp.abs(_flat(g)).max()) < 1e-10
+
+
+def test_batch_mean_state_gradient_shrinks_the_step(x64):
+    params, x, d, cfg = _interior_net(batch=4)
+    drive = ep.input_drive(params, x, cfg)
+    s = ep.zero_states(4, cfg.sizes, x.dtype)
+    a = ep.relax_step(params, drive, s, d, 0.0, cfg)
+    b = ep.relax_step(params, drive, s, d, 0.0, cfg._replace(state_grad="mean"))
+    np.testing.assert_allclose(np.asarray(b[0]), np.asarray(a[0]) / 4, rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------ EP gradient
+
+
+def test_rbp_equals_bptt(x64):
+    params, x, d, cfg = _interior_net()
+    free = ep.free_phase(params, x, cfg, n_steps=400)
+    g_bptt = ep.bptt_gradient(params, x, d, cfg, n_steps=400)
+    g_rbp = ep.rbp_gradient(params, x, d, free, cfg, n_iter=400)
+    np.testing.assert_allclose(np.asarray(_flat(g_rbp)), np.asarray(_flat(g_bptt)), atol=1e-10)
+
+
+def test_ep_approaches_backprop_as_beta_shrinks(x64):
+    params, x, d, cfg = _interior_net()
+    free = ep.free_phase(params, x, cfg, n_steps=400)
+    ref = ep.bptt_gradient(params, x, d, cfg, n_steps=400)
+    err_one, err_sym = [], []
+    for beta in (0.02, 0.01, 0.005):  # small enough that no unit hits a bound when nudged
+        g1, _ = ep.ep_gradient(params, x, d, free, beta, cfg, n_nudge=400)
+        gs = ep.symmetric_gradient(params, x, d, free, beta, cfg, n_nudge=400)
+        err_one.append(float(jnp.linalg.norm(_flat(g1) - _flat(ref))))
+        err_sym.append(float(jnp.linalg.norm(_flat(gs) - _flat(ref))))
+        assert err_sym[-1] < err_one[-1], "centered nudging should beat one-sided"
+    assert _cos(g1, ref) > 0.999 and _cos(gs, ref) > 0.9999
+    # one-sided error is O(beta), centered O(beta^2)
+    assert err_one[0] / err_one[2] == pytest.approx(4, rel=0.1)
+    assert err_sym[0] / err_sym[2] == pytest.approx(16, rel=0.1)
+
+
+def test_contrast_vectorised_matches_per_example_loop(x64):
+    params, x, d, cfg = _interior_net(batch=4)
+    k = jax.random.split(jax.random.PRNGKey(3), 6)
+    sa = tuple(jax.random.uniform(k[i], (4, n), jnp.float64) for i, n in enumerate(cfg.sizes[1:]))
+    sb = tuple(jax.random.uniform(k[3 + i], (4, n), jnp.float64) for i, n in enumerate(cfg.sizes[1:]))
+    scale = jnp.array([2.0, -2.0, 1.0, 0.5])
+    g = ep.contrast(params, x, sa, sb, scale, cfg)
+    for k_ in range(len(cfg.sizes) - 1):
+        want_w = np.zeros(params.weights[k_].shape)
+        want_b = np.zeros(params.biases[k_].shape)
+        for i in range(4):
+            la = [np.asarray(x[i])] + [np.asarray(h[i]) for h in sa]
+            lb = [np.asarray(x[i])] + [np.asarray(h[i]) for h in sb]
+            want_w -= scale[i] * (np.outer(la[k_], la[k_ + 1]) - np.outer(lb[k_], lb[k_ + 1])) / 4
+            want_b -= scale[i] * (la[k_ + 1] - lb[k_ + 1]) / 4
+        np.testing.assert_allclose(np.asarray(g.weights[k_]), want_w, atol=1e-13)
+        np.testing.assert_allclose(np.asarray(g.biases[k_]), want_b, atol=1e-13)
+    # autodiff of the energy difference gives the same contrast (the reference code's T.grad)
+    auto = jax.grad(
+        lambda p: jnp.mean(scale * (ep.energy(p, x, sa, cfg) - ep.energy(p, x, sb, cfg)))
+    )(params)
+    np.testing.assert_allclose(np.asarray(_flat(auto)), np.asarray(_flat(g)), atol=1e-13)
+    gsum = ep.contrast(params, x, sa, sb, scale, cfg._replace(aggregate="sum"))
+    np.testing.assert_allclose(np.asarray(_flat(gsum)), 4 * np.asarray(_flat(g)), atol=1e-12)
+
+
+# ------------------------------------------------------------------------------ training
+
+
+def test_train_step_sign_is_consistent_and_update_descends(x64):
+    params, x, d, cfg = _interior_net(batch=5)
+    labels = jnp.arange(5) % cfg.sizes[-1]
+    cfg = cfg._replace(n_free=300, n_nudge=300, beta=0.01, alphas=(0.05,) * 3)
+    state = ep.EPState(params, ())
+    loss = jax.jit(lambda p: ep.loss_after_relaxation(p, x, d, cfg, n_steps=300))
+    step = jax.jit(ep.train_step, static_argnames="cfg")
+    loss0 = loss(params)
+    for seed in range(4):  # either sign of beta must give the same (descending) update
+        new, m = step(state, x, labels, jax.random.PRNGKey(seed), cfg)
+        assert float(loss(new.params)) < float(loss0)
+        assert float(m["loss"]) == pytest.approx(float(loss0), rel=1e-9)
+
+
+def test_persistent_particles_store_the_free_state():
+    cfg = ep.check_config(ep.EPConfig(sizes=(6, 5, 3), alphas=(0.1, 0.1), persistent=True))
+    state = ep.init_state(jax.random.PRNGKey(0), cfg, n_examples=10)
+    x = jax.random.uniform(jax.random.PRNGKey(1), (3, 6))
+    idx = jnp.array([7.0, 2.0, 4.0])
+    new, _ = jax.jit(ep.train_step, static_argnames="cfg")(state, jnp.concatenate([x, idx[:, None]], 1), jnp.array([0, 1, 2]),
+                           jax.random.PRNGKey(2), cfg)
+    free = ep.free_phase(state.params, x, cfg)
+    for p, h in zip(new.particles, free, strict=True):
+        np.testing.assert_allclose(np.asarray(p[jnp.array([7, 2, 4])]), np.asarray(h), atol=1e-6)
+        assert float(jnp.abs(p[jnp.array([0, 1, 3, 5, 6, 8, 9])]).max()) == 0.0
+
+
+def test_one_hot_covers_every_class_and_example():
+    labels = np.tile(np.arange(10), 13)[::-1].copy()
+    t = np.asarray(ep.one_hot(labels, 10))
+    assert t.shape == (130, 10)
+    np.testing.assert_array_equal(t.sum(1), 1)
+    np.testing.assert_array_equal(t.argmax(1), labels)
+    np.testing.assert_array_equal(t.sum(0), 13)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 10\)"):
+        ep.one_hot(np.array([0, 10]), 10)
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"sizes": (784, 10)}, "at least one hidden layer"),
+        ({"alphas": (0.1,)}, "one learning rate per weight matrix"),
+        ({"eps": 0.0}, "eps must be positive"),
+        ({"n_free": 0}, "n_free must be >= 1"),
+        ({"beta": 0.0}, "beta is the nudge magnitude"),
+        ({"rho": "sigmoid"}, "rho must be one of"),
+        ({"estimator": "foo"}, "estimator must be one of"),
+        ({"sign": "per-example"}, "sign must be one of"),
+        ({"aggregate": "max"}, "aggregate must be one of"),
+    ],
+)
+def test_bad_config_raises(change, match):
+    with pytest.raises(ValueError, match=match):
+        ep.check_config(ep.EPConfig()._replace(**change))
+
+
+def test_bad_shapes_raise():
+    params = ep.init_params(jax.random.PRNGKey(0), (6, 5, 3))
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 6\)"):
+        ep.energy(params, jnp.zeros((2, 7)), ep.zero_states(2, (6, 5, 3)))
+    with pytest.raises(ValueError, match="states must have shapes"):
+        ep.energy(params, jnp.zeros((2, 6)), ep.zero_states(3, (6, 5, 3)))
+    with pytest.raises(ValueError, match="persistent particles need n_examples"):
+        ep.make_task(ep.EPConfig(persistent=True))
