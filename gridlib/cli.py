@@ -22,6 +22,8 @@ from typing import Any, get_type_hints
 EXPERIMENT_MODULES = [
     "gridlib.baselines",
     "gridlib.ep",
+    "gridlib.filtergrid.train",
+    "gridlib.gle.experiments",
 ]
 
 _REGISTRY: dict[str, Callable[..., Any]] = {}

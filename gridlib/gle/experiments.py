@@ -1,0 +1,135 @@
+"""Command-line experiments of the GLE chapters: ``python -m gridlib gle-...``.
+
+* ``gle-lagline``: the LagLine teacher--student task for one model (``gle``, ``bp``,
+  ``bptt_tw4``, ``bptt_tw2``, ``bptt_tw1``) -> ``results/gle/lagline/<model>.json``.
+* ``gle-lagnet``: LagNet, GLE vs the exact adjoint method -> ``results/gle/lagnet.json``.
+* ``gle-mnist1d``: an ensemble of seeds of one MNIST-1D network trained at once (``vmap``)
+  -> ``results/gle/mnist1d/<arch>_seeds<...>.json``; checkpoints in ``runs/gle/...`` so an
+  interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from gridlib import results, scale
+from gridlib.cli import experiment
+from gridlib.gle import mnist1d as m1d
+from gridlib.gle import teachers
+
+RUNS = Path(results.REPO_ROOT) / "runs" / "gle"
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in str(text).split(",") if s.strip())
+    except ValueError as err:
+        raise ValueError(f"seeds must be a comma-separated list of integers, got {text!r}") from err
+    if not seeds:
+        raise ValueError("give at least one seed")
+    return seeds
+
+
+@experiment("gle-lagline")
+def lagline(model: str = "gle", seed: int = 1, t_train: float = -1.0, lr: float = 1e-4,
+            save: bool = True) -> dict:
+    """LagLine teacher-student: recover w = (1, 2) and tau_m = (1, 2) online (one model).
+
+    ``t_train < 0`` picks the scale's default (4000 time units in full, 400 in CI).
+    """
+    t_train = t_train if t_train > 0 else scale.pick(ci=400.0, full=4000.0)
+    setup = teachers.LagLineSetup(t_train=t_train, lr=lr)
+    t0 = time.perf_counter()
+    out = teachers.run_lagline(model, jax.random.PRNGKey(seed), setup)
+    wall = time.perf_counter() - t0
+    metrics = {
+        "final_w": out["w"][-1],
+        "final_tau_m": out["tau_m"][-1],
+        "final_loss": float(out["loss"][-1]),
+        "wall_s": wall,
+        "steps_per_s": (setup.t_train + setup.t_init) / setup.dt / wall,
+    }
+    print(f"LagLine {model}: w={out['w'][-1]}, tau_m={out['tau_m'][-1]}, "
+          f"loss={out['loss'][-1]:.3g} ({wall:.1f}s)")
+    if save:
+        results.save(f"gle/lagline/{model}", config={"model": model, **setup._asdict()},
+                     metrics=metrics, seed=seed, extra={k: v for k, v in out.items()})
+    return out
+
+
+@experiment("gle-lagnet")
+def lagnet(seed: int = 5, n_steps: int = -1, save: bool = True) -> dict:
+    """LagNet: GLE learns the first layer of a two-path teacher; compared with the adjoint method.
+
+    ``n_steps < 0`` picks the scale's default (100,100 steps in full, 20,000 in CI).
+    """
+    n = n_steps if n_steps > 0 else scale.pick(ci=20_000, full=100_100)
+    setup = teachers.LagNetSetup()
+    t0 = time.perf_counter()
+    out = teachers.run_lagnet(jax.random.PRNGKey(seed), setup, n_steps=n)
+    wall = time.perf_counter() - t0
+    metrics = {
+        "final_w_gle": out["w_gle"][-1],
+        "final_w_am": out["w_am"][-1],
+        "final_loss_gle": float(out["loss_gle"][-1]),
+        "final_loss_am": float(out["loss_am"][-1]),
+        "wall_s": wall,
+    }
+    print(f"LagNet: GLE w={out['w_gle'][-1]}, AM w={out['w_am'][-1]}, teacher "
+          f"{out['w_teacher']} ({wall:.1f}s)")
+    if save:
+        results.save("gle/lagnet", config={"n_steps": n, **setup._asdict()}, metrics=metrics,
+                     seed=seed, extra=out)
+    return out
+
+
+def mnist1d_result_name(arch: str, seeds: tuple[int, ...]) -> str:
+    return f"gle/mnist1d/{arch}_seeds{'-'.join(str(s) for s in seeds)}"
+
+
+@experiment("gle-mnist1d")
+def mnist1d(arch: str = "e2e15k", seeds: str = "12,34,56,78,98,76,54,32,42,69", epochs: int = -1,
+            n_train: int = -1, n_test: int = -1, schedule: bool = True, resume: bool = True,
+            progress: bool = True, save: bool = True) -> dict:
+    """MNIST-1D through a GLE network (e2e15k, e2e42k or static), several seeds at once.
+
+    ``epochs``/``n_train``/``n_test`` < 0 pick the scale's defaults (full: 150 epochs on the
+    4000/1000 split; CI: 2 epochs on 400/200). The learning rate follows ReduceLROnPlateau on
+    the test loss, as published.
+    """
+    from gridlib import data
+    from gridlib.experiment import fit
+
+    seed_list = _seeds(seeds)
+    setup = m1d.setup_for(arch, schedule=schedule)
+    epochs = epochs if epochs >= 0 else scale.pick(ci=2, full=150)
+    n_train = n_train if n_train > 0 else scale.pick(ci=400, full=4000)
+    n_test = n_test if n_test > 0 else scale.pick(ci=200, full=1000)
+    splits = data.load_mnist1d(n_train=n_train, n_test=n_test, final_seq_length=setup.seq_len)
+    task = m1d.make_task(setup, seed_list, len(splits.x_train), splits.x_test, splits.y_test)
+    name = mnist1d_result_name(arch, seed_list)
+    config = {"setup": setup._asdict(), "seeds": seed_list, "epochs": epochs,
+              "n_train": len(splits.x_train), "n_test": len(splits.x_test)}
+    run_dir = RUNS / name.removeprefix("gle/") if resume else None
+    run = fit(task, splits, epochs=epochs, batch_size=setup.batch, seed=0, run_dir=run_dir,
+              name=f"gle {arch} x{len(seed_list)}", eval_on=("test",), progress=progress,
+              config=config, eval_batch_size=len(splits.x_test), steps_per_call=None)
+    acc = np.asarray(run.history["test/acc"][-1], dtype=float) if epochs else np.zeros(0)
+    net, _ = m1d.make_net(jax.random.PRNGKey(0), setup)
+    metrics = {
+        "test_acc_per_seed": acc,
+        "test_acc_mean": float(acc.mean()) if acc.size else None,
+        "test_acc_std": float(acc.std()) if acc.size else None,
+        "n_params": m1d.n_params(net) if arch != "static" else m1d.n_params(net[4:]),
+        "epoch_time_s_mean": float(np.mean(run.history["epoch_time_s"])) if epochs else None,
+    }
+    if acc.size:
+        print(f"{arch} seeds {seed_list}: test acc {100 * acc.mean():.1f} +- {100 * acc.std():.1f}%")
+    if save:
+        results.save(name, config=config, metrics=metrics, history=run.history,
+                     seed=seed_list[0])
+    return {"run": run, "metrics": metrics}
