@@ -176,16 +176,21 @@ def rho_fn(cfg: EPConfig):
 # parameters, energy, cost
 
 
-def init_params(key: jax.Array, sizes: tuple[int, ...], dtype=jnp.float32) -> Params:
-    """Glorot-uniform weights ``U(+-sqrt(6 / (n_in + n_out)))`` and zero biases, as the reference."""
+def init_params(key: jax.Array, sizes: tuple[int, ...], dtype=jnp.float32, gain: float = 1.0,
+                bias: float = 0.0) -> Params:
+    """Glorot-uniform weights ``U(+-sqrt(6 / (n_in + n_out)))`` and zero biases, as the reference.
+
+    ``gain`` scales the weights and ``bias`` sets every bias: small weights and biases near 1/2
+    keep the fixed point inside (0, 1), the smooth regime of the EP theory (used in checks).
+    """
     keys = jax.random.split(key, len(sizes) - 1)
     weights = tuple(
-        jax.random.uniform(
+        gain * jax.random.uniform(
             k, (a, b), dtype, -math.sqrt(6.0 / (a + b)), math.sqrt(6.0 / (a + b))
         )
         for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)
     )
-    biases = tuple(jnp.zeros((b,), dtype) for b in sizes[1:])
+    biases = tuple(jnp.full((b,), bias, dtype) for b in sizes[1:])
     return Params(weights, biases)
 
 
