@@ -1,0 +1,222 @@
+r"""SnAP-1: the local learning rule of the analog-filter grid, in one place.
+
+For a parameter :math:`\theta_k` of cell :math:`k` the exact per-step gradient is
+
+.. math::
+    \frac{dL_t}{d\theta_k} = \sum_j m_j(t)\,(1-y_j^2(t))\,\big[a_j J_{j,k}(t-1)
+        + \delta_{jk}\,\partial s_k(t)/\partial\theta_k|_{\text{imm}}\big]
+        \;(+\,m_k (1-y_k^2) \text{ for } \theta = b),
+
+with :math:`m_j(t) = \partial L_t/\partial y_j(t)` the within-step backward message and
+:math:`J_{j,k} = ds_j/d\theta_k`. SnAP-1 keeps :math:`j \in \{k, \mathrm{below}(k),
+\mathrm{right}(k)\}`:
+
+- **self-traces** (3 per cell) give :math:`J_{k,k}` exactly
+  (:func:`~gridlib.filtergrid.cell.self_trace_step`), hence the output sensitivities
+  :math:`f_\theta = dy_k/d\theta_k`;
+- **cross-traces** (2 descendants x 4 parameter types = 8 per cell) give :math:`J_{d,k}` exactly:
+  :math:`\varepsilon^d_{k,\theta}(t) = a_d\,\varepsilon^d_{k,\theta}(t-1) + c_d \kappa_d f_{\theta,k}(t)`
+  with :math:`\kappa = w_T` of the cell below and :math:`w_L` of the cell to the right;
+- the local gradient per step is
+
+  .. math::
+      \Delta_t\theta_k = m_k f_{\theta,k} + \sum_{d} m_d (1-y_d^2)\,
+          \big[\varepsilon^d_{k,\theta}(t) - c_d\kappa_d f_{\theta,k}(t)\big],
+
+  where the bracket ("past-only subtraction") equals :math:`a_d\varepsilon^d(t-1)`: the same-step
+  path through :math:`d` is already inside :math:`m_k`.
+
+Dropped: the temporal carry :math:`a_j J_{j,k}(t-1)` of every descendant at Manhattan distance
+:math:`\ge 2`. So SnAP-1 is exact at ``T = 1`` and approximate after.
+
+With the ``"sum"`` loss the readout gradient is known only after the last step, so, like the
+original code, the messages are computed after the forward pass from the stored trajectory.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from gridlib.filtergrid.cell import (
+    DT,
+    GridParams,
+    output_sensitivities,
+    self_trace_step,
+    zero_self_traces,
+    zoh_coefficients,
+)
+from gridlib.filtergrid.grid import (
+    check_inputs,
+    check_loss_mode,
+    loss_from_readout,
+)
+
+
+class CrossTraces(NamedTuple):
+    """The 8 cross-traces of every cell: ``below`` and ``right``, each a :class:`GridParams`."""
+
+    below: GridParams
+    right: GridParams
+
+
+def _up(x: Array) -> Array:
+    """``x[i+1, j, ...]`` with zeros past the last row: the value at the cell below.
+
+    Arrays here are cell-major, ``(N, M, *batch)``.
+    """
+    return jnp.concatenate([x[1:], jnp.zeros_like(x[:1])], axis=0)
+
+
+def _left(x: Array) -> Array:
+    """``x[i, j+1, ...]`` with zeros past the last column: the value at the cell to the right."""
+    return jnp.concatenate([x[:, 1:], jnp.zeros_like(x[:, :1])], axis=1)
+
+
+def descendant_coefficients(params: GridParams, dt: float = DT):
+    """``(a_d, c_d, kappa_d)`` of the two descendants, each ``(N, M)``, for ``d`` = below, right.
+
+    Missing descendants (last row / last column) get zeros, so their cross-traces stay 0.
+    """
+    a, c = zoh_coefficients(params.log_tau, dt)
+    below = (_up(a), _up(c), _up(params.w_top))  # y_k is the top input of the cell below
+    right = (_left(a), _left(c), _left(params.w_left))  # ... and the left input of the right one
+    return below, right
+
+
+def cross_trace_step(cross: CrossTraces, f: GridParams, params: GridParams,
+                     dt: float = DT) -> CrossTraces:
+    """``eps_d <- a_d eps_d + c_d kappa_d f`` for d = below, right (elementwise, every cell)."""
+    (a_b, c_b, k_b), (a_r, c_r, k_r) = descendant_coefficients(params, dt)
+    return CrossTraces(
+        below=jax.tree.map(lambda e, fk: a_b * e + c_b * k_b * fk, cross.below, f),
+        right=jax.tree.map(lambda e, fk: a_r * e + c_r * k_r * fk, cross.right, f),
+    )
+
+
+def step_gradient(m: Array, gm_below: Array, gm_right: Array, f: GridParams, cross: CrossTraces,
+                  params: GridParams, dt: float = DT) -> GridParams:
+    """One step's local gradient of every parameter (elementwise, every cell).
+
+    ``m``: the cell's own message; ``gm_below``, ``gm_right``: ``m_d (1 - y_d^2)`` of its two
+    descendants (0 where missing). The bracket ``eps_d - c_d kappa_d f`` is the past-only
+    subtraction: it equals ``a_d eps_d(t-1)``.
+    """
+    (_, c_b, k_b), (_, c_r, k_r) = descendant_coefficients(params, dt)
+    return jax.tree.map(
+        lambda fk, e_b, e_r: m * fk + gm_below * (e_b - c_b * k_b * fk)
+        + gm_right * (e_r - c_r * k_r * fk),
+        f, cross.below, cross.right,
+    )
+
+
+def _expand(params: GridParams, n_batch_dims: int) -> GridParams:
+    """Append singleton axes so that ``(N, M)`` parameters broadcast over ``(N, M, *batch)``."""
+    return jax.tree.map(lambda z: z.reshape(z.shape + (1,) * n_batch_dims), params)
+
+
+def _snap1_core(params: GridParams, xs: Array, labels: Array, mode: str, dt: float):
+    """SnAP-1 for a batch laid out cell-major: ``xs: (T, N, B)``, ``labels: (B,)``.
+
+    Returns per-example losses ``(B,)``, logits ``(B, M)`` and the gradient **summed** over the
+    batch. Cell-major layout ``(N, M, B)`` keeps the batch as the contiguous (vectorised) axis
+    and makes the neighbour shifts cheap moves along the two leading axes.
+    """
+    t_len, n, n_batch = xs.shape
+    m_cols = params.w_left.shape[1]
+    a, c = zoh_coefficients(params.log_tau, dt)
+    pb = _expand(params, 1)
+    a, c = a[..., None], c[..., None]
+    n_stages = t_len + n + m_cols - 2
+    # hyperplane q: cell (i, j) is at time t = q - i - j; column 0 sees xs[q - i, i]
+    tx = np.arange(n_stages)[:, None] - np.arange(n)[None, :]
+    x_in = jnp.where(((tx >= 0) & (tx < t_len))[..., None],
+                     xs[np.clip(tx, 0, t_len - 1), np.arange(n)], 0.0)  # (Q, N, B)
+    t_of = (np.arange(n_stages)[:, None, None] - np.arange(n)[None, :, None]
+            - np.arange(m_cols)[None, None, :])
+    started = (t_of >= 0).astype(np.float32)[..., None]  # (Q, N, M, 1)
+    zero = jnp.zeros((n, m_cols, n_batch), xs.dtype)
+    zeros4 = GridParams(zero, zero, zero, zero)
+
+    def forward_stage(carry, inp):
+        s_prev, y, self_tr, cross = carry
+        x_col, on = inp
+        u = jnp.concatenate([x_col[:, None], y[:, :-1]], axis=1)  # left input (x in column 0)
+        v = jnp.concatenate([jnp.zeros_like(y[:1]), y[:-1]], axis=0)  # top input (0 in row 0)
+        s = a * s_prev + c * (pb.w_left * u + pb.w_top * v)
+        y = on * jnp.tanh(s + pb.bias)  # cells with t < 0 stay at rest (see grid.forward)
+        self_tr = self_trace_step(self_tr, s_prev, u, v, pb.log_tau, pb.w_left, pb.w_top, dt)
+        f = jax.tree.map(lambda z: on * z, output_sensitivities(self_tr, y, pb.log_tau))
+        cross = cross_trace_step(cross, f, pb, dt)
+        return (s, y, self_tr, cross), (y, f, cross)
+
+    init = (zero, zero, zero_self_traces(zero.shape, xs.dtype), CrossTraces(zeros4, zeros4))
+    _, (y_q, f_q, cross_q) = jax.lax.scan(forward_stage, init, (x_in, started))
+
+    # readout r(t)_j = y[N-1, j] at time t, found on hyperplane t + N - 1 + j: (T, M, B)
+    t_idx = np.arange(t_len)[:, None]
+    j_idx = np.arange(m_cols)[None, :]
+    r = y_q[t_idx + n - 1 + j_idx, n - 1, j_idx]
+    losses, dr = jax.vmap(jax.value_and_grad(loss_from_readout), in_axes=(2, 0, None),
+                          out_axes=(0, 2))(r, labels, mode)  # loss head only
+    # deposit of dL/dr(t) on the bottom row, in hyperplane layout: (Q, M, B)
+    tq = np.arange(n_stages)[:, None] - (n - 1) - j_idx
+    deposit = jnp.where(((tq >= 0) & (tq < t_len))[..., None],
+                        dr[np.clip(tq, 0, t_len - 1), j_idx], 0.0)
+
+    couple_below = _up(c * pb.w_top)  # c_d kappa_d of each cell's lower child
+    couple_right = _left(c * pb.w_left)  # ... and of its right child
+
+    def backward_stage(carry, inp):
+        gm_next, grad = carry  # gm_next = m (1 - y^2) on hyperplane q + 1
+        dep, y, f, cross = inp
+        gm_below, gm_right = _up(gm_next), _left(gm_next)
+        m = (gm_below * couple_below + gm_right * couple_right).at[-1].add(dep)
+        grad = jax.tree.map(jnp.add, grad, step_gradient(m, gm_below, gm_right, f, cross, pb, dt))
+        return (m * (1.0 - y**2), grad), None
+
+    (_, grad), _ = jax.lax.scan(backward_stage, (zero, zeros4), (deposit, y_q, f_q, cross_q),
+                                reverse=True)
+    return losses, r.sum(0).T, jax.tree.map(lambda g: g.sum(-1), grad)
+
+
+def snap1_grads(
+    params: GridParams, xs: Array, label: Array, mode: str = "sum", dt: float = DT
+) -> tuple[Array, Array, GridParams]:
+    """``(loss, logits, SnAP-1 gradient summed over time)`` for one sequence ``xs: (T, N)``.
+
+    Schedule: both passes run on hyperplanes ``q = t + i + j`` (``T + N + M - 2`` stages), on which
+    every cell is at its own time ``t = q - i - j``:
+
+    1. forward (``q`` ascending): state, output, 3 self-traces and 8 cross-traces of every cell;
+       the per-stage outputs ``y``, ``f`` and ``eps`` are stored (the readout gradient of the
+       ``"sum"`` loss is only known at the end);
+    2. backward (``q`` descending): the within-step messages. A cell's two children at the same
+       time ``t`` sit on hyperplane ``q + 1``, which the reverse sweep has just finished, so
+       ``m = deposit + m_below (1-y_below^2) c_below w_T,below + m_right (1-y_right^2) c_right
+       w_L,right``; the step gradient is accumulated in the same sweep.
+    """
+    check_inputs(params, xs)
+    check_loss_mode(mode)
+    losses, logits, grad = _snap1_core(params, xs[:, :, None], jnp.reshape(label, (1,)), mode, dt)
+    return losses[0], logits[0], grad
+
+
+def snap1_batch_grads(
+    params: GridParams, xs: Array, labels: Array, mode: str = "sum", dt: float = DT
+) -> tuple[Array, Array, GridParams]:
+    """Batched SnAP-1: ``xs: (B, T, N)``, ``labels: (B,)`` -> ``(losses (B,), logits (B, M),
+    gradient averaged over the batch)``. Same numbers as ``vmap(snap1_grads)`` then a mean."""
+    if np.ndim(xs) != 3 or np.shape(labels) != np.shape(xs)[:1]:
+        raise ValueError(f"need xs (B, T, N) and labels (B,), got {np.shape(xs)}, {np.shape(labels)}")
+    check_inputs(params, xs[0])
+    check_loss_mode(mode)
+    losses, logits, grad = _snap1_core(params, jnp.moveaxis(xs, 0, -1), labels, mode, dt)
+    return losses, logits, jax.tree.map(lambda g: g / xs.shape[0], grad)
+
+
+__all__ = ["CrossTraces", "cross_trace_step", "snap1_batch_grads", "snap1_grads", "step_gradient"]

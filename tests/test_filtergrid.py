@@ -1,0 +1,306 @@
+"""The analog-filter grid: forward schedules, SnAP-1, RTRL and BPTT against independent references."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import sympy as sp
+
+from gridlib.filtergrid import cell, grid, reference
+from gridlib.filtergrid.bptt import bptt_grads
+from gridlib.filtergrid.rtrl import flatten, rtrl_grads
+from gridlib.filtergrid.snap1 import snap1_batch_grads, snap1_grads
+from gridlib.filtergrid.train import (
+    batch_grads,
+    image_rows,
+    make_optimizer,
+    make_task,
+    per_group_sgd,
+)
+
+
+def _problem(n=4, m=3, t=6, seed=0, dtype=jnp.float64):
+    """Grid with the gradient-check init (tau in [5, 200] ms) and inputs 0.5 N(0, 1)."""
+    params = grid.init_params(jax.random.PRNGKey(seed), n, m, tau_min=5e-3, tau_max=200e-3,
+                              dtype=dtype)
+    xs = 0.5 * jax.random.normal(jax.random.PRNGKey(seed + 1), (t, n), dtype)
+    return params, xs
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _float64_module():
+    """Every check here runs in float64 (restored afterwards for the other test modules)."""
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", previous)
+
+
+@pytest.fixture(scope="module")
+def computed(_float64_module):
+    """One (4 x 3, T = 6) problem through every rule, computed once for the whole module."""
+    params, xs = _problem(4, 3, 6)
+    out = {"params": params, "xs": xs}
+    for mode in ("sum", "per_t"):
+        out["snap1", mode] = jax.jit(snap1_grads, static_argnums=3)(params, xs, 1, mode)
+        out["naive", mode] = jax.jit(reference.snap1_grads, static_argnums=3)(params, xs, 1, mode)
+    out["bptt", "sum"] = jax.jit(bptt_grads)(params, xs, 1)
+    out["rtrl", "sum"] = jax.jit(rtrl_grads)(params, xs, 1)
+    return out
+
+
+def _rel(a, b) -> float:
+    a, b = flatten(a), flatten(b)
+    return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
+
+
+# ---------------------------------------------------------------------------------------------
+# the cell
+
+
+def test_zoh_and_self_traces_match_sympy():
+    s_prev, u, v, log_tau, wl, wt, dt = sp.symbols("s_prev u v log_tau w_L w_T dt", real=True)
+    tau = sp.exp(log_tau)
+    a = sp.exp(-dt / tau)
+    s_new = a * s_prev + (1 - a) * (wl * u + wt * v)
+    # d s_new / d tau with s_prev held fixed: the immediate term of the eta trace
+    d_tau = sp.diff(s_new.subs(log_tau, sp.log(sp.Symbol("tau", positive=True))),
+                    sp.Symbol("tau", positive=True))
+    vals = {s_prev: 0.3, u: -0.7, v: 0.2, log_tau: np.log(7e-3), wl: 0.9, wt: -1.3, dt: 1e-3}
+    a_code, c_code = cell.zoh_coefficients(jnp.float64(vals[log_tau]), vals[dt])
+    assert abs(float(a_code) - float(a.subs(vals))) < 1e-15
+    assert abs(float(c_code) - float((1 - a).subs(vals))) < 1e-15
+    s_code, _ = cell.cell_step(*(jnp.float64(vals[k]) for k in (s_prev, u, v, log_tau, wl, wt)),
+                               jnp.float64(0.0), dt=vals[dt])
+    assert abs(float(s_code) - float(s_new.subs(vals))) < 1e-15
+    zero = cell.zero_self_traces(())
+    tr = cell.self_trace_step(zero, *(jnp.float64(vals[k]) for k in (s_prev, u, v, log_tau, wl, wt)),
+                              dt=vals[dt])
+    expected = float(d_tau.subs(sp.Symbol("tau", positive=True), sp.exp(vals[log_tau])).subs(vals))
+    assert abs(float(tr.eta) - expected) < 1e-12 * abs(expected)
+    assert abs(float(tr.e_left) - float(sp.diff(s_new, wl).subs(vals))) < 1e-15
+
+
+def test_self_traces_equal_autodiff_of_one_cell():
+    """Over a whole input sequence the three self-traces are ds/dwL, ds/dwT, ds/dtau."""
+    key = jax.random.split(jax.random.PRNGKey(3), 2)
+    u = jax.random.normal(key[0], (30,))
+    v = jax.random.normal(key[1], (30,))
+    theta = jnp.array([np.log(4e-3), 0.8, -0.6])  # log_tau, wL, wT
+
+    def final_state(th):
+        def body(s, uv):
+            s, _ = cell.cell_step(s, uv[0], uv[1], th[0], th[1], th[2], jnp.float64(0.1))
+            return s, None
+        return jax.lax.scan(body, jnp.float64(0.0), (u, v))[0]
+
+    def traces(th):
+        def body(carry, uv):
+            s, tr = carry
+            tr = cell.self_trace_step(tr, s, uv[0], uv[1], th[0], th[1], th[2])
+            s, _ = cell.cell_step(s, uv[0], uv[1], th[0], th[1], th[2], jnp.float64(0.0))
+            return (s, tr), None
+        return jax.lax.scan(body, (jnp.float64(0.0), cell.zero_self_traces((), jnp.float64)),
+                            (u, v))[0][1]
+
+    grad = jax.grad(final_state)(theta)
+    tr = traces(theta)
+    tau = np.exp(theta[0])
+    np.testing.assert_allclose([tr.eta * tau, tr.e_left, tr.e_top], grad, rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# forward
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5), (1, 1, 3)])
+def test_wavefront_forward_equals_naive_raster_loop(shape):
+    n, m, t = shape
+    params, xs = _problem(n, m, t)
+    traj = grid.forward(params, xs)
+    s_ref, y_ref = reference.forward(params, xs)
+    np.testing.assert_allclose(traj.s, s_ref, atol=1e-14)
+    np.testing.assert_allclose(traj.y, y_ref, atol=1e-14)
+
+    def by_step(s_prev, x_t):  # the per-step anti-diagonal schedule used by RTRL
+        s, y = grid.step(params, s_prev, x_t)
+        return s, y
+
+    _, y_step = jax.lax.scan(by_step, jnp.zeros((n, m)), xs)
+    np.testing.assert_allclose(y_step, y_ref, atol=1e-14)
+    # inputs are wired as specified: left input of column 0 is x, top input of row 0 is 0
+    np.testing.assert_array_equal(traj.u[:, :, 0], xs)
+    assert float(jnp.abs(traj.v[:, 0, :]).max()) == 0.0
+
+
+def test_signal_crosses_grid_within_one_step():
+    """Zero latency in space: at t = 0 the bottom-right cell already responds to the input."""
+    params, _ = _problem(4, 3, 1)
+    params = params._replace(bias=jnp.zeros_like(params.bias))
+    traj = grid.forward(params, jnp.ones((1, 4)))
+    assert abs(float(traj.y[0, -1, -1])) > 1e-8
+
+
+# ---------------------------------------------------------------------------------------------
+# gradients
+
+
+def test_snap1_equals_bptt_at_T1():
+    params, xs = _problem(4, 4, 1)
+    _, _, g_snap = snap1_grads(params, xs, 2)
+    _, _, g_bptt = bptt_grads(params, xs, 2)
+    for a, b in zip(g_snap, g_bptt, strict=True):
+        assert float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b)) < 1e-13
+
+
+@pytest.mark.parametrize("mode", ["sum", "per_t"])
+def test_snap1_matches_naive_trace_implementation(computed, mode):
+    loss, logits, g = computed["snap1", mode]
+    loss_ref, logits_ref, g_ref = computed["naive", mode]
+    assert abs(float(loss - loss_ref)) < 1e-13
+    np.testing.assert_allclose(logits, logits_ref, atol=1e-13)
+    assert _rel(g, g_ref) < 1e-12
+
+
+def test_snap1_is_approximate_after_T1(computed):
+    rel = _rel(computed["snap1", "sum"][2], computed["bptt", "sum"][2])
+    assert 1e-6 < rel < 0.5
+
+
+def test_rtrl_equals_bptt_and_finite_differences(computed):
+    params, xs = computed["params"], computed["xs"]
+    loss, _, g_rtrl = computed["rtrl", "sum"]
+    loss_b, _, g_bptt = computed["bptt", "sum"]
+    assert abs(float(loss - loss_b)) < 1e-14
+    assert _rel(g_rtrl, g_bptt) < 1e-12
+    # central differences on a few parameters, independent of both
+    from gridlib.filtergrid.rtrl import unflatten
+
+    f = jax.jit(lambda v: grid.loss(unflatten(v, 4, 3), xs, 1))
+    flat = flatten(params)
+    h = 1e-6
+    for q in (0, 13, 30, 47):
+        e = jnp.zeros_like(flat).at[q].set(h)
+        fd = (f(flat + e) - f(flat - e)) / (2 * h)
+        assert abs(float(fd) - float(flatten(g_rtrl)[q])) < 1e-7
+
+
+def test_top_row_w_top_gradient_is_zero(computed):
+    for rule in ("snap1", "bptt", "rtrl", "naive"):
+        g = computed[rule, "sum"][2]
+        assert float(jnp.abs(g.w_top[0]).max()) == 0.0
+        assert float(jnp.abs(g.w_top[1:]).max()) > 0.0
+
+
+def test_batch_rules_agree_with_per_example_mean(computed):
+    params = computed["params"]
+    xs = jnp.stack([computed["xs"], 0.5 * computed["xs"][::-1]])
+    labels = jnp.array([1, 2])
+    losses, logits, g = jax.jit(snap1_batch_grads)(params, xs, labels)
+    np.testing.assert_allclose(losses[0], computed["snap1", "sum"][0], atol=1e-14)
+    np.testing.assert_allclose(logits[0], computed["snap1", "sum"][1], atol=1e-14)
+    g1 = snap1_grads(params, xs[1], 2)[2]
+    mean = jax.tree.map(lambda a, b: (a + b) / 2, computed["snap1", "sum"][2], g1)
+    assert _rel(g, mean) < 1e-13
+    _, _, g_b = jax.jit(lambda p, x, y: batch_grads("bptt", p, x, y))(params, xs[:1], labels[:1])
+    assert _rel(g_b, computed["rtrl", "sum"][2]) < 1e-12
+
+
+# ---------------------------------------------------------------------------------------------
+# optimisers, wiring, task
+
+
+def test_per_group_sgd_step_sizes():
+    params, _ = _problem(2, 2)
+    grads = jax.tree.map(jnp.ones_like, params)
+    opt = per_group_sgd(1e-2)
+    state = opt.init(params)
+    updates, _ = opt.update(grads, state, params)
+    np.testing.assert_allclose(updates.w_left, -1e-2)
+    np.testing.assert_allclose(updates.w_top, -1e-2)
+    np.testing.assert_allclose(updates.bias, -1e-2 / 20)
+    np.testing.assert_allclose(updates.log_tau, -4e-2)
+    assert not jax.tree.leaves(state)  # stateless: no per-parameter optimiser memory
+
+
+def test_routing_identity_or_sparse():
+    key = jax.random.PRNGKey(0)
+    np.testing.assert_array_equal(grid.make_routing(key, 28, 28), np.eye(28))
+    r = np.asarray(grid.make_routing(key, 400, 30))
+    assert r.shape == (30, 400)
+    assert 0.07 < np.mean(r != 0) < 0.13
+
+
+def test_init_matches_spec_ranges():
+    p = grid.init_params(jax.random.PRNGKey(1), 28, 10)
+    tau = np.exp(np.asarray(p.log_tau))
+    assert tau.min() >= 1e-3 * (1 - 1e-6) and tau.max() <= 20e-3 * (1 + 1e-6)
+    assert 0.5 < float(jnp.std(p.w_left)) * np.sqrt(2) < 1.5
+    assert float(jnp.std(p.bias)) < 0.1
+    assert sum(a.size for a in p) == 1120
+
+
+def test_task_trains_and_keeps_dead_parameters_fixed():
+    task = make_task(rule="snap1", optimizer="adam", n_rows=4, n_cols=3, n_inputs=4,
+                     pixel_scale=1.0)
+    state = task.init(jax.random.PRNGKey(0))
+    x = jax.random.uniform(jax.random.PRNGKey(1), (8, 5 * 4))
+    y = jnp.arange(8) % 3
+    step = jax.jit(task.train_step)
+    new, metrics = step(state, x, y, jax.random.PRNGKey(2))
+    assert np.isfinite(float(metrics["loss"])) and 0 <= float(metrics["acc"]) <= 1
+    np.testing.assert_array_equal(new.params.w_top[0], state.params.w_top[0])
+    assert float(jnp.abs(new.params.w_left - state.params.w_left).max()) > 0
+    sums = task.eval_step(new, x, y)
+    assert 0 <= float(sums["acc"]) <= 8 and float(sums["loss"]) > 0
+
+
+def test_bad_inputs_raise_clear_errors():
+    params, xs = _problem(4, 3, 5, dtype=jnp.float32)
+    with pytest.raises(ValueError, match=r"xs must be \(T, N\)"):
+        grid.forward(params, xs[:, :3])
+    with pytest.raises(ValueError, match="xs must be"):
+        snap1_grads(params, xs[0], 0)
+    with pytest.raises(ValueError, match="params.bias has shape"):
+        grid.forward(params._replace(bias=jnp.zeros((3, 4))), xs)
+    with pytest.raises(ValueError, match="loss mode"):
+        snap1_grads(params, xs, 0, mode="mean")
+    with pytest.raises(ValueError, match="rule must be"):
+        batch_grads("eprop", params, xs[None], jnp.zeros(1, int))
+    with pytest.raises(ValueError, match="optimizer must be"):
+        make_optimizer("rmsprop")
+    with pytest.raises(ValueError, match="eta0 must be positive"):
+        make_optimizer("sgd", eta0=0.0)
+    with pytest.raises(ValueError, match="tau_min"):
+        grid.init_params(jax.random.PRNGKey(0), 2, 2, tau_min=2e-2, tau_max=1e-2)
+    with pytest.raises(ValueError, match="n_rows, n_cols >= 1"):
+        grid.init_params(jax.random.PRNGKey(0), 0, 2)
+    with pytest.raises(ValueError, match="cannot split images"):
+        image_rows(jnp.zeros((2, 30)), 28, 10.0)
+    with pytest.raises(ValueError, match="labels"):
+        snap1_batch_grads(params, xs[None], jnp.zeros(2, int))
+    with pytest.raises(ValueError, match="rule must be"):
+        make_task(rule="hebb")
+    assert isinstance(make_optimizer("adam"), optax.GradientTransformation)
+
+
+def test_cli_run_writes_results_and_resumes(tmp_results):
+    from gridlib import cli, results
+
+    try:
+        from gridlib import data
+
+        data.load_mnist(n_train=64, n_test=50)
+    except Exception as err:  # noqa: BLE001 - data cache missing on this machine
+        pytest.skip(f"MNIST unavailable: {err}")
+    args = ["filtergrid-mnist", "--n-train", "64", "--n-test", "50", "--epochs", "1",
+            "--progress", "false", "--name", "filtergrid/cli_smoke"]
+    assert cli.main(args) == 0
+    first = results.load("filtergrid/cli_smoke")
+    assert first["config"]["rule"] == "snap1" and len(first["history"]["test/acc"]) == 1
+    assert cli.main(args) == 0  # resumes from the checkpoint: nothing left to train
+    second = results.load("filtergrid/cli_smoke")
+    assert second["history"]["test/acc"] == first["history"]["test/acc"]
