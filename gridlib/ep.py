@@ -567,6 +567,8 @@ SEED_VARIANTS: dict[str, tuple[str, dict, str | None]] = {
     "mean-energy-grad": ("state gradient of the batch-mean energy", {"state_grad": "mean"}, None),
     "labels-100": ("only the first 100 labels one-hot encoded", {}, "labels-100"),
     "one-batch": ("one minibatch per epoch", {}, "one-batch"),
+    "seed": ("the seed's actual bugs together: hard_sigmoid and one minibatch",
+             {"rho": "hard_sigmoid"}, "one-batch"),
 }
 
 
