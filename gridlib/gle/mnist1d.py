@@ -24,6 +24,7 @@ The ensemble of seeds is trained at once with ``vmap`` (one ``(S, ...)`` state, 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -100,6 +101,37 @@ STATIC_TAUS = tuple(float(v) for v in np.round(np.linspace(0.2, 1.8, 10), 2))
 
 def make_net(key: jax.Array, setup: Setup, dtype=jnp.float32) -> tuple[tuple[Layer, ...], Config]:
     """The network and its settings for ``setup.arch``."""
+    if setup.arch not in ARCHS:
+        raise ValueError(f"unknown MNIST-1D GLE architecture {setup.arch!r}; use one of {ARCHS}")
+    net, cfg = _init_net(key, setup, dtype), net_config(setup)
+    validate(net, cfg)
+    return net, cfg
+
+
+def net_config(setup: Setup) -> Config:
+    """The (static) settings of ``setup.arch``'s network."""
+    if setup.arch == "static":
+        return Config(
+            activations=("linear",) * 4 + ("tanh", "tanh", "linear"),
+            dt=setup.dt,
+            gamma=0.0,
+            beta=1.0,
+            prospective_errors=False,
+            loss="ce",
+            plastic=(False,) * 4 + (True,) * 3,
+        )
+    return Config(
+        activations=("linear",) + ("tanh",) * setup.n_hidden + ("linear",),
+        dt=setup.dt,
+        gamma=0.0,
+        beta=1.0,
+        prospective_errors=True,
+        loss="ce",
+    )
+
+
+@partial(jax.jit, static_argnums=(1, 2))  # one compiled initialiser instead of many eager ops
+def _init_net(key: jax.Array, setup: Setup, dtype) -> tuple[Layer, ...]:
     if setup.arch in ("e2e15k", "e2e42k"):
         H = setup.n_fast + setup.n_slow
         tm, tr = hidden_taus(setup, dtype)
@@ -108,15 +140,7 @@ def make_net(key: jax.Array, setup: Setup, dtype=jnp.float32) -> tuple[tuple[Lay
         net = [make_layer(keys[0], 1, H, tm, tr, dtype=dtype)]
         net += [make_layer(k, H, H, tm, tr, dtype=dtype) for k in keys[1:-1]]
         net += [make_layer(keys[-1], H, 10, setup.tau, setup.tau, dtype=dtype)]
-        cfg = Config(
-            activations=("linear",) + ("tanh",) * setup.n_hidden + ("linear",),
-            dt=setup.dt,
-            gamma=0.0,
-            beta=1.0,
-            prospective_errors=True,
-            loss="ce",
-        )
-    elif setup.arch == "static":
+    else:
         tm = jnp.asarray(STATIC_TAUS, dtype)
         tr = jnp.full(10, setup.dt, dtype)
         z = jnp.zeros(10, dtype)
@@ -129,20 +153,7 @@ def make_net(key: jax.Array, setup: Setup, dtype=jnp.float32) -> tuple[tuple[Lay
             make_layer(k2, 60, 60, t, t, dtype=dtype),
             make_layer(k3, 60, 10, t, t, dtype=dtype),
         ]
-        cfg = Config(
-            activations=("linear",) * 4 + ("tanh", "tanh", "linear"),
-            dt=setup.dt,
-            gamma=0.0,
-            beta=1.0,
-            prospective_errors=False,
-            loss="ce",
-            plastic=(False,) * 4 + (True,) * 3,
-        )
-    else:
-        raise ValueError(f"unknown MNIST-1D GLE architecture {setup.arch!r}; use one of {ARCHS}")
-    net = tuple(net)
-    validate(net, cfg)
-    return net, cfg
+    return tuple(net)
 
 
 def n_params(net) -> int:

@@ -1,0 +1,117 @@
+"""GLE tasks: adjoint and BPTT baselines, LagLine learning, MNIST-1D networks and ensembles."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from gridlib import gle
+from gridlib.gle import bptt, teachers
+from gridlib.gle import mnist1d as m1d
+
+
+@pytest.fixture
+def x64():
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", False)
+
+
+def test_adjoint_equals_gle_error_when_instantaneous(x64):
+    """tau_r = tau_m: the exact adjoint of every layer's input current is the GLE error."""
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    net = tuple(gle.make_layer(k, a, b, 1.0, 1.0, dtype=jnp.float64)
+                for k, a, b in zip(keys, [2, 4, 3], [4, 3, 2], strict=True))
+    cfg = gle.Config(("tanh", "tanh", "linear"), dt=0.1, beta=1.0, loss="mse")
+    x = jnp.array([[0.5, -1.0]])
+    tgt = jnp.array([[0.3, -0.2]])
+    T = 30
+    xs, ts = jnp.broadcast_to(x, (T, 1, 2)), jnp.broadcast_to(tgt, (T, 1, 2))
+    st0 = gle.init_state(net, 1)
+    _, (so, _) = gle.simulate(net, st0, xs, ts, cfg, record=True)
+    lam = bptt.adjoint(net, st0, xs, ts, cfg)
+    n = 12  # steady state, and far enough from the end of the window for the adjoint
+    for l in range(3):
+        np.testing.assert_allclose(lam[l][n], so.errors[l][n], atol=1e-12)
+
+
+def test_bptt_gradient_matches_finite_differences(x64):
+    net = teachers.lagline_net([0.7, 1.3], [0.5, 0.8], 0.1, jnp.float64)
+    cfg = teachers.lagline_config(teachers.LagLineSetup(), "bptt_tw1")
+    xs = jnp.sin(jnp.arange(50) * 0.1)[:, None, None]
+    ts = 0.5 * xs + 0.3
+    g, loss, _, _ = bptt.bptt_grads(net, gle.init_state(net, 1), xs, ts, cfg)
+    eps = 1e-6
+    for i in range(2):
+        for field in ("W", "tau_m"):
+            def shifted(d, i=i, field=field):
+                lay = net[i]._replace(**{field: getattr(net[i], field) + d})
+                n2 = tuple(lay if j == i else net[j] for j in range(2))
+                return bptt.window_loss(n2, gle.init_state(net, 1), xs, ts, cfg)[0]
+            fd = (shifted(eps) - shifted(-eps)) / (2 * eps)
+            np.testing.assert_allclose(np.ravel(getattr(g[i], field))[0], fd, rtol=1e-5)
+    with pytest.raises(ValueError, match="divisor"):
+        opt = optax.adam(1e-3)
+        bptt.truncated_bptt(gle.Learner(net, opt.init(net), gle.init_state(net, 1)), xs, ts, cfg,
+                            opt, 7)
+
+
+def test_lagline_learns_weights_and_time_constants():
+    setup = teachers.LagLineSetup(t_train=200.0, lr=2e-3, batch=20, t_init=2.0)
+    out = teachers.run_lagline("gle", jax.random.PRNGKey(1), setup, trace_steps=10)
+    target = np.array([1.0, 2.0])
+    err0 = np.abs(np.r_[out["w0"], out["tau_m0"]] - np.r_[target, target]).max()
+    err1 = np.abs(np.r_[out["w"][-1], out["tau_m"][-1]] - np.r_[target, target]).max()
+    assert err1 < 0.1 < err0, (out["w"][-1], out["tau_m"][-1])
+    assert out["loss"][-1] < 1e-2 * out["loss"][0]
+    with pytest.raises(ValueError, match="unknown LagLine model"):
+        teachers.run_lagline("rtrl", jax.random.PRNGKey(1), setup)
+
+
+def test_plateau_schedule_follows_reduce_on_plateau():
+    setup = m1d.Setup(plateau_patience=2, plateau_factor=0.5)
+    p = m1d.plateau_init(1.0)
+    lrs = []
+    for loss in [1.0, 0.9, 0.9, 0.9, 0.9, 0.95, 0.95, 0.95, 0.5, 0.6]:
+        p = m1d.plateau_update(p, jnp.asarray(loss), setup)
+        lrs.append(float(p.lr))
+    # improvements at epochs 0, 1, 8; three bad epochs (> patience 2) halve the rate at 4 and 7
+    assert lrs == [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25]
+
+
+def test_mnist1d_networks_have_the_published_sizes():
+    net15, cfg = m1d.make_net(jax.random.PRNGKey(0), m1d.setup_for("e2e15k"))
+    net42, _ = m1d.make_net(jax.random.PRNGKey(0), m1d.setup_for("e2e42k"))
+    assert m1d.n_params(net15) == 14_956 and m1d.n_params(net42) == 42_040
+    assert cfg.activations[0] == "linear" and cfg.activations[-1] == "linear"
+    tm, tr = m1d.hidden_taus(m1d.setup_for("e2e15k"))
+    assert (np.sum(np.asarray(tm) == 0.6), np.sum(np.asarray(tr) == 1.2)) == (18, 17)
+    static, scfg = m1d.make_net(jax.random.PRNGKey(0), m1d.setup_for("static"))
+    assert m1d.n_params(static[4:]) == 10 * 60 + 60 + 60 * 60 + 60 + 60 * 10 + 10
+    assert scfg.plastic == (False,) * 4 + (True,) * 3
+    with pytest.raises(ValueError, match="unknown MNIST-1D GLE architecture"):
+        m1d.setup_for("e2e100k")
+
+
+def test_ensemble_task_equals_separate_seeds():
+    """vmap over seeds gives the same trajectories as one network per seed."""
+    setup = m1d.setup_for("e2e15k", n_fast=3, n_slow=4, seq_len=12, batch=4, schedule=False)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 12)).astype(np.float32)
+    y = rng.integers(0, 10, 4)
+    task = m1d.make_task(setup, (3, 4), n_train=8)
+    st, metrics = jax.jit(task.train_step)(task.init(None), x, y, None)
+    assert metrics["loss"].shape == (2,)
+    _, cfg = m1d.make_net(jax.random.PRNGKey(0), setup)
+    for i, seed in enumerate((3, 4)):
+        single, m = m1d.train_batch(m1d.seed_init(jax.random.PRNGKey(seed), setup), x, y, cfg,
+                                    setup)
+        np.testing.assert_allclose(st.seeds.net[1].W[i], single.net[1].W, atol=1e-6)
+        np.testing.assert_allclose(metrics["loss"][i], m["loss"], rtol=1e-5)
+    sums = jax.jit(task.eval_step)(st, x, y)
+    assert sums["acc"].shape == (2,) and np.all(sums["loss"] > 0)
+    with pytest.raises(ValueError, match="length"):
+        task.train_step(st, x[:, :5], y, None)
+    with pytest.raises(ValueError, match="schedule needs"):
+        m1d.make_task(setup._replace(schedule=True), (0,), n_train=8)
