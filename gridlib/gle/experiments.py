@@ -118,18 +118,57 @@ def mnist1d(arch: str = "e2e15k", seeds: str = "12,34,56,78,98,76,54,32,42,69", 
     run = fit(task, splits, epochs=epochs, batch_size=setup.batch, seed=0, run_dir=run_dir,
               name=f"gle {arch} x{len(seed_list)}", eval_on=("test",), progress=progress,
               config=config, eval_batch_size=len(splits.x_test), steps_per_call=None)
-    acc = np.asarray(run.history["test/acc"][-1], dtype=float) if epochs else np.zeros(0)
-    net, _ = m1d.make_net(jax.random.PRNGKey(0), setup)
-    metrics = {
-        "test_acc_per_seed": acc,
-        "test_acc_mean": float(acc.mean()) if acc.size else None,
-        "test_acc_std": float(acc.std()) if acc.size else None,
-        "n_params": m1d.n_params(net) if arch != "static" else m1d.n_params(net[4:]),
-        "epoch_time_s_mean": float(np.mean(run.history["epoch_time_s"])) if epochs else None,
-    }
-    if acc.size:
-        print(f"{arch} seeds {seed_list}: test acc {100 * acc.mean():.1f} +- {100 * acc.std():.1f}%")
+    metrics = _mnist1d_metrics(arch, setup, run.history, epochs)
     if save:
         results.save(name, config=config, metrics=metrics, history=run.history,
                      seed=seed_list[0])
     return {"run": run, "metrics": metrics}
+
+
+def _mnist1d_metrics(arch: str, setup: m1d.Setup, history: dict, epochs: int) -> dict:
+    done = len(history.get("epoch", []))
+    acc = np.asarray(history["test/acc"][-1], dtype=float) if done else np.zeros(0)
+    net, _ = m1d.make_net(jax.random.PRNGKey(0), setup)
+    metrics = {
+        "epochs_done": done,
+        "epochs": epochs,
+        "complete": done >= epochs,
+        "test_acc_per_seed": acc,
+        "test_acc_mean": float(acc.mean()) if acc.size else None,
+        "test_acc_std": float(acc.std()) if acc.size else None,
+        "n_params": m1d.n_params(net) if arch != "static" else m1d.n_params(net[4:]),
+        "epoch_time_s_mean": float(np.mean(history["epoch_time_s"])) if done else None,
+    }
+    if acc.size:
+        print(f"{arch}, {acc.size} seeds, epoch {done}/{epochs}: test acc "
+              f"{100 * acc.mean():.1f} +- {100 * acc.std():.1f}%")
+    return metrics
+
+
+@experiment("gle-mnist1d-snapshot")
+def mnist1d_snapshot(arch: str = "e2e15k", seeds: str = "12,34,56,78,98,76,54,32,42,69",
+                     epochs: int = 150) -> dict:
+    """Write the results file of an unfinished gle-mnist1d run from its last checkpoint.
+
+    The file is marked ``complete: false`` with the number of epochs done; the run itself
+    overwrites it when it finishes (resume it with the same gle-mnist1d arguments).
+    """
+    import pickle
+
+    from gridlib.experiment import CHECKPOINT_FILE
+
+    seed_list = _seeds(seeds)
+    name = mnist1d_result_name(arch, seed_list)
+    ckpt = RUNS / name.removeprefix("gle/") / CHECKPOINT_FILE
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"no checkpoint {ckpt}; start the run with gle-mnist1d first")
+    with open(ckpt, "rb") as f:
+        payload = pickle.load(f)
+    setup = m1d.setup_for(arch)
+    metrics = _mnist1d_metrics(arch, setup, payload["history"], epochs)
+    command = f"python -m gridlib gle-mnist1d --arch {arch} --seeds {','.join(map(str, seed_list))}"
+    config = {"setup": setup._asdict(), "seeds": seed_list, "epochs": epochs,
+              "run_command": command}
+    results.save(name, config=config, metrics=metrics, history=payload["history"],
+                 seed=seed_list[0])
+    return metrics
