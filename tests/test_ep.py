@@ -296,3 +296,39 @@ def test_bad_shapes_raise():
         ep.energy(params, jnp.zeros((2, 6)), ep.zero_states(3, (6, 5, 3)))
     with pytest.raises(ValueError, match="persistent particles need n_examples"):
         ep.make_task(ep.EPConfig(persistent=True))
+
+
+# ------------------------------------------------------------------------------ seed variants
+
+
+def test_seed_energy_matches_library_energy_and_is_nan_at_zero_with_clip():
+    params = ep.init_params(jax.random.PRNGKey(0), (6, 5, 3))
+    x, h, y = jnp.linspace(0, 1, 6), jnp.linspace(0.1, 0.9, 5), jnp.array([0.2, 0.0, 1.0])
+    biases = [jnp.zeros(6), *params.biases]
+    for name, rho in (("clip", ep.rho_clip), ("hard_sigmoid", jax.nn.hard_sigmoid)):
+        want = ep.energy(params, x[None], (h[None], y[None]), ep.EPConfig(rho=name))[0]
+        got = ep.seed_energy(x, h, y, biases, params.weights, rho)
+        np.testing.assert_allclose(float(got), float(want), rtol=1e-5)
+    g = jax.grad(ep.seed_energy, argnums=1)(x, jnp.zeros(5), y, biases, params.weights, ep.rho_clip)
+    assert bool(jnp.isnan(g).all())
+
+
+def test_seed_variant_splits():
+    from gridlib.data import Splits
+
+    n = 260
+    y = np.arange(n, dtype=np.int32) % 10
+    x = np.arange(n, dtype=np.float32)[:, None] * np.ones((1, 4), np.float32)
+    empty = np.zeros((0, 4), np.float32)
+    s = Splits(x, y, empty, np.zeros(0, np.int32), x[:5], y[:5])
+    lab = ep.seed_variant_splits(s, "labels-100", 20).y_train
+    np.testing.assert_array_equal(lab, y[np.minimum(np.arange(n), 99)])  # JAX clamps the index
+    one = ep.seed_variant_splits(s, "one-batch", 20)
+    assert one.x_train.shape == (260, 4)
+    np.testing.assert_array_equal(one.y_train, np.tile(y[:20], 13))
+    assert ep.seed_variant_splits(s, None, 20) is s
+    with pytest.raises(ValueError, match="unknown data change"):
+        ep.seed_variant_splits(s, "shuffle", 20)
+    idx = ep.with_index(s)
+    assert idx.x_train.shape == (260, 5) and idx.x_val.shape == (0, 5)
+    np.testing.assert_array_equal(idx.x_train[:, -1], np.arange(n))
