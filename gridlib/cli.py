@@ -24,6 +24,7 @@ EXPERIMENT_MODULES = [
     "gridlib.ep",
     "gridlib.filtergrid.train",
     "gridlib.gle.experiments",
+    "gridlib.gridnet",
 ]
 
 _REGISTRY: dict[str, Callable[..., Any]] = {}
