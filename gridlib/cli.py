@@ -25,6 +25,7 @@ EXPERIMENT_MODULES = [
     "gridlib.filtergrid.train",
     "gridlib.gle.experiments",
     "gridlib.gridnet",
+    "gridlib.neuralgrid",
 ]
 
 _REGISTRY: dict[str, Callable[..., Any]] = {}
