@@ -31,10 +31,11 @@ LayerNorm over all ``G^3`` cells with per-cell gain and bias; a readout that tak
 the three block axes (no Python loops over blocks or cells). :func:`to_blocks` and
 :func:`from_blocks` convert from and to the natural layout ``(B, G, G, G)``.
 
-**Memory.** :func:`block_step` has a hand-derived VJP (:func:`_block_inner_bwd`) that stores only
-the input grid of the outer step and recomputes the ``I`` inner updates during the backward pass,
-like the seed's CUDA kernel; the outer loop is a ``lax.scan`` over ``jax.checkpoint``-ed outer
-steps, so the memory of ``O`` outer steps is ``O`` grids per example.
+**Memory.** The outer step (:func:`step_cm`) has a hand-derived VJP that stores only the input
+grid of the outer step and recomputes the ``I`` inner updates during the backward pass, like the
+seed's CUDA kernel. The outer loop is a ``lax.scan``; it stores the step input and the
+LayerNorm input, two grids per outer step whatever ``I`` is. ``Config(remat=True)`` wraps each
+outer step in ``jax.checkpoint`` to store one grid, at the price of a second forward pass.
 """
 
 from __future__ import annotations
@@ -423,7 +424,11 @@ def _step_cm_bwd(block, inner, act, res, xbar):
         xp = hp if inner == 1 else _pad3(x)
         return x + p.r[..., None] * phi(_preact_cm(xp, hp, p.w, p.b, mask, n)), x
 
-    _, xs = jax.lax.scan(fwd, h, None, length=inner)  # xs[t] = X^t, t = 0..I-1
+    if inner == 1:
+        xs = h[None]
+    else:  # xs[t] = X^t, t = 0..I-1 (the last update's output is not needed)
+        last, xs = jax.lax.scan(fwd, h, None, length=inner - 1)
+        xs = jnp.concatenate([xs, last[None]])
 
     def bwd(carry, x_prev):
         xbar, gsum, wbar, bbar, rbar = carry
@@ -529,7 +534,8 @@ class Config(NamedTuple):
     """Static hyper-parameters of a gridnet (hashable: safe as a jit static argument).
 
     grid ``G`` (cube side), block ``S`` (divides ``G``), inner ``I``, outer ``O``, activation
-    ``phi``; ``global_norm`` switches the LayerNorm after every outer step; ``n_out`` readout size.
+    ``phi``; ``global_norm`` switches the LayerNorm after every outer step; ``n_out`` readout size;
+    ``remat`` checkpoints every outer step (half the memory, one more forward pass).
     """
 
     grid: int = 32
@@ -541,6 +547,7 @@ class Config(NamedTuple):
     n_out: int = 10
     init_scale: float = 1.0
     residual_scale: float = 1.0
+    remat: bool = False
 
     def validate(self) -> Config:
         check_blocking(self.grid, self.block)
@@ -633,8 +640,8 @@ def run_grid(params: Params, h: Array, cfg: Config, trajectory: bool = False):
 
     ``h``: ``(B, G, G, G)``. Returns the final grid, and with ``trajectory=True`` also the grids
     after every outer step ``(O, B, G, G, G)``. Inside, the grid is cells-major ``(G, G, G, B)``
-    (see :func:`step_cm`); each outer step is ``jax.checkpoint``-ed, so the backward pass stores
-    one grid per outer step.
+    (see :func:`step_cm`). The backward pass stores two grids per outer step, or one with
+    ``cfg.remat`` (each outer step ``jax.checkpoint``-ed and recomputed).
     """
     lg, lb = params.ln_g[..., None], params.ln_b[..., None]
 
@@ -644,8 +651,8 @@ def run_grid(params: Params, h: Array, cfg: Config, trajectory: bool = False):
             x = layer_norm(x, lg, lb, (0, 1, 2))
         return x, (x if trajectory else None)
 
-    x, xs = jax.lax.scan(jax.checkpoint(outer, prevent_cse=False), jnp.moveaxis(h, 0, -1), None,
-                         length=cfg.outer)
+    body = jax.checkpoint(outer, prevent_cse=False) if cfg.remat else outer
+    x, xs = jax.lax.scan(body, jnp.moveaxis(h, 0, -1), None, length=cfg.outer)
     if trajectory:
         return jnp.moveaxis(x, -1, 0), jnp.moveaxis(xs, -1, 1)
     return jnp.moveaxis(x, -1, 0)
@@ -662,6 +669,30 @@ def trajectory(params: Params, x: Array, cfg: Config) -> Array:
     h0 = initial_grid(params, x, cfg)
     _, hs = run_grid(params, h0, cfg, trajectory=True)
     return jnp.concatenate([h0[None], hs])
+
+
+def influence(params: Params, x: Array, x_ref: Array, cfg: Config) -> Array:
+    """``|H(x) - H(x_ref)|`` after every outer step, ``(O + 1, B, G, G, G)``, with the global
+    LayerNorm of *both* runs using the statistics (mean, variance) of the ``x`` run.
+
+    The global LayerNorm couples every cell to every other, so a plain difference of two runs is
+    nonzero everywhere after one outer step. Freezing the statistics removes that coupling and
+    leaves the local spread of the input's effect: zero outside the light cone of the input face.
+    """
+    h0, r0 = initial_grid(params, x, cfg), initial_grid(params, x_ref, cfg)
+    lg, lb = params.ln_g[..., None], params.ln_b[..., None]
+
+    def outer(carry, _):
+        a, b = (step_cm(c, params.cells, cfg.block, cfg.inner, cfg.activation) for c in carry)
+        if cfg.global_norm:
+            mu = jnp.mean(a, axis=(0, 1, 2), keepdims=True)
+            inv = jax.lax.rsqrt(jnp.mean(jnp.square(a - mu), axis=(0, 1, 2), keepdims=True) + LN_EPS)
+            a, b = ((c - mu) * inv * lg + lb for c in (a, b))
+        return (a, b), jnp.abs(a - b)
+
+    start = (jnp.moveaxis(h0, 0, -1), jnp.moveaxis(r0, 0, -1))
+    _, ds = jax.lax.scan(outer, start, None, length=cfg.outer)
+    return jnp.concatenate([jnp.abs(h0 - r0)[None], jnp.moveaxis(ds, -1, 1)])
 
 
 def loss_fn(params: Params, x: Array, y: Array, cfg: Config) -> tuple[Array, Array]:
