@@ -182,3 +182,5 @@ def _register() -> None:
 
 
 _register()
+
+from gridlib.filtergrid import analysis as _analysis  # noqa: E402,F401  (registers its experiment)
