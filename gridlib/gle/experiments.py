@@ -36,7 +36,7 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 @experiment("gle-lagline")
 def lagline(model: str = "gle", seed: int = 1, t_train: float = -1.0, lr: float = 1e-4,
-            save: bool = True) -> dict:
+            progress: bool = True, resume: bool = True, save: bool = True) -> dict:
     """LagLine teacher-student: recover w = (1, 2) and tau_m = (1, 2) online (one model).
 
     ``t_train < 0`` picks the scale's default (4000 time units in full, 400 in CI).
@@ -44,7 +44,9 @@ def lagline(model: str = "gle", seed: int = 1, t_train: float = -1.0, lr: float 
     t_train = t_train if t_train > 0 else scale.pick(ci=400.0, full=4000.0)
     setup = teachers.LagLineSetup(t_train=t_train, lr=lr)
     t0 = time.perf_counter()
-    out = teachers.run_lagline(model, jax.random.PRNGKey(seed), setup)
+    out = teachers.run_lagline(model, jax.random.PRNGKey(seed), setup, n_chunks=20,
+                               progress=progress,
+                               run_dir=RUNS / f"lagline_seed{seed}" if resume else None)
     wall = time.perf_counter() - t0
     metrics = {
         "final_w": out["w"][-1],

@@ -14,6 +14,10 @@ sines; only the first layer's two weights learn. GLE errors are compared with th
 
 from __future__ import annotations
 
+import hashlib
+import os
+import pickle
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -102,7 +106,8 @@ def _inputs(table, phase, n0, n_steps):
 
 
 def run_lagline(model: str, key: jax.Array, setup: LagLineSetup | None = None,
-                dtype=jnp.float32, trace_steps: int = 800) -> dict[str, Any]:
+                dtype=jnp.float32, trace_steps: int = 800, *, n_chunks: int = 1,
+                progress: bool = False, run_dir: str | Path | None = None) -> dict[str, Any]:
     """Train one LagLine student; return its parameter and loss trajectories.
 
     Timeline: ``t_init`` without learning (first half with the teacher's ``tau_m``, second half
@@ -110,6 +115,10 @@ def run_lagline(model: str, key: jax.Array, setup: LagLineSetup | None = None,
     ``t`` (record times), ``w (n, 2)``, ``tau_m (n, 2)``, ``loss (n,)`` (mean over each record
     interval), ``init_loss`` (per record interval during ``t_init``), and ``trace_*``: the output,
     target and both layers' errors of stream 0 over the first and last ``trace_steps`` steps.
+
+    The learning phase runs in ``n_chunks`` jitted calls, with a progress bar if ``progress``;
+    with ``run_dir`` a checkpoint is written after each call and a rerun with the same arguments
+    resumes from it.
     """
     setup = setup or LagLineSetup()
     cfg = lagline_config(setup, model)
@@ -191,10 +200,37 @@ def run_lagline(model: str, key: jax.Array, setup: LagLineSetup | None = None,
 
     learner = Learner(student, optimizer.init(student), init_state(student, setup.batch))
     carry = (learner, init_state(teacher, setup.batch))
-    carry, init_losses = init_phase(carry)
-    first = trace(carry, n_init)
-    starts = n_init + jnp.arange(0, n_train, rec)
-    carry, (losses, ws, taus) = train_phase(carry, starts)
+    chunks = np.array_split(n_init + np.arange(0, n_train, rec), max(1, min(n_chunks, n_train // rec)))
+    fingerprint = repr((model, tuple(setup), np.asarray(jax.random.key_data(key)).tolist(),
+                        str(jnp.dtype(dtype)), trace_steps, len(chunks)))
+    tag = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]  # one file per configuration
+    ckpt = Path(run_dir) / f"lagline_{model}_{tag}.pkl" if run_dir is not None else None
+    parts: list = []
+    if ckpt is not None and ckpt.is_file():
+        with open(ckpt, "rb") as f:
+            saved = pickle.load(f)
+        if saved["fingerprint"] != fingerprint:
+            raise RuntimeError(f"checkpoint {ckpt} belongs to another configuration; delete it")
+        carry = jax.tree.map(jnp.asarray, saved["carry"])
+        init_losses, first, parts = saved["init_losses"], saved["first"], saved["parts"]
+    else:
+        carry, init_losses = init_phase(carry)
+        first = trace(carry, n_init)
+    from tqdm import tqdm
+
+    for i in tqdm(range(len(parts), len(chunks)), desc=f"LagLine {model}", disable=not progress,
+                  initial=len(parts), total=len(chunks), unit="chunk"):
+        carry, part = train_phase(carry, jnp.asarray(chunks[i]))
+        parts.append(jax.device_get(part))
+        if ckpt is not None:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            tmp = ckpt.with_suffix(".tmp")
+            with open(tmp, "wb") as f:
+                pickle.dump({"fingerprint": fingerprint, "carry": jax.device_get(carry),
+                             "init_losses": jax.device_get(init_losses),
+                             "first": jax.device_get(first), "parts": parts}, f)
+            os.replace(tmp, ckpt)
+    losses, ws, taus = (np.concatenate([p[j] for p in parts]) for j in range(3))
     last = trace(carry, n_init + n_train)
     names = ("x", "out", "target", "e1", "e2")
     out = {
