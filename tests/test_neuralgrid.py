@@ -12,13 +12,6 @@ from jax.flatten_util import ravel_pytree
 from gridlib import neuralgrid as ng
 
 
-@pytest.fixture
-def x64():
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
-
-
 def _rand(key, shape, lo=-1.0, hi=1.0):
     return jax.random.uniform(jax.random.PRNGKey(key), shape, jnp.float64, lo, hi)
 
@@ -322,3 +315,18 @@ def test_training_learns_a_separable_problem():
     run = fit(task, splits, epochs=8, batch_size=20, eval_on=("test",), progress=False)
     assert run.history["test/acc"][-1] > 0.85
     assert run.history["train/loss"][-1] < run.history["train/loss"][0]
+
+
+def test_experiment_writes_results_and_resumes(tmp_results):
+    """The CLI experiment on a small real subset: results JSON with patterns; a rerun resumes."""
+    from gridlib import results
+
+    kw = dict(preset="short", epochs=1, height=6, width=3, n_train=512, n_test=200, progress=False)
+    m = ng.neuralgrid_fashion(**kw)
+    rec = results.load("neuralgrid/fashion_mnist_short_variant_seed0")
+    assert rec["config"]["is_preset"] is False and rec["config"]["height"] == 6
+    assert rec["metrics"]["test_acc"] == m["test_acc"]
+    assert np.asarray(rec["extra"]["pattern_end"]).shape == (10, 6, 3)
+    assert (tmp_results / "runs/neuralgrid/fashion_mnist_short_variant_seed0").is_dir()
+    again = ng.neuralgrid_fashion(**kw)  # resumes from the finished checkpoint: same numbers
+    assert again["test_acc"] == m["test_acc"]
