@@ -6,7 +6,7 @@
 For each configuration the same loss (cross-entropy of the whole network, or the sum of one outer
 step's output) is differentiated with respect to all parameters by
 
-- fast:  :func:`gridlib.gridnet.forward` (cells-major masked stencil, hand VJP, checkpointed scan)
+- fast:  :func:`gridlib.gridnet.forward` (cells-major masked stencil, hand VJP, scan over outer steps)
 - naive: :func:`gridlib.gridnet.forward_naive` (explicit gather of 27 neighbours per cell from a
   flat grid, stale halo by index, plain autodiff, no blocking)
 
