@@ -95,6 +95,11 @@ def test_mnist1d_networks_have_the_published_sizes():
     assert scfg.plastic == (False,) * 4 + (True,) * 3
     with pytest.raises(ValueError, match="unknown MNIST-1D GLE architecture"):
         m1d.setup_for("e2e100k")
+    from gridlib.gle import experiments
+
+    assert experiments._seeds("12, 34") == (12, 34)
+    with pytest.raises(ValueError, match="comma-separated"):
+        experiments._seeds("12;34")
 
 
 def test_ensemble_task_equals_separate_seeds():
