@@ -14,7 +14,7 @@ with zeros outside the grid. Row ``9a + 3b + c`` of ``W`` weights the offset
 ``(a-1, b-1, c-1)`` along the axes ``(m, n, k)``, the same order as the seed code.
 
 **Blocks and the frozen halo.** The grid is cut into ``(G/S)^3`` blocks of ``S^3`` cells. One
-*outer step* (:func:`block_step`) gives every block a private copy of its ``(S+2)^3`` window
+*outer step* (:func:`block_step_windows`) gives every block a private copy of its ``(S+2)^3`` window
 (its cells plus a one-cell halo taken from its neighbours *at the start of the outer step*) and
 applies ``I`` synchronous (Jacobi) local updates to the interior while the halo stays frozen. The
 blocks never talk during those ``I`` updates; they exchange halos only between outer steps. With
@@ -26,10 +26,14 @@ pooled) image written into the face ``k = 0``; ``O`` outer steps, each followed 
 LayerNorm over all ``G^3`` cells with per-cell gain and bias; a readout that takes the face
 ``k = G-1`` through its own LayerNorm and a linear layer.
 
-**Layout.** Inside :func:`forward` the grid lives in *block layout*
-``(B, nb, nb, nb, S, S, S)`` with ``nb = G / S``, so every block-wise operation is a broadcast over
-the three block axes (no Python loops over blocks or cells). :func:`to_blocks` and
-:func:`from_blocks` convert from and to the natural layout ``(B, G, G, G)``.
+**Two equal forms of the outer step.** :func:`block_step_windows` is the literal one: the grid
+in *block layout* ``(B, nb, nb, nb, S, S, S)`` (``nb = G / S``, :func:`to_blocks`), every block's
+window built by slices, the updates broadcast over the three block axes. :func:`step_cm`, used
+by :func:`forward`, gets the same numbers without window copies: the grid stays whole, in
+*cells-major* layout ``(G, G, G, B)`` (batch as the minor axis, so the 27 shifted slices
+vectorise over it), and 27 static masks (:func:`same_block_masks`) choose for every cell and
+offset between the current grid (same block) and the frozen start-of-step grid (halo). Neither
+loops over blocks or cells in Python; :func:`naive_step` (a 27-neighbour gather) is the baseline.
 
 **Memory.** The outer step (:func:`step_cm`) has a hand-derived VJP that stores only the input
 grid of the outer step and recomputes the ``I`` inner updates during the backward pass, like the
