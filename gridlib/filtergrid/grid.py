@@ -230,23 +230,54 @@ def top_inputs(y: Array) -> Array:
     return jnp.concatenate([jnp.zeros_like(y[..., :1, :]), y[..., :-1, :]], axis=-2)
 
 
-def _hyperplane_states(params: GridParams, xs: Array, dt: float, unroll: int) -> Array:
-    """All states ``s(t)`` as ``(T, N, M)``, computed on hyperplanes ``q = t + i + j``."""
-    t_len, n, m = check_inputs(params, xs)
+def hyperplane_stage(params: GridParams, a: Array, c: Array, s_prev: Array, y_prev: Array,
+                     x_col: Array, on: Array) -> tuple[Array, Array, Array, Array]:
+    """One hyperplane stage of the grid: every cell advances by one of its own time steps.
+
+    Cell-major arrays ``(N, M, *batch)``: ``s_prev``, ``y_prev`` as left by the previous stage
+    (each cell's own ``s(t-1)``; its neighbours' ``y(t)``), ``x_col: (N, *batch)`` the drive of
+    column 0, ``on`` 1 where the cell has started (``t >= 0``). ``params``, ``a``, ``c`` must
+    broadcast against ``(N, M, *batch)``. Returns ``(s, y, u, v)``. This is the one forward that
+    BPTT, exact RTRL and SnAP-1 share.
+    """
+    u = jnp.concatenate([x_col[:, None], y_prev[:, :-1]], axis=1)  # left input, x in column 0
+    v = jnp.concatenate([jnp.zeros_like(y_prev[:1]), y_prev[:-1]], axis=0)  # top input, 0 in row 0
+    s = a * s_prev + c * (params.w_left * u + params.w_top * v)
+    # Cells that have not started (t < 0) see zero inputs, so s stays 0; y must be masked
+    # because tanh(0 + b) != 0. Cells past the end (t >= T) run on harmlessly and are never read.
+    return s, on * jnp.tanh(s + params.bias), u, v
+
+
+def _hyperplane_scan(params: GridParams, xs: Array, dt: float, emit, unroll: int = 1) -> Array:
+    """Run all ``T + N + M - 2`` hyperplane stages of one sequence; stack ``emit(s, y)`` per stage."""
+    _, n, m = check_inputs(params, xs)
     a, c = zoh_coefficients(params.log_tau, dt)
     x_in, started = hyperplane_schedule(xs, n, m)
 
     def stage(carry, inp):
-        s, y = carry  # as left by stage q-1: for each cell, its own s(t-1)
-        x_col, on = inp
-        s = a * s + c * (params.w_left * left_inputs(y, x_col) + params.w_top * top_inputs(y))
-        # Cells that have not started (t < 0) see zero inputs, so s stays 0; y must be masked
-        # because tanh(0 + b) != 0. Cells past the end (t >= T) run on harmlessly, never read.
-        return (s, on * jnp.tanh(s + params.bias)), s
+        s, y, _, _ = hyperplane_stage(params, a, c, *carry, *inp)
+        return (s, y), emit(s, y)
 
     zero = jnp.zeros((n, m), xs.dtype)
-    _, s_q = jax.lax.scan(stage, (zero, zero), (x_in, started), unroll=unroll)
-    return from_hyperplanes(s_q, t_len)
+    return jax.lax.scan(stage, (zero, zero), (x_in, started), unroll=unroll)[1]
+
+
+def _hyperplane_states(params: GridParams, xs: Array, dt: float, unroll: int) -> Array:
+    """All states ``s(t)`` as ``(T, N, M)``, computed on hyperplanes ``q = t + i + j``."""
+    s_q = _hyperplane_scan(params, xs, dt, lambda s, y: s, unroll)
+    return from_hyperplanes(s_q, xs.shape[0])
+
+
+def hyperplane_readout(params: GridParams, xs: Array, dt: float = DT) -> Array:
+    """Only the readout ``r(t) = y_{N-1,:}(t)``, shape ``(T, M)``, from the hyperplane forward.
+
+    Cheaper to differentiate in forward mode than :func:`forward` (exact RTRL uses it): only the
+    bottom row leaves the scan.
+    """
+    t_len, n, m = check_inputs(params, xs)
+    r_q = _hyperplane_scan(params, xs, dt, lambda s, y: y[-1])  # (Q, M)
+    j = np.arange(m)[None, :]
+    return r_q[np.arange(t_len)[:, None] + n - 1 + j, j]  # r_j(t) lives on hyperplane t + N-1 + j
 
 
 def forward(params: GridParams, xs: Array, dt: float = DT, unroll: int = 1) -> Trajectory:

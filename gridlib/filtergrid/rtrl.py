@@ -1,15 +1,16 @@
 r"""Exact RTRL: carry the full influence matrix :math:`J(t) = ds(t)/d\theta` forward in time.
 
-Each step is the map :math:`s(t) = F(s(t-1), \theta; x_t)` (one wavefront step,
-:func:`~gridlib.filtergrid.grid.step`), so
+Each step is the map :math:`s(t) = F(s(t-1), \theta; x_t)`, so
 
 .. math:: J(t) = \frac{\partial F}{\partial s} J(t-1) + \frac{\partial F}{\partial \theta},
           \qquad \frac{dr(t)}{d\theta} = \frac{\partial r}{\partial s(t)} J(t)
           + \frac{\partial r}{\partial \theta},
 
-computed as a batch of ``4 N M`` Jacobian-vector products (one per parameter) of the *same*
-linearised step. For 28 x 10 that is a ``1120 x 280`` matrix per sequence: cheap to hold, about
-``4 N M`` times the cost of a forward pass to run. The gradient is
+computed as a batch of ``4 N M`` Jacobian-vector products (one per parameter) of the shared
+hyperplane forward (:func:`~gridlib.filtergrid.grid.hyperplane_readout`): the tangent carried
+through the scan *is* the influence matrix, advanced in step with the state. For 28 x 10 that
+is a ``1120 x 280`` matrix per sequence: cheap to hold, about ``4 N M`` times the cost of a
+forward pass to run. The gradient is
 :math:`\sum_t (dL/dr(t))^\top\, dr(t)/d\theta`, and with the ``"sum"`` loss only
 :math:`\sum_t dr(t)/d\theta` (``M`` accumulators per parameter) needs to be kept, so the rule is
 online.
@@ -22,7 +23,12 @@ import jax.numpy as jnp
 from jax import Array
 
 from gridlib.filtergrid.cell import DT, GridParams
-from gridlib.filtergrid.grid import check_inputs, check_loss_mode, loss_from_readout, step
+from gridlib.filtergrid.grid import (
+    check_inputs,
+    check_loss_mode,
+    hyperplane_readout,
+    loss_from_readout,
+)
 
 
 def parameter_basis(n: int, m: int, dtype=jnp.float32) -> GridParams:
@@ -46,19 +52,18 @@ def unflatten(v: Array, n: int, m: int) -> GridParams:
 
 
 def readout_jacobians(params: GridParams, xs: Array, dt: float = DT) -> tuple[Array, Array]:
-    """Run the grid with forward-mode influence; returns ``r: (T, M)`` and ``dr/dtheta: (T, 4NM, M)``."""
+    """Run the grid with forward-mode influence; returns ``r: (T, M)`` and ``dr/dtheta: (T, 4NM, M)``.
+
+    ``4 N M`` Jacobian-vector products of the shared hyperplane forward, one per unit parameter
+    tangent, batched with ``vmap`` (the primal pass is not batched, so it runs once). Inside the
+    scan the tangent of each cell's state is its row of the influence matrix, carried forward
+    stage by stage alongside the state: the RTRL recursion, on the same schedule as the forward.
+    """
     _, n, m = check_inputs(params, xs)
     basis = parameter_basis(n, m, xs.dtype)
-
-    def body(carry, x_t):
-        s_prev, influence = carry  # influence: (4NM, N, M) = ds(t-1)/dtheta
-        (s, y), lin = jax.linearize(lambda sp, p: step(p, sp, x_t, dt), s_prev, params)
-        ds, dy = jax.vmap(lin)(influence, basis)
-        return (s, ds), (y[-1], dy[:, -1, :])
-
-    init = (jnp.zeros((n, m), xs.dtype), jnp.zeros((4 * n * m, n, m), xs.dtype))
-    _, (r, dr) = jax.lax.scan(body, init, xs)
-    return r, dr
+    run = lambda p: hyperplane_readout(p, xs, dt)
+    r, dr = jax.vmap(lambda tangent: jax.jvp(run, (params,), (tangent,)), out_axes=(None, 0))(basis)
+    return r, jnp.moveaxis(dr, 0, 1)
 
 
 def rtrl_grads(

@@ -53,6 +53,7 @@ from gridlib.filtergrid.cell import (
 from gridlib.filtergrid.grid import (
     check_inputs,
     check_loss_mode,
+    hyperplane_stage,
     loss_from_readout,
 )
 
@@ -144,11 +145,8 @@ def _snap1_core(params: GridParams, xs: Array, labels: Array, mode: str, dt: flo
 
     def forward_stage(carry, inp):
         s_prev, y, self_tr, cross = carry
-        x_col, on = inp
-        u = jnp.concatenate([x_col[:, None], y[:, :-1]], axis=1)  # left input (x in column 0)
-        v = jnp.concatenate([jnp.zeros_like(y[:1]), y[:-1]], axis=0)  # top input (0 in row 0)
-        s = a * s_prev + c * (pb.w_left * u + pb.w_top * v)
-        y = on * jnp.tanh(s + pb.bias)  # cells with t < 0 stay at rest (see grid.forward)
+        s, y, u, v = hyperplane_stage(pb, a, c, s_prev, y, *inp)  # the shared forward
+        on = inp[1]
         self_tr = self_trace_step(self_tr, s_prev, u, v, pb.log_tau, pb.w_left, pb.w_top, dt)
         f = jax.tree.map(lambda z: on * z, output_sensitivities(self_tr, y, pb.log_tau))
         cross = cross_trace_step(cross, f, pb, dt)
