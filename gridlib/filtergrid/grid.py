@@ -9,7 +9,7 @@ Within one time step the cells form a DAG of depth :math:`N+M-2`; cell :math:`(i
 :math:`(i-1,j,t)`, :math:`(i,j-1,t)` and :math:`(i,j,t-1)`. Two vectorised schedules follow:
 
 - :func:`step`: one time step as :math:`N+M-1` anti-diagonal stages (cells with equal
-  :math:`p = i+j` are independent). Used by exact RTRL, which needs a per-step map.
+  :math:`p = i+j` are independent). A per-step map, kept as the simpler schedule to check.
 - :func:`forward`: a whole sequence as :math:`T+N+M-2` hyperplane stages :math:`q = t+i+j`: every
   stage updates the whole grid at once, each cell at its own time :math:`t = q-i-j`. This is the
   fast path (64 sequential stages for ``T=28``, 28x10 instead of ``28 * 37 = 1036``).
