@@ -304,3 +304,25 @@ def test_cli_run_writes_results_and_resumes(tmp_results):
     assert cli.main(args) == 0  # resumes from the checkpoint: nothing left to train
     second = results.load("filtergrid/cli_smoke")
     assert second["history"]["test/acc"] == first["history"]["test/acc"]
+
+
+def test_past_only_subtraction_equals_the_fast_form():
+    """step_gradient (the rule as written) == dep f + sum_d gm_d eps_d, which snap1 evaluates."""
+    from gridlib.filtergrid.snap1 import CrossTraces, descendant_coefficients, step_gradient
+
+    params, _ = _problem(4, 3)
+    ks = jax.random.split(jax.random.PRNGKey(7), 12)
+    shape = (4, 3)
+    f = grid.GridParams(*(jax.random.normal(ks[q], shape) for q in range(4)))
+    cross = CrossTraces(grid.GridParams(*(jax.random.normal(ks[4 + q], shape) for q in range(4))),
+                        grid.GridParams(*(jax.random.normal(ks[8 + q], shape) for q in range(4))))
+    (_, c_b, k_b), (_, c_r, k_r) = descendant_coefficients(params)
+    gm_b = jax.random.normal(ks[0], shape) * (c_b != 0)
+    gm_r = jax.random.normal(ks[1], shape) * (c_r != 0)
+    dep = jnp.zeros(shape).at[-1].set(jax.random.normal(ks[2], (3,)))
+    m = dep + gm_b * c_b * k_b + gm_r * c_r * k_r
+    slow = step_gradient(m, gm_b, gm_r, f, cross, params)
+    for name in grid.GridParams._fields:
+        fast = dep * getattr(f, name) + gm_b * getattr(cross.below, name) \
+            + gm_r * getattr(cross.right, name)
+        np.testing.assert_allclose(getattr(slow, name), fast, atol=1e-13)
