@@ -297,23 +297,19 @@ def _stencil_cm(xp: Array, w: Array, n: int) -> Array:
     return z
 
 
-def _sources_cm(xp: Array, hp: Array | None, mask: np.ndarray | None, i: int, n: int) -> Array:
-    """What cell ``u`` reads at offset ``i``: the current grid inside its block, the frozen
-    start-of-step grid across a block boundary."""
-    a, b, c = OFFSETS[i]
-    cur = xp[a : a + n, b : b + n, c : c + n]
+def _split_weights(w: Array, mask: np.ndarray | None) -> tuple[Array, Array | None]:
+    """``(M * W, (1 - M) * W)``: weights on sources inside the block and on the frozen halo."""
     if mask is None:
-        return cur
-    old = hp[a : a + n, b : b + n, c : c + n]
-    return jnp.where(mask[i][..., None], cur, old)
+        return w, None
+    m = jnp.asarray(mask, w.dtype)
+    return w * m, w * (1 - m)
 
 
-def _preact_cm(xp, hp, w, b, mask, n):
-    """``z = b + sum_delta W_delta * source_delta`` in cells-major layout."""
-    z = b[..., None]
-    for i in range(27):
-        z = z + w[i][..., None] * _sources_cm(xp, hp, mask, i, n)
-    return z
+def _halo_preact(hp: Array, p: CellParams, w_out: Array | None, n: int) -> Array:
+    """``b + sum_delta (1 - M_delta) W_delta shift_delta H``: the part of ``z`` that reads the
+    frozen halo, the same for every inner update of an outer step (computed once)."""
+    z = p.b[..., None]
+    return z if w_out is None else z + _stencil_cm(hp, w_out, n)
 
 
 def transpose_weights(w: Array) -> Array:
@@ -333,8 +329,8 @@ def _batch_chunk(batch: int) -> int:
     return next(c for c in (8, 4, 2, 1) if batch % c == 0)
 
 
-def _weight_grad_cm(g: Array, xp: Array, hp: Array | None, mask: np.ndarray | None) -> Array:
-    r"""``Wbar[delta, u] = sum_b g[u, b] * source_delta[u, b]`` -> ``(27, G, G, G)``.
+def _weight_grad_cm(g: Array, xp: Array, acc: Array) -> Array:
+    r"""``acc + Wbar`` with ``Wbar[delta, u] = sum_b g[u, b] * xp[u + delta, b]``, ``(27, G, G, G)``.
 
     XLA's CPU reductions over a batch axis are slow, so the batch sum is written as an unrolled
     sum over chunks of up to 8 examples (one fused elementwise loop per chunk) inside a scan
@@ -348,21 +344,15 @@ def _weight_grad_cm(g: Array, xp: Array, hp: Array | None, mask: np.ndarray | No
         return x.reshape(bsz // cb, cb, *x.shape[1:])
 
     def body(acc, inp):
-        gc, xc, hc = inp
-        rows = []
-        for i, (a, b, c) in enumerate(OFFSETS):
-            t = 0.0
-            for j in range(cb):
-                src = xc[j, a : a + n, b : b + n, c : c + n]
-                if mask is not None:
-                    src = jnp.where(mask[i], src, hc[j, a : a + n, b : b + n, c : c + n])
-                t = t + gc[j] * src
-            rows.append(t)
+        gc, xc = inp
+        rows = [sum(gc[j] * xc[j, a : a + n, b : b + n, c : c + n] for j in range(cb))
+                for (a, b, c) in OFFSETS]  # fmt: skip
         return acc + jnp.stack(rows), None
 
-    hc = chunks(hp) if mask is not None else jnp.zeros((bsz // cb,), g.dtype)
-    acc0 = jnp.zeros((27, n, n, n), g.dtype)
-    return jax.lax.scan(body, acc0, (chunks(g), chunks(xp), hc))[0]
+    inputs = (chunks(g), chunks(xp))
+    if bsz == cb:  # one chunk: no scan (its carry copies would dominate at small batch)
+        return body(acc, jax.tree.map(lambda a: a[0], inputs))[0]
+    return jax.lax.scan(body, acc, inputs)[0]
 
 
 def _masks_or_none(grid: int, block: int, inner: int) -> np.ndarray | None:
@@ -375,13 +365,14 @@ def _masks_or_none(grid: int, block: int, inner: int) -> np.ndarray | None:
 def _step_cm_plain(h: Array, p: CellParams, block: int, inner: int, act: str) -> Array:
     """Forward of :func:`step_cm` (plain JAX, also differentiable by autodiff)."""
     n = h.shape[0]
-    mask = _masks_or_none(n, block, inner)
+    w_in, w_out = _split_weights(p.w, _masks_or_none(n, block, inner))
     phi = activation(act)
     hp = _pad3(h)
+    z_halo = _halo_preact(hp, p, w_out, n)
 
     def one(x, _):
         xp = hp if inner == 1 else _pad3(x)
-        return x + p.r[..., None] * phi(_preact_cm(xp, hp, p.w, p.b, mask, n)), None
+        return x + p.r[..., None] * phi(z_halo + _stencil_cm(xp, w_in, n)), None
 
     return jax.lax.scan(one, h, None, length=inner)[0]
 
@@ -419,14 +410,17 @@ def _step_cm_bwd(block, inner, act, res, xbar):
     h, p = res
     n = h.shape[0]
     mask = _masks_or_none(n, block, inner)
+    w_in, w_out = _split_weights(p.w, mask)
     phi, dphi = activation(act), activation_grad(act)
     hp = _pad3(h)
-    w_in = p.w if mask is None else p.w * mask
+    z_halo = _halo_preact(hp, p, w_out, n)
     wt_in = transpose_weights(w_in)
 
+    def preact(x):
+        return z_halo + _stencil_cm(hp if inner == 1 else _pad3(x), w_in, n)
+
     def fwd(x, _):
-        xp = hp if inner == 1 else _pad3(x)
-        return x + p.r[..., None] * phi(_preact_cm(xp, hp, p.w, p.b, mask, n)), x
+        return x + p.r[..., None] * phi(preact(x)), x
 
     if inner == 1:
         xs = h[None]
@@ -436,12 +430,11 @@ def _step_cm_bwd(block, inner, act, res, xbar):
 
     def bwd(carry, x_prev):
         xbar, gsum, wbar, bbar, rbar = carry
-        xp = hp if inner == 1 else _pad3(x_prev)
-        z = _preact_cm(xp, hp, p.w, p.b, mask, n)
+        z = preact(x_prev)
         rbar = rbar + jnp.sum(xbar * phi(z), axis=-1)
         g = xbar * p.r[..., None] * dphi(z)
         bbar = bbar + jnp.sum(g, axis=-1)
-        wbar = wbar + _weight_grad_cm(g, xp, hp, mask)
+        wbar = _weight_grad_cm(g, hp if inner == 1 else _pad3(x_prev), wbar)  # masked below
         xbar = xbar + _stencil_cm(_pad3(g), wt_in, n)
         return (xbar, gsum + g, wbar, bbar, rbar), None
 
@@ -449,7 +442,9 @@ def _step_cm_bwd(block, inner, act, res, xbar):
     init = (xbar, jnp.zeros_like(h), zeros.w, zeros.b, zeros.r)
     (hbar, gsum, wbar, bbar, rbar), _ = jax.lax.scan(bwd, init, xs, reverse=True)
     if mask is not None:  # the frozen sources across block boundaries
-        hbar = hbar + _stencil_cm(_pad3(gsum), transpose_weights(p.w * ~mask), n)
+        m = jnp.asarray(mask, wbar.dtype)
+        wbar = m * wbar + (1 - m) * _weight_grad_cm(gsum, hp, zeros.w)
+        hbar = hbar + _stencil_cm(_pad3(gsum), transpose_weights(w_out), n)
     return hbar, CellParams(wbar, bbar, rbar)
 
 
