@@ -151,31 +151,42 @@ PREACT_FORMS: dict[str, Callable[[Array, Array, Array], Array]] = {
 }
 
 
-@jax.custom_vjp
-def grid_layer(x: Array, w: Array, b: Array) -> Array:
-    """One grid layer, fast form: ``sin(neighbour_sum(w * x) + b)``; ``x: (B, H)``, ``w, b: (H,)``.
+def _sine_layer(preact: Callable, local_sum: Callable, n_spatial: int, doc: str) -> Callable:
+    """``sin(preact(x, w, b))`` with ``preact = local_sum(w * x) + b`` and a hand-written VJP.
 
-    Hand-written VJP (the chain rule of the formula, checked against autodiff in the tests):
-    ``delta = g cos z``, ``s = neighbour_sum(delta)``, then ``dx = w s``, ``dw = sum_B x s``,
-    ``db = sum_B delta``. The neighbour sum is its own transpose (a symmetric band of ones).
+    The chain rule of the formula (checked against autodiff in the tests): ``delta = g cos z``,
+    ``s = local_sum(delta)``, then ``dx = w s``, ``dw = sum_B x s``, ``db = sum_B delta``. The
+    local sum (a symmetric band or box of ones) is its own transpose. ``cos z`` is kept from the
+    forward pass, so the backward pass evaluates no sine or cosine. ``n_spatial`` trailing axes
+    belong to the grid; the rest are batch axes.
     """
-    return sincos(preact_fast(x, w, b))[0]
+
+    @jax.custom_vjp
+    def layer_fn(x: Array, w: Array, b: Array) -> Array:
+        return sincos(preact(x, w, b))[0]
+
+    def fwd(x, w, b):
+        a, c = sincos(preact(x, w, b))
+        return a, (x, w, c)
+
+    def bwd(res, g):
+        x, w, c = res
+        delta = g * c
+        s = local_sum(delta)
+        batch_axes = tuple(range(x.ndim - n_spatial))
+        return w * s, (x * s).sum(batch_axes), delta.sum(batch_axes)
+
+    layer_fn.defvjp(fwd, bwd)
+    layer_fn.__doc__ = doc
+    return layer_fn
 
 
-def _grid_layer_fwd(x, w, b):
-    a, c = sincos(preact_fast(x, w, b))
-    return a, (x, w, c)
-
-
-def _grid_layer_bwd(res, g):
-    x, w, c = res
-    delta = g * c
-    s = neighbour_sum(delta)
-    batch_axes = tuple(range(x.ndim - 1))
-    return w * s, (x * s).sum(batch_axes), delta.sum(batch_axes)
-
-
-grid_layer.defvjp(_grid_layer_fwd, _grid_layer_bwd)
+grid_layer = _sine_layer(
+    preact_fast,
+    neighbour_sum,
+    1,
+    """One grid layer, fast form: ``sin(neighbour_sum(w * x) + b)``; ``x: (B, H)``, ``w, b: (H,)``.""",
+)
 
 
 def layer(x: Array, w: Array, b: Array, form: str = "fast") -> Array:
@@ -422,26 +433,12 @@ def preact3d_sparse(x: Array, w: Array, b: Array) -> Array:
     return flat.reshape(x.shape) + b
 
 
-@jax.custom_vjp
-def grid3d_layer(x: Array, w: Array, b: Array) -> Array:
-    """``sin(box_sum(w * x) + b)`` with the same hand-written VJP as :func:`grid_layer`."""
-    return sincos(preact3d_fast(x, w, b))[0]
-
-
-def _grid3d_fwd(x, w, b):
-    a, c = sincos(preact3d_fast(x, w, b))
-    return a, (x, w, c)
-
-
-def _grid3d_bwd(res, g):
-    x, w, c = res
-    delta = g * c
-    s = box_sum(delta)  # the 3 x 3 box of ones is symmetric, so it is its own transpose
-    batch_axes = tuple(range(x.ndim - 2))
-    return w * s, (x * s).sum(batch_axes), delta.sum(batch_axes)
-
-
-grid3d_layer.defvjp(_grid3d_fwd, _grid3d_bwd)
+grid3d_layer = _sine_layer(
+    preact3d_fast,
+    box_sum,
+    2,
+    """``sin(box_sum(w * x) + b)``, ``x: (..., h, w)``, with the same hand-written VJP as ``grid_layer``.""",
+)
 
 
 def init_grid3d(key: Array, image_shape: tuple[int, int], n_layers: int, n_classes: int,
