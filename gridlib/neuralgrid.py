@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gridlib import baselines as supervised
 from gridlib.cli import experiment
 
 Array = jax.Array
@@ -544,35 +545,9 @@ def lr_schedule(cfg: Config, steps_per_epoch: int) -> optax.Schedule:
                                    decay_rate=cfg.lr_decay, staircase=True)  # fmt: skip
 
 
-def cross_entropy(logits: Array, y: Array) -> Array:
-    """Per-example softmax cross-entropy ``(B,)``."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y)
-
-
-def _classification_task(init_params: Callable[[Array], Any], apply: Callable[[Any, Array], Array],
-                         optimizer: optax.GradientTransformation):  # fmt: skip
-    from gridlib.experiment import Task
-
-    def init(key):
-        params = init_params(key)
-        return params, optimizer.init(params)
-
-    def loss(params, x, y):
-        logits = apply(params, x)
-        return cross_entropy(logits, y).mean(), jnp.mean(jnp.argmax(logits, -1) == y)
-
-    def train_step(state, x, y, key):
-        del key  # deterministic given the batch
-        params, opt_state = state
-        (l, acc), g = jax.value_and_grad(loss, has_aux=True)(params, x, y)
-        updates, opt_state = optimizer.update(g, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), {"loss": l, "acc": acc}
-
-    def eval_step(state, x, y):
-        logits = apply(state[0], x)
-        return {"loss": cross_entropy(logits, y).sum(), "acc": (jnp.argmax(logits, -1) == y).sum()}
-
-    return Task(init, train_step, eval_step)
+# Backprop on mean cross-entropy is the shared baseline trainer; the grid is only the model.
+cross_entropy = supervised.cross_entropy
+_classification_task = supervised.supervised_task
 
 
 def make_task(cfg: Config, steps_per_epoch: int, n_in: int = 784, n_classes: int = 10,
