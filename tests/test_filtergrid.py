@@ -326,3 +326,32 @@ def test_past_only_subtraction_equals_the_fast_form():
         fast = dep * getattr(f, name) + gm_b * getattr(cross.below, name) \
             + gm_r * getattr(cross.right, name)
         np.testing.assert_allclose(getattr(slow, name), fast, atol=1e-13)
+
+
+def test_adjoint_cross_traces_give_the_forward_trace_sum():
+    """sum_t gm_d eps_d with eps_d run forward by cross_trace_step == sum_t c_d k_d f lam_d with
+    the adjoint lam_d(t) = gm_d(t) + a_d lam_d(t+1), the form the fast SnAP-1 evaluates."""
+    from gridlib.filtergrid.snap1 import CrossTraces, cross_trace_step, descendant_coefficients
+
+    params, _ = _problem(4, 3)
+    shape, steps = (4, 3), 6
+    ks = iter(jax.random.split(jax.random.PRNGKey(3), 6 * steps))
+    fs = [grid.GridParams(*(jax.random.normal(next(ks), shape) for _ in range(4)))
+          for _ in range(steps)]
+    gms = [(jax.random.normal(next(ks), shape), jax.random.normal(next(ks), shape))
+           for _ in range(steps)]
+    zero = grid.GridParams(*(jnp.zeros(shape),) * 4)
+    cross, forward = CrossTraces(zero, zero), jax.tree.map(jnp.zeros_like, zero)
+    for f, (gb, gr) in zip(fs, gms, strict=True):
+        cross = cross_trace_step(cross, f, params)
+        forward = jax.tree.map(lambda acc, e_b, e_r, gb=gb, gr=gr: acc + gb * e_b + gr * e_r,
+                               forward, cross.below, cross.right)
+    (a_b, c_b, k_b), (a_r, c_r, k_r) = descendant_coefficients(params)
+    lam_b = lam_r = jnp.zeros(shape)
+    backward = jax.tree.map(jnp.zeros_like, zero)
+    for f, (gb, gr) in zip(fs[::-1], gms[::-1], strict=True):
+        lam_b, lam_r = gb + a_b * lam_b, gr + a_r * lam_r
+        backward = jax.tree.map(lambda acc, fk, lb=lam_b, lr=lam_r: acc + (c_b * k_b * lb + c_r * k_r * lr) * fk,
+                                backward, f)
+    for name in grid.GridParams._fields:
+        np.testing.assert_allclose(getattr(backward, name), getattr(forward, name), rtol=1e-12, atol=1e-14)

@@ -30,7 +30,10 @@ Dropped: the temporal carry :math:`a_j J_{j,k}(t-1)` of every descendant at Manh
 :math:`\ge 2`. So SnAP-1 is exact at ``T = 1`` and approximate after.
 
 With the ``"sum"`` loss the readout gradient is known only after the last step, so, like the
-original code, the messages are computed after the forward pass from the stored trajectory.
+original code, the messages are computed after the forward pass from the stored trajectory. Since
+they are computed backwards anyway, the fast path (:func:`snap1_batch_grads`) also runs the
+cross-traces' linear recursion backwards, as *adjoint traces*: the same sum, a third less work
+(see ``_snap1_core``).
 """
 
 from __future__ import annotations
@@ -126,6 +129,17 @@ def _snap1_core(params: GridParams, xs: Array, labels: Array, mode: str, dt: flo
     Returns per-example losses ``(B,)``, logits ``(B, M)`` and the gradient **summed** over the
     batch. Cell-major layout ``(N, M, B)`` keeps the batch as the contiguous (vectorised) axis
     and makes the neighbour shifts cheap moves along the two leading axes.
+
+    The cross-traces enter the gradient only through the sum ``sum_t gm_d(t) eps_d(t)``, and
+    ``eps_d`` obeys a linear recursion driven by ``c_d kappa_d f``. So the same sum is evaluated
+    backwards: with the *adjoint trace* ``lam_d(t) = gm_d(t) + a_d lam_d(t+1)``,
+
+    .. math:: \\sum_t gm_d(t)\\,\\varepsilon_d(t) = \\sum_t c_d \\kappa_d\\, f(t)\\, \\lambda_d(t),
+
+    two arrays per cell instead of eight, and the forward pass stores the three self-traces (from
+    which the backward sweep rebuilds ``f``) instead of the eight cross-traces. The numbers are
+    those of the trace form up to rounding (tests: against the naive loop, which runs the
+    cross-traces forward; :func:`cross_trace_step` against the adjoint identity).
     """
     t_len, n, n_batch = xs.shape
     m_cols = params.w_left.shape[1]
@@ -141,20 +155,15 @@ def _snap1_core(params: GridParams, xs: Array, labels: Array, mode: str, dt: flo
             - np.arange(m_cols)[None, None, :])
     started = (t_of >= 0).astype(np.float32)[..., None]  # (Q, N, M, 1)
     zero = jnp.zeros((n, m_cols, n_batch), xs.dtype)
-    zeros4 = GridParams(zero, zero, zero, zero)
 
     def forward_stage(carry, inp):
-        s_prev, y, self_tr, cross = carry
+        s_prev, y, self_tr = carry
         s, y, u, v = hyperplane_stage(pb, a, c, s_prev, y, *inp)  # the shared forward
-        on = inp[1]
         self_tr = self_trace_step(self_tr, s_prev, u, v, pb.log_tau, pb.w_left, pb.w_top, dt)
-        f = jax.tree.map(lambda z: on * z, output_sensitivities(self_tr, y, pb.log_tau))
-        cross = cross_trace_step(cross, f, pb, dt)
-        # only the bottom row's f is needed later (see the identity in backward_stage)
-        return (s, y, self_tr, cross), (y, jax.tree.map(lambda z: z[-1], f), cross)
+        return (s, y, self_tr), (y, self_tr)
 
-    init = (zero, zero, zero_self_traces(zero.shape, xs.dtype), CrossTraces(zeros4, zeros4))
-    _, (y_q, f_bottom_q, cross_q) = jax.lax.scan(forward_stage, init, (x_in, started))
+    init = (zero, zero, zero_self_traces(zero.shape, xs.dtype))
+    _, (y_q, tr_q) = jax.lax.scan(forward_stage, init, (x_in, started))
 
     # readout r(t)_j = y[N-1, j] at time t, found on hyperplane t + N - 1 + j: (T, M, B)
     t_idx = np.arange(t_len)[:, None]
@@ -167,27 +176,31 @@ def _snap1_core(params: GridParams, xs: Array, labels: Array, mode: str, dt: flo
     deposit = jnp.where(((tq >= 0) & (tq < t_len))[..., None],
                         dr[np.clip(tq, 0, t_len - 1), j_idx], 0.0)
 
+    (a_b, _, _), (a_r, _, _) = descendant_coefficients(params, dt)
+    a_b, a_r = a_b[..., None], a_r[..., None]
     couple_below = _up(c * pb.w_top)  # c_d kappa_d of each cell's lower child
     couple_right = _left(c * pb.w_left)  # ... and of its right child
 
     def backward_stage(carry, inp):
-        gm_next, grad = carry  # gm_next = m (1 - y^2) on hyperplane q + 1
-        dep, y, f_bot, cross = inp
+        gm_next, lam_b, lam_r, grad = carry  # gm_next = m (1 - y^2) on hyperplane q + 1
+        dep, y, tr, on = inp
+        f = jax.tree.map(lambda z: on * z, output_sensitivities(tr, y, pb.log_tau))
         gm_below, gm_right = _up(gm_next), _left(gm_next)
+        # the within-step message: the two children at the same time sit on hyperplane q + 1
         m = (gm_below * couple_below + gm_right * couple_right).at[-1].add(dep)
-        # step_gradient(m, gm_below, gm_right, f, cross) with m substituted: since
-        # m = dep + gm_below c_b k_b + gm_right c_r k_r, the past-only subtraction cancels the
-        # same-step paths exactly and  m f + sum_d gm_d (eps_d - c_d k_d f)
-        #                             = dep f + gm_below eps_below + gm_right eps_right,
-        # where dep is non-zero on the bottom row only. Same numbers (tests: vs the naive loop,
-        # which uses the subtraction form), 4 fewer stored arrays per stage.
-        grad = jax.tree.map(
-            lambda g, f_bottom, e_b, e_r: (g + gm_below * e_b + gm_right * e_r).at[-1].add(
-                dep * f_bottom), grad, f_bot, cross.below, cross.right)
-        return (m * (1.0 - y**2), grad), None
+        # adjoint cross-traces, then step_gradient(m, gm_below, gm_right, f, eps) summed over
+        # time. With m substituted, the past-only subtraction cancels the same-step paths:
+        #   m f + sum_d gm_d (eps_d - c_d k_d f) = dep f + sum_d gm_d eps_d,
+        # and sum_t gm_d eps_d = sum_t c_d k_d f lam_d, so the weight of f is m with lam for gm.
+        lam_b = gm_below + a_b * lam_b
+        lam_r = gm_right + a_r * lam_r
+        mu = (lam_b * couple_below + lam_r * couple_right).at[-1].add(dep)
+        grad = jax.tree.map(lambda g, fk: g + mu * fk, grad, f)
+        return (m * (1.0 - y**2), lam_b, lam_r, grad), None
 
-    (_, grad), _ = jax.lax.scan(backward_stage, (zero, zeros4),
-                                (deposit, y_q, f_bottom_q, cross_q), reverse=True)
+    zeros4 = GridParams(zero, zero, zero, zero)
+    (*_, grad), _ = jax.lax.scan(backward_stage, (zero, zero, zero, zeros4),
+                                 (deposit, y_q, tr_q, started), reverse=True)
     return losses, r.sum(0).T, jax.tree.map(lambda g: g.sum(-1), grad)
 
 
