@@ -701,3 +701,61 @@ def run_seed_variants(splits, *, epochs: int, seed: int = 0, cfg: EPConfig = DEF
                   "train_err_running": r.last["train/err"], "train_loss": r.last["train/loss"],
                   "test_err_per_epoch": r.history["test/err"]}
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# backprop through the relaxation: why it needs its own learning rates, and where it stalls
+
+
+def pinned_target_fraction(params: Params, x, labels, cfg: EPConfig = DEFAULT) -> float:
+    """Fraction of examples whose *target* output unit sits at the lower clip (0) after the free
+    phase while its force still points down.
+
+    Backprop through ``clip(s + eps * force, 0, 1)`` gives such a unit zero gradient, so no error
+    reaches the network through it: the loss cannot pull the correct class up. EP is not
+    blocked there: the nudge ``beta (d - y)`` pushes the unit off the bound and the contrast is
+    non-zero.
+    """
+    x = jnp.asarray(x)
+    free = free_phase(params, x, cfg)
+    drive = input_drive(params, x, cfg)
+    f = forces(params, drive, free, jnp.zeros_like(free[-1]), 0.0, cfg)[-1]
+    rows = jnp.arange(x.shape[0])
+    lab = jnp.asarray(labels)
+    pinned = (free[-1][rows, lab] <= 0.0) & (f[rows, lab] <= 0.0)
+    return float(jnp.mean(pinned))
+
+
+@experiment("ep-bptt-sweep")
+def ep_bptt_sweep(scales: str = "1,0.3,0.1,0.03", epochs: int = 2, n_train: int = 10000,
+                  validation: int = 10000, seed: int = 0, progress: bool = True) -> dict:
+    """Backprop through the 20-step free relaxation of 784-500-10 at the EP learning rates times
+    each of ``scales``, selected on held-out validation data (the last ``validation`` training
+    images); the same runs with EP for reference. Saves ``results/ep/bptt_sweep``."""
+    from gridlib import data, results, scale
+
+    n_train = scale.pick(ci=min(n_train, 1000), full=n_train)
+    validation = scale.pick(ci=min(validation, 1000), full=validation)
+    epochs = scale.pick(ci=1, full=epochs)
+    splits = data.load_mnist(n_train=n_train, validation=validation, n_test=1)  # test unused
+    base = check_config(DEFAULT)
+    probe = jnp.asarray(splits.x_val[:2000])
+    out = {"pinned_target_at_init": pinned_target_fraction(
+        init_params(jax.random.PRNGKey(seed), base.sizes), probe, splits.y_val[:2000], base)}
+    runs = [("ep", 1.0)] + [("bptt", s) for s in _floats(scales)]
+    for estimator, s in runs:
+        cfg = base._replace(estimator=estimator, alphas=tuple(a * s for a in base.alphas))
+        r = run(cfg, splits, epochs=epochs, seed=seed, name=f"{estimator} x{s:g}",
+                progress=progress, eval_on=("val",))
+        key = f"{estimator} x{s:g}"
+        out[key] = {"estimator": estimator, "lr_scale": s, "alphas": cfg.alphas,
+                    "val_err": r.history["val/err"], "train_err_running": r.history["train/err"],
+                    "pinned_target_after": pinned_target_fraction(
+                        r.state.params, probe, splits.y_val[:2000], cfg)}
+        print(f"{key}: validation error {100 * r.last['val/err']:.1f}%, targets pinned at 0: "
+              f"{100 * out[key]['pinned_target_after']:.0f}%")
+    name = f"ep/{'ci/' if scale.is_ci() else ''}bptt_sweep"
+    results.save(name, config={"epochs": epochs, "n_train": n_train, "validation": validation,
+                               "base": base._asdict(), "scales": _floats(scales)},
+                 metrics=out, seed=seed)
+    return out
