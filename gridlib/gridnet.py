@@ -737,31 +737,14 @@ def forward_naive(params: Params, x: Array, cfg: Config) -> Array:
 
 
 def make_task(cfg: Config, lr: float = 1e-3, weight_decay: float = 1e-3):
-    """A :class:`gridlib.experiment.Task`: AdamW (the seed's optimiser, decay on every parameter)
-    on the cross-entropy; state ``(params, opt_state)``; eval returns summed loss and hits."""
-    from gridlib.experiment import Task
+    """A :class:`gridlib.experiment.Task` (the shared backprop task of :mod:`gridlib.baselines`):
+    AdamW, the seed's optimiser with decay on every parameter, on the mean cross-entropy; state
+    ``(params, opt_state)``; eval returns summed loss and hits."""
+    from gridlib.baselines import supervised_task
 
     cfg.validate()
     opt = optax.adamw(lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=weight_decay)
-
-    def init_fn(key):
-        p = init(key, cfg)
-        return p, opt.init(p)
-
-    def train_step(state, x, y, key):
-        del key  # deterministic model
-        p, o = state
-        (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, x, y, cfg)
-        updates, o = opt.update(grads, o, p)
-        return (optax.apply_updates(p, updates), o), {"loss": loss, "acc": acc}
-
-    def eval_step(state, x, y):
-        logits = forward(state[0], x, cfg)
-        logp = jax.nn.log_softmax(logits)
-        nll = -jnp.take_along_axis(logp, y[:, None], axis=1)[:, 0]
-        return {"loss": jnp.sum(nll), "acc": jnp.sum(jnp.argmax(logits, -1) == y)}
-
-    return Task(init_fn, train_step, eval_step)
+    return supervised_task(lambda key: init(key, cfg), lambda p, x: forward(p, x, cfg), opt)
 
 
 def train(cfg: Config, splits, *, epochs: int, batch_size: int = 256, lr: float = 1e-3,
