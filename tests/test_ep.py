@@ -332,3 +332,24 @@ def test_seed_variant_splits():
     idx = ep.with_index(s)
     assert idx.x_train.shape == (260, 5) and idx.x_val.shape == (0, 5)
     np.testing.assert_array_equal(idx.x_train[:, -1], np.arange(n))
+
+
+def test_pinned_target_gets_no_backprop_gradient_but_an_ep_update(x64):
+    """A target output held at 0 by a negative bias: backprop through the clipped
+    relaxation gives its bias exactly zero gradient, EP's contrast pushes it up."""
+    params, x, d, cfg = _interior_net(batch=4)
+    labels = jnp.arange(4) % 3
+    cfg = cfg._replace(n_free=40, n_nudge=20)
+    b_out = params.biases[-1].at[0].set(-1.0)  # class 0 cannot rise in the free phase
+    params = params._replace(biases=params.biases[:-1] + (b_out,))
+    pinned = np.asarray(labels == 0, float).mean()
+    assert ep.pinned_target_fraction(params, x, labels, cfg) == pytest.approx(pinned)
+    target = ep.one_hot(labels, 3).astype(jnp.float64)
+    g_bp = ep.bptt_gradient(params, x, target, cfg)
+    assert float(g_bp.biases[-1][0]) == 0.0  # the wall: no signal to raise class 0
+    free = ep.free_phase(params, x, cfg)
+    g_ep, _ = ep.ep_gradient(params, x, target, free, 1.0, cfg)
+    assert float(g_ep.biases[-1][0]) < 0.0  # descent raises the bias of class 0
+    # and with the bias back at its interior value nothing is pinned
+    assert ep.pinned_target_fraction(params._replace(biases=params.biases[:-1] + (
+        jnp.full_like(b_out, 0.3),)), x, labels, cfg) == 0.0
