@@ -9,8 +9,11 @@ Three implementations of the same per-step dynamics + Adam update, timed in one 
 
 Prints steps/second (seed-steps for the ensemble) in wall time and per CPU-second of this process
 (the machine may be shared), the ratio to (1), the projected CPU-hours of 10 seeds x 150 epochs,
-and the achieved GFLOP per CPU-second (three matrix products per layer and step);
-saves ``results/bench/gle.json``. Run: ``python benchmarks/gle.py [n_seeds]``.
+and the achieved GFLOP per CPU-second (three matrix products per layer and step). Two ceilings
+are measured in the same run: the rate of the network's own product, ``(100, 53) @ (53, 53)``,
+repeated in a ``lax.scan``, and the rate of a large ``1024^3`` product (what one core sustains at
+best); no implementation of these dynamics can beat the first by much, nor the second at all.
+Saves ``results/bench/gle.json``. Run: ``python benchmarks/gle.py [n_seeds]``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,22 @@ from gridlib.gle import mnist1d as m1d
 def _flops_per_step(net, batch):
     """Multiply-adds of the forward, error and weight-gradient products, times two."""
     return int(sum(3 * 2 * batch * lay.W.size for lay in net))
+
+
+def _gemm_rate(m: int, k: int, n: int, repeats: int) -> float:
+    """GFLOP per CPU-second of ``repeats`` chained float32 products ``(m, k) @ (k, n)``."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (m, k), jnp.float32)
+    b = jnp.eye(k, n, dtype=jnp.float32)  # keeps the values O(1): no overflow, no denormals
+
+    @jax.jit
+    def chain(a, b):
+        # each product feeds the next (``n == k``) so none can be skipped or hoisted
+        return jax.lax.scan(lambda c, _: (c @ b, None), a, None, length=repeats)[0]
+
+    jax.block_until_ready(chain(a, b))
+    c0 = time.process_time()
+    jax.block_until_ready(chain(a, b))
+    return 2 * m * k * n * repeats / (time.process_time() - c0) / 1e9
 
 
 def main(n_seeds: int = 10, n_batches: int = 2) -> dict:
@@ -86,6 +105,12 @@ def main(n_seeds: int = 10, n_batches: int = 2) -> dict:
     ens = n_seeds * n_batches * setup.seq_len / (time.perf_counter() - t0)
     ens_cpu = n_seeds * n_batches * setup.seq_len / (time.process_time() - c0)
 
+    hidden = net0[1].W.shape[0]
+    ceilings = {
+        "network product, GFLOP per CPU-s": _gemm_rate(setup.batch, hidden, hidden, 20_000),
+        "1024^3 product, GFLOP per CPU-s": _gemm_rate(1024, 1024, 1024, 20),
+    }
+
     steps_10x150 = 10 * 150 * 40 * setup.seq_len  # seed-steps of the full 15k reproduction
     rows = []
     for name, wall, cpu in [("Python loop over steps, 1 seed", naive, naive_cpu),
@@ -102,10 +127,11 @@ def main(n_seeds: int = 10, n_batches: int = 2) -> dict:
     print(plotting.markdown_table(rows, floatfmt=".3g"))
     print(f"(training only, evaluation excluded; {flops / 1e6:.1f} MFLOP per seed-step; one process;"
           f" CPU-seconds count only this process's time, so they stay meaningful on a shared machine)")
+    print(", ".join(f"{k}: {v:.1f}" for k, v in ceilings.items()))
     results.save("bench/gle", config={"arch": "e2e15k", "batch": setup.batch, "n_seeds": n_seeds,
                                       "n_batches": n_batches, "flops_per_seed_step": flops},
-                 metrics={"rows": rows})
-    return {"rows": rows}
+                 metrics={"rows": rows, "ceilings": ceilings})
+    return {"rows": rows, "ceilings": ceilings}
 
 
 if __name__ == "__main__":
