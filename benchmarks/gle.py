@@ -35,7 +35,8 @@ def _flops_per_step(net, batch):
 
 
 def _gemm_rate(m: int, k: int, n: int, repeats: int) -> float:
-    """GFLOP per CPU-second of ``repeats`` chained float32 products ``(m, k) @ (k, n)``."""
+    """GFLOP per CPU-second of ``repeats`` chained float32 products ``(m, k) @ (k, n)``, the best
+    of three timings (a ceiling: noise from other work on the machine only lowers it)."""
     a = jax.random.normal(jax.random.PRNGKey(0), (m, k), jnp.float32)
     b = jnp.eye(k, n, dtype=jnp.float32)  # keeps the values O(1): no overflow, no denormals
 
@@ -45,9 +46,12 @@ def _gemm_rate(m: int, k: int, n: int, repeats: int) -> float:
         return jax.lax.scan(lambda c, _: (c @ b, None), a, None, length=repeats)[0]
 
     jax.block_until_ready(chain(a, b))
-    c0 = time.process_time()
-    jax.block_until_ready(chain(a, b))
-    return 2 * m * k * n * repeats / (time.process_time() - c0) / 1e9
+    best = float("inf")
+    for _ in range(3):
+        c0 = time.process_time()
+        jax.block_until_ready(chain(a, b))
+        best = min(best, time.process_time() - c0)
+    return 2 * m * k * n * repeats / best / 1e9
 
 
 def main(n_seeds: int = 10, n_batches: int = 2) -> dict:
@@ -108,7 +112,7 @@ def main(n_seeds: int = 10, n_batches: int = 2) -> dict:
     hidden = net0[1].W.shape[0]
     ceilings = {
         "network product, GFLOP per CPU-s": _gemm_rate(setup.batch, hidden, hidden, 20_000),
-        "1024^3 product, GFLOP per CPU-s": _gemm_rate(1024, 1024, 1024, 20),
+        "1024^3 product, GFLOP per CPU-s": _gemm_rate(1024, 1024, 1024, 40),
     }
 
     steps_10x150 = 10 * 150 * 40 * setup.seq_len  # seed-steps of the full 15k reproduction
