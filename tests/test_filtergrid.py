@@ -170,6 +170,28 @@ def test_snap1_is_approximate_after_T1(computed):
     assert 1e-6 < rel < 0.5
 
 
+@pytest.mark.parametrize("impl", [snap1_grads, reference.snap1_grads], ids=["adjoint", "naive"])
+@pytest.mark.parametrize("shape", [(1, 2, 6), (2, 1, 6), (1, 2, 20)])
+def test_snap1_is_exact_when_every_descendant_is_a_neighbour(impl, shape):
+    """On a 1 x 2 (or 2 x 1) grid each cell's only descendant is its neighbour, so SnAP-1 keeps
+    every influence entry and must equal BPTT for any T. Dropping the cross-trace terms, or
+    flipping the sign of the past-only bracket, breaks this at T > 1."""
+    params, xs = _problem(*shape)
+    for mode in ("sum", "per_t"):
+        g_snap = impl(params, xs, 1, mode)[2]
+        g_bptt = bptt_grads(params, xs, 1, mode)[2]
+        assert _rel(g_snap, g_bptt) < 1e-12, mode
+
+
+@pytest.mark.parametrize("impl", [snap1_grads, reference.snap1_grads], ids=["adjoint", "naive"])
+def test_snap1_error_on_a_larger_grid_is_pinned(impl):
+    """The approximation error on the 4 x 3, T = 6 problem, pinned to within 1 %: any change to
+    a trace term moves it (self-traces only, for instance, is off by far more)."""
+    params, xs = _problem(4, 3, 6)
+    rel = _rel(impl(params, xs, 1, "sum")[2], bptt_grads(params, xs, 1)[2])
+    assert rel == pytest.approx(1.0660203e-3, rel=1e-2)
+
+
 def test_rtrl_equals_bptt_and_finite_differences(computed):
     params, xs = computed["params"], computed["xs"]
     loss, _, g_rtrl = computed["rtrl", "sum"]
@@ -299,10 +321,10 @@ def test_cli_run_writes_results_and_resumes(tmp_results):
     args = ["filtergrid-mnist", "--n-train", "64", "--n-test", "50", "--epochs", "1",
             "--progress", "false", "--name", "filtergrid/cli_smoke"]
     assert cli.main(args) == 0
-    first = results.load("filtergrid/cli_smoke")
+    first = results.load_scratch("filtergrid/cli_smoke")
     assert first["config"]["rule"] == "snap1" and len(first["history"]["test/acc"]) == 1
     assert cli.main(args) == 0  # resumes from the checkpoint: nothing left to train
-    second = results.load("filtergrid/cli_smoke")
+    second = results.load_scratch("filtergrid/cli_smoke")
     assert second["history"]["test/acc"] == first["history"]["test/acc"]
 
 

@@ -10,18 +10,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 
-from gridlib import results, scale
+from gridlib import checkpoint, results, scale
 from gridlib.cli import experiment
+from gridlib.experiment import run_dir_for
 from gridlib.gle import mnist1d as m1d
 from gridlib.gle import teachers
-
-RUNS = Path(results.REPO_ROOT) / "runs" / "gle"
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -44,9 +43,10 @@ def lagline(model: str = "gle", seed: int = 1, t_train: float = -1.0, lr: float 
     t_train = t_train if t_train > 0 else scale.pick(ci=400.0, full=4000.0)
     setup = teachers.LagLineSetup(t_train=t_train, lr=lr)
     t0 = time.perf_counter()
-    out = teachers.run_lagline(model, jax.random.PRNGKey(seed), setup, n_chunks=20,
-                               progress=progress,
-                               run_dir=RUNS / f"lagline_seed{seed}" if resume else None)
+    run_dir = run_dir_for(f"gle/lagline_seed{seed}/{model}") if resume else None
+    with checkpoint.lock(run_dir) if run_dir is not None else contextlib.nullcontext():
+        out = teachers.run_lagline(model, jax.random.PRNGKey(seed), setup, n_chunks=20,
+                                   progress=progress, run_dir=run_dir)
     wall = time.perf_counter() - t0
     metrics = {
         "final_w": out["w"][-1],
@@ -116,7 +116,7 @@ def mnist1d(arch: str = "e2e15k", seeds: str = "12,34,56,78,98,76,54,32,42,69", 
     name = mnist1d_result_name(arch, seed_list)
     config = {"setup": setup._asdict(), "seeds": seed_list, "epochs": epochs,
               "n_train": len(splits.x_train), "n_test": len(splits.x_test)}
-    run_dir = RUNS / name.removeprefix("gle/") if resume else None
+    run_dir = run_dir_for(name) if resume else None
     run = fit(task, splits, epochs=epochs, batch_size=setup.batch, seed=0, run_dir=run_dir,
               name=f"gle {arch} x{len(seed_list)}", eval_on=("test",), progress=progress,
               config=config, eval_batch_size=len(splits.x_test), steps_per_call=None)
@@ -155,22 +155,19 @@ def mnist1d_snapshot(arch: str = "e2e15k", seeds: str = "12,34,56,78,98,76,54,32
     The file is marked ``complete: false`` with the number of epochs done; the run itself
     overwrites it when it finishes (resume it with the same gle-mnist1d arguments).
     """
-    import pickle
-
     from gridlib.experiment import CHECKPOINT_FILE
 
     seed_list = _seeds(seeds)
     name = mnist1d_result_name(arch, seed_list)
-    ckpt = RUNS / name.removeprefix("gle/") / CHECKPOINT_FILE
+    ckpt = run_dir_for(name) / CHECKPOINT_FILE
     if not ckpt.is_file():
         raise FileNotFoundError(f"no checkpoint {ckpt}; start the run with gle-mnist1d first")
-    with open(ckpt, "rb") as f:
-        payload = pickle.load(f)
+    payload = checkpoint.read(ckpt)
     setup = m1d.setup_for(arch)
     metrics = _mnist1d_metrics(arch, setup, payload["history"], epochs)
     command = f"python -m gridlib gle-mnist1d --arch {arch} --seeds {','.join(map(str, seed_list))}"
     config = {"setup": setup._asdict(), "seeds": seed_list, "epochs": epochs,
-              "run_command": command}
+              **{k: payload["inputs"]["config"][k] for k in ("n_train", "n_test")}}
     results.save(name, config=config, metrics=metrics, history=payload["history"],
-                 seed=seed_list[0])
+                 seed=seed_list[0], extra={"run_command": command})
     return metrics

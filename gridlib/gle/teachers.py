@@ -15,8 +15,6 @@ sines; only the first layer's two weights learn. GLE errors are compared with th
 from __future__ import annotations
 
 import hashlib
-import os
-import pickle
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -25,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gridlib import checkpoint
 from gridlib.gle.bptt import adjoint, truncated_bptt
 from gridlib.gle.core import (
     Config,
@@ -206,11 +205,8 @@ def run_lagline(model: str, key: jax.Array, setup: LagLineSetup | None = None,
     tag = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]  # one file per configuration
     ckpt = Path(run_dir) / f"lagline_{model}_{tag}.pkl" if run_dir is not None else None
     parts: list = []
-    if ckpt is not None and ckpt.is_file():
-        with open(ckpt, "rb") as f:
-            saved = pickle.load(f)
-        if saved["fingerprint"] != fingerprint:
-            raise RuntimeError(f"checkpoint {ckpt} belongs to another configuration; delete it")
+    saved = checkpoint.load(ckpt, fingerprint) if ckpt is not None else None
+    if saved is not None:
         carry = jax.tree.map(jnp.asarray, saved["carry"])
         init_losses, first, parts = saved["init_losses"], saved["first"], saved["parts"]
     else:
@@ -221,15 +217,15 @@ def run_lagline(model: str, key: jax.Array, setup: LagLineSetup | None = None,
     for i in tqdm(range(len(parts), len(chunks)), desc=f"LagLine {model}", disable=not progress,
                   initial=len(parts), total=len(chunks), unit="chunk"):
         carry, part = train_phase(carry, jnp.asarray(chunks[i]))
-        parts.append(jax.device_get(part))
+        part = jax.device_get(part)
+        if not all(np.all(np.isfinite(p)) for p in part):
+            raise FloatingPointError(f"LagLine {model}: the loss or weights became NaN/inf in chunk "
+                                     f"{i + 1} of {len(chunks)}: the run diverged (try a smaller lr)")
+        parts.append(part)
         if ckpt is not None:
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt.with_suffix(".tmp")
-            with open(tmp, "wb") as f:
-                pickle.dump({"fingerprint": fingerprint, "carry": jax.device_get(carry),
-                             "init_losses": jax.device_get(init_losses),
-                             "first": jax.device_get(first), "parts": parts}, f)
-            os.replace(tmp, ckpt)
+            checkpoint.save(ckpt, {"fingerprint": fingerprint, "carry": jax.device_get(carry),
+                                   "init_losses": jax.device_get(init_losses),
+                                   "first": jax.device_get(first), "parts": parts})
     losses, ws, taus = (np.concatenate([p[j] for p in parts]) for j in range(3))
     last = trace(carry, n_init + n_train)
     names = ("x", "out", "target", "e1", "e2")

@@ -1,0 +1,46 @@
+"""Re-checking a published result by re-running its first epoch."""
+
+import json
+
+import pytest
+
+from gridlib import cli, recheck, results
+
+
+@pytest.fixture
+def published_mlp(tmp_results, monkeypatch):
+    monkeypatch.setenv("GRIDLIB_SCALE", "full")
+    argv = ["mlp", "--epochs", "2", "--n-train", "256", "--hidden", "8", "--name", "t/mlp", "--publish",
+            "--progress", "false"] if "progress" in cli.registry()["mlp"].__code__.co_varnames else [
+            "mlp", "--epochs", "2", "--n-train", "256", "--hidden", "8", "--name", "t/mlp", "--publish"]
+    monkeypatch.setattr("sys.argv", ["/x/gridlib/__main__.py", *argv])
+    assert cli.main(argv) == 0
+    return results.path("t/mlp")
+
+
+def test_a_faithful_record_rechecks_bit_identical(published_mlp):
+    v = recheck.recheck("t/mlp", epochs=1)
+    assert v.status == "bit-identical" and v.n_compared >= 4 and v.max_rel_diff == 0.0
+    assert "bit-identical" in recheck.describe(v)
+
+
+def test_a_tampered_record_is_different(published_mlp):
+    rec = json.loads(published_mlp.read_text())
+    rec["history"]["test/acc"][0] += 0.01
+    published_mlp.write_text(json.dumps(rec))
+    v = recheck.recheck("t/mlp", epochs=1)
+    assert v.status == "different" and v.worst == "test/acc"
+    assert cli.main(["recheck", "t/mlp"]) == 1
+
+
+def test_notebook_records_are_not_recheckable(tmp_results, monkeypatch):
+    monkeypatch.setenv("GRIDLIB_SCALE", "full")
+    monkeypatch.setattr("sys.argv", ["/x/ipykernel_launcher.py"])
+    results.save("t/nb", config={}, metrics={"a": 1.0}, history={"epoch": [1]}, publish=True)
+    assert recheck.recheck("t/nb").status == "not recheckable"
+
+
+def test_compare_counts_and_skips_timings():
+    n, rel, worst = recheck.compare({"epoch_time_s": [1.0], "loss": [[1.0, 2.0]]},
+                                    {"epoch_time_s": [9.0], "loss": [[1.0, 2.0000001]]}, 1)  # fmt: skip
+    assert n == 2 and 0 < rel < 1e-6 and worst == "loss"
