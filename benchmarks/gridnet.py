@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from gridlib import gridnet as gn
 from gridlib import results, scale
+from gridlib.gridnet.experiments import CPU, SEED
 
 
 def _time(f, *args, reps: int) -> tuple[float, float]:
@@ -77,11 +78,11 @@ def step_row(grid: int, block: int, inner: int, batch: int, reps: int) -> dict:
 def main() -> None:
     ci = scale.is_ci()
     rows = [
-        model_row("CPU preset", gn.CPU, batch=scale.pick(ci=8, full=64), reps=3, naive_reps=2),
+        model_row("CPU preset", CPU, batch=scale.pick(ci=8, full=64), reps=3, naive_reps=2),
         step_row(32, 8, 10, batch=2, reps=scale.pick(ci=2, full=5)),
     ]
     if not ci:
-        rows.insert(0, model_row("seed preset", gn.SEED, batch=8, reps=2, naive_reps=1))
+        rows.insert(0, model_row("seed preset", SEED, batch=8, reps=2, naive_reps=1))
     print(f"{'config':24s} {'batch':>5s} {'fast ms/ex':>11s} {'naive ms/ex':>12s} {'ratio':>7s}")
     for r in rows:
         print(f"{r['name']:24s} {r['batch']:5d} {r['fast_ms_per_example']:11.3f} "

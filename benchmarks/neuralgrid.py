@@ -29,6 +29,7 @@ import numpy as np
 from gridlib import neuralgrid as ng
 from gridlib import results
 from gridlib.experiment import make_epoch_chunk
+from gridlib.neuralgrid import experiments as ngx
 
 N_TRAIN = 60000
 TARGET_S = 5.0  # per epoch at batch 256 on the 2-core CPU
@@ -37,8 +38,8 @@ TARGET_S = 5.0  # per epoch at batch 256 on the 2-core CPU
 def time_form(form: str, batch: int, steps: int, repeats: int, x: np.ndarray, y: np.ndarray,
               height: int, width: int) -> list[float]:  # fmt: skip
     """Seconds per training step (``repeats`` values), ``steps`` minibatches per jitted call."""
-    cfg = ng.Config(height=height, width=width, batch_size=batch)
-    task = ng.make_task(cfg, N_TRAIN // batch, form=form)
+    cfg = ngx.Config(height=height, width=width, batch_size=batch)
+    task = ngx.make_task(cfg, N_TRAIN // batch, form=form)
     state = task.init(jax.random.PRNGKey(0))
     chunk = make_epoch_chunk(task.train_step)
     rng = np.random.default_rng(0)
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=128)
     args = parser.parse_args(argv)
     h, w = args.height, args.width
-    splits = ng.load_splits("fashion_mnist")
+    splits = ngx.load_splits("fashion_mnist")
     x, y = splits.x_train, splits.y_train
     repeats = 2 if args.quick else 3
     # examples timed per call: enough for a stable time, bounded for the slow unfold form

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from gridlib import gridnet as gn
+from gridlib.gridnet import hand_vjp
 
 
 @pytest.fixture
@@ -124,8 +125,8 @@ def test_transpose_weights_is_the_adjoint(x64):
     w = jax.random.normal(jax.random.PRNGKey(8), (27, g, g, g), jnp.float64)
     x = jax.random.normal(jax.random.PRNGKey(9), (g, g, g, bsz), jnp.float64)
     gz = jax.random.normal(jax.random.PRNGKey(10), (g, g, g, bsz), jnp.float64)
-    lhs = jnp.sum(gn._stencil_cm(gn._pad3(x), w, g) * gz)
-    rhs = jnp.sum(x * gn._stencil_cm(gn._pad3(gz), gn.transpose_weights(w), g))
+    lhs = jnp.sum(hand_vjp._stencil_cm(hand_vjp._pad3(x), w, g) * gz)
+    rhs = jnp.sum(x * hand_vjp._stencil_cm(hand_vjp._pad3(gz), gn.transpose_weights(w), g))
     np.testing.assert_allclose(lhs, rhs, rtol=1e-12)
 
 
@@ -233,3 +234,28 @@ def test_bad_inputs_fail_clearly():
         gn.step(jnp.zeros((1, 6, 6, 6)), p, 3, 1, "gelu")
     with pytest.raises(ValueError, match="outer"):
         gn.Config(grid=8, block=4, outer=0).validate()
+
+
+def test_presets_and_task():
+    """The presets are valid configs, and the training task is the shared backprop task."""
+    from gridlib.gridnet import experiments as gnx
+
+    for cfg in gnx.PRESETS.values():
+        cfg.validate()
+    assert set(gnx.FULL_EPOCHS) == set(gnx.PRESETS)
+    task = gnx.make_task(gn.Config(grid=4, block=2, inner=2, outer=2))
+    state = task.init(jax.random.PRNGKey(0))
+    x, y = jnp.full((2, 784), 0.5), jnp.array([3, 7])
+    state, metrics = jax.jit(task.train_step)(state, x, y, jax.random.PRNGKey(1))
+    assert np.isfinite(metrics["loss"]) and set(metrics) == {"loss", "acc"}
+
+
+def test_model_modules_stay_off_the_cli():
+    """Only gridlib.gridnet.experiments may import the command line and the results store."""
+    import subprocess
+    import sys
+
+    code = ("import sys, gridlib.gridnet; "
+            "bad = {'gridlib.cli', 'gridlib.results', 'gridlib.gridnet.experiments'} & set(sys.modules); "
+            "assert not bad, bad")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True)

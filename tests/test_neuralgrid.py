@@ -1,5 +1,7 @@
 """NeuralGrid: the forms of the grid layer agree, gradients are right, bad input fails clearly."""
 
+import subprocess
+import sys
 from collections import namedtuple
 from functools import partial
 
@@ -10,6 +12,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from gridlib import neuralgrid as ng
+from gridlib.neuralgrid import experiments as ngx
 
 
 def _rand(key, shape, lo=-1.0, hi=1.0):
@@ -128,7 +131,7 @@ def _small_net():
 
 @partial(jax.jit, static_argnames="form")
 def _loss(params, x, y, form="fast"):
-    return ng.cross_entropy(ng.network_apply(params, x, form), y).mean()
+    return ngx.cross_entropy(ng.network_apply(params, x, form), y).mean()
 
 
 def test_network_forms_agree(x64):
@@ -245,7 +248,7 @@ def test_3d_network_non_square_and_gradient(x64):
 
     @jax.jit
     def loss(q):
-        return ng.cross_entropy(ng.grid3d_apply(q, x), y).mean()
+        return ngx.cross_entropy(ng.grid3d_apply(q, x), y).mean()
 
     flat, unravel = ravel_pytree(p)
     d = np.random.default_rng(1).normal(size=flat.shape)
@@ -282,7 +285,7 @@ def test_3d_refuses_mismatched_input():
 )
 def test_bad_config_fails_clearly(bad, match):
     with pytest.raises(ValueError, match=match):
-        ng.Config(**bad).validate()
+        ngx.Config(**bad).validate()
 
 
 def test_bad_calls_fail_clearly():
@@ -292,15 +295,15 @@ def test_bad_calls_fail_clearly():
     with pytest.raises(ValueError, match="unknown grid form 'conv'"):
         ng.layer(jnp.zeros((2, 5)), p.weight[0], p.bias[0], "conv")
     with pytest.raises(ValueError, match="n_layers must be a positive integer"):
-        ng.Config3D(n_layers=0).validate()
+        ngx.Config3D(n_layers=0).validate()
     with pytest.raises(ValueError, match="preset must be one of"):
-        ng.neuralgrid_fashion(preset="paper")
+        ngx.neuralgrid_fashion(preset="paper")
 
 
 def test_presets():
-    assert ng.BLOG == ng.Config(64, 64, 1e-4, 256, 300, 100, 0.1, "fashion_mnist")
-    assert ng.SHORT.height == 64 and ng.SHORT.epochs < ng.BLOG.epochs
-    sched = ng.lr_schedule(ng.BLOG, steps_per_epoch=234)
+    assert ngx.BLOG == ngx.Config(64, 64, 1e-4, 256, 300, 100, 0.1, "fashion_mnist")
+    assert ngx.SHORT.height == 64 and ngx.SHORT.epochs < ngx.BLOG.epochs
+    sched = ngx.lr_schedule(ngx.BLOG, steps_per_epoch=234)
     for step, lr in [(0, 1e-4), (100 * 234 - 1, 1e-4), (100 * 234, 1e-5), (200 * 234, 1e-6)]:
         assert np.isclose(float(sched(step)), lr, rtol=1e-5)
 
@@ -314,8 +317,8 @@ def test_training_learns_a_separable_problem():
     x = rng.uniform(size=(600, 8)).astype(np.float32)
     y = (x[:, 0] > x[:, 1]).astype(np.int32)
     splits = Splits(x[:500], y[:500], x[:0], y[:0], x[500:], y[500:])
-    cfg = ng.Config(height=6, width=4, lr=1e-2, batch_size=20, epochs=8, lr_step_epochs=100)
-    task = ng.make_task(cfg, 500 // 20, n_in=8, n_classes=2)
+    cfg = ngx.Config(height=6, width=4, lr=1e-2, batch_size=20, epochs=8, lr_step_epochs=100)
+    task = ngx.make_task(cfg, 500 // 20, n_in=8, n_classes=2)
     run = fit(task, splits, epochs=8, batch_size=20, eval_on=("test",), progress=False)
     assert run.history["test/acc"][-1] > 0.85
     assert run.history["train/loss"][-1] < run.history["train/loss"][0]
@@ -326,11 +329,21 @@ def test_experiment_writes_results_and_resumes(tmp_results):
     from gridlib import results
 
     kw = dict(preset="short", epochs=1, height=6, width=3, n_train=512, n_test=200, progress=False)
-    m = ng.neuralgrid_fashion(**kw)
-    rec = results.load("neuralgrid/fashion_mnist_short_variant_seed0")
+    m = ngx.neuralgrid_fashion(**kw)
+    rec = results.load_scratch("neuralgrid/fashion_mnist_short_variant_seed0")
     assert rec["config"]["is_preset"] is False and rec["config"]["height"] == 6
     assert rec["metrics"]["test_acc"] == m["test_acc"]
     assert np.asarray(rec["extra"]["pattern_end"]).shape == (10, 6, 3)
     assert (tmp_results / "runs/neuralgrid/fashion_mnist_short_variant_seed0").is_dir()
-    again = ng.neuralgrid_fashion(**kw)  # resumes from the finished checkpoint: same numbers
+    again = ngx.neuralgrid_fashion(**kw)  # resumes from the finished checkpoint: same numbers
     assert again["test_acc"] == m["test_acc"]
+
+
+def test_model_modules_do_not_import_the_cli_or_results():
+    """Only the experiments module may pull in gridlib.cli / gridlib.results (house plan)."""
+    code = ("import sys, gridlib.neuralgrid; "
+            "print(sorted(m for m in ('gridlib.cli', 'gridlib.results', 'gridlib.neuralgrid.experiments') "
+            "if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert all(getattr(ng, n).__doc__ for n in ng.__all__ if n != "PREACT_FORMS")
