@@ -137,7 +137,20 @@ def run_mlp(
     seed: int = 0,
     name: str = "",
 ) -> dict:
-    """A backprop MLP baseline (Adam) on mnist, fashion_mnist or mnist1d."""
+    """A backprop MLP baseline (Adam) on mnist, fashion_mnist or mnist1d.
+
+    Args:
+        dataset: mnist, fashion_mnist or mnist1d.
+        hidden: hidden layer sizes, comma-separated ("256,256").
+        activation: relu, tanh, sigmoid or hard_sigmoid01.
+        epochs: passes over the training set.
+        batch_size: minibatch size.
+        lr: Adam's learning rate.
+        n_train: training examples (0: all).
+        validation: examples held out from the end of the training set for validation.
+        seed: initialisation and shuffling seed.
+        name: results name (default: baselines/<dataset>-mlp-<sizes>_seed<seed>).
+    """
     splits = gdata.load(dataset, n_train=n_train or None, validation=validation)
     sizes = (splits.x_train.shape[1], *parse_sizes(hidden), 10)
     config = dict(dataset=dataset, sizes=sizes, activation=activation, epochs=epochs,

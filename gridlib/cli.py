@@ -114,9 +114,10 @@ def _numbers(value: Any, kind: type = float) -> list:
 
 #: Flag name patterns and what their values must satisfy. ``given`` is True when the user
 #: typed the flag; defaults that are sentinels (e.g. ``epochs=-1``: "the scale's default") pass.
-_LR = re.compile(r"(lr|lrs|eta0?|alphas?|learning_rate)(_.*)?|.*_(lr|lrs)")
-_SIZE = re.compile(r"height|width|depth|hidden|n_rows|n_cols|n_hidden|size|sizes|channels")
-_COUNT = re.compile(r"n_train|n_test|validation|n_steps|n_free|n_nudge|t_train")
+_LR = re.compile(r"lr|lrs|eta0?|alphas?|learning_rate|.*_lrs?")
+_SIZE = re.compile(r"height|width|depth|hidden|n_rows|n_cols|n_hidden|n_layers|sizes?|channels")
+_COUNT = re.compile(r"n_.*|validation|t_train|steps_per_call|.*_epochs|weight_decay")
+_POSITIVE = re.compile(r"tau_.*|dt|beta|gain")
 
 
 def _flag(name: str) -> str:
@@ -153,7 +154,12 @@ def check_args(args: Mapping[str, Any], defaults: Mapping[str, Any], given: set[
                 raise ValueError(f"{flag} {value!r}: sizes must be integers >= 1 (omit the flag for the preset)")
         elif _COUNT.fullmatch(name) and isinstance(value, (int, float)) and not isinstance(value, bool):
             if explicit and (not math.isfinite(value) or value < 0):
-                raise ValueError(f"{flag} {value!r}: must be >= 0")
+                raise ValueError(f"{flag} {value!r}: must be >= 0 (omit the flag for the default)")
+        elif _POSITIVE.fullmatch(name) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{flag} {value!r}: must be finite and > 0")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{flag} {value!r}: must be a finite number")
 
 
 def available_memory() -> int:
@@ -181,15 +187,33 @@ def require_memory(n_bytes: float, what: str) -> None:
 # --------------------------------------------------------------------------- parsing
 
 
+def _arg_help(doc: str) -> dict[str, str]:
+    """Per-argument help from a Google-style ``Args:`` section of a docstring."""
+    out: dict[str, str] = {}
+    lines = doc.split("Args:", 1)[1].splitlines() if "Args:" in doc else []
+    current = None
+    for line in lines:
+        if line.strip() and not line.startswith((" ", "\t")):
+            break  # the next section
+        m = re.match(r"\s{2,8}(\w+)(?: \(.*?\))?:\s*(.*)", line)
+        if m:
+            current = m.group(1)
+            out[current] = m.group(2).strip()
+        elif current and line.strip():
+            out[current] += " " + line.strip()
+    return out
+
+
 def _parser_for(name: str, fn: Callable[..., Any]) -> argparse.ArgumentParser:
     doc = inspect.getdoc(fn) or ""
     parser = argparse.ArgumentParser(
         prog=f"python -m gridlib {name}",
-        description=doc,
+        description=doc.split("Args:", 1)[0].rstrip(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,  # so that we know which flags the user typed
     )
     hints = get_type_hints(fn)
+    helps = _arg_help(doc)
     for p in inspect.signature(fn).parameters.values():
         kind = hints.get(p.name, type(p.default))
         if kind is bool:
@@ -200,7 +224,10 @@ def _parser_for(name: str, fn: Callable[..., Any]) -> argparse.ArgumentParser:
             conv = str
         else:
             conv = type(p.default)
-        parser.add_argument(_flag(p.name), dest=p.name, type=conv, help=f"(default: {p.default!r})")
+        metavar = "BOOL" if kind is bool else getattr(conv, "__name__", "VALUE").upper()
+        text = helps.get(p.name, "")
+        parser.add_argument(_flag(p.name), dest=p.name, type=conv, metavar=metavar,
+                            help=f"{text} (default: {p.default!r})".strip())  # fmt: skip
     run = parser.add_argument_group("run control (every experiment)")
     run.add_argument("--publish", action="store_true",
                      help="write a new result into results/ (the book's folder) instead of runs/results/")

@@ -24,7 +24,7 @@ import optax
 
 from gridlib import baselines as supervised
 from gridlib import data, results
-from gridlib.cli import experiment
+from gridlib.cli import experiment, require_memory
 from gridlib.experiment import Task, fit, run_dir_for
 from gridlib.neuralgrid.model import (
     check_positive,
@@ -227,7 +227,19 @@ def _override(cfg: NamedTuple, **kw: Any) -> Any:
     return cfg._replace(**{k: v for k, v in kw.items() if v not in (0, 0.0, "", None)})
 
 
-@experiment("neuralgrid-fashion")
+def _check_fashion(args: dict[str, Any]) -> None:
+    """Refuse, before any work, a preset that does not exist or a grid that cannot fit in memory."""
+    if args["preset"] not in PRESETS:
+        raise ValueError(f"--preset {args['preset']!r}: choose one of {sorted(PRESETS)}")
+    base = PRESETS[args["preset"]]
+    h, w = args["height"] or base.height, args["width"] or base.width
+    b = args["batch_size"] or base.batch_size
+    # float32 weights + Adam moments (3 x 3 per cell) and the activations kept for the backward
+    # pass (about two per cell and example): a lower bound on what training needs.
+    require_memory(4.0 * h * w * (9 + 2 * b), f"a {h} x {w} grid at batch {b}")
+
+
+@experiment("neuralgrid-fashion", check=_check_fashion)
 def neuralgrid_fashion(preset: str = "blog", seed: int = 0, epochs: int = 0, height: int = 0,
                        width: int = 0, lr: float = 0.0, batch_size: int = 0,
                        lr_step_epochs: int = 0, dataset: str = "", n_train: int = 0,

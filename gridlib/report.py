@@ -1,0 +1,118 @@
+"""What the chapters show, built from results: tables, seed summaries, provenance, findings.
+
+A chapter cell should read ``report.table(rows)`` or ``report.provenance(records)``, not forty
+lines of string building. Everything here returns an object that Jupyter displays (Markdown or
+HTML), so a cell can end with it.
+
+- :func:`mean_sd`, :func:`format_mean_sd`, :func:`versus`  numbers with their spread and gap
+- :func:`markdown_table`, :func:`table`                      Markdown tables from dicts
+- :func:`provenance`                                         a collapsed provenance block
+- :func:`findings`                                           the closing "What this chapter found"
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from gridlib import results
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (``ddof=1``; 0 for a single value)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("no values to summarise")
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def format_mean_sd(values: Sequence[float], digits: int = 3, percent: bool = False,
+                   n: bool = True) -> str:  # fmt: skip
+    """``"0.912 ± 0.004 (n=3)"``, or in percent: ``"91.2 ± 0.4 % (n=3)"``."""
+    m, s = mean_sd(values)
+    k, unit = (100.0, " %") if percent else (1.0, "")
+    return f"{m * k:.{digits}f} ± {s * k:.{digits}f}{unit}" + (f" (n={len(values)})" if n else "")
+
+
+def versus(ours: Sequence[float], published: float, digits: int = 1, percent: bool = True,
+           published_sd: float | None = None) -> str:  # fmt: skip
+    """``"91.5 ± 1.2 % (n=10) against 91.7 ± 0.8 % published: −0.2 points"``."""
+    m, _ = mean_sd(ours)
+    k = 100.0 if percent else 1.0
+    unit = " %" if percent else ""
+    pub = f"{published * k:.{digits}f}" + (f" ± {published_sd * k:.{digits}f}" if published_sd else "")
+    gap = (m - published) * k
+    sign = "−" if gap < 0 else "+"
+    units = " points" if percent else ""
+    return (f"{format_mean_sd(ours, digits, percent)} against {pub}{unit} published: "
+            f"{sign}{abs(gap):.{digits}f}{units}")
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
+                   floatfmt: str = ".4g") -> str:  # fmt: skip
+    """A Markdown table from a list of dicts (floats formatted with ``floatfmt``)."""
+    if not rows:
+        raise ValueError("no rows to tabulate")
+    columns = list(columns or rows[0].keys())
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, (float, np.floating)):
+            return format(float(v), floatfmt)
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
+          floatfmt: str = ".4g"):  # fmt: skip
+    """:func:`markdown_table`, displayed."""
+    from IPython.display import Markdown
+
+    return Markdown(markdown_table(rows, columns, floatfmt))
+
+
+def _recheck_note(name: str) -> str:
+    check = f"rechecks/{name}"
+    if not results.exists(check):
+        return ""
+    m = results.load(check)["metrics"]
+    return f"; first {m['epochs']} epoch(s) re-run at {results.load(check)['provenance']['git_commit'][:7]}: {m['status']}"
+
+
+def provenance_lines(records: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One plain-text line per record: its name, then :func:`gridlib.results.describe`."""
+    return [f"{name}: {results.describe(rec)}{_recheck_note(name)}" for name, rec in records.items()]
+
+
+def provenance(records: Mapping[str, Mapping[str, Any]] | Mapping[str, Any], title: str = "Provenance"):
+    """A collapsed block listing where each record came from (command, commit, date, machine).
+
+    ``records`` maps names to loaded records; a single record is accepted too.
+    """
+    from IPython.display import HTML
+
+    if "provenance" in records:  # one record
+        records = {str(records.get("name", "result")): records}
+    items = "".join(
+        f"<li><code>{html.escape(line.split(': ', 1)[0])}</code>: {html.escape(line.split(': ', 1)[1])}</li>"
+        for line in provenance_lines(records)  # type: ignore[arg-type]
+    )
+    n = len(records)
+    return HTML(
+        f'<details class="gridlib-provenance"><summary>{html.escape(title)} '
+        f"({n} result{'s' if n != 1 else ''})</summary><ul>{items}</ul></details>"
+    )
+
+
+def findings(items: Sequence[str]):
+    """The bullets of a chapter's closing "What this chapter found" section (Markdown, MyST)."""
+    from IPython.display import Markdown
+
+    if not items:
+        raise ValueError("a chapter must state at least one finding")
+    return Markdown("\n".join(f"- {item}" for item in items))
