@@ -13,7 +13,7 @@ export PYTHONHASHSEED := 0
 export JAX_PLATFORMS ?= cpu
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test env data lint unit notebooks book-ci bench clean
+.PHONY: book test env data lint unit notebooks book-ci bench clean chromium browser-check
 
 env: $(STAMP)
 
@@ -35,7 +35,7 @@ book: env data
 	@echo "open _build/html/index.html"
 
 # ---- the tests (CI scale) ---------------------------------------------------------------
-test: env data lint unit notebooks book-ci
+test: env data lint chromium unit notebooks book-ci browser-check
 
 lint:
 	@if git ls-files 'notebooks/*.ipynb' | grep -q .; then \
@@ -56,6 +56,30 @@ notebooks:
 book-ci:
 	rm -rf _build/ci
 	GRIDLIB_SCALE=ci $(BIN)/jupyter-book build . --all -W -n --keep-going --path-output _build/ci
+
+# ---- the browser check of the built CI-scale pages -------------------------------------
+# Headless Chromium opens every page of _build/ci and fails on visible defects: MathJax errors,
+# untypeset or over-wide math, over-wide outputs, broken images, errors/warnings and raw
+# Markdown in outputs (tests/browser/check_pages.py). Screenshots and a report land in
+# _build/ci/_build/browser-check. Without a browser it is skipped, except on CI (CI set in the
+# environment, or REQUIRE_BROWSER=1) where it fails.
+CHROMIUM           ?= /usr/bin/chromium
+BROWSER_CHECK_HTML ?= _build/ci/_build/html
+REQUIRE_BROWSER    ?=
+
+# Debian's chromium, installed when missing where that is possible (root and apt-get).
+chromium:
+	@if [ -x "$(CHROMIUM)" ] || command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium (for make browser-check)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq chromium >/dev/null 2>&1 \
+	  || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "warning: could not install chromium; the browser check will be skipped (fail on CI)"; \
+	else echo "note: chromium is missing and cannot be installed here (needs root and apt-get)"; fi
+
+browser-check: chromium
+	CHROMIUM=$(CHROMIUM) $(BIN)/python tests/browser/check_pages.py $(BROWSER_CHECK_HTML)$(if $(REQUIRE_BROWSER), --require-browser)
 
 bench: env data
 	for f in benchmarks/*.py; do $(BIN)/python "$$f" || exit 1; done

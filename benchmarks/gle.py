@@ -24,7 +24,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from gridlib import data, plotting, results
+from gridlib import data, report, results
 from gridlib.gle import core
 from gridlib.gle import mnist1d as m1d
 
@@ -128,7 +128,7 @@ def main(n_seeds: int = 10, n_batches: int = 2) -> dict:
             "GFLOP per CPU-s": cpu * flops / 1e9,
             "10x150 epochs, CPU-h": steps_10x150 / cpu / 3600,
         })
-    print(plotting.markdown_table(rows, floatfmt=".3g"))
+    print(report.markdown_table(rows, floatfmt=".3g"))
     print(f"(training only, evaluation excluded; {flops / 1e6:.1f} MFLOP per seed-step; one process;"
           f" CPU-seconds count only this process's time, so they stay meaningful on a shared machine)")
     print(", ".join(f"{k}: {v:.1f}" for k, v in ceilings.items()))
