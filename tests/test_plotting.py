@@ -27,14 +27,3 @@ def test_image_grid():
         plotting.image_grid(np.zeros((7, 4, 4)), 2, 3)
     with pytest.raises(ValueError, match="must be"):
         plotting.image_grid(np.zeros((5, 16)), 2, 3)
-
-
-def test_mean_std_and_tables():
-    assert plotting.mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
-    assert plotting.mean_std([4.0]) == (4.0, 0.0)
-    assert plotting.format_mean_std([0.9, 0.92], digits=1, percent=True) == "91.0% ± 1.4% (n=2)"
-    table = plotting.markdown_table([{"a": 1, "b": 0.123456}], floatfmt=".2f")
-    assert table.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.12 |"]
-    assert "± 0.000 (n=1)" in plotting.mean_std_table({"x": [0.5]})
-    with pytest.raises(ValueError):
-        plotting.markdown_table([])
