@@ -35,7 +35,7 @@ from gridlib.data import DataUnavailableError
 #: Modules whose import registers experiments (imported lazily by :func:`main`).
 EXPERIMENT_MODULES = [
     "gridlib.baselines",
-    "gridlib.ep",
+    "gridlib.ep.experiments",
     "gridlib.filtergrid.train",
     "gridlib.gle.experiments",
     "gridlib.gridnet.experiments",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +12,8 @@ import pytest
 import sympy as sp
 
 from gridlib import ep
+from gridlib.ep import experiments as epx
+from gridlib.ep import reference
 
 
 @pytest.fixture
@@ -225,6 +230,25 @@ def test_contrast_vectorised_matches_per_example_loop(x64):
     np.testing.assert_allclose(np.asarray(_flat(gsum)), 4 * np.asarray(_flat(g)), atol=1e-12)
 
 
+def test_explicit_ep_matches_the_autodiff_reference(x64):
+    """Explicit forces, clamped drive and contrast == jax.grad of the energy, per example too;
+    once inside (0, 1) and once with many units on the bounds (Glorot weights, zero biases)."""
+    p_in, x, d, cfg = _interior_net(batch=4)
+    cfg = cfg._replace(n_free=30, n_nudge=10)
+    p_edge = ep.init_params(jax.random.PRNGKey(4), cfg.sizes, jnp.float64)
+    for params in (p_in, p_edge):
+        for beta in (0.3, -0.7):
+            g_ref, free_ref = reference.autodiff_ep_gradient(params, x, d, beta, cfg)
+            free = ep.free_phase(params, x, cfg)
+            g, _ = ep.ep_gradient(params, x, d, free, beta, cfg)
+            for a, b in zip(free, free_ref, strict=True):
+                np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-12)
+            np.testing.assert_allclose(np.asarray(_flat(g)), np.asarray(_flat(g_ref)), atol=1e-12)
+            g_loop = reference.per_example_ep_gradient(params, x, d, beta, cfg)
+            np.testing.assert_allclose(np.asarray(_flat(g_loop)), np.asarray(_flat(g)), atol=1e-12)
+    assert any(float(jnp.mean(h == 0.0)) > 0.1 for h in ep.free_phase(p_edge, x, cfg))
+
+
 # ------------------------------------------------------------------------------ training
 
 
@@ -234,7 +258,7 @@ def test_train_step_sign_is_consistent_and_update_descends(x64):
     cfg = cfg._replace(n_free=300, n_nudge=300, beta=0.01, alphas=(0.05,) * 3)
     state = ep.EPState(params, ())
     loss = jax.jit(lambda p: ep.loss_after_relaxation(p, x, d, cfg, n_steps=300))
-    step = jax.jit(ep.train_step, static_argnames="cfg")
+    step = jax.jit(epx.train_step, static_argnames="cfg")
     loss0 = loss(params)
     for seed in range(4):  # either sign of beta must give the same (descending) update
         new, m = step(state, x, labels, jax.random.PRNGKey(seed), cfg)
@@ -244,10 +268,10 @@ def test_train_step_sign_is_consistent_and_update_descends(x64):
 
 def test_persistent_particles_store_the_free_state():
     cfg = ep.check_config(ep.EPConfig(sizes=(6, 5, 3), alphas=(0.1, 0.1), persistent=True))
-    state = ep.init_state(jax.random.PRNGKey(0), cfg, n_examples=10)
+    state = epx.init_state(jax.random.PRNGKey(0), cfg, n_examples=10)
     x = jax.random.uniform(jax.random.PRNGKey(1), (3, 6))
     idx = jnp.array([7.0, 2.0, 4.0])
-    new, _ = jax.jit(ep.train_step, static_argnames="cfg")(state, jnp.concatenate([x, idx[:, None]], 1), jnp.array([0, 1, 2]),
+    new, _ = jax.jit(epx.train_step, static_argnames="cfg")(state, jnp.concatenate([x, idx[:, None]], 1), jnp.array([0, 1, 2]),
                            jax.random.PRNGKey(2), cfg)
     free = ep.free_phase(state.params, x, cfg)
     for p, h in zip(new.particles, free, strict=True):
@@ -288,6 +312,58 @@ def test_bad_config_raises(change, match):
         ep.check_config(ep.EPConfig()._replace(**change))
 
 
+def _unchecked(**change) -> ep.EPConfig:
+    """An EPConfig that skips the construction-time check (to reach the dispatches)."""
+    return tuple.__new__(ep.EPConfig, tuple((ep.EPConfig()._asdict() | change).values()))
+
+
+@pytest.mark.parametrize("field", sorted(ep.model.OPTIONS))
+def test_misspelt_option_raises_at_construction(field):
+    with pytest.raises(ValueError, match=f"EPConfig.{field} must be one of"):
+        ep.EPConfig(**{field: "clp"})
+    with pytest.raises(ValueError, match=f"EPConfig.{field} must be one of"):
+        ep.EPConfig()._replace(**{field: "clp"})
+    for value in ep.model.OPTIONS[field]:  # every allowed value builds
+        assert getattr(ep.EPConfig(**{field: value}), field) == value
+
+
+def test_every_option_dispatch_ends_in_raise():
+    """A config that got past the check must still not fall through to a bug variant."""
+    sizes = (4, 3, 2)
+    params = ep.init_params(jax.random.PRNGKey(0), sizes)
+    x, d = jnp.full((2, 4), 0.5), ep.one_hot(jnp.array([0, 1]), 2)
+    s = ep.zero_states(2, sizes)
+    calls = {
+        "rho": lambda c: ep.rho_fn(c),
+        "square": lambda c: ep.energy(params, x, s, c),
+        "state_grad": lambda c: ep.relax_step(params, x @ params.weights[0], s, d, 0.0, c),
+        "aggregate": lambda c: ep.contrast(params, x, s, s, 1.0, c),
+        "sign": lambda c: ep.sample_beta(jax.random.PRNGKey(0), 2, c),
+        "estimator": lambda c: epx.train_step(ep.EPState(params, ()), x, jnp.array([0, 1]),
+                                              jax.random.PRNGKey(0), c),
+    }
+    assert set(calls) == set(ep.model.OPTIONS)
+    for field, call in calls.items():
+        bad = _unchecked(sizes=sizes, alphas=(0.1, 0.1), **{field: "clp"})
+        with pytest.raises(ValueError, match=f"EPConfig.{field} must be one of"):
+            call(bad)
+    with pytest.raises(ValueError, match="EPConfig.square must be one of"):
+        ep.forces(params, x @ params.weights[0], s, d, 0.0, _unchecked(sizes=sizes, square="clp"))
+
+
+def test_model_and_rule_modules_do_not_import_the_cli_or_results():
+    """Only gridlib.ep.experiments may pull in gridlib.cli / gridlib.results (house plan)."""
+    # checkpoints written before the package split pickle the state class as gridlib.ep.EPState
+    # (protocol 0: opcode "c" = global module\nname\n); it must resolve without the CLI too
+    code = ("import sys, pickle, gridlib.ep, gridlib.ep.reference; "
+            "assert pickle.loads(b'cgridlib.ep\\nEPState\\n.') is gridlib.ep.model.EPState; "
+            "print(sorted(m for m in ('gridlib.cli', 'gridlib.results', 'gridlib.ep.experiments') "
+            "if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert all(getattr(ep, n).__doc__ for n in ep.__all__)
+
+
 def test_bad_shapes_raise():
     params = ep.init_params(jax.random.PRNGKey(0), (6, 5, 3))
     with pytest.raises(ValueError, match=r"x must have shape \(batch, 6\)"):
@@ -295,7 +371,7 @@ def test_bad_shapes_raise():
     with pytest.raises(ValueError, match="states must have shapes"):
         ep.energy(params, jnp.zeros((2, 6)), ep.zero_states(3, (6, 5, 3)))
     with pytest.raises(ValueError, match="persistent particles need n_examples"):
-        ep.make_task(ep.EPConfig(persistent=True))
+        epx.make_task(ep.EPConfig(persistent=True))
 
 
 # ------------------------------------------------------------------------------ seed variants
@@ -329,7 +405,7 @@ def test_seed_variant_splits():
     assert ep.seed_variant_splits(s, None, 20) is s
     with pytest.raises(ValueError, match="unknown data change"):
         ep.seed_variant_splits(s, "shuffle", 20)
-    idx = ep.with_index(s)
+    idx = epx.with_index(s)
     assert idx.x_train.shape == (260, 5) and idx.x_val.shape == (0, 5)
     np.testing.assert_array_equal(idx.x_train[:, -1], np.arange(n))
 

@@ -1,0 +1,74 @@
+"""Equilibrium propagation (EP) for layered Hopfield-like networks (Scellier & Bengio 2017).
+
+A network of clamped input ``x``, hidden layers and output ``y`` relaxes to a minimum of its
+energy ``F = E + beta C`` by projected gradient steps; EP estimates the gradient of the cost at
+the free fixed point from the contrast between a free and a weakly nudged relaxation.
+
+- :mod:`~gridlib.ep.model`         config (every option a checked ``Literal``), parameters and
+  training state, energy, cost, explicit forces, the relaxation and the free phase
+- :mod:`~gridlib.ep.equilibrium`   the EP rules: the contrast, one-sided and symmetric (centered)
+  EP, the sign of the nudge
+- :mod:`~gridlib.ep.bptt`          backprop through the free relaxation (the gradient reference)
+  and why it stalls at the clip
+- :mod:`~gridlib.ep.rbp`           recurrent backprop (Almeida-Pineda) at the fixed point
+- :mod:`~gridlib.ep.seed_variants` the seed notebook's energy and data-pipeline failures
+- :mod:`~gridlib.ep.reference`     naive autodiff relaxation and update, per example (tests and
+  the benchmark)
+- :mod:`~gridlib.ep.experiments`   the training task for ``fit`` and the ``python -m gridlib
+  ep-mnist`` / ``ep-seed-failures`` / ``ep-bptt-sweep`` commands (not imported here)
+"""
+
+from gridlib.ep.bptt import bptt_gradient, pinned_target_fraction
+from gridlib.ep.equilibrium import contrast, ep_gradient, sample_beta, symmetric_gradient
+from gridlib.ep.model import (
+    EPConfig,
+    EPState,
+    Params,
+    check_config,
+    cost,
+    energy,
+    forces,
+    free_phase,
+    init_params,
+    input_drive,
+    loss_after_relaxation,
+    one_hot,
+    relax,
+    relax_step,
+    rho_clip,
+    rho_fn,
+    total_energy,
+    zero_states,
+)
+from gridlib.ep.rbp import rbp_gradient
+from gridlib.ep.seed_variants import seed_energy, seed_variant_splits
+
+__all__ = [
+    "EPConfig",
+    "EPState",
+    "Params",
+    "bptt_gradient",
+    "check_config",
+    "contrast",
+    "cost",
+    "energy",
+    "ep_gradient",
+    "forces",
+    "free_phase",
+    "init_params",
+    "input_drive",
+    "loss_after_relaxation",
+    "one_hot",
+    "pinned_target_fraction",
+    "rbp_gradient",
+    "relax",
+    "relax_step",
+    "rho_clip",
+    "rho_fn",
+    "sample_beta",
+    "seed_energy",
+    "seed_variant_splits",
+    "symmetric_gradient",
+    "total_energy",
+    "zero_states",
+]
