@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 
 from gridlib import data, report, results
-from gridlib.gle import core
 from gridlib.gle import mnist1d as m1d
+from gridlib.gle import model
 
 
 def _flops_per_step(net, batch):
@@ -67,7 +67,7 @@ def main(n_seeds: int = 10, n_batches: int = 2) -> dict:
     # (1) straightforward: one jitted call per time step
     @jax.jit
     def one_step(s: m1d.SeedState, x_t, target):
-        dyn, g, so = core.step(s.net, s.dyn, x_t, target, cfg)
+        dyn, g, so = model.step(s.net, s.dyn, x_t, target, cfg)
         upd, opt = m1d.ADAM.update(g, s.opt)
         net = jax.tree.map(lambda p, u: p - s.sched.lr * u, s.net, upd)
         return s._replace(net=net, opt=opt, dyn=dyn), so.out

@@ -78,7 +78,10 @@ def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = Non
 
 def _recheck_note(name: str) -> str:
     check = f"rechecks/{name}"
-    if not results.exists(check):
+    try:
+        if not results.exists(check):
+            return ""
+    except results.ResultsError:  # a label, not a run name: nothing to look up
         return ""
     m = results.load(check)["metrics"]
     return f"; first {m['epochs']} epoch(s) re-run at {results.load(check)['provenance']['git_commit'][:7]}: {m['status']}"

@@ -7,7 +7,7 @@ import pytest
 import sympy as sp
 
 from gridlib import gle
-from gridlib.gle import symbolic
+from gridlib.gle import reference, symbolic
 
 # jitted once per config: eager op-by-op dispatch would dominate the test time
 step = jax.jit(gle.step, static_argnums=4)
@@ -42,51 +42,6 @@ def _random_state(key, net, batch, dtype):
     return tuple(out)
 
 
-def _naive_step(net, state, x, target, acts, dt, gamma, beta, prospective):
-    """Spec section 1.5, one neuron and one example at a time, in plain Python floats."""
-    phis = {"tanh": (np.tanh, lambda z: 1 - np.tanh(z) ** 2), "linear": (lambda z: z, lambda z: 1.0)}
-    net = [gle.Layer(*(np.asarray(a, np.float64) for a in lay)) for lay in net]
-    state = [gle.LayerState(*(np.asarray(a, np.float64) for a in st)) for st in state]
-    x, target = np.asarray(x, np.float64), np.asarray(target, np.float64)
-    n_l = len(net)
-    B = x.shape[0]
-    new, gW = [], []
-    for l in range(n_l):
-        W, b, tm, tr = net[l]
-        st = state[l]
-        n_out, n_in = W.shape
-        u1, v1, r1, rp1 = (np.zeros((B, n_out)) for _ in range(4))
-        eb1 = np.zeros((B, n_in))
-        g = np.zeros((n_out, n_in))
-        for k in range(B):
-            r_pre = x[k] if l == 0 else state[l - 1].r[k]
-            e_vec = np.zeros(n_out)
-            for i in range(n_out):
-                if l == n_l - 1:
-                    ie = beta * (target[k, i] - st.r[k, i]) * st.rp[k, i]
-                else:
-                    ie = state[l + 1].e_bottom[k, i] * st.rp[k, i]
-                s_ = sum(W[i, j] * r_pre[j] for j in range(n_in)) + b[i]
-                if prospective:
-                    vd = (ie - st.v[k, i]) / tr[i]
-                    v1[k, i] = st.v[k, i] + dt * vd
-                    e = st.v[k, i] + tm[i] * vd
-                else:
-                    v1[k, i] = e = ie
-                ud = (s_ + gamma * e - st.u[k, i]) / tm[i]
-                u1[k, i] = st.u[k, i] + dt * ud
-                ub = st.u[k, i] + tr[i] * ud
-                phi, dphi = phis[acts[l]]
-                r1[k, i], rp1[k, i] = phi(ub), dphi(ub)
-                e_vec[i] = e
-                for j in range(n_in):
-                    g[i, j] -= e * r_pre[j] / B
-            eb1[k] = W.T @ e_vec if l > 0 else st.e_bottom[k]
-        new.append(gle.LayerState(u1, v1, r1, rp1, eb1))
-        gW.append(g)
-    return new, gW, state[-1].r
-
-
 @pytest.mark.parametrize("prospective", [True, False])
 def test_step_matches_naive_loop(x64, prospective):
     key = jax.random.PRNGKey(0)
@@ -98,7 +53,7 @@ def test_step_matches_naive_loop(x64, prospective):
     x = jnp.array([[0.3, -1.0], [0.7, 0.2]])
     tgt = jnp.array([[1.0, 0.0], [0.0, -1.0]])
     new, grads, so = step(net, state, x, tgt, cfg)
-    ref_state, ref_gW, ref_out = _naive_step(net, state, x, tgt, cfg.activations, cfg.dt,
+    ref_state, ref_gW, ref_out = reference.naive_step(net, state, x, tgt, cfg.activations, cfg.dt,
                                              cfg.gamma, cfg.beta, prospective)
     np.testing.assert_allclose(so.out, ref_out, atol=1e-13)
     for a, b in zip(new, ref_state, strict=True):

@@ -124,3 +124,91 @@ def test_ensemble_task_equals_separate_seeds():
         task.train_step(st, x[:, :5], y, None)
     with pytest.raises(ValueError, match="schedule needs"):
         m1d.make_task(setup._replace(schedule=True), (0,), n_train=8)
+
+
+# --------------------------------------------------------------------------------------------
+# gridlib.gle.summary: what the chapters load and show
+# --------------------------------------------------------------------------------------------
+
+
+def test_measured_transfer_equals_the_discrete_filter(x64):
+    from gridlib.gle import summary
+
+    h_f, h_e = summary.measure_transfer(2.0, 0.01, 1.0, 0.2)
+    np.testing.assert_allclose(h_f, gle.euler_transfer(2.0, 0.01, 1.0, 0.2), atol=5e-3)
+    np.testing.assert_allclose(h_e, gle.euler_transfer(2.0, 0.01, 0.2, 1.0), atol=5e-3)
+    (row,) = summary.transfer_rows([2.0], 0.01, 1.0, 0.2)
+    assert row["forward − H(z)"] < 5e-3 < row["error − continuous"] < 0.05
+
+
+def _mnist1d_record(arch, seeds, epochs=150, n_train=4000, n_done=3, acc=0.9, **setup):
+    from gridlib import results
+
+    hist = {"epoch": list(range(1, n_done + 1)), "epoch_time_s": [2.0] * n_done,
+            "test/acc": [[acc] * len(seeds)] * n_done, "test/loss": [[0.3] * len(seeds)] * n_done,
+            "train/lr": [[1e-3] * len(seeds)] * n_done}
+    config = {"setup": m1d.setup_for(arch, **setup)._asdict(), "seeds": list(seeds),
+              "epochs": epochs, "n_train": n_train, "n_test": 1000}
+    name = f"gle/mnist1d/{arch}_seeds{'-'.join(map(str, seeds))}"
+    rec = {"name": name, "provenance": {"seed": seeds[0], "scale": "full"}, "config": config,
+           "metrics": {}, "history": hist}
+    results._write_json(results.path(name), rec)
+
+
+def test_mnist1d_loader_merges_seeds_and_refuses_strays(tmp_results):
+    from gridlib import results
+    from gridlib.gle import summary
+
+    assert summary.load_mnist1d("e2e15k") is None
+    _mnist1d_record("e2e15k", (1, 2), acc=0.9)
+    _mnist1d_record("e2e15k", (3, 4, 5), acc=0.8)
+    res = summary.load_mnist1d("e2e15k")
+    assert res["acc"].shape == (3, 5) and res["seeds"] == [1, 2, 3, 4, 5]
+    (row,) = summary.mnist1d_rows({"e2e15k": res, "static": None})
+    assert row["seeds"] == 5 and row["epochs"] == "3 / 150" and row["gap (points)"] == "unfinished"
+    assert summary.timing_rows({"e2e15k": res})[0]["sum of epoch times (min)"] == 6.0 / 60
+    # a short trial among the published seeds is refused, not averaged in
+    _mnist1d_record("e2e15k", (6,), epochs=2, n_train=400)
+    with pytest.raises(results.ResultsError, match="epochs"):
+        summary.load_mnist1d("e2e15k")
+    # static: the unused fast/slow fields do not matter, its own fields do
+    _mnist1d_record("static", (0,), n_fast=99)
+    assert summary.load_mnist1d("static")["seeds"] == [0]
+    _mnist1d_record("static", (1,), lr=0.01)
+    with pytest.raises(results.ResultsError, match="setup.lr"):
+        summary.load_mnist1d("static")
+
+
+def test_lagline_loader_checks_the_published_configuration(tmp_results):
+    from gridlib import results
+    from gridlib.gle import summary
+
+    assert summary.load_lagline(["gle"]) == ({}, ["gle"])
+    assert summary.load_lagnet() is None
+    base = {"name": "gle/lagline/gle", "provenance": {"seed": 1}, "metrics": {}}
+    results._write_json(results.path("gle/lagline/gle"),
+                        {**base, "config": summary.lagline_expect("gle")})
+    runs, missing = summary.load_lagline(["gle", "bp"])
+    assert list(runs) == ["gle"] and missing == ["bp"]
+    results._write_json(results.path("gle/lagline/gle"),
+                        {**base, "config": {**summary.lagline_expect("gle"), "t_train": 400.0}})
+    with pytest.raises(results.ResultsError, match="t_train"):
+        summary.load_lagline(["gle"])
+
+
+def test_speed_summary_arithmetic():
+    from gridlib.gle import summary
+
+    bench = {"config": {"flops_per_seed_step": 1e6},
+             "metrics": {"rows": [{"seed-steps per CPU-s": 1000.0}, {"seed-steps per CPU-s": 2000.0}],
+                         "ceilings": {"network product, GFLOP per CPU-s": 4.0}}}
+    sp_ = summary.speed_summary(bench, epochs=1, n_batches=1, seq_len=60, n_seeds=2, cores=2)
+    assert sp_["seed_steps"] == 120 and sp_["best_rate"] == 2000.0
+    assert sp_["minutes"] == pytest.approx(120 / 2000 / 2 / 60)
+    assert sp_["network_ceiling_minutes"] == pytest.approx(120 * 1e6 / (2 * 4e9) / 60)
+    assert sp_["fraction_of_network_ceiling"] == pytest.approx(2000 * 1e6 / 1e9 / 4.0)
+    assert "aligned" in summary.math_rows([("x", "1")])._repr_latex_()
+    (row,) = summary.ceiling_rows(sp_, target_minutes=15)
+    assert row["ceiling"] == "network product" and row["within 15 min"] == "yes"
+    assert "120 seed-steps" in summary.speed_text(sp_)
+    assert summary.sci_tex(6.2e8) == "6 \\times 10^{8}"

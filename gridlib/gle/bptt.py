@@ -15,15 +15,17 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gridlib.gle.core import (
+from gridlib.gle.model import (
     Array,
     Config,
     Layer,
     LayerState,
-    Learner,
-    clamp_tau,
     loss_value,
     simulate,
+)
+from gridlib.gle.online import (
+    Learner,
+    clamp_tau,
 )
 
 

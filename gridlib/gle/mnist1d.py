@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gridlib.gle.core import (
+from gridlib.gle.model import (
     Config,
     Layer,
     LayerState,

@@ -25,15 +25,17 @@ import optax
 
 from gridlib import checkpoint
 from gridlib.gle.bptt import adjoint, truncated_bptt
-from gridlib.gle.core import (
+from gridlib.gle.model import (
     Config,
     Layer,
-    Learner,
     init_state,
-    learn,
     loss_value,
     simulate,
     validate,
+)
+from gridlib.gle.online import (
+    Learner,
+    learn,
 )
 
 LAGLINE_MODELS = ("gle", "bp", "bptt_tw4", "bptt_tw2", "bptt_tw1")
