@@ -377,3 +377,57 @@ def test_adjoint_cross_traces_give_the_forward_trace_sum():
                                 backward, f)
     for name in grid.GridParams._fields:
         np.testing.assert_allclose(getattr(backward, name), getattr(forward, name), rtol=1e-12, atol=1e-14)
+
+
+def _fake_mnist_record(rule, optimizer, batch_size, epochs, seed, acc, **changes):
+    """A published row-wise MNIST record as train.filtergrid_mnist writes it (config, seed, scale)."""
+    config = dict(rule=rule, optimizer=optimizer, lr=3e-3, eta0=1e-2, epochs=epochs,
+                  batch_size=batch_size, n_train=60000, n_test=10000, gain=10.0, tau_min=1e-3,
+                  tau_max=20e-3, grid=[28, 10], dt=1e-3, loss="sum", pixel_scale=256 / 255)
+    config.update(changes)
+    return {"name": "", "provenance": {"seed": seed, "scale": "full", "command": "test"},
+            "config": config, "metrics": {"test/acc": acc},
+            "history": {"epoch": list(range(1, epochs + 1)), "epoch_time_s": [2.0 + seed] * epochs,
+                        "test/acc": [acc] * epochs},
+            "extra": {"final_params": {"w_left": [[seed, 0.0]], "bias": [[0.0, 1.0]]}}}
+
+
+def test_mnist_runs_are_gathered_checked_and_summarised(tmp_results):
+    import json
+
+    from gridlib import results
+    from gridlib.filtergrid import analysis
+    from gridlib.filtergrid.train import run_name
+
+    def publish(rule, opt, bs, ep, seed, acc, **changes):
+        out = results.path(run_name(rule, opt, bs, ep, 60000, seed))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(_fake_mnist_record(rule, opt, bs, ep, seed, acc, **changes)))
+
+    for seed, acc in ((0, 0.5), (1, 0.4), (2, 0.3)):
+        publish("snap1", "adam", 32, 10, seed, acc)
+    publish("bptt", "adam", 32, 10, 0, 0.6)
+    publish("bptt", "adam", 32, 10, 2, 0.7)
+    groups, missing = analysis.load_mnist_runs(seeds=(0, 1, 2))
+    assert [len(g) for g in groups.values()] == [3, 2, 0]
+    assert len(missing) == 1 + 3  # bptt seed 1, every SGD seed
+    assert "--rule bptt --optimizer adam --batch-size 32 --epochs 10 --seed 1" in missing[0]
+    assert analysis.final_accuracies(groups["SnAP-1, Adam"]) == [0.5, 0.4, 0.3]
+    assert analysis.mean_epoch_time(groups["SnAP-1, Adam"]) == pytest.approx(3.0)
+    diffs = analysis.paired_differences(groups["BPTT, Adam"], groups["SnAP-1, Adam"])
+    assert diffs == pytest.approx({0: 0.1, 2: 0.4})
+    rows = analysis.mnist_table(groups, {"SnAP-1, Adam": {"acc": 0.522, "epoch_s": 166}})
+    assert [r["run"] for r in rows] == ["SnAP-1, Adam (3 seeds)", "BPTT, Adam (2 seeds)"]  # no empty row
+    assert rows[0]["test acc (10k)"] == "0.400\u00a0±\u00a00.100"
+    assert rows[0]["reported"] == "0.522" and rows[1]["reported"] == "not run"
+    assert rows[0]["s / epoch"] == "3.0" and rows[0]["reported s / epoch"] == "≈ 166"
+    recs = list(groups["SnAP-1, Adam"].values())
+    assert analysis.final_param_distance(recs[0], recs[2]) == 2.0
+
+    # a file whose configuration is not the one the chapter describes is refused, not shown
+    publish("snap1", "sgd", 1, 3, 0, 0.25, eta0=5e-2)
+    with pytest.raises(results.ResultsError, match="eta0"):
+        analysis.load_mnist_runs()
+    publish("snap1", "sgd", 1, 3, 0, 0.25, n_test=2000)
+    with pytest.raises(results.ResultsError, match="n_test"):
+        analysis.load_mnist_runs()

@@ -1,4 +1,5 @@
-"""Measurements for the chapters: gradient agreement of SnAP-1 and exact RTRL with BPTT."""
+"""Measurements for the chapters: gradient agreement of SnAP-1 and exact RTRL with BPTT, and the
+published row-wise MNIST runs gathered into the rows the chapter shows."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gridlib import report, results
 from gridlib.filtergrid.bptt import bptt_grads
 from gridlib.filtergrid.cell import GridParams
 from gridlib.filtergrid.grid import init_params
@@ -52,6 +54,105 @@ def gradient_agreement(ts=(1, 5, 20, 100), n_draws: int = 10, n: int = 4, m: int
         row["rtrl/max"] = float(e_rtrl.max())
         out[int(t)] = row
     return out
+
+
+# --------------------------------------------------------------------------- row-wise MNIST runs
+
+#: The published row-wise MNIST configurations: label -> (rule, optimizer, batch size, epochs).
+MNIST_RUNS = {
+    "SnAP-1, Adam": ("snap1", "adam", 32, 10),
+    "BPTT, Adam": ("bptt", "adam", 32, 10),
+    "SnAP-1, SGD batch 1": ("snap1", "sgd", 1, 3),
+}
+
+
+def mnist_expect(rule: str, optimizer: str, batch_size: int, epochs: int,
+                 n_train: int = 60000) -> dict:  # fmt: skip
+    """The configuration the chapter relies on for one row-wise MNIST run, as ``results.load``'s
+    ``expect``: the full test set, the 28x10 grid, gain 10, tau in [1, 20] ms, the "sum" loss,
+    Adam's lr 3e-3 or SGD's eta0 1e-2, and a full-scale run."""
+    expect = {"rule": rule, "optimizer": optimizer, "batch_size": batch_size, "epochs": epochs,
+              "n_train": n_train, "n_test": 10000, "grid": [28, 10], "gain": 10.0,
+              "tau_min": 1e-3, "tau_max": 20e-3, "loss": "sum", "provenance.scale": "full"}
+    expect.update({"lr": 3e-3} if optimizer == "adam" else {"eta0": 1e-2})
+    return expect
+
+
+def mnist_command(rule: str, optimizer: str, batch_size: int, epochs: int, seed: int,
+                  n_train: int = 60000) -> str:  # fmt: skip
+    """The command that makes one run."""
+    extra = f" --n-train {n_train}" if n_train != 60000 else ""
+    return (f"python -m gridlib filtergrid-mnist --rule {rule} --optimizer {optimizer} "
+            f"--batch-size {batch_size} --epochs {epochs}{extra} --seed {seed} --publish")
+
+
+def load_mnist_runs(seeds=(0, 1, 2), runs: dict | None = None,
+                    n_train: int = 60000) -> tuple[dict[str, dict[str, dict]], list[str]]:  # fmt: skip
+    """The published seeds of each configuration of ``runs`` (default :data:`MNIST_RUNS`).
+
+    Returns ``({label: {result name: record}}, commands of the missing seeds)``. Each group is
+    read with :func:`gridlib.results.load_group`, so a file whose configuration differs from
+    :func:`mnist_expect`, or seeds that differ in anything but the seed, raise
+    :class:`gridlib.results.ResultsError`.
+    """
+    from gridlib.filtergrid.train import run_name
+
+    groups, missing = {}, []
+    for label, (rule, opt, bs, ep) in (runs or MNIST_RUNS).items():
+        wanted = {run_name(rule, opt, bs, ep, n_train, s): s for s in seeds}
+        group = results.load_group(run_name(rule, opt, bs, ep, n_train, "*"),  # type: ignore[arg-type]
+                                   expect=mnist_expect(rule, opt, bs, ep, n_train), allow_empty=True)
+        groups[label] = {n: group[n] for n in wanted if n in group}
+        missing += [mnist_command(rule, opt, bs, ep, s, n_train) for n, s in wanted.items()
+                    if n not in group]
+    return groups, missing
+
+
+def final_accuracies(group: dict[str, dict]) -> list[float]:
+    """Final full-test-set accuracy of each run of a group, in the group's (seed) order."""
+    return [float(rec["metrics"]["test/acc"]) for rec in group.values()]
+
+
+def mean_epoch_time(group: dict[str, dict]) -> float:
+    """Mean wall-clock seconds per training epoch over every epoch of every run of a group."""
+    return float(np.mean([t for rec in group.values() for t in rec["history"]["epoch_time_s"]]))
+
+
+def paired_differences(group_a: dict[str, dict], group_b: dict[str, dict]) -> dict[int, float]:
+    """``{seed: acc_a - acc_b}`` of the final test accuracies, for the seeds both groups ran."""
+    seed_a = {rec["provenance"]["seed"]: rec for rec in group_a.values()}
+    seed_b = {rec["provenance"]["seed"]: rec for rec in group_b.values()}
+    return {s: float(seed_a[s]["metrics"]["test/acc"] - seed_b[s]["metrics"]["test/acc"])
+            for s in sorted(set(seed_a) & set(seed_b))}
+
+
+def mnist_table(groups: dict[str, dict[str, dict]], reported: dict[str, dict]) -> list[dict]:
+    """One row per configuration with runs: label and number of seeds, final test accuracy
+    (mean ± sd), the original's reported accuracy and epoch time where ``reported[label]`` has
+    ``acc`` / ``epoch_s``, and our mean epoch time."""
+    rows = []
+    for label, group in groups.items():
+        if not group:
+            continue
+        acc = final_accuracies(group)
+        rep = reported.get(label, {})
+        mean_sd = report.format_mean_sd(acc, 3, n=False) if len(acc) > 1 else f"{acc[0]:.3f}"
+        rows.append({
+            "run": f"{label} ({len(acc)} seed{'s' if len(acc) > 1 else ''})",
+            "test acc (10k)": mean_sd.replace(" ± ", "\u00a0±\u00a0"),  # kept on one line
+            "reported": f"{rep['acc']:.3f}" if "acc" in rep else "not run",
+            "s / epoch": f"{mean_epoch_time(group):.1f}",
+            "reported s / epoch": f"≈ {rep['epoch_s']:g}" if "epoch_s" in rep else "–",
+        })
+    return rows
+
+
+def final_param_distance(record_a: dict, record_b: dict) -> float:
+    """Largest absolute difference between the final parameters of two runs."""
+    pa, pb = record_a["extra"]["final_params"], record_b["extra"]["final_params"]
+    if set(pa) != set(pb):
+        raise ValueError(f"the runs hold different parameter groups: {sorted(pa)} vs {sorted(pb)}")
+    return float(max(np.max(np.abs(np.asarray(pa[k]) - np.asarray(pb[k]))) for k in pa))
 
 
 def _register() -> None:
