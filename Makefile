@@ -13,7 +13,7 @@ export PYTHONHASHSEED := 0
 export JAX_PLATFORMS ?= cpu
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test env data lint unit notebooks book-ci bench clean chromium browser-check
+.PHONY: book test env data lint unit notebooks book-ci bench clean chromium browser-check links-check lab lab-env
 
 env: $(STAMP)
 
@@ -32,15 +32,16 @@ data: env
 book: env data
 	rm -rf _build/html _build/jupyter_execute _build/.doctrees
 	GRIDLIB_SCALE=full $(BIN)/jupyter-book build . --all
+	$(BIN)/python tests/browser/check_links.py _build/html
 	@echo "open _build/html/index.html"
 
 # ---- the tests (CI scale) ---------------------------------------------------------------
-test: env data lint chromium unit notebooks book-ci browser-check
+test: env data lint chromium unit notebooks book-ci links-check browser-check
 
 lint:
 	@if git ls-files 'notebooks/*.ipynb' | grep -q .; then \
 	  echo "error: .ipynb files are committed under notebooks/ (the sources are MyST .md)"; exit 1; fi
-	$(BIN)/ruff check gridlib tests benchmarks
+	$(BIN)/ruff check gridlib tests benchmarks _ext
 
 unit:
 	GRIDLIB_SCALE=ci $(BIN)/python -m pytest -q tests
@@ -80,6 +81,35 @@ chromium:
 
 browser-check: chromium
 	CHROMIUM=$(CHROMIUM) $(BIN)/python tests/browser/check_pages.py $(BROWSER_CHECK_HTML)$(if $(REQUIRE_BROWSER), --require-browser)
+
+# The launch (Binder, Colab) and .ipynb download links of the built chapter pages are the URLs
+# that _config.yml's `repository` setting implies (tests/browser/check_links.py; no browser needed).
+LINKS_CHECK_HTML ?= _build/ci/_build/html
+
+links-check:
+	$(BIN)/python tests/browser/check_links.py $(LINKS_CHECK_HTML)
+
+# ---- run the chapters yourself ---------------------------------------------------------
+# JupyterLab with jupytext (the `lab` extra of pyproject.toml, pinned, installed into .venv with
+# the lock as constraints) on the repository. jupytext's contents manager serves notebooks/*.md as
+# notebooks; the default-viewer setting written into .venv (not your ~/.jupyter) makes a click on
+# a chapter open it as one. LAB_ARGS passes options to JupyterLab, e.g.
+# make lab LAB_ARGS="--no-browser --port 8899".
+LAB_STAMP     := $(VENV)/.installed-lab
+LAB_OVERRIDES := $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json
+LAB_ARGS      ?=
+
+lab-env: $(LAB_STAMP)
+
+$(LAB_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -c requirements-lock.txt -e '.[lab]'
+	mkdir -p $(dir $(LAB_OVERRIDES))
+	printf '%s\n' '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers":' \
+	  '  {"markdown": "Jupytext Notebook", "myst": "Jupytext Notebook"}}}' > $(LAB_OVERRIDES)
+	@touch $@
+
+lab: lab-env data
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(LAB_ARGS)
 
 bench: env data
 	for f in benchmarks/*.py; do $(BIN)/python "$$f" || exit 1; done
