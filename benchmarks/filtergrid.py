@@ -6,7 +6,16 @@ and whole training steps as ``fit`` runs them (SnAP-1 + Adam at batch 32, SnAP-1
 at batch 1, many steps per jitted call). Prints a table with the ratio to the naive loop and the
 implied seconds per 60k-example epoch, and saves it as ``results/bench/filtergrid.json``.
 
+Side by side with the original code (``gridlib.filtergrid.anchor``; skipped with a message when
+its folder is absent, the naive loop above then stands in for it): the original's own training
+step (its scripts' jitted step, one Python call per step) and the library's, on identical
+batches and from identical parameters, alternated round by round in this one process, at
+batch 32 (SnAP-1 + Adam) and batch 1 (SnAP-1 + per-group SGD). The library is timed both one
+jitted call per step (like for like) and as ``fit`` runs it (many steps per call). Ratios taken
+in one run are fair under load; absolute times are not.
+
     flock /tmp/gridlib-cpu.lock .venv/bin/python benchmarks/filtergrid.py
+    .venv/bin/python benchmarks/filtergrid.py --only-side-by-side   # prints, saves nothing
 """
 
 from __future__ import annotations
@@ -20,11 +29,11 @@ import numpy as np
 
 from gridlib import results
 from gridlib.experiment import make_epoch_chunk
-from gridlib.filtergrid import grid, reference
+from gridlib.filtergrid import model, reference
 from gridlib.filtergrid.bptt import bptt_grads
+from gridlib.filtergrid.experiments import MNIST_PIXEL_SCALE, image_rows, make_task
 from gridlib.filtergrid.rtrl import rtrl_grads
 from gridlib.filtergrid.snap1 import snap1_batch_grads
-from gridlib.filtergrid.train import make_task
 
 N, M, T = 28, 10, 28
 EPOCH = 60_000
@@ -42,13 +51,125 @@ def timed(fn, *args, min_time: float = 2.0, max_calls: int = 200) -> float:
     return best
 
 
+#: Goals of the side-by-side ratios (original time per step / library time per step).
+GOALS = {32: 25.0, 1: 100.0}
+
+
+def _mnist_like(key, shape):
+    """Sparse images with pixels ``k/256`` like :func:`gridlib.data.load_mnist`'s."""
+    k1, k2 = jax.random.split(key)
+    return jnp.floor(256 * jax.random.uniform(k1, shape)) / 256 * (jax.random.uniform(k2, shape) < 0.2)
+
+
+def side_by_side(rounds: int = 3, steps: dict[int, int] | None = None) -> list[dict]:
+    """Rows timing the original's training step against the library's (see the module docstring).
+
+    Every round runs, from the same start: the original for ``steps[b]`` steps, the library one
+    jitted call per step on the same batches, and the library as ``fit`` runs it (one call of
+    ``chunk[b]`` steps whose first ``steps[b]`` batches are the same). Per-step times are the
+    best round of each; the median round is kept beside it.
+    """
+    from gridlib.filtergrid import anchor
+
+    if not anchor.available():
+        print(f"\nside by side: skipped -- {anchor.unavailable_message()}; the naive raster loop "
+              "above is the reference instead", flush=True)
+        return []
+    steps = steps or {32: 32, 1: 256}
+    g = anchor.load_anchor()
+    fns = anchor.original_functions(g)  # Adam 3e-3; per-group SGD eta0 = 1e-2: the scripts' values
+    print(f"\nside by side with the original code (commit {anchor.ANCHOR_COMMIT[:7]}), "
+          f"alternated in one process, {rounds} rounds:", flush=True)
+    rows, key = [], jax.random.PRNGKey(0)
+    for label, opt, bs, chunk_k in (("SnAP-1 + Adam", "adam", 32, 64),
+                                    ("SnAP-1 + per-group SGD", "sgd", 1, 2048)):
+        n = min(steps[bs], chunk_k)
+        task = make_task(rule="snap1", optimizer=opt)
+        state0 = task.init(jax.random.PRNGKey(0))
+        p0 = anchor.to_block_params(g, state0.params)
+        o0 = fns.opt.init(p0)
+        x_img = _mnist_like(jax.random.PRNGKey(5), (chunk_k, bs, N * T))
+        y_img = jax.random.randint(jax.random.PRNGKey(6), (chunk_k, bs), 0, M)
+        # the original's input: exactly the sequences the library's step builds from the images
+        seqs = image_rows(x_img.reshape(-1, N * T), N, 10.0, MNIST_PIXEL_SCALE).reshape(chunk_k, bs, T, N)
+        lib_step = jax.jit(task.train_step)
+        chunk = make_epoch_chunk(task.train_step)
+        step_ids = jnp.arange(chunk_k, dtype=jnp.uint32)
+
+        def original(n=n, p0=p0, o0=o0, seqs=seqs, y_img=y_img, opt=opt):
+            p, o, losses = p0, o0, []
+            for i in range(n):
+                if opt == "adam":
+                    p, o, loss, _ = fns.train_step(p, o, seqs[i], y_img[i])
+                else:
+                    p, loss, _ = fns.sgd_step(p, seqs[i, 0], y_img[i, 0])
+                losses.append(float(loss))  # the scripts read every step's loss
+            return losses
+
+        def library(n=n, state0=state0, x_img=x_img, y_img=y_img, lib_step=lib_step):
+            s, losses = state0, []
+            for i in range(n):
+                s, m = lib_step(s, x_img[i], y_img[i], key)
+                losses.append(float(m["loss"]))
+            return losses
+
+        def library_fit(state0=state0, x_img=x_img, y_img=y_img, chunk=chunk, step_ids=step_ids):
+            _, m = chunk(state0, x_img, y_img, step_ids, key)
+            return np.asarray(m["loss"]).tolist()
+
+        runs = {"original": (original, n), "library": (library, n), "library_fit": (library_fit, chunk_k)}
+        first = {name: fn()[0] for name, (fn, _) in runs.items()}  # compiles every step once
+        per_step: dict[str, list[float]] = {name: [] for name in runs}
+        cpu: dict[str, list[float]] = {name: [] for name in runs}  # process CPU time, all threads
+        for _ in range(rounds):
+            for name, (fn, count) in runs.items():
+                t0, c0 = time.perf_counter(), time.process_time()
+                fn()
+                per_step[name].append((time.perf_counter() - t0) / count)
+                cpu[name].append((time.process_time() - c0) / count)
+        best = {name: min(v) for name, v in per_step.items()}
+        med = {name: float(np.median(v)) for name, v in per_step.items()}
+        best_cpu = {name: min(v) for name, v in cpu.items()}
+        ratio, ratio_fit = best["original"] / best["library"], best["original"] / best["library_fit"]
+        row = {
+            "what": f"side by side: {label}, batch {bs}",
+            "original_ms_per_step": 1e3 * best["original"],
+            "library_ms_per_step": 1e3 * best["library"],
+            "library_fit_ms_per_step": 1e3 * best["library_fit"],
+            "ratio": ratio, "ratio_fit": ratio_fit,
+            "ratio_median_rounds": med["original"] / med["library"],
+            "ratio_fit_median_rounds": med["original"] / med["library_fit"],
+            "cpu_ms_per_step": {k: 1e3 * v for k, v in best_cpu.items()},
+            "ratio_cpu": best_cpu["original"] / best_cpu["library"],
+            "ratio_fit_cpu": best_cpu["original"] / best_cpu["library_fit"],
+            "goal": GOALS[bs], "rounds": rounds, "original_steps_per_round": n,
+            "fit_steps_per_call": chunk_k,
+            "first_step_loss": {"original": first["original"], "library": first["library"]},
+            "examples_per_s": bs / best["library_fit"], "epoch_s": EPOCH * best["library_fit"] / bs,
+            "speedup_vs_naive": None,
+        }
+        rows.append(row)
+        print(f"  batch {bs:2d} {label:24s} original {1e3 * best['original']:8.2f} ms/step | library "
+              f"{1e3 * best['library']:7.3f} ms/step (x{ratio:6.1f}), as fit runs it "
+              f"{1e3 * best['library_fit']:7.3f} ms/step (x{ratio_fit:6.1f}); goal x{GOALS[bs]:.0f}\n"
+              f"           CPU time: x{row['ratio_cpu']:6.1f} one call per step, x{row['ratio_fit_cpu']:6.1f} as fit "
+              f"runs it; first-step loss {first['original']:.6f} vs {first['library']:.6f}", flush=True)
+    return rows
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--min-time", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3, help="side-by-side rounds")
+    parser.add_argument("--only-side-by-side", action="store_true",
+                        help="time only the original against the library; print, save nothing")
     args = parser.parse_args(argv)
+    if args.only_side_by_side:
+        side_by_side(args.rounds)
+        return
     b = args.batch
-    params = grid.init_params(jax.random.PRNGKey(0), N, M)
+    params = model.init_params(jax.random.PRNGKey(0), N, M)
     xs = 10.0 * jax.random.uniform(jax.random.PRNGKey(1), (b, T, N)) * (
         jax.random.uniform(jax.random.PRNGKey(2), (b, T, N)) < 0.2)
     labels = jnp.arange(b) % M
@@ -70,7 +191,7 @@ def main(argv=None) -> None:
     naive_snap = add("naive raster loop: SnAP-1", timed(
         per_ex(reference.snap1_grads), params, xs, labels, min_time=mt), b)
     add("hyperplane: forward", timed(
-        jax.jit(jax.vmap(lambda p, x: grid.forward(p, x).y, in_axes=(None, 0))), params, xs,
+        jax.jit(jax.vmap(lambda p, x: model.forward(p, x).y, in_axes=(None, 0))), params, xs,
         min_time=mt), b, naive_fwd)
     add("hyperplane: SnAP-1 gradient", timed(
         jax.jit(snap1_batch_grads), params, xs, labels, min_time=mt), b, naive_snap)
@@ -93,6 +214,8 @@ def main(argv=None) -> None:
         sec = timed(lambda s, x, y, st, c=chunk: c(s, x, y, st, jax.random.PRNGKey(0))[1]["loss"],
                     state, x_img, y_img, steps, min_time=mt, max_calls=5)
         add(label, sec, k * bs, naive_snap)
+
+    rows += side_by_side(args.rounds)
 
     cpu = results.provenance()["cpu"]
     print(f"\n{jax.device_count()} JAX device(s), {cpu}; the original code: about 246 s/epoch "

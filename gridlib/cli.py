@@ -36,7 +36,8 @@ from gridlib.data import DataUnavailableError
 EXPERIMENT_MODULES = [
     "gridlib.baselines",
     "gridlib.ep.experiments",
-    "gridlib.filtergrid.train",
+    "gridlib.filtergrid.experiments",
+    "gridlib.filtergrid.anchor",
     "gridlib.gle.experiments",
     "gridlib.gridnet.experiments",
     "gridlib.neuralgrid.experiments",

@@ -9,22 +9,22 @@ import optax
 import pytest
 import sympy as sp
 
-from gridlib.filtergrid import cell, grid, reference
+from gridlib.filtergrid import cell, model, reference
 from gridlib.filtergrid.bptt import bptt_grads
-from gridlib.filtergrid.rtrl import flatten, rtrl_grads
-from gridlib.filtergrid.snap1 import snap1_batch_grads, snap1_grads
-from gridlib.filtergrid.train import (
+from gridlib.filtergrid.experiments import (
     batch_grads,
     image_rows,
     make_optimizer,
     make_task,
     per_group_sgd,
 )
+from gridlib.filtergrid.rtrl import flatten, rtrl_grads
+from gridlib.filtergrid.snap1 import snap1_batch_grads, snap1_grads
 
 
 def _problem(n=4, m=3, t=6, seed=0, dtype=jnp.float64):
     """Grid with the gradient-check init (tau in [5, 200] ms) and inputs 0.5 N(0, 1)."""
-    params = grid.init_params(jax.random.PRNGKey(seed), n, m, tau_min=5e-3, tau_max=200e-3,
+    params = model.init_params(jax.random.PRNGKey(seed), n, m, tau_min=5e-3, tau_max=200e-3,
                               dtype=dtype)
     xs = 0.5 * jax.random.normal(jax.random.PRNGKey(seed + 1), (t, n), dtype)
     return params, xs
@@ -120,13 +120,13 @@ def test_self_traces_equal_autodiff_of_one_cell():
 def test_wavefront_forward_equals_naive_raster_loop(shape):
     n, m, t = shape
     params, xs = _problem(n, m, t)
-    traj = grid.forward(params, xs)
+    traj = model.forward(params, xs)
     s_ref, y_ref = reference.forward(params, xs)
     np.testing.assert_allclose(traj.s, s_ref, atol=1e-14)
     np.testing.assert_allclose(traj.y, y_ref, atol=1e-14)
 
     def by_step(s_prev, x_t):  # the per-step anti-diagonal schedule used by RTRL
-        s, y = grid.step(params, s_prev, x_t)
+        s, y = model.step(params, s_prev, x_t)
         return s, y
 
     _, y_step = jax.lax.scan(by_step, jnp.zeros((n, m)), xs)
@@ -140,7 +140,7 @@ def test_signal_crosses_grid_within_one_step():
     """Zero latency in space: at t = 0 the bottom-right cell already responds to the input."""
     params, _ = _problem(4, 3, 1)
     params = params._replace(bias=jnp.zeros_like(params.bias))
-    traj = grid.forward(params, jnp.ones((1, 4)))
+    traj = model.forward(params, jnp.ones((1, 4)))
     assert abs(float(traj.y[0, -1, -1])) > 1e-8
 
 
@@ -201,7 +201,7 @@ def test_rtrl_equals_bptt_and_finite_differences(computed):
     # central differences on a few parameters, independent of both
     from gridlib.filtergrid.rtrl import unflatten
 
-    f = jax.jit(lambda v: grid.loss(unflatten(v, 4, 3), xs, 1))
+    f = jax.jit(lambda v: model.loss(unflatten(v, 4, 3), xs, 1))
     flat = flatten(params)
     h = 1e-6
     for q in (0, 13, 30, 47):
@@ -250,14 +250,14 @@ def test_per_group_sgd_step_sizes():
 
 def test_routing_identity_or_sparse():
     key = jax.random.PRNGKey(0)
-    np.testing.assert_array_equal(grid.make_routing(key, 28, 28), np.eye(28))
-    r = np.asarray(grid.make_routing(key, 400, 30))
+    np.testing.assert_array_equal(model.make_routing(key, 28, 28), np.eye(28))
+    r = np.asarray(model.make_routing(key, 400, 30))
     assert r.shape == (30, 400)
     assert 0.07 < np.mean(r != 0) < 0.13
 
 
 def test_init_matches_spec_ranges():
-    p = grid.init_params(jax.random.PRNGKey(1), 28, 10)
+    p = model.init_params(jax.random.PRNGKey(1), 28, 10)
     tau = np.exp(np.asarray(p.log_tau))
     assert tau.min() >= 1e-3 * (1 - 1e-6) and tau.max() <= 20e-3 * (1 + 1e-6)
     assert 0.5 < float(jnp.std(p.w_left)) * np.sqrt(2) < 1.5
@@ -283,11 +283,11 @@ def test_task_trains_and_keeps_dead_parameters_fixed():
 def test_bad_inputs_raise_clear_errors():
     params, xs = _problem(4, 3, 5, dtype=jnp.float32)
     with pytest.raises(ValueError, match=r"xs must be \(T, N\)"):
-        grid.forward(params, xs[:, :3])
+        model.forward(params, xs[:, :3])
     with pytest.raises(ValueError, match="xs must be"):
         snap1_grads(params, xs[0], 0)
     with pytest.raises(ValueError, match="params.bias has shape"):
-        grid.forward(params._replace(bias=jnp.zeros((3, 4))), xs)
+        model.forward(params._replace(bias=jnp.zeros((3, 4))), xs)
     with pytest.raises(ValueError, match="loss mode"):
         snap1_grads(params, xs, 0, mode="mean")
     with pytest.raises(ValueError, match="rule must be"):
@@ -297,9 +297,9 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="eta0 must be positive"):
         make_optimizer("sgd", eta0=0.0)
     with pytest.raises(ValueError, match="tau_min"):
-        grid.init_params(jax.random.PRNGKey(0), 2, 2, tau_min=2e-2, tau_max=1e-2)
+        model.init_params(jax.random.PRNGKey(0), 2, 2, tau_min=2e-2, tau_max=1e-2)
     with pytest.raises(ValueError, match="n_rows, n_cols >= 1"):
-        grid.init_params(jax.random.PRNGKey(0), 0, 2)
+        model.init_params(jax.random.PRNGKey(0), 0, 2)
     with pytest.raises(ValueError, match="cannot split images"):
         image_rows(jnp.zeros((2, 30)), 28, 10.0)
     with pytest.raises(ValueError, match="labels"):
@@ -335,16 +335,16 @@ def test_past_only_subtraction_equals_the_fast_form():
     params, _ = _problem(4, 3)
     ks = jax.random.split(jax.random.PRNGKey(7), 12)
     shape = (4, 3)
-    f = grid.GridParams(*(jax.random.normal(ks[q], shape) for q in range(4)))
-    cross = CrossTraces(grid.GridParams(*(jax.random.normal(ks[4 + q], shape) for q in range(4))),
-                        grid.GridParams(*(jax.random.normal(ks[8 + q], shape) for q in range(4))))
+    f = model.GridParams(*(jax.random.normal(ks[q], shape) for q in range(4)))
+    cross = CrossTraces(model.GridParams(*(jax.random.normal(ks[4 + q], shape) for q in range(4))),
+                        model.GridParams(*(jax.random.normal(ks[8 + q], shape) for q in range(4))))
     (_, c_b, k_b), (_, c_r, k_r) = descendant_coefficients(params)
     gm_b = jax.random.normal(ks[0], shape) * (c_b != 0)
     gm_r = jax.random.normal(ks[1], shape) * (c_r != 0)
     dep = jnp.zeros(shape).at[-1].set(jax.random.normal(ks[2], (3,)))
     m = dep + gm_b * c_b * k_b + gm_r * c_r * k_r
     slow = step_gradient(m, gm_b, gm_r, f, cross, params)
-    for name in grid.GridParams._fields:
+    for name in model.GridParams._fields:
         fast = dep * getattr(f, name) + gm_b * getattr(cross.below, name) \
             + gm_r * getattr(cross.right, name)
         np.testing.assert_allclose(getattr(slow, name), fast, atol=1e-13)
@@ -358,11 +358,11 @@ def test_adjoint_cross_traces_give_the_forward_trace_sum():
     params, _ = _problem(4, 3)
     shape, steps = (4, 3), 6
     ks = iter(jax.random.split(jax.random.PRNGKey(3), 6 * steps))
-    fs = [grid.GridParams(*(jax.random.normal(next(ks), shape) for _ in range(4)))
+    fs = [model.GridParams(*(jax.random.normal(next(ks), shape) for _ in range(4)))
           for _ in range(steps)]
     gms = [(jax.random.normal(next(ks), shape), jax.random.normal(next(ks), shape))
            for _ in range(steps)]
-    zero = grid.GridParams(*(jnp.zeros(shape),) * 4)
+    zero = model.GridParams(*(jnp.zeros(shape),) * 4)
     cross, forward = CrossTraces(zero, zero), jax.tree.map(jnp.zeros_like, zero)
     for f, (gb, gr) in zip(fs, gms, strict=True):
         cross = cross_trace_step(cross, f, params)
@@ -375,7 +375,7 @@ def test_adjoint_cross_traces_give_the_forward_trace_sum():
         lam_b, lam_r = gb + a_b * lam_b, gr + a_r * lam_r
         backward = jax.tree.map(lambda acc, fk, lb=lam_b, lr=lam_r: acc + (c_b * k_b * lb + c_r * k_r * lr) * fk,
                                 backward, f)
-    for name in grid.GridParams._fields:
+    for name in model.GridParams._fields:
         np.testing.assert_allclose(getattr(backward, name), getattr(forward, name), rtol=1e-12, atol=1e-14)
 
 
@@ -396,8 +396,8 @@ def test_mnist_runs_are_gathered_checked_and_summarised(tmp_results):
     import json
 
     from gridlib import results
-    from gridlib.filtergrid import analysis
-    from gridlib.filtergrid.train import run_name
+    from gridlib.filtergrid import summary
+    from gridlib.filtergrid.experiments import run_name
 
     def publish(rule, opt, bs, ep, seed, acc, **changes):
         out = results.path(run_name(rule, opt, bs, ep, 60000, seed))
@@ -408,26 +408,26 @@ def test_mnist_runs_are_gathered_checked_and_summarised(tmp_results):
         publish("snap1", "adam", 32, 10, seed, acc)
     publish("bptt", "adam", 32, 10, 0, 0.6)
     publish("bptt", "adam", 32, 10, 2, 0.7)
-    groups, missing = analysis.load_mnist_runs(seeds=(0, 1, 2))
+    groups, missing = summary.load_mnist_runs(seeds=(0, 1, 2))
     assert [len(g) for g in groups.values()] == [3, 2, 0]
     assert len(missing) == 1 + 3  # bptt seed 1, every SGD seed
     assert "--rule bptt --optimizer adam --batch-size 32 --epochs 10 --seed 1" in missing[0]
-    assert analysis.final_accuracies(groups["SnAP-1, Adam"]) == [0.5, 0.4, 0.3]
-    assert analysis.mean_epoch_time(groups["SnAP-1, Adam"]) == pytest.approx(3.0)
-    diffs = analysis.paired_differences(groups["BPTT, Adam"], groups["SnAP-1, Adam"])
+    assert summary.final_accuracies(groups["SnAP-1, Adam"]) == [0.5, 0.4, 0.3]
+    assert summary.mean_epoch_time(groups["SnAP-1, Adam"]) == pytest.approx(3.0)
+    diffs = summary.paired_differences(groups["BPTT, Adam"], groups["SnAP-1, Adam"])
     assert diffs == pytest.approx({0: 0.1, 2: 0.4})
-    rows = analysis.mnist_table(groups, {"SnAP-1, Adam": {"acc": 0.522, "epoch_s": 166}})
+    rows = summary.mnist_table(groups, {"SnAP-1, Adam": {"acc": 0.522, "epoch_s": 166}})
     assert [r["run"] for r in rows] == ["SnAP-1, Adam (3 seeds)", "BPTT, Adam (2 seeds)"]  # no empty row
     assert rows[0]["test acc (10k)"] == "0.400\u00a0±\u00a00.100"
     assert rows[0]["reported"] == "0.522" and rows[1]["reported"] == "not run"
     assert rows[0]["s / epoch"] == "3.0" and rows[0]["reported s / epoch"] == "≈ 166"
     recs = list(groups["SnAP-1, Adam"].values())
-    assert analysis.final_param_distance(recs[0], recs[2]) == 2.0
+    assert summary.final_param_distance(recs[0], recs[2]) == 2.0
 
     # a file whose configuration is not the one the chapter describes is refused, not shown
     publish("snap1", "sgd", 1, 3, 0, 0.25, eta0=5e-2)
     with pytest.raises(results.ResultsError, match="eta0"):
-        analysis.load_mnist_runs()
+        summary.load_mnist_runs()
     publish("snap1", "sgd", 1, 3, 0, 0.25, n_test=2000)
     with pytest.raises(results.ResultsError, match="n_test"):
-        analysis.load_mnist_runs()
+        summary.load_mnist_runs()

@@ -1,16 +1,19 @@
 """The analog-filter grid: an N x M grid of first-order (ZOH) filter cells and its gradients.
 
 - :mod:`~gridlib.filtergrid.cell`      one cell: ZOH coefficients, state update, self-traces
-- :mod:`~gridlib.filtergrid.grid`      parameters, wavefront forward over the whole grid, losses
+- :mod:`~gridlib.filtergrid.model`     parameters, wavefront forward over the whole grid, losses
 - :mod:`~gridlib.filtergrid.bptt`      exact gradient by reverse-mode autodiff (the reference)
 - :mod:`~gridlib.filtergrid.rtrl`      exact gradient by forward-mode influence (RTRL)
 - :mod:`~gridlib.filtergrid.snap1`     the local SnAP-1 rule (3 self-traces + 8 cross-traces per cell)
 - :mod:`~gridlib.filtergrid.reference` naive per-cell raster-order loops (tests and benchmarks)
-- :mod:`~gridlib.filtergrid.train`     optimisers, the training task and the CLI experiment
+- :mod:`~gridlib.filtergrid.summary`   what the chapters load and show: the gradient-agreement
+  table, the row-wise MNIST runs checked against the configuration the prose describes
+- :mod:`~gridlib.filtergrid.experiments` optimisers, the training task and the command-line
+  experiments (``filtergrid-mnist``, ``filtergrid-agreement``)
 """
 
 from gridlib.filtergrid.cell import DT, SelfTraces, cell_step, self_trace_step, zoh_coefficients
-from gridlib.filtergrid.grid import (
+from gridlib.filtergrid.model import (
     GridParams,
     Trajectory,
     encode,

@@ -6,7 +6,7 @@ import jax
 from jax import Array
 
 from gridlib.filtergrid.cell import DT, GridParams
-from gridlib.filtergrid.grid import check_loss_mode, forward, loss_from_readout, readout
+from gridlib.filtergrid.model import check_loss_mode, forward, loss_from_readout, readout
 
 
 def bptt_grads(

@@ -14,7 +14,7 @@ import numpy as np
 from jax import Array
 
 from gridlib.filtergrid.cell import DT, GridParams
-from gridlib.filtergrid.grid import check_inputs, check_loss_mode, loss_from_readout
+from gridlib.filtergrid.model import check_inputs, check_loss_mode, loss_from_readout
 
 
 def neighbours(n: int, m: int) -> dict[str, Array]:

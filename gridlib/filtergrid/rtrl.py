@@ -7,7 +7,7 @@ Each step is the map :math:`s(t) = F(s(t-1), \theta; x_t)`, so
           + \frac{\partial r}{\partial \theta},
 
 computed as a batch of ``4 N M`` Jacobian-vector products (one per parameter) of the shared
-hyperplane forward (:func:`~gridlib.filtergrid.grid.hyperplane_readout`): the tangent carried
+hyperplane forward (:func:`~gridlib.filtergrid.model.hyperplane_readout`): the tangent carried
 through the scan *is* the influence matrix, advanced in step with the state. For 28 x 10 that
 is a ``1120 x 280`` matrix per sequence: cheap to hold, about ``4 N M`` times the cost of a
 forward pass to run. The gradient is
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from gridlib.filtergrid.cell import DT, GridParams
-from gridlib.filtergrid.grid import (
+from gridlib.filtergrid.model import (
     check_inputs,
     check_loss_mode,
     hyperplane_readout,

@@ -53,7 +53,7 @@ from gridlib.filtergrid.cell import (
     zero_self_traces,
     zoh_coefficients,
 )
-from gridlib.filtergrid.grid import (
+from gridlib.filtergrid.model import (
     check_inputs,
     check_loss_mode,
     hyperplane_stage,

@@ -10,7 +10,7 @@ import numpy as np
 from gridlib import report, results
 from gridlib.filtergrid.bptt import bptt_grads
 from gridlib.filtergrid.cell import GridParams
-from gridlib.filtergrid.grid import init_params
+from gridlib.filtergrid.model import init_params
 from gridlib.filtergrid.rtrl import rtrl_grads
 from gridlib.filtergrid.snap1 import snap1_grads
 
@@ -95,7 +95,7 @@ def load_mnist_runs(seeds=(0, 1, 2), runs: dict | None = None,
     :func:`mnist_expect`, or seeds that differ in anything but the seed, raise
     :class:`gridlib.results.ResultsError`.
     """
-    from gridlib.filtergrid.train import run_name
+    from gridlib.filtergrid.experiments import run_name
 
     groups, missing = {}, []
     for label, (rule, opt, bs, ep) in (runs or MNIST_RUNS).items():
@@ -153,22 +153,3 @@ def final_param_distance(record_a: dict, record_b: dict) -> float:
     if set(pa) != set(pb):
         raise ValueError(f"the runs hold different parameter groups: {sorted(pa)} vs {sorted(pb)}")
     return float(max(np.max(np.abs(np.asarray(pa[k]) - np.asarray(pb[k]))) for k in pa))
-
-
-def _register() -> None:
-    from gridlib.cli import experiment
-
-    @experiment("filtergrid-agreement")
-    def filtergrid_agreement(n_draws: int = 10, seed: int = 0) -> dict:
-        """SnAP-1 and exact RTRL vs BPTT on a 4x4 grid in float64 at T = 1, 5, 20, 100."""
-        from gridlib import results
-
-        jax.config.update("jax_enable_x64", True)
-        table = gradient_agreement(n_draws=n_draws, seed=seed)
-        results.save("filtergrid/gradient_agreement", config={"n_draws": n_draws, "grid": [4, 4],
-                     "tau_ms": [5, 200], "input": "0.5 N(0,1)", "loss": "sum"},
-                     metrics={str(k): v for k, v in table.items()}, seed=seed)
-        return table
-
-
-_register()
