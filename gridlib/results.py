@@ -24,36 +24,36 @@ anything but the seed, with a message naming the file and the field.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import dataclasses
-import datetime as _dt
 import fnmatch
 import hashlib
 import json
 import math
 import os
-import platform
 import re
-import shlex
-import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from gridlib import provenance as provenance_module
 from gridlib import scale
+
+# Re-exported: a record's provenance is part of the result, and callers reach it from here.
+from gridlib.provenance import SOURCE_PATHS as SOURCE_PATHS
+from gridlib.provenance import Session as Session
+from gridlib.provenance import _git as _git
+from gridlib.provenance import _now
+from gridlib.provenance import current_session as current_session
+from gridlib.provenance import provenance as provenance
+from gridlib.provenance import session as session
+from gridlib.provenance import source_changes as source_changes
 
 ENV_VAR = "GRIDLIB_RESULTS"
 RUNS_ENV_VAR = "GRIDLIB_RUNS"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-#: Paths whose changes can change a number: a run is "dirty" if any of them differs from HEAD
-#: (untracked files included). ``results/`` and prose are not among them.
-SOURCE_PATHS = ("gridlib", "benchmarks", "notebooks", "pyproject.toml", "requirements-lock.txt")
+REPO_ROOT = provenance_module.REPO_ROOT
 
 #: Config keys that name the seed(s); records of one group may differ only in these.
 SEED_KEYS = ("seed", "seeds")
@@ -101,127 +101,6 @@ def check_name(name: str) -> str:
 def path(name: str) -> Path:
     """The published file for ``name`` (``"snap1/adam_seed0"`` -> ``results/snap1/adam_seed0.json``)."""
     return results_dir() / f"{check_name(name)}.json"
-
-
-# --------------------------------------------------------------------------- provenance
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip()
-
-
-def source_changes() -> list[str] | None:
-    """Source files (:data:`SOURCE_PATHS`, untracked ones included) that differ from HEAD.
-
-    ``None`` when git is unavailable.
-    """
-    status = _git("status", "--porcelain", "--untracked-files=all", "--", *SOURCE_PATHS)
-    if status is None:
-        return None
-    return [line[3:] for line in status.splitlines() if line.strip()]
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _command() -> str:
-    argv = list(sys.argv)
-    if argv and argv[0].endswith(("gridlib/__main__.py", "gridlib/cli.py")):
-        argv[0:1] = ["python", "-m", "gridlib"]
-    elif argv and "ipykernel" in argv[0]:
-        return "(executed in a notebook kernel)"
-    elif argv and argv[0].endswith(".py"):
-        script = Path(argv[0]).resolve()
-        argv[0:1] = ["python", str(script.relative_to(REPO_ROOT)) if script.is_relative_to(REPO_ROOT) else argv[0]]
-    return " ".join(shlex.quote(a) for a in argv)
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-
-
-def provenance(seed: int | None = None) -> dict[str, Any]:
-    """Where, when and how a run was made, read now.
-
-    ``git_dirty`` is true when any source file (:data:`SOURCE_PATHS`) differs from the commit,
-    and ``dirty_files`` names them; changes under ``results/`` do not count.
-    """
-    import jax
-
-    changes = source_changes()
-    return {
-        "command": _command(),
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(changes) if changes is not None else None,
-        "dirty_files": changes[:20] if changes else [],
-        "dirty_rule": "source",  # marks the flag's meaning; older files counted any tracked change
-        "date_utc": _now(),
-        "platform": platform.platform(),
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "jax_backend": jax.default_backend(),
-        "jax_devices": [str(d) for d in jax.devices()],
-        "python": platform.python_version(),
-        "jax_version": jax.__version__,
-        "seed": seed,
-        "scale": scale.current(),
-    }
-
-
-@dataclasses.dataclass
-class Session:
-    """What one command-line invocation asked for, and the provenance read when it started.
-
-    Attributes:
-        start: :func:`provenance` read before any work.
-        publish: write a new name into ``results/`` (``--publish``).
-        overwrite: replace a published file of another configuration (``--overwrite``).
-        fresh: discard an existing checkpoint instead of resuming (``--fresh``).
-        stop_after_epochs: end :func:`gridlib.experiment.fit` after this many epochs of this
-            invocation (``--stop-after-epochs``; used by ``recheck``); such a run is never published.
-        earlier_starts: provenance of the earlier starts of a resumed run (from its checkpoint).
-        stopped_early: set by ``fit`` when ``stop_after_epochs`` ended it.
-    """
-
-    start: dict[str, Any]
-    publish: bool = False
-    overwrite: bool = False
-    fresh: bool = False
-    stop_after_epochs: int | None = None
-    earlier_starts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    stopped_early: bool = False
-
-
-_SESSION: contextvars.ContextVar[Session | None] = contextvars.ContextVar("gridlib_session", default=None)
-
-
-@contextlib.contextmanager
-def session(**options: Any) -> Iterator[Session]:
-    """Record provenance *now* and hold the run options until the block ends (see :class:`Session`)."""
-    s = Session(start=provenance(), **options)
-    token = _SESSION.set(s)
-    try:
-        yield s
-    finally:
-        _SESSION.reset(token)
-
-
-def current_session() -> Session | None:
-    """The active :class:`Session`, or ``None`` outside a command-line run."""
-    return _SESSION.get()
 
 
 # --------------------------------------------------------------------------- writing

@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from gridlib import results
+from gridlib import provenance, results
 
 
 @pytest.fixture
@@ -81,8 +81,8 @@ def test_same_configuration_replaces_and_overwrite_is_explicit(full_scale):
 
 def test_session_options_and_start_provenance(full_scale, monkeypatch):
     commits = iter(["a" * 40, "b" * 40])
-    real_git = results._git
-    monkeypatch.setattr(results, "_git", lambda *a: next(commits) if a[0] == "rev-parse" else real_git(*a))
+    real_git = provenance._git
+    monkeypatch.setattr(provenance, "_git", lambda *a: next(commits) if a[0] == "rev-parse" else real_git(*a))
     with results.session(publish=True):  # provenance is read here, at the start ...
         p = _save()
     # ... not when the file is written (HEAD moved to b... in between)
@@ -147,7 +147,7 @@ def test_dirty_means_source_changes_only(tmp_path, monkeypatch):
     git("init", "-q")
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
-    monkeypatch.setattr(results, "REPO_ROOT", repo)
+    monkeypatch.setattr(provenance, "REPO_ROOT", repo)
     assert results.source_changes() == []
     (repo / "results" / "r.json").write_text('{"changed": 1}\n')  # results do not count
     assert results.source_changes() == []
