@@ -8,6 +8,8 @@
 - :mod:`~gridlib.filtergrid.reference` naive per-cell raster-order loops (tests and benchmarks)
 - :mod:`~gridlib.filtergrid.summary`   what the chapters load and show: the gradient-agreement
   table, the row-wise MNIST runs checked against the configuration the prose describes
+- :mod:`~gridlib.filtergrid.anchor`    the original grid code (``../shared/anchors``) driven side by side,
+  when that folder is present
 - :mod:`~gridlib.filtergrid.experiments` optimisers, the training task and the command-line
   experiments (``filtergrid-mnist``, ``filtergrid-agreement``)
 """

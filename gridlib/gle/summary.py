@@ -18,6 +18,9 @@ formatted) lives here, where it is tested.
   :func:`load_bench`, :func:`bench_rows`,
   :func:`speed_summary`, :func:`speed_text`,
   :func:`ceiling_rows`                                   chapter 32: MNIST-1D
+
+Why this module is long: it serves the three GLE chapters (30, 31 and 32), one section each,
+so that what the pages load and show stays next to the configurations they check.
 """
 
 from __future__ import annotations

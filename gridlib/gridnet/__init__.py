@@ -10,6 +10,8 @@ global LayerNorm, carry an image from the input face to the readout face.
 - :mod:`~gridlib.gridnet.hand_vjp`    the fast cells-major outer step and its hand-written VJP
 - :mod:`~gridlib.gridnet.model`       config, parameters, outer loop, forward pass, diagnostics
 - :mod:`~gridlib.gridnet.reference`   naive references: synchronous grid, 27-neighbour gather
+- :mod:`~gridlib.gridnet.summary`     what the chapter loads and shows, checked against the configuration
+  the prose describes
 - :mod:`~gridlib.gridnet.experiments` presets, the backprop task and ``python -m gridlib gridnet-mnist``
 """
 

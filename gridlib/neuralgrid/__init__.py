@@ -6,6 +6,8 @@
   of the layer's pre-activation (references and the benchmark's baseline)
 - :mod:`~gridlib.neuralgrid.reference`   the original's (shifted) double loop and a cell-by-cell
   numpy forward/backward (tests and benchmarks)
+- :mod:`~gridlib.neuralgrid.summary`     what the chapter loads and shows, checked against the
+  configuration the prose describes
 - :mod:`~gridlib.neuralgrid.experiments` configs, presets, tasks for ``fit`` and the
   ``python -m gridlib neuralgrid-fashion`` / ``neuralgrid3d`` commands (not imported here)
 

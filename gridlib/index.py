@@ -1,0 +1,530 @@
+"""The book's results, gathered: the landing page's headline table and the results index.
+
+Two readers of the published results (``results/``), both computing everything they show:
+
+- :func:`headline_rows` -- one row per reproduced headline (:data:`HEADLINES`), each loaded with
+  :func:`gridlib.results.load_group` and the configuration the book's claim rests on, so that a
+  record of another configuration is refused rather than averaged in. Ours is the mean ± sd over
+  seeds, next to the published number where there is one, and the gap.
+- :func:`catalogue` and :func:`section_rows` -- every published record, grouped by the part and
+  chapter of the book that shows it and by configuration (the seeds of one configuration
+  together), each group summarised by its headline number. The re-check verdicts in
+  ``results/rechecks/`` (a re-run of a record's first epoch, compared with the record) are shown
+  next to the records they check, never as results of their own.
+
+The published numbers that the library does not hold elsewhere are kept here
+(:data:`FILTERGRID_PUBLISHED`, :data:`EP_PUBLISHED_TEST_ERR`), each with its source.
+
+Why this module is long: it is the one place that knows every headline of the book (twelve
+rows, each with its expected configuration and published number) and how to group all records by
+chapter; split, the landing page and the index would each need half of the same catalogue.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from gridlib import report, results
+
+Record = Mapping[str, Any]
+Group = Mapping[str, Record]
+
+#: The analog-filter grid's reported test accuracies on row-wise MNIST, from the original work
+#: (T. Pluck, *grid-neurons*, 2026, commit b7c349d; ``gridneurons`` in references.bib): SnAP-1
+#: with Adam, batch 32, 10 epochs, and SnAP-1 with per-group SGD, batch 1, 3 epochs. One seed
+#: each, scored on a random 2,000-image subset of the MNIST test set.
+FILTERGRID_PUBLISHED = {"adam": 0.522, "sgd": 0.320}
+FILTERGRID_PUBLISHED_NOTE = "1 seed, 2k random test images"
+
+#: Scellier & Bengio (2017, ``scellier2017``), MNIST experiments: networks with one to three
+#: hidden layers trained by EP reach "between 2 and 3 % test error". The paper gives no number
+#: per architecture, so the book can only say whether a test error lies in this range.
+EP_PUBLISHED_TEST_ERR = (0.02, 0.03)
+
+RECHECKS = "rechecks"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _pct(x: float, digits: int = 1) -> str:
+    return f"{100 * x:.{digits}f}\u00a0%"  # a no-break space keeps the unit with its number
+
+
+def _points(gap: float, digits: int = 1) -> str:
+    """A gap in percentage points with a real minus sign: ``"−0.6 points"``."""
+    sign = "−" if gap < 0 else "+"
+    return f"{sign}{abs(100 * gap):.{digits}f} points"
+
+
+def doc_link(doc: str, text: str | None = None) -> str:
+    """A MyST ``{doc}`` link to a page by its path from the book's root (works from any page);
+    without ``text`` the link shows the page's title."""
+    return f"{{doc}}`{text} </{doc}>`" if text else f"{{doc}}`/{doc}`"
+
+
+def seed_values(key: str) -> Callable[[Group], list[float]]:
+    """An extractor: the metric ``key`` of every record of a group (one value per seed)."""
+
+    def values(group: Group) -> list[float]:
+        return [float(r["metrics"][key]) for r in group.values()]
+
+    return values
+
+
+def per_seed_values(key: str = "test_acc_per_seed") -> Callable[[Group], list[float]]:
+    """An extractor for records that each hold several seeds (the GLE runs): all their values.
+
+    Refuses a record that says its run did not finish (``metrics.complete`` false).
+    """
+
+    def values(group: Group) -> list[float]:
+        out: list[float] = []
+        for name, rec in group.items():
+            if rec["metrics"].get("complete") is False:
+                raise results.ResultsError(f"{results.path(name)}: the run is not complete")
+            out += [float(v) for v in rec["metrics"][key]]
+        return out
+
+    return values
+
+
+def _checked(extract: Callable[[Group], list[float]], metric: str, want: Any) -> Callable[[Group], list[float]]:
+    """``extract``, after refusing any record whose ``metrics[metric]`` is not ``want``."""
+
+    def values(group: Group) -> list[float]:
+        for name, rec in group.items():
+            if rec["metrics"].get(metric) != want:
+                raise results.ResultsError(
+                    f"{results.path(name)}: {metric} is {rec['metrics'].get(metric)!r}, "
+                    f"but the headline expects {want!r}")  # fmt: skip
+        return extract(group)
+
+    return values
+
+
+# --------------------------------------------------------------------------- the headlines
+
+
+class Headline(NamedTuple):
+    """One reproduced headline number of the book.
+
+    Attributes:
+        system: the part of the book (``"Analog-filter grid"``).
+        what: the configuration, in words.
+        chapter: the page that shows it, by its path from the book's root.
+        pattern: the glob of its published records (:func:`gridlib.results.load_group`).
+        expect: the configuration every record must have (refused otherwise).
+        values: the test accuracies of a loaded group, one per seed.
+        published: the published accuracy, ``None`` where there is none.
+        published_sd: its seed-to-seed standard deviation, where published.
+        published_n: how many seeds the published number averages (0: not stated).
+        published_note: what the published number is, in a few words.
+        command: the command that writes the records (shown while they are missing).
+        ep_range: compare the test error with :data:`EP_PUBLISHED_TEST_ERR` instead.
+    """
+
+    system: str
+    what: str
+    chapter: str
+    pattern: str
+    expect: Mapping[str, Any]
+    values: Callable[[Group], list[float]]
+    published: float | None = None
+    published_sd: float | None = None
+    published_n: int = 0
+    published_note: str = ""
+    command: str = ""
+    ep_range: bool = False
+
+
+def _gle(arch: str, what: str) -> Headline:
+    from gridlib.gle.mnist1d import PUBLISHED
+
+    pub = PUBLISHED[arch]
+    return Headline(
+        "GLE", f"{what}, MNIST-1D", "notebooks/32-gle-mnist1d", f"gle/mnist1d/{arch}_seeds*",
+        {"setup.arch": arch, "epochs": 150, "n_train": 4000, "n_test": 1000, "provenance.scale": "full"},
+        per_seed_values(), pub["mean"], pub["std"], len(pub["per_seed"]), "",
+        f"python -m gridlib gle-mnist1d --arch {arch} --seeds ...")  # fmt: skip
+
+
+def _filtergrid(optimizer: str, batch: int, epochs: int, what: str) -> Headline:
+    return Headline(
+        "Analog-filter grid", what, "notebooks/12-rowwise-mnist",
+        f"filtergrid/snap1_{optimizer}_b{batch}_e{epochs}_n60000_seed*",
+        {"rule": "snap1", "optimizer": optimizer, "batch_size": batch, "epochs": epochs,
+         "n_train": 60000, "n_test": 10000, "grid": [28, 10], "provenance.scale": "full"},
+        seed_values("test/acc"), FILTERGRID_PUBLISHED[optimizer], None, 1, FILTERGRID_PUBLISHED_NOTE,
+        f"python -m gridlib filtergrid-mnist --rule snap1 --optimizer {optimizer} "
+        f"--batch-size {batch} --epochs {epochs} --seed S")  # fmt: skip
+
+
+def _ep(sizes: Sequence[int], estimator: str, epochs: int, what: str, command: str) -> Headline:
+    arch = "-".join(map(str, sizes))
+    return Headline(
+        "Equilibrium propagation", what, "notebooks/22-ep-mnist", f"ep/mnist_{arch}_{estimator}_seed*",
+        {"sizes": list(sizes), "estimator": estimator, "epochs": epochs, "n_train": 60000,
+         "n_test": 10000, "provenance.scale": "full"},
+        seed_values("test_acc"), command=command, ep_range=True)  # fmt: skip
+
+
+def _mlp(sizes: Sequence[int]) -> Headline:
+    arch = "-".join(map(str, sizes))
+    hidden = ",".join(map(str, sizes[1:-1]))
+    return Headline(
+        "Backprop baseline", f"MLP {arch}, MNIST", "notebooks/22-ep-mnist", f"baselines/mnist-mlp-{arch}_seed*",
+        {"dataset": "mnist", "sizes": list(sizes), "epochs": 25, "batch_size": 20, "n_train": 60000,
+         "provenance.scale": "full"},
+        seed_values("test/acc"),
+        command=f"python -m gridlib mlp --hidden {hidden} --activation hard_sigmoid01 --epochs 25 "
+                "--batch-size 20 --seed S")  # fmt: skip
+
+
+def _headlines() -> list[Headline]:
+    from gridlib.neuralgrid.experiments import BLOG_TEST_ACC
+
+    return [
+        _filtergrid("adam", 32, 10, "SnAP-1 + Adam, row-wise MNIST"),
+        _filtergrid("sgd", 1, 3, "SnAP-1 + batch-1 SGD, row-wise MNIST"),
+        _ep((784, 500, 10), "ep", 25, "EP 784-500-10, MNIST", "python -m gridlib ep-mnist --seed S"),
+        _ep((784, 500, 10), "symmetric", 25, "centered EP 784-500-10, MNIST",
+            "python -m gridlib ep-mnist --estimator symmetric --seed S"),
+        _ep((784, 256, 256, 10), "ep", 30, "EP 784-256-256-10, MNIST",
+            "python -m gridlib ep-mnist --hidden 256,256 --beta 1.0 --alphas 0.4,0.1,0.01 "
+            "--n-free 100 --n-nudge 6 --n-eval 150 --epochs 30 --seed S"),
+        _gle("e2e15k", "end-to-end GLE, 15k"),
+        _gle("e2e42k", "end-to-end GLE, 42k"),
+        _gle("static", "static lag-net + LE MLP"),
+        Headline(
+            "NeuralGrid", "64×64 grid, Fashion-MNIST", "notebooks/40-neuralgrid",
+            "neuralgrid/fashion_mnist_blog_seed*",
+            {"preset": "blog", "is_preset": True, "height": 64, "width": 64, "epochs": 300,
+             "dataset": "fashion_mnist", "n_train": 60000, "n_test": 10000, "provenance.scale": "full"},
+            seed_values("test_acc"), BLOG_TEST_ACC, None, 1, "blog, 1 run",
+            "python -m gridlib neuralgrid-fashion --preset blog --seed S"),
+        Headline(
+            "gridnet", "CPU preset (16³ grid), MNIST", "notebooks/50-gridnet", "gridnet/cpu_seed*",
+            {"preset": "cpu", "grid": 16, "block": 4, "inner": 2, "outer": 10, "epochs": 2,
+             "batch_size": 256, "provenance.scale": "full"},
+            _checked(seed_values("test_acc"), "n_test", 10000),
+            command="python -m gridlib gridnet-mnist --preset cpu --seed S"),
+        _mlp((784, 500, 10)),
+        _mlp((784, 256, 256, 10)),
+    ]  # fmt: skip
+
+
+#: The reproduced headlines of the book, in the order of the landing page's table.
+HEADLINES: list[Headline] = _headlines()
+
+
+def headline_values(h: Headline) -> list[float] | None:
+    """The test accuracies of a headline's records (``None`` when none is published yet).
+
+    Raises:
+        gridlib.results.ResultsError: a record differs from ``h.expect``, or the records of the
+            group differ in anything but the seed.
+    """
+    group = results.load_group(h.pattern, expect=h.expect, allow_empty=True)
+    return h.values(group) if group else None
+
+
+def headline_row(h: Headline, link: bool = True) -> dict[str, str]:
+    """One row of the landing page's table: the result, ours, the published number, the gap."""
+    result = f"{h.system}: {h.what}"
+    row = {"result": doc_link(h.chapter, result) if link else result}
+    accs = headline_values(h)
+    if accs is None:
+        return {**row, "ours (test accuracy)": f"not run yet: `{h.command}`", "published": "", "gap": ""}
+    row["ours (test accuracy)"] = report.format_mean_sd(accs, 1, percent=True)
+    mean, _ = report.mean_sd(accs)
+    if h.ep_range:
+        lo, hi = EP_PUBLISHED_TEST_ERR
+        err = 1.0 - mean
+        tol = 1e-9  # 1 - 0.97 is 0.030000000000000027
+        where = "inside" if lo - tol <= err <= hi + tol else ("below" if err < lo else "above")
+        row["published"] = f"{100 * lo:.0f}–{100 * hi:.0f}\u00a0% test error, one range for all its networks"
+        row["gap"] = f"test error {_pct(err, 2)}: {where} that range"
+    elif h.published is None:
+        row["published"] = "none"
+        row["gap"] = "–"
+    else:
+        pub = _pct(h.published) if h.published_sd is None else (
+            f"{100 * h.published:.1f} ± {100 * h.published_sd:.1f} %")
+        extra = h.published_note or (f"n={h.published_n}" if h.published_n else "")
+        row["published"] = pub + (f" ({extra})" if extra else "")
+        row["gap"] = _points(mean - h.published)
+    return row
+
+
+def headline_rows(link: bool = True) -> list[dict[str, str]]:
+    """The landing page's table: one row per entry of :data:`HEADLINES`, computed from the results."""
+    return [headline_row(h, link) for h in HEADLINES]
+
+
+# --------------------------------------------------------------------------- the results index
+
+
+class Section(NamedTuple):
+    """A part of the book and the results each of its chapters loads (glob patterns)."""
+
+    key: str
+    title: str
+    chapters: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+#: Which chapter shows which published results; the first matching pattern wins.
+SECTIONS: tuple[Section, ...] = (
+    Section("filtergrid", "The analog-filter grid", (
+        ("notebooks/11-snap1", ("filtergrid/gradient_agreement",)),
+        ("notebooks/12-rowwise-mnist", ("filtergrid/*", "bench/filtergrid")))),
+    Section("ep", "Equilibrium propagation", (
+        ("notebooks/21-ep-seed-failures", ("ep/seed_failures",)),
+        ("notebooks/22-ep-mnist", ("ep/*", "baselines/*", "bench/ep")))),
+    Section("gle", "Generalized latent equilibrium", (
+        ("notebooks/31-gle-teacher-student", ("gle/lagline/*", "gle/lagnet")),
+        ("notebooks/32-gle-mnist1d", ("gle/mnist1d/*", "bench/gle")))),
+    Section("neuralgrid", "NeuralGrid", (("notebooks/40-neuralgrid", ("neuralgrid/*", "bench/neuralgrid")),)),
+    Section("gridnet", "gridnet", (("notebooks/50-gridnet", ("gridnet/*", "bench/gridnet*")),)),
+)  # fmt: skip
+OTHER = Section("other", "Not shown by any chapter", ((None, ("*",)),))  # type: ignore[arg-type]
+
+_SEED_SUFFIX = re.compile(r"_seeds?(\d+(?:-\d+)*)$")
+
+
+def group_key(name: str) -> tuple[str, str]:
+    """``("filtergrid/snap1_adam_b32_e10_n60000", "0")`` from ``".../snap1_adam_..._seed0"``:
+    the configuration's name and the seed(s); ``(name, "")`` for a record without a seed suffix."""
+    m = _SEED_SUFFIX.search(name)
+    return (name[: m.start()], m.group(1).replace("-", ", ")) if m else (name, "")
+
+
+class Entry(NamedTuple):
+    """One configuration in the index: its records (the seeds) and where the book shows them."""
+
+    key: str
+    section: str
+    chapter: str | None
+    records: dict[str, dict[str, Any]]
+
+
+def _place(name: str) -> tuple[str, str | None]:
+    for section in (*SECTIONS, OTHER):
+        for chapter, patterns in section.chapters:
+            if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+                return section.key, chapter
+    raise AssertionError("unreachable: OTHER matches everything")
+
+
+def catalogue(records: Mapping[str, dict[str, Any]] | None = None) -> list[Entry]:
+    """Every published result (re-check verdicts aside), grouped by configuration and placed in
+    the section and chapter that shows it.
+
+    Records that share a name up to the seed form one entry only if they differ in nothing but the
+    seed (as :func:`gridlib.results.load_group` requires); otherwise each stays an entry of its own.
+    """
+    records = results.load_all("") if records is None else records
+    by_key: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, rec in records.items():
+        if name.startswith(RECHECKS + "/"):
+            continue
+        by_key.setdefault(group_key(name)[0], {})[name] = dict(rec)
+    entries = []
+    for key, group in by_key.items():
+        first = next(iter(group.values()))
+        same = all(not results.config_differences(first.get("config") or {}, r.get("config") or {},
+                                                  ignore=results.SEED_KEYS) for r in group.values())  # fmt: skip
+        parts = [(key, group)] if same else [(n, {n: r}) for n, r in group.items()]
+        for k, g in parts:
+            section, chapter = _place(next(iter(g)))
+            entries.append(Entry(k, section, chapter, g))
+    return entries
+
+
+def rechecks(records: Mapping[str, Record] | None = None) -> dict[str, Record]:
+    """The re-check verdicts, keyed by the name of the record each one checks."""
+    records = results.load_all(RECHECKS) if records is None else records
+    out = {}
+    for name, rec in records.items():
+        if name.startswith(RECHECKS + "/"):
+            out[name.removeprefix(RECHECKS + "/")] = rec
+    return out
+
+
+def recheck_summary(entry: Entry, checks: Mapping[str, Record]) -> str:
+    """``"2 of 3: bit-identical"`` -- how many of the entry's records were re-checked, and the verdicts."""
+    found = [checks[n]["metrics"]["status"] for n in entry.records if n in checks]
+    if not found:
+        return "–"
+    counts = Counter(found)
+    verdicts = ", ".join(f"{status}" if n == len(found) else f"{n} {status}" for status, n in counts.items())
+    n = len(entry.records)
+    return verdicts if n == 1 else f"{len(found)} of {n}: {verdicts}"
+
+
+# ----- the headline number of a record group
+
+def _accuracies(group: Group) -> list[float] | None:
+    values: list[float] = []
+    for rec in group.values():
+        m = rec.get("metrics") or {}
+        if isinstance(m.get("test_acc_per_seed"), list):
+            values += [float(v) for v in m["test_acc_per_seed"]]
+        elif isinstance(m.get("test/acc"), (int, float)):
+            values.append(float(m["test/acc"]))
+        elif isinstance(m.get("test_acc"), (int, float)):
+            values.append(float(m["test_acc"]))
+        else:
+            return None
+    return values
+
+
+def _accuracy_text(values: Sequence[float]) -> str:
+    if len(values) == 1:
+        return f"test accuracy {_pct(values[0])}"
+    return "test accuracy " + report.format_mean_sd(values, 1, percent=True)
+
+
+def _gradient_agreement(rec: Record) -> str:
+    m = rec["metrics"]
+    worst = {int(t): max(v for k, v in row.items() if k.startswith("snap1/")) for t, row in m.items()}
+    rtrl = max(row["rtrl/max"] for row in m.values())
+    steps = ", ".join(f"{w:.1g} (T = {t})" for t, w in sorted(worst.items()))
+    return f"SnAP-1 against the exact gradient, largest relative error: {steps}; exact RTRL ≤ {rtrl:.0e}"
+
+
+def _seed_failures(rec: Record) -> str:
+    m = {k: v for k, v in rec["metrics"].items() if isinstance(v, dict)}
+    ref = m.pop("reference")["test_err"]
+    errs = [v["test_err"] for v in m.values()]
+    return (f"test error after 1 epoch: reference {_pct(ref)}; the {len(errs)} variants "
+            f"{_pct(min(errs))} to {_pct(max(errs))}")  # fmt: skip
+
+
+def _bptt_sweep(rec: Record) -> str:
+    m = {k: v for k, v in rec["metrics"].items() if isinstance(v, dict)}
+    ep = [v["val_err"][-1] for v in m.values() if v["estimator"] != "bptt"]
+    bp = {k: v["val_err"][-1] for k, v in m.items() if v["estimator"] == "bptt"}
+    best = min(bp, key=bp.get)
+    return (f"validation error after {rec['config']['epochs']} epochs: EP {_pct(min(ep))}; backprop "
+            f"through the relaxation at best {_pct(bp[best])} ({best})")  # fmt: skip
+
+
+def _lagnet(rec: Record) -> str:
+    m = rec["metrics"]
+    return f"final loss: GLE {m['final_loss_gle']:.1e}, AM {m['final_loss_am']:.1e}"
+
+
+def _bench_ep(rec: Record) -> str:
+    row = next(x for x in rec["metrics"]["rows"] if x["implementation"].startswith("gridlib"))
+    return (f"{row['implementation']}: {row['s per 60k epoch']:.1f} s per 60k epoch, "
+            f"{row['speed-up vs per-example']:.0f}× the per-example loop")
+
+
+def _bench_filtergrid(rec: Record) -> str:
+    row = rec["metrics"]["train step: SnAP-1 + Adam, batch 32"]
+    return f"SnAP-1 + Adam train step: {row['epoch_s']:.1f} s per epoch, {row['speedup_vs_naive']:.0f}× the naive loop"
+
+
+def _bench_gle(rec: Record) -> str:
+    row = rec["metrics"]["rows"][-1]
+    return (f"{row['implementation']}: {row['10x150 epochs, CPU-h']:.1f} CPU-h for 10 seeds × 150 "
+            f"epochs ({row['ratio (CPU-s)']:.1f}× the Python loop)")
+
+
+def _bench_gridnet(rec: Record) -> str:
+    row = next(x for x in rec["metrics"]["rows"] if x["name"] == "CPU preset")
+    return (f"CPU preset, forward + backward: {row['fast_ms_per_example']:.1f} ms per example, "
+            f"{row['speedup']:.0f}× the naive gather")
+
+
+def _bench_neuralgrid(rec: Record) -> str:
+    m = rec["metrics"]
+    return (f"one epoch of the 128×128 grid at batch 256: {m['ours_b256_epoch_s']:.1f} s; "
+            f"unfold takes {m['unfold_over_ours_b256']:.1f}× as long")
+
+
+#: Headlines of the records that are not test accuracies, by name pattern.
+SPECIAL: dict[str, Callable[[Record], str]] = {
+    "filtergrid/gradient_agreement": _gradient_agreement,
+    "ep/seed_failures": _seed_failures,
+    "ep/bptt_sweep": _bptt_sweep,
+    "gle/lagline/*": lambda r: f"final loss {r['metrics']['final_loss']:.1e}",
+    "gle/lagnet": _lagnet,
+    "bench/ep": _bench_ep,
+    "bench/filtergrid": _bench_filtergrid,
+    "bench/gle": _bench_gle,
+    "bench/gridnet*": _bench_gridnet,
+    "bench/neuralgrid": _bench_neuralgrid,
+}
+
+
+def _generic(rec: Record) -> str:
+    m = rec.get("metrics") or {}
+    scalars = [(k, v) for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return ", ".join(f"{k} {v:.3g}" for k, v in scalars[:3]) or "no scalar metrics"
+
+
+def headline(group: Group) -> str:
+    """The headline number of one configuration's records, in words (computed, never typed)."""
+    name, first = next(iter(group.items()))
+    for pattern, fn in SPECIAL.items():
+        if fnmatch.fnmatchcase(name, pattern):
+            try:
+                return "; ".join(fn(r) for r in group.values()) if len(group) > 1 else fn(first)
+            except (KeyError, TypeError, ValueError, StopIteration):
+                break  # another format than expected: fall back to the generic summary
+    accs = _accuracies(group)
+    return _accuracy_text(accs) if accs else _generic(first)
+
+
+def section_rows(entries: Sequence[Entry], chapter: str | None,
+                 checks: Mapping[str, Record]) -> list[dict[str, str]]:  # fmt: skip
+    """The index table of one chapter: headline number first, then the configuration (its name,
+    without the part's own prefix), its seeds and the re-check verdicts."""
+    rows = []
+    for e in entries:
+        if e.chapter != chapter:
+            continue
+        seeds = [group_key(n)[1] for n in e.records]
+        prefix = e.section + "/"
+        rows.append({
+            "headline": headline(e.records),
+            "result": e.key.removeprefix(prefix),
+            "seeds": ", ".join(s for s in seeds if s) or "–",
+            "re-checked": recheck_summary(e, checks),
+        })  # fmt: skip
+    return rows
+
+
+def chapter_views(entries: Sequence[Entry], section: str, checks: Mapping[str, Record]):
+    """For each chapter of ``section`` with results: ``(chapter, rows, records)``, ready for
+    :func:`gridlib.report.table` and :func:`gridlib.report.provenance`."""
+    sec = next((s for s in (*SECTIONS, OTHER) if s.key == section), None)
+    if sec is None:
+        raise KeyError(f"no section {section!r}; sections: {[s.key for s in SECTIONS]}")
+    out = []
+    for chapter, _ in sec.chapters:
+        # training runs first, then the benchmarks
+        mine = sorted((e for e in entries if e.section == section and e.chapter == chapter),
+                      key=lambda e: e.key.startswith("bench/"))
+        if mine:
+            recs = {n: r for e in mine for n, r in e.records.items()}
+            out.append((chapter, section_rows(mine, chapter, checks), recs))
+    return out
+
+
+def summary(records: Mapping[str, Record], entries: Sequence[Entry], checks: Mapping[str, Record]) -> str:
+    """One sentence: how many files, results, configurations and re-check verdicts there are."""
+    n_results = sum(len(e.records) for e in entries)
+    by_scale = Counter(r["provenance"].get("scale", "?") for e in entries for r in e.records.values())
+    scales = ", ".join(f"{n} at {s} scale" for s, n in sorted(by_scale.items()))
+    dirty = sum(bool(r["provenance"].get("git_dirty")) for e in entries for r in e.records.values())
+    checked = sum(n in checks for e in entries for n in e.records)
+    return (f"{len(records)} files: {n_results} results ({scales}) in {len(entries)} configurations, "
+            f"and {len(checks)} re-check verdicts, which cover {checked} of the results. "
+            f"{dirty} results were started from a working tree whose source differed from its commit.")

@@ -1,0 +1,162 @@
+"""What the NeuralGrid chapter shows from its results files: the runs, their tables and curves.
+
+Every load declares the configuration the chapter's prose relies on, so a file of another
+configuration is refused (:func:`gridlib.results.load`) and only seeds of one configuration are
+averaged (:func:`gridlib.results.load_group`).
+
+- :func:`fashion_runs`   the blog configuration's seeds, and any shortened or variant 2-D runs
+- :func:`run_rows`       one table row per configuration: seeds, epochs, test accuracy
+- :func:`seed_history`   a configuration's learning curve, one column per seed (for plotting)
+- :func:`grid3d_runs`    the 3-D variant's full runs
+- :func:`bench_rows`     the re-timed blog table
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gridlib import report, results
+from gridlib.neuralgrid.experiments import BLOG
+
+#: The blog's configuration as its 2-D results files must record it (60k/10k split, 300 epochs).
+BLOG_EXPECT = {**BLOG._asdict(), "preset": "blog", "is_preset": True, "n_train": 60000,
+               "n_test": 10000, "provenance.scale": "full"}  # fmt: skip
+BLOG_LABEL = "blog configuration"
+
+Group = dict[str, dict[str, Any]]
+
+#: How the chapter names the data sets.
+DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+
+
+def fashion_runs() -> dict[str, Group]:
+    """The published 2-D runs, by configuration: ``{label: {name: record}}``.
+
+    The blog configuration comes first (empty when not run yet); shortened schedules and variants
+    follow, each its own group labelled by what differs, never mixed with the blog's.
+    """
+    out: dict[str, Group] = {BLOG_LABEL: results.load_group("neuralgrid/fashion_mnist_blog_seed*",
+                                                            expect=BLOG_EXPECT, allow_empty=True)}
+    others: dict[str, list[str]] = {}
+    for name in results.names("neuralgrid/*_seed*"):
+        if name in out[BLOG_LABEL] or "grid3d" in name:
+            continue
+        others.setdefault(name.rsplit("_seed", 1)[0], []).append(name)
+    for key in others:
+        group = results.load_group(f"{key}_seed*", expect={"provenance.scale": "full"})
+        c = next(iter(group.values()))["config"]
+        label = (f"{c['preset']} preset{' (variant)' if not c.get('is_preset') else ''}: "
+                 f"{c['height']}×{c['width']}, {c['epochs']} epochs")  # fmt: skip
+        out[label] = group
+    return out
+
+
+def accuracies(group: Group) -> list[float]:
+    """The final test accuracy of each seed."""
+    return [r["metrics"]["test_acc"] for r in group.values()]
+
+
+def run_rows(runs: dict[str, Group]) -> list[dict[str, Any]]:
+    """One row per configuration with runs: seeds, epochs, final and best-epoch test accuracy."""
+    rows = []
+    for label, group in runs.items():
+        if not group:
+            continue
+        recs = list(group.values())
+        c = recs[0]["config"]
+        best = [max(r["history"]["test/acc"]) for r in recs]
+        rows.append({
+            "runs": label,
+            "seeds": ", ".join(str(r["provenance"]["seed"]) for r in recs),
+            "epochs (lr ÷ 10 every)": f"{c['epochs']} ({c['lr_step_epochs']})",
+            "test images": f"{c['n_test']:,}",
+            "test accuracy, last epoch": report.format_mean_sd(accuracies(group), 2, percent=True),
+            "best epoch (picked on test)": report.format_mean_sd(best, 2, percent=True, n=False),
+        })  # fmt: skip
+    return rows
+
+
+def seed_history(group: Group) -> dict[str, np.ndarray]:
+    """The group's history with one column per seed (``plotting.learning_curves`` draws the mean
+    and a band of one standard deviation)."""
+    recs = list(group.values())
+    n = min(len(r["history"]["epoch"]) for r in recs)
+    out = {"epoch": np.asarray(recs[0]["history"]["epoch"][:n])}
+    for key in ("test/acc", "train/loss", "test/loss"):
+        out[key] = np.stack([np.asarray(r["history"][key][:n], float) for r in recs], axis=1)
+    return out
+
+
+def grid3d_runs(datasets: tuple[str, ...] = ("mnist", "fashion_mnist")) -> dict[str, dict[str, Any] | None]:
+    """The 3-D variant's full runs (16 slices, 10 epochs, full split), ``None`` where not run."""
+    out: dict[str, dict[str, Any] | None] = {}
+    for ds in datasets:
+        name = f"neuralgrid/grid3d_{ds}_seed0"
+        out[ds] = results.load(name, expect={"dataset": ds, "n_layers": 16, "epochs": 10, "n_train": 60000,
+                                             "n_test": 10000, "provenance.scale": "full"}) \
+            if results.exists(name) else None  # fmt: skip
+    return out
+
+
+#: What the benchmark must have timed for the chapter's comparison to hold.
+BENCH_EXPECT = {"height": 128, "width": 128, "n_train": 60000, "optimizer": "adam", "quick": False}
+
+
+def seconds(x: float, sd: float | None = None) -> str:
+    """``"3.62 ± 0.11"``: three significant digits for the mean, the same decimals for the sd."""
+    decimals = max(0, 2 - int(np.floor(np.log10(abs(x))))) if x else 0
+    text = f"{x:,.{decimals}f}"
+    return text + (f" ± {sd:,.{decimals}f}" if sd else "")
+
+
+def bench_rows(bench: dict[str, Any]) -> list[dict[str, Any]]:
+    """The benchmark as one row per batch size: seconds per epoch (± sd) of the naive loop, of
+    ``unfold`` and of ours, their ratio, and how ours was measured (extrapolated rows only; the
+    whole-epoch measurement is in :func:`bench_note`)."""
+    rows = [r for r in bench["extra"]["rows"] if "whole epoch" not in r["measured"]]
+    by_batch: dict[int, dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        by_batch.setdefault(r["batch"], {})[r["implementation"]] = r
+    out = []
+    for batch, impl in sorted(by_batch.items()):
+        cell = {k: seconds(v["epoch_s"], v.get("epoch_s_std")) for k, v in impl.items()}
+        ratio = (f"{impl['unfold']['epoch_s'] / impl['ours']['epoch_s']:.1f}×"
+                 if "unfold" in impl and "ours" in impl else "–")  # fmt: skip
+        out.append({"batch": batch, "naive loop": cell.get("naive", "–"), "unfold": cell.get("unfold", "–"),
+                    "ours": cell.get("ours", "–"), "unfold ÷ ours": ratio,
+                    "measured": "; ".join(f"{k}: {v['measured']}" for k, v in impl.items()
+                                          if k in ("naive", "ours"))})  # fmt: skip
+    return out
+
+
+def blog_rows() -> list[dict[str, Any]]:
+    """The blog's timing table (unnamed hardware), in the same format."""
+    from gridlib.neuralgrid.experiments import BLOG_TIMING
+
+    return [{"implementation": impl, "accelerator": acc, "batch": batch, "s per epoch": seconds(s, sd)}
+            for impl, acc, batch, s, sd in BLOG_TIMING]
+
+
+def grid3d_rows(full: dict[str, dict[str, Any] | None], live: dict[str, Any],
+                live_n: tuple[int | None, int | None]) -> list[dict[str, Any]]:  # fmt: skip
+    """The 3-D table: the full runs, then any small run made in the page (``live``: dataset ->
+    ``Run``, trained on ``live_n`` training and test images, ``None`` meaning all)."""
+    rows = [{"dataset": DATASET_NAMES.get(ds, ds), "epochs": r["config"]["epochs"], "test images": f"{r['config']['n_test']:,}",
+             "test accuracy": f"{100 * r['metrics']['test_acc']:.2f} %"}
+            for ds, r in full.items() if r is not None]  # fmt: skip
+    n_train, n_test = live_n
+    for ds, run in live.items():
+        rows.append({"dataset": f"{DATASET_NAMES.get(ds, ds)} (this page, {n_train or 60000:,} images)",
+                     "epochs": len(run.history["epoch"]), "test images": f"{n_test or 10000:,}",
+                     "test accuracy": f"{100 * run.history['test/acc'][-1]:.2f} %"})  # fmt: skip
+    return rows
+
+
+def bench_note(bench: dict[str, Any]) -> str:
+    """The benchmark's headline: ours at batch 256 for one whole epoch, and unfold against ours."""
+    m = bench["metrics"]
+    return (f"Ours at batch 256, one whole epoch: **{m['ours_b256_epoch_s']:.2f} s** (target "
+            f"≤ {m['target_s']:.0f} s: {'met' if m['meets_target'] else 'missed'}); `unfold` takes "
+            f"{m['unfold_over_ours_b256']:.1f}× as long at batch 256.")

@@ -1,0 +1,142 @@
+"""The results index and the landing page's headline table (gridlib.index)."""
+
+import json
+
+import pytest
+
+from gridlib import index, results
+
+
+def _write(root, name, config, metrics, seed=0, scale="full", dirty=False):
+    path = root / "results" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prov = {"command": f"python -m gridlib x --seed {seed}", "git_commit": "a" * 40, "git_dirty": dirty,
+            "dirty_files": [], "dirty_rule": "source", "date_utc": "2026-01-01T00:00:00+00:00",
+            "cpu_count": 2, "jax_backend": "cpu", "seed": seed, "scale": scale}
+    path.write_text(json.dumps({"name": name, "provenance": prov, "config": config, "metrics": metrics,
+                                "history": None, "extra": None}))
+
+
+def _headline(**kw):
+    base = dict(system="Sys", what="net", chapter="notebooks/99-x", pattern="sys/net_seed*",
+                expect={"epochs": 5, "provenance.scale": "full"}, values=index.seed_values("test_acc"),
+                command="python -m gridlib sys --seed S")
+    return index.Headline(**{**base, **kw})
+
+
+def test_group_key_splits_the_seed_suffix():
+    assert index.group_key("filtergrid/snap1_adam_b32_e10_n60000_seed2") == (
+        "filtergrid/snap1_adam_b32_e10_n60000", "2")
+    assert index.group_key("gle/mnist1d/e2e15k_seeds12-34-56") == ("gle/mnist1d/e2e15k", "12, 34, 56")
+    assert index.group_key("bench/gridnet") == ("bench/gridnet", "")
+
+
+def test_headline_row_reports_mean_sd_published_and_gap(tmp_results):
+    for s, acc in enumerate((0.80, 0.82, 0.84)):
+        _write(tmp_results, f"sys/net_seed{s}", {"epochs": 5, "seed": s}, {"test_acc": acc}, seed=s)
+    row = index.headline_row(_headline(published=0.85, published_note="1 run"), link=False)
+    assert row == {"result": "Sys: net", "ours (test accuracy)": "82.0 ± 2.0 % (n=3)",
+                   "published": "85.0\u00a0% (1 run)", "gap": "−3.0 points"}
+    assert index.headline_row(_headline(), link=False)["published"] == "none"
+    assert index.headline_row(_headline())["result"] == "{doc}`Sys: net </notebooks/99-x>`"
+
+
+def test_ep_rows_say_whether_the_error_is_in_the_promised_range(tmp_results):
+    _write(tmp_results, "sys/net_seed0", {"epochs": 5}, {"test_acc": 0.975})
+    _write(tmp_results, "sys/net_seed1", {"epochs": 5}, {"test_acc": 0.965}, seed=1)
+    row = index.headline_row(_headline(ep_range=True), link=False)
+    assert "2–3\u00a0%" in row["published"] and row["gap"].endswith("inside that range")
+    assert "3.00" in row["gap"]
+
+
+def test_headline_refuses_mismatched_or_mixed_records(tmp_results):
+    _write(tmp_results, "sys/net_seed0", {"epochs": 5}, {"test_acc": 0.9})
+    _write(tmp_results, "sys/net_seed1", {"epochs": 6}, {"test_acc": 0.9}, seed=1)
+    with pytest.raises(results.ResultsError, match="epochs"):
+        index.headline_row(_headline())
+    _write(tmp_results, "sys/net_seed1", {"epochs": 5}, {"test_acc": 0.9}, seed=1, scale="ci")
+    with pytest.raises(results.ResultsError, match="scale"):
+        index.headline_row(_headline())
+
+
+def test_missing_headline_prints_the_command(tmp_results):
+    row = index.headline_row(_headline(), link=False)
+    assert row["ours (test accuracy)"] == "not run yet: `python -m gridlib sys --seed S`"
+
+
+def test_per_seed_values_refuse_an_unfinished_run(tmp_results):
+    _write(tmp_results, "g/a_seeds1-2", {"epochs": 5, "seeds": [1, 2]},
+           {"test_acc_per_seed": [0.9, 0.8], "complete": True})
+    _write(tmp_results, "g/a_seeds3-4", {"epochs": 5, "seeds": [3, 4]},
+           {"test_acc_per_seed": [0.7, 0.6], "complete": False}, seed=3)
+    h = _headline(pattern="g/a_seeds*", values=index.per_seed_values())
+    with pytest.raises(results.ResultsError, match="not complete"):
+        index.headline_values(h)
+
+
+def test_catalogue_groups_seeds_places_chapters_and_attaches_rechecks(tmp_results):
+    for s in range(3):
+        _write(tmp_results, f"ep/mnist_net_seed{s}", {"epochs": 5, "seed": s}, {"test_acc": 0.9 + s / 100}, seed=s)
+    _write(tmp_results, "gridnet/cpu_seed0", {"epochs": 2}, {"test_acc": 0.8})
+    _write(tmp_results, "gridnet/cpu_seed1", {"epochs": 3}, {"test_acc": 0.8}, seed=1)  # other config
+    _write(tmp_results, "misc/thing", {}, {"loss": 0.5})
+    _write(tmp_results, "rechecks/ep/mnist_net_seed1", {"result": "ep/mnist_net_seed1"},
+           {"status": "bit-identical", "epochs": 1})
+    records = results.load_all("")
+    entries = index.catalogue(records)
+    keys = {e.key: e for e in entries}
+    assert set(keys) == {"ep/mnist_net", "gridnet/cpu_seed0", "gridnet/cpu_seed1", "misc/thing"}
+    assert keys["ep/mnist_net"].chapter == "notebooks/22-ep-mnist" and keys["misc/thing"].section == "other"
+    checks = index.rechecks(records)
+    assert set(checks) == {"ep/mnist_net_seed1"}
+    [(chapter, rows, recs)] = index.chapter_views(entries, "ep", checks)
+    assert rows == [{"headline": "test accuracy 91.0 ± 1.0 % (n=3)", "result": "mnist_net",
+                     "seeds": "0, 1, 2", "re-checked": "1 of 3: bit-identical"}]
+    assert len(recs) == 3
+    assert index.chapter_views(entries, "other", checks)[0][1][0]["headline"] == "loss 0.5"
+    text = index.summary(records, entries, checks)
+    assert text.startswith("7 files: 6 results") and "1 re-check verdicts" in text
+
+
+def test_special_headlines_fall_back_when_the_format_differs():
+    rec = {"metrics": {"rows": [{"name": "other"}]}, "provenance": {}}
+    assert index.headline({"bench/gridnet": rec}) == "no scalar metrics"
+
+
+def test_the_books_own_results_give_every_headline():
+    # the landing page's table, from the repository's results files
+    rows = index.headline_rows(link=False)
+    assert len(rows) == len(index.HEADLINES) >= 12
+    assert all(r["ours (test accuracy)"] and "not run" not in r["ours (test accuracy)"] for r in rows)
+    entries = index.catalogue()
+    assert not [e.key for e in entries if e.section == "other"]
+    for e in entries:
+        assert index.headline(e.records)
+
+
+def test_chapter_summaries_load_the_repository_results():
+    from gridlib.gridnet import summary as gns
+    from gridlib.neuralgrid import summary as ngs
+
+    runs = ngs.fashion_runs()
+    assert len(runs[ngs.BLOG_LABEL]) >= 1
+    bench = results.load("bench/neuralgrid", expect=ngs.BENCH_EXPECT)
+    by_batch = {r["batch"]: r for r in ngs.bench_rows(bench)}
+    assert by_batch[256]["unfold ÷ ours"] == f"{bench['metrics']['unfold_over_ours_b256']:.1f}×"
+    assert ngs.seconds(3.6209, 0.1123) == "3.62 ± 0.11" and ngs.seconds(1462.5, 86.8) == "1,462 ± 87"
+    cpu = gns.preset_runs("cpu")
+    assert len(cpu) >= 1 and all(r["config"]["preset"] == "cpu" for r in cpu.values())
+    assert len(gns.epoch_accuracy(cpu, 1)) == len(cpu)
+
+
+def test_gridnet_runs_of_another_configuration_are_refused(tmp_results):
+    from gridlib.gridnet import summary as gns
+
+    cfg = {k: v for k, v in gns.preset_expect("cpu").items() if not k.startswith("provenance.")}
+    _write(tmp_results, "gridnet/cpu_seed0", {**cfg, "epochs": 1}, {"test_acc": 0.5, "n_train": 60000,
+                                                                    "n_test": 10000})
+    with pytest.raises(results.ResultsError, match="epochs"):
+        gns.preset_runs("cpu")
+    _write(tmp_results, "gridnet/cpu_seed0", cfg, {"test_acc": 0.5, "n_train": 512, "n_test": 500})
+    with pytest.raises(results.ResultsError, match="trained on 512"):
+        gns.preset_runs("cpu")
