@@ -13,7 +13,7 @@ export PYTHONHASHSEED := 0
 export JAX_PLATFORMS ?= cpu
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test env data lint unit notebooks book-ci bench clean chromium browser-check links-check lab lab-env
+.PHONY: book test env data lint unit recheck notebooks book-ci bench clean chromium browser-check links-check lab lab-env
 
 env: $(STAMP)
 
@@ -36,7 +36,7 @@ book: env data
 	@echo "open _build/html/index.html"
 
 # ---- the tests (CI scale) ---------------------------------------------------------------
-test: env data lint chromium unit notebooks book-ci links-check browser-check
+test: env data lint chromium unit recheck notebooks book-ci links-check browser-check
 
 lint:
 	@if git ls-files 'notebooks/*.ipynb' | grep -q .; then \
@@ -45,6 +45,13 @@ lint:
 
 unit:
 	GRIDLIB_SCALE=ci $(BIN)/python -m pytest -q tests
+
+# Re-run the first epoch of two cheap published results and compare with their records: a change
+# that moves the library's numbers fails here (python -m gridlib recheck, exit 1 if different).
+RECHECK ?= baselines/mnist-mlp-784-500-10_seed0 ep/mnist_784-500-10_ep_seed0
+
+recheck:
+	$(BIN)/python -m gridlib recheck $(RECHECK)
 
 notebooks:
 	rm -rf _build/nbval && mkdir -p _build/nbval
