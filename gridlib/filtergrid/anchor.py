@@ -23,6 +23,10 @@ Commands (need the folder; without it they stop with a one-line message):
 The original's MNIST loader reads ``~/.cache/dendritic_mnist.npz`` (``X`` in [0, 255]);
 :func:`write_mnist_cache` writes it from :func:`gridlib.data.load_mnist` (pixels ``k/256``, so
 ``X = 256 x`` exactly).
+
+Why this module is long: it drives the original code end to end -- its data file, its training
+loop with checkpoints, both evaluation protocols, the side-by-side timing and the command --
+and keeping all of that in one place keeps the original's code out of every other module.
 """
 
 from __future__ import annotations
