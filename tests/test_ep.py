@@ -429,3 +429,154 @@ def test_pinned_target_gets_no_backprop_gradient_but_an_ep_update(x64):
     # and with the bias back at its interior value nothing is pinned
     assert ep.pinned_target_fraction(params._replace(biases=params.biases[:-1] + (
         jnp.full_like(b_out, 0.3),)), x, labels, cfg) == 0.0
+
+
+# ------------------------------------------------------------------------------ chapter summaries
+
+
+def test_symbol_values_and_over_power():
+    from gridlib.ep import summary
+
+    m = sp.Matrix(2, 1, lambda i, j: sp.Symbol(f"m_{i}"))
+    a, b = sp.symbols("a b")
+    vals = summary.symbol_values((m, [[1.0], [2.0]]), ((a,), [3.0]), (b, 4))
+    assert vals == {m[0, 0]: 1.0, m[1, 0]: 2.0, a: 3.0, b: 4.0}
+    with pytest.raises(ValueError, match="2 symbols given 1 values"):
+        summary.symbol_values(((a, b), [1.0]))
+    w, x, e, big_d = sp.symbols("w x e D")
+    unit, base = (x - 1) / (1 - w**2), 1 - w**2
+    expr = 3 * w * (x - 1) / (1 - w**2) ** 3
+    out = summary.over_power(expr, unit, e, base, big_d)
+    assert sp.simplify(out - 3 * w * e / big_d**2) == 0
+    assert sp.simplify(out.subs({e: unit, big_d: base}) - expr) == 0
+    with pytest.raises(ValueError, match="not a polynomial"):
+        summary.over_power(expr / (x + 2), unit, e, base, big_d)
+
+
+def test_math_rows_wraps_long_sums():
+    from gridlib.ep import summary
+
+    a, b, c, d = sp.symbols("a b c d")
+    tex = summary.math_rows([("x", a + b - c + d), ("y", a)], terms_per_line=2).data
+    assert tex == (r"\begin{aligned}x &= a + b \\[4pt] &\phantom{=} - c + d \\[4pt] y &= a"
+                   r"\end{aligned}")
+    assert summary.math_rows([("x", a + b)]).data == r"\begin{aligned}x &= a + b\end{aligned}"
+    assert summary.sci_tex(4.4e-16) == r"$4 \times 10^{-16}$"
+    w, v = summary.entries("W^{(1)}", 3, 2), summary.entries("b^{(2)}", 2)
+    assert w.shape == (3, 2) and sp.latex(w[2, 1]) == "W^{(1)}_{21}" and sp.latex(v[1]) == "b^{(2)}_{1}"
+    with pytest.raises(ValueError, match="vector or a matrix"):
+        summary.entries("T", 2, 2, 2)
+
+
+def test_free_energy_trace_matches_free_phase_and_descends(x64):
+    from gridlib.ep import summary
+
+    params, x, _, cfg = _interior_net()
+    energies, states = summary.free_energy_trace(params, x, cfg, n_steps=30)
+    assert energies.shape == (31, x.shape[0])
+    assert float(jnp.diff(energies, axis=0).max()) <= 1e-12
+    want = ep.free_phase(params, x, cfg, n_steps=30)
+    for a, b in zip(states, want, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-14)
+
+
+def test_cosine_and_relative_error():
+    from gridlib.ep import summary
+
+    g = ep.Params((jnp.array([[1.0, 0.0]]),), (jnp.array([0.0]),))
+    h = ep.Params((jnp.array([[2.0, 0.0]]),), (jnp.array([0.0]),))
+    k = ep.Params((jnp.array([[0.0, 1.0]]),), (jnp.array([0.0]),))
+    assert summary.cosine(g, h) == pytest.approx(1.0) and summary.cosine(g, k) == pytest.approx(0.0)
+    assert summary.relative_error(h, g) == pytest.approx(1.0)
+    rows = summary.cosine_rows({("a", "R"): 0.5, ("a", "S"): 0.25, ("b", "R"): 1.0, ("b", "S"): 0.0})
+    assert rows == [{"estimate": "a", "cosine with R": "0.500", "cosine with S": "0.250"},
+                    {"estimate": "b", "cosine with R": "1.000", "cosine with S": "0.000"}]
+    beta = summary.beta_rows([0.1], np.array([[0.9, 0.2]]), np.array([[0.99, 0.02]]))
+    assert beta[0][r"$\lvert\beta\rvert$"] == "0.1" and beta[0]["rel. error, centered"] == "2.00e-02"
+
+
+def _write(root, name, config, metrics, seed=0, scale="full", history=None):
+    import json
+
+    p = root / "results" / f"{name}.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({"name": name, "config": config, "metrics": metrics, "history": history,
+                             "provenance": {"command": "python -m gridlib ep-mnist", "seed": seed,
+                                            "scale": scale, "git_commit": "0" * 40}}))
+
+
+def _ep_record(tag, seed, err, **change):
+    from gridlib import results
+    from gridlib.ep import summary
+
+    exp = summary.ep_expect(tag)
+    config = {k: v for k, v in exp.items() if not k.startswith("provenance.")}
+    config.update(change)
+    metrics = {"test_err": err, "test_acc": 1 - err, "train_err_running": err / 10,
+               "mean_epoch_time_s": 5.0, "epochs": config["epochs"]}
+    history = {"epoch": [1, 2], "test/err": [2 * err, err], "train/err": [err, err / 10]}
+    return results.to_jsonable(config), metrics, history
+
+
+def test_ep_loaders_refuse_another_configuration_and_list_missing_seeds(tmp_results):
+    from gridlib import results
+    from gridlib.ep import summary
+
+    tag = "mnist_784-500-10_ep"
+    for seed, err in ((0, 0.025), (1, 0.027)):
+        config, metrics, history = _ep_record(tag, seed, err)
+        _write(tmp_results, f"ep/{tag}_seed{seed}", config, metrics, seed=seed, history=history)
+    found = summary.load_ep_runs()
+    assert list(found[tag]) == [f"ep/{tag}_seed0", f"ep/{tag}_seed1"]
+    assert found["mnist_784-500-10_symmetric"] == {}
+    rows = summary.ep_rows(found)
+    assert len(rows) == 1 and rows[0]["seeds"] == 2 and rows[0]["test error"] == "2.60 ± 0.14 %"
+    curves = summary.ep_curves(found)
+    assert curves[summary.EP_RUNS[tag].label]["test/err"].shape == (2, 2)
+    missing = summary.missing_commands(found)
+    assert "python -m gridlib ep-mnist --seed 2" in missing
+    assert sum("--estimator symmetric" in m for m in missing) == 3 and len(missing) == 7
+    assert "inside the published 2–3 % range" in summary.in_range_text([0.025, 0.027], 0.02, 0.03)
+    assert "below" in summary.in_range_text([0.01], 0.02, 0.03)
+    assert summary.headline_text(found).startswith("The 784-500-10 network trained by EP reaches")
+    assert "absent" in summary.headline_text({})
+    mlps = {"784-500-10": {"a": {"metrics": {"test/acc": 0.98}}}, "784-256-256-10": {}}
+    gaps = summary.backprop_gaps(found, mlps)
+    assert list(gaps) == ["784-500-10"] and gaps["784-500-10"] == pytest.approx(0.6)
+    assert summary.gap_text(gaps) == "784-500-10: EP's test error is 0.60 points above backprop's."
+    assert (summary.signed(-0.094), summary.signed(0.45)) == ("−0.09", "+0.45")
+    # a stray short run is refused, not averaged in
+    config, metrics, history = _ep_record(tag, 2, 0.1, epochs=1)
+    _write(tmp_results, f"ep/{tag}_seed2", config, metrics, seed=2, history=history)
+    with pytest.raises(results.ResultsError, match="epochs is 1, but this chapter expects 25"):
+        summary.load_ep_runs()
+
+
+def test_mlp_and_seed_failure_loaders(tmp_results):
+    from gridlib import results
+    from gridlib.ep import summary
+
+    assert summary.load_seed_failures() is None and summary.load_bptt_sweep() is None
+    exp = summary.mlp_expect("784-256-256-10")
+    config = {k: v for k, v in exp.items() if not k.startswith("provenance.")}
+    for seed, acc in ((0, 0.97), (1, 0.98)):
+        _write(tmp_results, f"baselines/mnist-mlp-784-256-256-10_seed{seed}", config,
+               {"test/acc": acc}, seed=seed)
+    mlps = summary.load_mlp_runs()
+    assert len(mlps["784-256-256-10"]) == 2 and mlps["784-500-10"] == {}
+    rows = summary.comparison_rows({}, mlps)
+    assert rows[0]["test error"] == "2.50 ± 0.71 %"
+    assert "--hidden 256,256" in summary.mlp_command("784-256-256-10")
+    _write(tmp_results, "baselines/mnist-mlp-784-500-10_seed0", {**config, "sizes": [784, 500, 10],
+                                                                 "activation": "relu"}, {"test/acc": 0.9})
+    with pytest.raises(results.ResultsError, match="activation"):
+        summary.load_mlp_runs()
+    base = summary.SEED_FAILURES_EXPECT
+    table = {"reference": {"description": "reference semantics", "test_err": 0.04, "train_err_running": 0.08}}
+    _write(tmp_results, "ep/seed_failures", {k: v for k, v in base.items() if "." not in k}, table)
+    assert summary.load_seed_failures()["metrics"] == table
+    assert summary.seed_failure_rows(table)[0]["test error"] == "4.0 %"
+    _write(tmp_results, "ep/seed_failures", {**{k: v for k, v in base.items() if "." not in k},
+                                             "n_train": 1000}, table)
+    with pytest.raises(results.ResultsError, match="n_train"):
+        summary.load_seed_failures()

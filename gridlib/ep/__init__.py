@@ -14,6 +14,8 @@ the free fixed point from the contrast between a free and a weakly nudged relaxa
 - :mod:`~gridlib.ep.seed_variants` the seed notebook's energy and data-pipeline failures
 - :mod:`~gridlib.ep.reference`     naive autodiff relaxation and update, per example (tests and
   the benchmark)
+- :mod:`~gridlib.ep.summary`       what the EP chapters load and show, checked against the configuration
+  the prose describes
 - :mod:`~gridlib.ep.experiments`   the training task for ``fit`` and the ``python -m gridlib
   ep-mnist`` / ``ep-seed-failures`` / ``ep-bptt-sweep`` commands (not imported here)
 """
