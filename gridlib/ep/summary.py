@@ -20,6 +20,9 @@ makes it.
   :func:`comparison_rows`, :func:`backprop_gaps`, :func:`gap_text`,
   :func:`headline_text`, :func:`load_bptt_sweep`,
   :func:`bptt_rows`, :func:`load_bench`, :data:`PUBLISHED`    chapter 22: MNIST
+
+Why this module is long: it serves the three EP chapters (20, 21 and 22), one section each, so that
+what the pages load and show stays next to the configurations they check.
 """
 
 from __future__ import annotations
