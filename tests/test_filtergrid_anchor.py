@@ -51,9 +51,9 @@ def test_first_step_equals_the_originals_own_step(original):
     opt = optax.adam(3e-3)
     opt_state = opt.init(params)
     xs, ys = train_x[:2], train_y[:2]
-    # the original's own rule, example by example, outside any jit or vmap
-    per = [g.local_grads(params, g.zero_block_state(fns.topo), xs[b], ys[b], fns.topo, DT, "sum")
-           for b in range(2)]
+    # the original's own rule, example by example (no vmap)
+    rule = jax.jit(lambda p, x, y: g.local_grads(p, g.zero_block_state(fns.topo), x, y, fns.topo, DT, "sum"))
+    per = [rule(params, xs[b], ys[b]) for b in range(2)]
     loss = np.mean([float(p[0]) for p in per])
     grad = jax.tree_util.tree_map(lambda a, b: (a + b) / 2, per[0][1], per[1][1])
     updates, _ = opt.update(grad, opt_state, params)
