@@ -47,10 +47,12 @@ def source_changes() -> list[str] | None:
 
     ``None`` when git is unavailable.
     """
-    status = _git("status", "--porcelain", "--untracked-files=all", "--", *SOURCE_PATHS)
-    if status is None:
+    # Plain path lists (``git status --porcelain`` would need its column layout parsed).
+    changed = _git("diff", "--name-only", "HEAD", "--", *SOURCE_PATHS)
+    untracked = _git("ls-files", "--others", "--exclude-standard", "--", *SOURCE_PATHS)
+    if changed is None or untracked is None:
         return None
-    return [line[3:] for line in status.splitlines() if line.strip()]
+    return sorted({line for line in (changed + "\n" + untracked).splitlines() if line.strip()})
 
 
 def _cpu_name() -> str:

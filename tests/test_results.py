@@ -153,8 +153,10 @@ def test_dirty_means_source_changes_only(tmp_path, monkeypatch):
     assert results.source_changes() == []
     (repo / "gridlib" / "new.py").write_text("y = 2\n")  # an untracked source file does
     assert results.source_changes() == ["gridlib/new.py"]
+    (repo / "gridlib" / "a.py").write_text("x = 3\n")  # and a modified one, path intact
+    assert results.source_changes() == ["gridlib/a.py", "gridlib/new.py"]
     prov = results.provenance()
-    assert prov["git_dirty"] is True and prov["dirty_files"] == ["gridlib/new.py"]
+    assert prov["git_dirty"] is True and prov["dirty_files"] == ["gridlib/a.py", "gridlib/new.py"]
     assert "gridlib/new.py" in results.dirty_note({"provenance": prov})
 
 
