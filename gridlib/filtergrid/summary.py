@@ -153,3 +153,33 @@ def final_param_distance(record_a: dict, record_b: dict) -> float:
     if set(pa) != set(pb):
         raise ValueError(f"the runs hold different parameter groups: {sorted(pa)} vs {sorted(pb)}")
     return float(max(np.max(np.abs(np.asarray(pa[k]) - np.asarray(pb[k]))) for k in pa))
+
+
+# --------------------------------------------------------------------------- the original's rerun
+
+#: The original code's own rerun (``python -m gridlib filtergrid-original``), as the chapter expects it.
+ORIGINAL_RUN = "filtergrid/original_snap1_adam_b32_e10_n60000_seed0"
+ORIGINAL_EXPECT = {"code": "original", "epochs": 10, "train_size": 60000, "batch_size": 32,
+                   "optimizer": "adam", "lr": 3e-3, "seed": 0}
+PROTOCOLS = "filtergrid/protocols"
+
+
+def protocol_rows() -> tuple[list[dict], dict] | None:
+    """Rows of the original's rerun and of our Adam runs, each on both evaluation protocols.
+
+    Protocols: the original's (a random 2,000-image test subset, drawn as its script draws it
+    after the last epoch) and ours (all 10,000 test images). Returns ``(rows, records)``, or
+    ``None`` when either results file is missing.
+    """
+    if not (results.exists(ORIGINAL_RUN) and results.exists(PROTOCOLS)):
+        return None
+    original = results.load(ORIGINAL_RUN, expect=ORIGINAL_EXPECT)
+    protocols = results.load(PROTOCOLS, expect={"val_subset": 2000})
+    m = original["metrics"]
+    rows = [{"code": "original (its README run)", "seed": 0, "2k subset": f"{m['subset2k_acc']:.3f}",
+             "full 10k": f"{m['test_acc']:.3f}"}]
+    for r in protocols["metrics"].values():
+        if r["optimizer"] == "adam":
+            rows.append({"code": "this library", "seed": r["seed"], "2k subset": f"{r['subset2k_acc']:.3f}",
+                         "full 10k": f"{r['test_acc']:.3f}"})
+    return rows, {ORIGINAL_RUN: original, PROTOCOLS: protocols}
