@@ -8,6 +8,7 @@ HTML), so a cell can end with it.
 - :func:`markdown_table`, :func:`table`                      Markdown tables from dicts
 - :func:`provenance`                                         a collapsed provenance block
 - :func:`findings`                                           the closing "What this chapter found"
+- :func:`math_rows`, :func:`sci_tex`                         typeset sympy results and small numbers
 """
 
 from __future__ import annotations
@@ -84,8 +85,9 @@ def _recheck_note(name: str) -> str:
             return ""
     except results.ResultsError:  # a label, not a run name: nothing to look up
         return ""
-    m = results.load(check)["metrics"]
-    return f"; first {m['epochs']} epoch(s) re-run at {results.load(check)['provenance']['git_commit'][:7]}: {m['status']}"
+    record = results.load(check)
+    m = record["metrics"]
+    return f"; first {m['epochs']} epoch(s) re-run at {record['provenance']['git_commit'][:7]}: {m['status']}"
 
 
 def provenance_lines(records: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -120,3 +122,45 @@ def findings(items: Sequence[str]):
     if not items:
         raise ValueError("a chapter must state at least one finding")
     return Markdown("\n".join(f"- {item}" for item in items))
+
+
+def _tex_lines(expr: Any, terms_per_line: int | None) -> list[str]:
+    """LaTeX of ``expr``, a sum cut into lines of at most ``terms_per_line`` terms."""
+    import sympy as sp
+
+    if isinstance(expr, str):
+        return [expr]
+    terms = expr.as_ordered_terms() if isinstance(expr, sp.Add) and terms_per_line else [expr]
+    if len(terms) <= (terms_per_line or len(terms)):
+        return [sp.latex(expr)]
+    lines = []
+    for start in range(0, len(terms), terms_per_line):
+        text = ""
+        for t in terms[start:start + terms_per_line]:
+            tex = sp.latex(t)
+            text += (f" {tex}" if tex.startswith("-") else f" + {tex}") if text or start else tex
+        lines.append(text.strip())
+    return lines
+
+
+def math_rows(rows: Sequence[tuple[str, Any]], relation: str = "=", gap: str | None = None,
+              terms_per_line: int | None = None) -> Any:  # fmt: skip
+    """Typeset ``(left LaTeX, sympy expression or LaTeX)`` pairs as one aligned display (an
+    IPython ``Math`` object), one pair per line (``gap`` apart, e.g. ``"4pt"``), so that the
+    display is only as wide as its longest pair. With ``terms_per_line``, a longer sum continues
+    on further lines."""
+    from IPython.display import Math
+
+    lines = []
+    for left, right in rows:
+        first, *rest = _tex_lines(right, terms_per_line)
+        lines.append(f"{left} &{relation} {first}")
+        lines += [rf"&\phantom{{{relation}}} {more}" for more in rest]
+    sep = " \\\\ " if gap is None else f" \\\\[{gap}] "
+    return Math(r"\begin{aligned}" + sep.join(lines) + r"\end{aligned}")
+
+
+def sci_tex(x: float, digits: int = 0) -> str:
+    """``x`` in LaTeX scientific notation, e.g. ``6 \\times 10^{8}`` (for use inside ``$...$``)."""
+    mant, exp = f"{x:.{digits}e}".split("e")
+    return f"{mant} \\times 10^{{{int(exp)}}}"

@@ -44,44 +44,15 @@ Group = dict[str, dict[str, Any]]
 # --------------------------------------------------------------------------------------------
 
 
-def _tex_lines(expr: Any, terms_per_line: int | None) -> list[str]:
-    """LaTeX of ``expr``, a sum cut into lines of at most ``terms_per_line`` terms."""
-    import sympy as sp
-
-    if isinstance(expr, str):
-        return [expr]
-    terms = expr.as_ordered_terms() if isinstance(expr, sp.Add) and terms_per_line else [expr]
-    if len(terms) <= (terms_per_line or len(terms)):
-        return [sp.latex(expr)]
-    lines = []
-    for start in range(0, len(terms), terms_per_line):
-        text = ""
-        for t in terms[start:start + terms_per_line]:
-            tex = sp.latex(t)
-            text += (f" {tex}" if tex.startswith("-") else f" + {tex}") if text or start else tex
-        lines.append(text.strip())
-    return lines
-
-
 def math_rows(rows: Sequence[tuple[str, Any]], relation: str = "=", gap: str = "4pt",
               terms_per_line: int | None = None) -> Any:  # fmt: skip
-    """Typeset ``(left LaTeX, sympy expression or LaTeX)`` pairs as one aligned display (an
-    IPython ``Math`` object), one pair per line (``gap`` apart), so that the display is only as
-    wide as its longest pair. With ``terms_per_line``, a longer sum continues on further lines."""
-    from IPython.display import Math
-
-    lines = []
-    for left, right in rows:
-        first, *rest = _tex_lines(right, terms_per_line)
-        lines.append(f"{left} &{relation} {first}")
-        lines += [rf"&\phantom{{{relation}}} {more}" for more in rest]
-    return Math(r"\begin{aligned}" + f" \\\\[{gap}] ".join(lines) + r"\end{aligned}")
+    """:func:`gridlib.report.math_rows` with the EP chapters' 4pt gap between lines."""
+    return report.math_rows(rows, relation, gap, terms_per_line)
 
 
 def sci_tex(x: float, digits: int = 0) -> str:
-    """``x`` in LaTeX scientific notation inside ``$...$``, e.g. ``$4 \\times 10^{-16}$``."""
-    mant, exp = f"{x:.{digits}e}".split("e")
-    return f"${mant} \\times 10^{{{int(exp)}}}$"
+    """:func:`gridlib.report.sci_tex` inside ``$...$``, e.g. ``$4 \\times 10^{-16}$``."""
+    return f"${report.sci_tex(x, digits)}$"
 
 
 def entries(name: str, *shape: int) -> Any:

@@ -43,20 +43,12 @@ from gridlib.gle.model import (
     init_state,
     simulate,
 )
+from gridlib.report import math_rows as math_rows  # re-exported for the chapters
+from gridlib.report import sci_tex as sci_tex
 
 # --------------------------------------------------------------------------------------------
 # Chapter 30: the transfer function of one library neuron, measured
 # --------------------------------------------------------------------------------------------
-
-
-def math_rows(rows: Sequence[tuple[str, Any]], relation: str = "=") -> Any:
-    """Typeset ``(left LaTeX, sympy expression or LaTeX)`` pairs as one aligned display
-    (an IPython ``Math`` object), one pair per line."""
-    import sympy as sp
-    from IPython.display import Math
-
-    lines = [f"{left} &{relation} {right if isinstance(right, str) else sp.latex(right)}" for left, right in rows]
-    return Math(r"\begin{aligned}" + r" \\ ".join(lines) + r"\end{aligned}")
 
 
 def measure_transfer(omega: float, dt: float, tau_m: float, tau_r: float,
@@ -132,12 +124,6 @@ def lagline_rows(runs: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
                      **dict(zip(cols, (*met["final_w"], *met["final_tau_m"]), strict=True)),
                      "final MSE": met["final_loss"]})  # fmt: skip
     return rows
-
-
-def sci_tex(x: float, digits: int = 0) -> str:
-    """``x`` in LaTeX scientific notation, e.g. ``6 \\times 10^{8}`` (for use inside ``$...$``)."""
-    mant, exp = f"{x:.{digits}e}".split("e")
-    return f"{mant} \\times 10^{{{int(exp)}}}"
 
 
 def lagline_figure(runs: Mapping[str, Mapping[str, Any]]):
