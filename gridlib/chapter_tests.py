@@ -35,14 +35,13 @@ class _Summary:
         self.failures: list[str] = []
 
     def pytest_runtest_logreport(self, report: Any) -> None:
-        if report.when == "call" or report.outcome != "passed":
-            if report.when != "call" and report.outcome == "passed":
-                return
-            self.outcomes[report.outcome] = self.outcomes.get(report.outcome, 0) + 1
-            if report.failed:
-                crash = getattr(report.longrepr, "reprcrash", None)
-                message = crash.message.splitlines()[0] if crash is not None else "failed"
-                self.failures.append(f"✗ {report.nodeid.split('::')[-1]}: {message}")
+        if report.when != "call" and report.passed:
+            return  # a passing setup or teardown is not a test's outcome
+        self.outcomes[report.outcome] = self.outcomes.get(report.outcome, 0) + 1
+        if report.failed:
+            crash = getattr(report.longrepr, "reprcrash", None)
+            message = crash.message.splitlines()[0] if crash is not None else "failed"
+            self.failures.append(f"✗ {report.nodeid.split('::')[-1]}: {message}")
 
     def pytest_sessionfinish(self, session: Any, exitstatus: int) -> None:
         seconds = time.perf_counter() - self.t0
