@@ -130,3 +130,29 @@ def test_cache_file_is_256x_our_pixels(tmp_path):
     anchor.write_mnist_cache(out)  # same arrays: kept, not rewritten
     assert out.stat().st_mtime_ns == mtime
 
+
+
+@needs_anchor
+def test_perturbed_rule_equals_the_originals(original):
+    """The deterministic robustness knobs (leak, sign-asymmetric gain, subtraction mismatch) give
+    the original's own perturbed gradient on its 28 x 10 grid; the perturbation moves the
+    gradient far more than the tolerance, so a knob with the wrong meaning fails here."""
+    from gridlib.filtergrid.perturb import perturbation, perturbed_snap1_batch_grads
+
+    g, fns = original
+    train_x, train_y, _, _ = _tiny_data()
+    params = g.init_block_params(jax.random.PRNGKey(0), topology=fns.topo, tau_min=1e-3, tau_max=20e-3)
+    xs, ys = train_x[:2], train_y[:2]
+    p = perturbation(leak=0.1, gain_pos=0.85, gain_neg=1.1, subtraction=0.07)
+    rule = jax.jit(lambda x, y: g.local_grads(params, g.zero_block_state(fns.topo), x, y, fns.topo,
+                                              DT, "sum", perturbation=g.Perturbation(*(0.0 if v is None else v for v in p)),
+                                              key=jax.random.PRNGKey(0))[1])
+    per = [rule(xs[b], ys[b]) for b in range(2)]
+    theirs = anchor.to_grid_params(g.BlockParams(
+        cells=jax.tree_util.tree_map(lambda a, b: (a + b) / 2, per[0].cells, per[1].cells),
+        input_routing=None))
+    ours = perturbed_snap1_batch_grads(anchor.to_grid_params(params), xs, ys, p, jax.random.PRNGKey(0))[2]
+    exact = snap1_batch_grads(anchor.to_grid_params(params), xs, ys)[2]
+    for a, b, e in zip(ours, theirs, exact, strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5)
+        assert np.max(np.abs(a - e)) > 50 * (2e-5 + 2e-3 * np.max(np.abs(e)))

@@ -110,8 +110,8 @@ def load_anchor() -> SimpleNamespace:
     """The original's functions, imported from its folder.
 
     Returns a namespace with ``build_grid``, ``init_block_params``, ``zero_block_state``,
-    ``block_forward``, ``BlockParams``, ``CellParams``, ``local_grads``, ``readout_from_rates``
-    and ``load`` (its MNIST loader).
+    ``block_forward``, ``BlockParams``, ``CellParams``, ``Perturbation`` (its robustness study's
+    knobs), ``local_grads``, ``readout_from_rates`` and ``load`` (its MNIST loader).
 
     Raises:
         AnchorUnavailableError: the folder is absent.
@@ -135,6 +135,7 @@ def load_anchor() -> SimpleNamespace:
         build_grid=topology.build_grid, init_block_params=block.init_block_params,
         zero_block_state=block.zero_block_state, block_forward=block.block_forward,
         BlockParams=block.BlockParams, CellParams=cell.CellParams,
+        Perturbation=block.Perturbation, no_perturbation=block.no_perturbation,
         local_grads=training.local_grads, readout_from_rates=training.readout_from_rates,
         load=mnist.load, N_CHANNELS=mnist.N_CHANNELS, NUM_CLASSES=mnist.NUM_CLASSES,
     )

@@ -88,6 +88,23 @@ def image_rows(x: Array, n_inputs: int, gain: float, pixel_scale: float = 1.0) -
     return x.reshape(x.shape[0], -1, n_inputs) * (gain * pixel_scale)
 
 
+def sequences(routing: Array, x: Array, n_inputs: int, gain: float, pixel_scale: float) -> Array:
+    """Flattened images ``(B, T * n_inputs)`` -> the grid's drives ``(B, T, N)`` (wiring applied)."""
+    seq = image_rows(x, n_inputs, gain, pixel_scale)
+    return jax.vmap(encode, in_axes=(None, 0))(routing, seq)
+
+
+def eval_sums(params: GridParams, seqs: Array, y: Array, loss_mode: str, dt: float = DT) -> dict:
+    """Summed loss and number correct over a batch ``seqs: (B, T, N)`` (the exact forward)."""
+
+    def one(xs, label):
+        r = readout(forward(params, xs, dt))
+        return loss_from_readout(r, label, loss_mode), jnp.argmax(r.sum(0))
+
+    losses, pred = jax.vmap(one)(seqs, y)
+    return {"loss": losses.sum(), "acc": jnp.sum(pred == y)}
+
+
 def make_task(
     *, rule: str = "snap1", optimizer: str = "adam", lr: float = 3e-3, eta0: float = 1e-2,
     n_rows: int = 28, n_cols: int = 10, n_inputs: int = 28, gain: float = 10.0,
@@ -112,26 +129,18 @@ def make_task(
         params = init_params(key, n_rows, n_cols, tau_min=tau_min, tau_max=tau_max)
         return TrainState(params, opt.init(params), make_routing(key, n_inputs, n_rows))
 
-    def sequences(state, x):
-        seq = image_rows(x, n_inputs, gain, pixel_scale)
-        return jax.vmap(encode, in_axes=(None, 0))(state.routing, seq)
-
     def train_step(state, x, y, key):
         del key  # the rule and the optimiser are deterministic
-        losses, logits, grads = batch_grads(rule, state.params, sequences(state, x), y,
-                                            loss_mode, dt)
+        seqs = sequences(state.routing, x, n_inputs, gain, pixel_scale)
+        losses, logits, grads = batch_grads(rule, state.params, seqs, y, loss_mode, dt)
         updates, opt_state = opt.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         acc = jnp.mean(jnp.argmax(logits, -1) == y)
         return TrainState(params, opt_state, state.routing), {"loss": losses.mean(), "acc": acc}
 
     def eval_step(state, x, y):
-        def one(xs, label):
-            r = readout(forward(state.params, xs, dt))
-            return loss_from_readout(r, label, loss_mode), jnp.argmax(r.sum(0))
-
-        losses, pred = jax.vmap(one)(sequences(state, x), y)
-        return {"loss": losses.sum(), "acc": jnp.sum(pred == y)}
+        seqs = sequences(state.routing, x, n_inputs, gain, pixel_scale)
+        return eval_sums(state.params, seqs, y, loss_mode, dt)
 
     return Task(init=init, train_step=train_step, eval_step=eval_step)
 
@@ -140,6 +149,144 @@ def run_name(rule: str, optimizer: str, batch_size: int, epochs: int, n_train: i
              seed: int) -> str:
     """Results name, e.g. ``filtergrid/snap1_adam_b32_e10_n60000_seed0``."""
     return f"filtergrid/{rule}_{optimizer}_b{batch_size}_e{epochs}_n{n_train}_seed{seed}"
+
+
+# ----------------------------------------------------------------------------------------------
+# the robustness study: SnAP-1 with imperfect measurements, every condition trained at once
+
+
+class Sweep(NamedTuple):
+    """One robustness sweep: a knob, its values, and the imperfection each value stands for.
+
+    ``knobs(value)`` returns keyword arguments of
+    :func:`~gridlib.filtergrid.perturb.perturbation`, plus ``weight_step`` for
+    :func:`~gridlib.filtergrid.perturb.quantise_weights` (0: exact weights).
+    """
+
+    label: str
+    param: str
+    values: tuple[float, ...]
+    knobs: Any
+
+
+_NOISE = (0.0, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0)
+_GAIN = (0.0, 0.02, 0.05, 0.1, 0.2)
+WEIGHT_RANGE = 2.0
+"""Quantised weights span ``[-WEIGHT_RANGE, WEIGHT_RANGE]``: ``b`` bits is a step of ``2 R / 2**b``."""
+
+SWEEPS: dict[str, Sweep] = {
+    # the original's eight sweeps, with its values (experiments/measurement_robustness/sweeps.py)
+    "1a_leak": Sweep("capacitor leak", "delta_leak", (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2),
+                     lambda d: {"leak": d}),
+    "1b_gain_sym": Sweep("message gain, symmetric", "delta", _GAIN,
+                         lambda d: {"gain_pos": 1 - d, "gain_neg": 1 - d}),
+    "1b_gain_asym_A": Sweep("message gain, + shrinks, - grows", "delta", _GAIN,
+                            lambda d: {"gain_pos": 1 - d, "gain_neg": 1 + d}),
+    "1b_gain_asym_B": Sweep("message gain, + grows, - shrinks", "delta", _GAIN,
+                            lambda d: {"gain_pos": 1 + d, "gain_neg": 1 - d}),
+    "1c_subtraction": Sweep("subtraction mismatch", "delta_sub",
+                            (-0.1, -0.05, -0.02, 0.0, 0.02, 0.05, 0.1),
+                            lambda d: {"subtraction": d}),
+    "2a_eps_noise": Sweep("noise on the cross-traces", "sigma_rel", _NOISE,
+                          lambda v: {"trace_noise": v}),
+    "2b_msg_noise": Sweep("noise on the messages", "sigma_rel", _NOISE,
+                          lambda v: {"message_noise": v}),
+    "2c_combined_noise": Sweep("both kinds of noise", "sigma_rel", _NOISE,
+                               lambda v: {"trace_noise": v, "message_noise": v}),
+    # the axis the original did not test: weights stored at b bits (0 bits: exact)
+    "3_weight_bits": Sweep("weights stored at b bits", "bits", (0, 8, 6, 5, 4, 3, 2),
+                           lambda b: {"weight_step": 2 * WEIGHT_RANGE / 2**b if b else 0.0}),
+}
+
+
+_IDENTITY = {"leak": 0.0, "gain_pos": 1.0, "gain_neg": 1.0, "subtraction": 0.0, "trace_noise": 0.0,
+             "message_noise": 0.0, "weight_step": 0.0}
+
+
+def robustness_conditions(sweeps) -> tuple[list[dict], dict[str, list[int]]]:
+    """The distinct conditions of ``sweeps`` (names in :data:`SWEEPS`, or ``{name: values}``),
+    and for each sweep the index of every value's condition. The unperturbed condition, shared
+    by every sweep, is trained once."""
+    if not isinstance(sweeps, dict):
+        sweeps = {name: None for name in sweeps}
+    conditions: list[dict] = []
+    index: dict[str, list[int]] = {}
+    for name, values in sweeps.items():
+        if name not in SWEEPS:
+            raise ValueError(f"unknown sweep {name!r}; the sweeps are {list(SWEEPS)}")
+        sweep = SWEEPS[name]
+        index[name] = []
+        for v in values if values is not None else sweep.values:
+            knobs = {"weight_step": 0.0, **sweep.knobs(v)}
+            cond = {k: float(x) for k, x in sorted(knobs.items())}
+            cond = {k: x for k, x in cond.items() if x != _IDENTITY.get(k)}  # canonical form
+            if cond not in conditions:
+                conditions.append(cond)
+            index[name].append(conditions.index(cond))
+    return conditions, index
+
+
+def make_robustness_task(conditions: list[dict], *, lr: float = 3e-3, gain: float = 10.0,
+                         pixel_scale: float = MNIST_PIXEL_SCALE, tau_min: float = 1e-3,
+                         tau_max: float = 20e-3, dt: float = DT):
+    """A :class:`gridlib.experiment.Task` that trains one 28x10 grid per condition, all at once.
+
+    Every condition starts from the same parameters and sees the same batches (as in the
+    original study, so that a sweep differs only in its imperfection). The state carries a
+    leading condition axis ``C``; ``train_step`` is :func:`perturbed_snap1_batch_grads` at the
+    stored (possibly quantised) weights, then Adam on the full-precision weights, ``vmap``-ed
+    over the conditions, each with its own noise stream. Evaluation uses the exact forward pass
+    at the stored weights. Metrics have shape ``(C,)``.
+    """
+    from gridlib.experiment import Task
+    from gridlib.filtergrid.perturb import perturbation, perturbed_snap1_batch_grads, quantise_weights
+
+    n_rows, n_inputs = 28, 28
+    opt = make_optimizer("adam", lr)
+    steps = jnp.asarray([c.get("weight_step", 0.0) for c in conditions], jnp.float32)
+    # Conditions are stacked by noise sources: a source that is absent draws nothing (the
+    # noise is most of the rule's cost), and absence is pytree structure, fixed per stack.
+    noise_of = lambda c: tuple(k in c for k in ("trace_noise", "message_noise"))  # noqa: E731
+    groups = []
+    for sources in dict.fromkeys(noise_of(c) for c in conditions):
+        idx = np.array([i for i, c in enumerate(conditions) if noise_of(c) == sources])
+        perts = [perturbation(**{k: v for k, v in conditions[i].items() if k != "weight_step"})
+                 for i in idx]
+        groups.append((idx, jax.tree.map(lambda *z: jnp.stack(z), *perts)))
+    back = np.argsort(np.concatenate([idx for idx, _ in groups]))  # stacks -> condition order
+
+    def init(key):
+        params = init_params(key, n_rows, 10, tau_min=tau_min, tau_max=tau_max)
+        one = TrainState(params, opt.init(params), make_routing(key, n_inputs, n_rows))
+        return jax.tree.map(lambda z: jnp.broadcast_to(z, (len(conditions), *jnp.shape(z))), one)
+
+    def train_one(state, pert, step, cond, seqs, y, key):
+        stored = quantise_weights(state.params, step)
+        losses, logits, grads = perturbed_snap1_batch_grads(stored, seqs, y, pert,
+                                                            jax.random.fold_in(key, cond), "sum", dt)
+        updates, opt_state = opt.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        acc = jnp.mean(jnp.argmax(logits, -1) == y)
+        return TrainState(params, opt_state, state.routing), {"loss": losses.mean(), "acc": acc}
+
+    def train_step(state, x, y, key):
+        seqs = sequences(state.routing[0], x, n_inputs, gain, pixel_scale)
+        outs = [jax.vmap(train_one, in_axes=(0, 0, 0, 0, None, None, None))(
+                    jax.tree.map(lambda z, i=idx: z[i], state), perts, steps[idx], idx, seqs, y, key)
+                for idx, perts in groups]
+        return jax.tree.map(lambda *z: jnp.concatenate(z)[back], *outs)
+
+    def eval_step(state, x, y):
+        seqs = sequences(state.routing[0], x, n_inputs, gain, pixel_scale)
+        return jax.vmap(lambda p, step: eval_sums(quantise_weights(p, step), seqs, y, "sum", dt))(
+            state.params, steps)
+
+    return Task(init=init, train_step=train_step, eval_step=eval_step)
+
+
+def robustness_run_name(epochs: int, n_train: int, seed: int, sweeps: str = "all") -> str:
+    """Results name, e.g. ``filtergrid/robustness/all_e5_n6000_seed0``."""
+    return f"filtergrid/robustness/{sweeps}_e{epochs}_n{n_train}_seed{seed}"
 
 
 def _register() -> None:
@@ -180,6 +327,47 @@ def _register() -> None:
         print(f"{name}: test acc {final.get('test/acc'):.4f}")
         return final
 
+
+    @experiment("filtergrid-robustness")
+    def filtergrid_robustness(
+        sweeps: str = "all", epochs: int = 5, n_train: int = 6000, n_test: int = 10000,
+        seed: int = 0, lr: float = 3e-3, batch_size: int = 32, progress: bool = True,
+        name: str = "",
+    ) -> dict:
+        """SnAP-1 with imperfect measurements: the original's eight robustness sweeps and weight
+        quantisation, every condition trained at once (vmap) on row-wise MNIST.
+
+        Args:
+            sweeps: ``all``, or sweep names separated by commas (see ``SWEEPS``).
+            epochs: passes over the training images (the original study: 5).
+            n_train: training images (the original study: 6000).
+            n_test: test images evaluated after every epoch (all 10k by default).
+            seed: seeds the initial parameters (shared by all conditions), the batch order and
+                the noise.
+        """
+        from gridlib import data, experiment, results
+
+        names = list(SWEEPS) if sweeps == "all" else [s.strip() for s in sweeps.split(",")]
+        conditions, index = robustness_conditions(names)
+        splits = data.load_mnist(n_train=n_train, n_test=n_test)
+        config = dict(sweeps=names, conditions=conditions, sweep_index=index,
+                      sweep_values={k: list(SWEEPS[k].values) for k in names}, rule="snap1",
+                      optimizer="adam", lr=lr, epochs=epochs, batch_size=batch_size,
+                      n_train=n_train, n_test=n_test, gain=10.0, tau_min=1e-3, tau_max=20e-3,
+                      grid=[28, 10], dt=DT, loss="sum", pixel_scale=MNIST_PIXEL_SCALE,
+                      weight_range=WEIGHT_RANGE)
+        task = make_robustness_task(conditions, lr=lr)
+        name = name or robustness_run_name(epochs, n_train, seed,
+                                           "all" if sweeps == "all" else "-".join(names))
+        run = experiment.fit(task, splits, epochs=epochs, batch_size=batch_size, seed=seed,
+                             run_dir=experiment.run_dir_for(name), name=name, eval_on=("test",),
+                             progress=progress, config=config)
+        final = {k: v for k, v in run.last.items() if k != "epoch"}
+        final["total_train_time_s"] = float(np.sum(run.history["epoch_time_s"]))
+        results.save(name, config=config, metrics=final, history=run.history, seed=seed)
+        acc = np.asarray(final["test/acc"])
+        print(f"{name}: {len(conditions)} conditions, test acc {acc.min():.4f} .. {acc.max():.4f}")
+        return final
 
     @experiment("filtergrid-agreement")
     def filtergrid_agreement(n_draws: int = 10, seed: int = 0) -> dict:

@@ -48,6 +48,7 @@ from jax import Array
 from gridlib.filtergrid.cell import (
     DT,
     GridParams,
+    SelfTraces,
     output_sensitivities,
     self_trace_step,
     zero_self_traces,
@@ -123,23 +124,35 @@ def _expand(params: GridParams, n_batch_dims: int) -> GridParams:
     return jax.tree.map(lambda z: z.reshape(z.shape + (1,) * n_batch_dims), params)
 
 
-def _snap1_core(params: GridParams, xs: Array, labels: Array, mode: str, dt: float):
-    """SnAP-1 for a batch laid out cell-major: ``xs: (T, N, B)``, ``labels: (B,)``.
+class ForwardSweep(NamedTuple):
+    """What both SnAP-1 backward sweeps need from the forward pass, in hyperplane layout.
 
-    Returns per-example losses ``(B,)``, logits ``(B, M)`` and the gradient **summed** over the
-    batch. Cell-major layout ``(N, M, B)`` keeps the batch as the contiguous (vectorised) axis
-    and makes the neighbour shifts cheap moves along the two leading axes.
+    ``Q = T + N + M - 2`` stages; cell-major arrays ``(Q, N, M, B)``.
 
-    The cross-traces enter the gradient only through the sum ``sum_t gm_d(t) eps_d(t)``, and
-    ``eps_d`` obeys a linear recursion driven by ``c_d kappa_d f``. So the same sum is evaluated
-    backwards: with the *adjoint trace* ``lam_d(t) = gm_d(t) + a_d lam_d(t+1)``,
+    Attributes:
+        y: every cell's output on every stage.
+        traces: the three self-traces (:class:`~gridlib.filtergrid.cell.SelfTraces`).
+        started: ``(Q, N, M, 1)``, 1 where the cell's own time ``t = q - i - j`` is ``>= 0``.
+        losses: per-example losses ``(B,)``.
+        readout: ``r(t)``, ``(T, M, B)``.
+        dr: ``dL/dr(t)``, ``(T, M, B)``.
+        deposit: ``dL/dr`` on the bottom row in hyperplane layout, ``(Q, M, B)``.
+    """
 
-    .. math:: \\sum_t gm_d(t)\\,\\varepsilon_d(t) = \\sum_t c_d \\kappa_d\\, f(t)\\, \\lambda_d(t),
+    y: Array
+    traces: SelfTraces
+    started: Array
+    losses: Array
+    readout: Array
+    dr: Array
+    deposit: Array
 
-    two arrays per cell instead of eight, and the forward pass stores the three self-traces (from
-    which the backward sweep rebuilds ``f``) instead of the eight cross-traces. The numbers are
-    those of the trace form up to rounding (tests: against the naive loop, which runs the
-    cross-traces forward; :func:`cross_trace_step` against the adjoint identity).
+
+def forward_sweep(params: GridParams, xs: Array, labels: Array, mode: str, dt: float) -> ForwardSweep:
+    """The forward pass on hyperplanes with self-traces, and the loss head, for ``xs: (T, N, B)``.
+
+    Cell-major layout ``(N, M, B)`` keeps the batch as the contiguous (vectorised) axis and makes
+    the neighbour shifts cheap moves along the two leading axes.
     """
     t_len, n, n_batch = xs.shape
     m_cols = params.w_left.shape[1]
@@ -175,6 +188,32 @@ def _snap1_core(params: GridParams, xs: Array, labels: Array, mode: str, dt: flo
     tq = np.arange(n_stages)[:, None] - (n - 1) - j_idx
     deposit = jnp.where(((tq >= 0) & (tq < t_len))[..., None],
                         dr[np.clip(tq, 0, t_len - 1), j_idx], 0.0)
+    return ForwardSweep(y_q, tr_q, started, losses, r, dr, deposit)
+
+
+def _snap1_core(params: GridParams, xs: Array, labels: Array, mode: str, dt: float):
+    """SnAP-1 for a batch laid out cell-major: ``xs: (T, N, B)``, ``labels: (B,)``.
+
+    Returns per-example losses ``(B,)``, logits ``(B, M)`` and the gradient **summed** over the
+    batch.
+
+    The cross-traces enter the gradient only through the sum ``sum_t gm_d(t) eps_d(t)``, and
+    ``eps_d`` obeys a linear recursion driven by ``c_d kappa_d f``. So the same sum is evaluated
+    backwards: with the *adjoint trace* ``lam_d(t) = gm_d(t) + a_d lam_d(t+1)``,
+
+    .. math:: \\sum_t gm_d(t)\\,\\varepsilon_d(t) = \\sum_t c_d \\kappa_d\\, f(t)\\, \\lambda_d(t),
+
+    two arrays per cell instead of eight, and the forward pass stores the three self-traces (from
+    which the backward sweep rebuilds ``f``) instead of the eight cross-traces. The numbers are
+    those of the trace form up to rounding (tests: against the naive loop, which runs the
+    cross-traces forward; :func:`cross_trace_step` against the adjoint identity).
+    """
+    sweep = forward_sweep(params, xs, labels, mode, dt)
+    n, m_cols, n_batch = sweep.y.shape[1:]
+    a, c = zoh_coefficients(params.log_tau, dt)
+    pb = _expand(params, 1)
+    c = c[..., None]
+    zero = jnp.zeros((n, m_cols, n_batch), xs.dtype)
 
     (a_b, _, _), (a_r, _, _) = descendant_coefficients(params, dt)
     a_b, a_r = a_b[..., None], a_r[..., None]
@@ -200,8 +239,9 @@ def _snap1_core(params: GridParams, xs: Array, labels: Array, mode: str, dt: flo
 
     zeros4 = GridParams(zero, zero, zero, zero)
     (*_, grad), _ = jax.lax.scan(backward_stage, (zero, zero, zero, zeros4),
-                                 (deposit, y_q, tr_q, started), reverse=True)
-    return losses, r.sum(0).T, jax.tree.map(lambda g: g.sum(-1), grad)
+                                 (sweep.deposit, sweep.y, sweep.traces, sweep.started),
+                                 reverse=True)
+    return sweep.losses, sweep.readout.sum(0).T, jax.tree.map(lambda g: g.sum(-1), grad)
 
 
 def snap1_grads(
