@@ -5,6 +5,7 @@ The library behind the gridlib book. One module per idea:
 - :mod:`gridlib.scale`      the CI / full switch (``GRIDLIB_SCALE``)
 - :mod:`gridlib.data`       real data sets with a checksummed cache
 - :mod:`gridlib.experiment` the one training loop (progress, checkpoints, resume)
+- :mod:`gridlib.devices`    one CPU to many devices: meshes, shardings, several processes
 - :mod:`gridlib.results`    results JSON with provenance
 - :mod:`gridlib.plotting`   one figure style
 - :mod:`gridlib.cli`        ``python -m gridlib <experiment> --key value``

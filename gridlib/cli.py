@@ -14,7 +14,11 @@ whatever the experiment's own ``check`` adds (e.g. a memory estimate for a grid)
 reach the user as one line on stderr and exit code 2; ``GRIDLIB_TRACEBACK=1`` shows the trace.
 
 Every experiment also takes the run-control flags ``--publish``, ``--overwrite``, ``--fresh``
-and ``--stop-after-epochs`` (see :class:`gridlib.results.Session`).
+and ``--stop-after-epochs`` (see :class:`gridlib.results.Session`); those that train a ``vmap``-ed
+ensemble of seeds (registered with ``devices=True``) also take ``--devices N``: split the seeds
+over N local devices (default: all; see :mod:`gridlib.devices`). Under a multi-process launch
+(``srun`` or ``mpirun`` with several tasks, or ``GRIDLIB_DISTRIBUTED=1``), :func:`main` first
+joins the processes (:func:`gridlib.devices.initialize_distributed`).
 """
 
 from __future__ import annotations
@@ -54,22 +58,27 @@ Check = Callable[[Mapping[str, Any]], None]
 
 
 class Entry(NamedTuple):
-    """A registered experiment: the function and its extra argument check."""
+    """A registered experiment: the function, its extra argument check, and whether it takes
+    ``--devices``."""
 
     fn: Callable[..., Any]
     check: Check | None
+    devices: bool = False
 
 
 _REGISTRY: dict[str, Entry] = {}
 
 
-def experiment(name: str, check: Check | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def experiment(name: str, check: Check | None = None,
+               devices: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``fn`` as the experiment ``name``; returns ``fn`` unchanged.
 
     Args:
         name: the command's name.
         check: ``check(args)`` raising ``ValueError`` for inputs the generic checks cannot
             judge (e.g. a grid too large for memory); runs before any work starts.
+        devices: the experiment trains a ``vmap``-ed seed ensemble and reads ``--devices``
+            from the session (:attr:`gridlib.results.Session.devices`).
     """
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -78,7 +87,7 @@ def experiment(name: str, check: Check | None = None) -> Callable[[Callable[...,
         for p in inspect.signature(fn).parameters.values():
             if p.default is inspect.Parameter.empty:
                 raise TypeError(f"experiment {name!r}: parameter {p.name!r} needs a default")
-        _REGISTRY[name] = Entry(fn, check)
+        _REGISTRY[name] = Entry(fn, check, devices)
         return fn
 
     return register
@@ -205,7 +214,7 @@ def _arg_help(doc: str) -> dict[str, str]:
     return out
 
 
-def _parser_for(name: str, fn: Callable[..., Any]) -> argparse.ArgumentParser:
+def _parser_for(name: str, fn: Callable[..., Any], devices: bool = False) -> argparse.ArgumentParser:
     doc = inspect.getdoc(fn) or ""
     parser = argparse.ArgumentParser(
         prog=f"python -m gridlib {name}",
@@ -238,10 +247,14 @@ def _parser_for(name: str, fn: Callable[..., Any]) -> argparse.ArgumentParser:
                      help="discard this run's checkpoint and start afresh instead of resuming")
     run.add_argument("--stop-after-epochs", type=int, metavar="N",
                      help="stop after N epochs of this invocation (the run is not published)")
+    if devices:
+        run.add_argument("--devices", type=int, metavar="N",
+                         help="split the seeds over N local devices (default: all, or the most "
+                              "that divide the seeds); the numbers do not depend on it")
     return parser
 
 
-RUN_FLAGS = ("publish", "overwrite", "fresh", "stop_after_epochs")
+RUN_FLAGS = ("publish", "overwrite", "fresh", "stop_after_epochs", "devices")
 
 
 def parse(name: str, argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -251,10 +264,14 @@ def parse(name: str, argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         ValueError: a bad value (argparse itself exits with code 2 on a malformed flag).
     """
     entry = _REGISTRY[name]
-    ns = vars(_parser_for(name, entry.fn).parse_args(argv))
+    ns = vars(_parser_for(name, entry.fn, entry.devices).parse_args(argv))
     options = {k: ns.pop(k) for k in RUN_FLAGS if k in ns}
     if options.get("stop_after_epochs") is not None and options["stop_after_epochs"] < 1:
         raise ValueError(f"--stop-after-epochs {options['stop_after_epochs']}: must be >= 1")
+    if options.get("devices") is not None:
+        from gridlib import devices
+
+        devices.local_mesh(options["devices"])  # 1..local devices, or one line naming the range
     defaults = {p.name: p.default for p in inspect.signature(entry.fn).parameters.values()}
     args = {**defaults, **ns}
     check_args(args, defaults, set(ns))
@@ -279,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m gridlib`` and the ``gridlib`` script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        from gridlib import devices
+
+        # Before anything touches a device: jax.distributed must come first, or not at all.
+        devices.initialize_distributed()
         scale.current()  # a bad GRIDLIB_SCALE is refused before anything else
         experiments = registry()
         if not argv or argv[0] in ("-h", "--help", "--list"):

@@ -190,6 +190,10 @@ def fit(
     from its checkpoint (so the results file records where it started and every resume), and
     ``--stop-after-epochs`` ends it early.
 
+    A state that ``task.init`` places on several devices (:mod:`gridlib.devices`) trains there:
+    ``jit`` follows its placement. The checkpoint holds host arrays (``device_get``), and a
+    resumed state is placed like a fresh ``init``, so a run may resume on another device count.
+
     Raises:
         ValueError: bad arguments. FloatingPointError: a training metric became NaN or inf.
         gridlib.checkpoint.CheckpointError: a damaged, foreign or locked checkpoint.
@@ -223,7 +227,7 @@ def fit(
         if ckpt_file is not None:
             ckpt = checkpoint.load(ckpt_file, fingerprint, lambda old: _explain(old, inputs))
             if ckpt is not None:
-                state = jax.tree.map(jnp.asarray, ckpt["state"])
+                state = _place_like(ckpt["state"], state)
                 history, start_epoch = ckpt["history"], ckpt["epoch"]
                 starts = list(ckpt.get("starts", []))
         if session is not None:
@@ -264,6 +268,26 @@ def fit(
     if session is not None and last_epoch < epochs:
         session.stopped_early = True
     return Run(state=state, history=history, config=config)
+
+
+def _place_like(saved: State, fresh: State) -> State:
+    """The checkpoint's host arrays placed where ``task.init`` put their fresh twins.
+
+    A state split over several devices (:mod:`gridlib.devices`) resumes split the same way;
+    the file holds plain host arrays (``device_get``), so any device count may resume it.
+    A state on one device takes the old path, unchanged.
+    """
+
+    def n_devices(leaf) -> int:
+        return len(leaf.sharding.device_set) if isinstance(leaf, jax.Array) else 1
+
+    if max(map(n_devices, jax.tree.leaves(fresh)), default=1) == 1:
+        return jax.tree.map(jnp.asarray, saved)
+
+    def place(a, like):
+        return jax.device_put(a, like.sharding) if isinstance(like, jax.Array) else jnp.asarray(a)
+
+    return jax.tree.map(place, saved, fresh)
 
 
 def _explain(old: Mapping[str, Any], inputs: Mapping[str, Any]) -> str:

@@ -4,7 +4,8 @@
   which files), the date, the machine, JAX, the seed and the scale, read now
 - :func:`source_changes`  the source files that differ from HEAD (``results/`` does not count)
 - :class:`Session`, :func:`session`  what one command-line invocation asked for (``--publish``,
-  ``--overwrite``, ``--fresh``, ``--stop-after-epochs``) and the provenance read before any work;
+  ``--overwrite``, ``--fresh``, ``--stop-after-epochs``, ``--devices``) and the provenance read
+  before any work;
   :func:`gridlib.experiment.fit` adds the earlier starts of a resumed run from its checkpoint
 """
 
@@ -120,6 +121,9 @@ class Session:
         fresh: discard an existing checkpoint instead of resuming (``--fresh``).
         stop_after_epochs: end :func:`gridlib.experiment.fit` after this many epochs of this
             invocation (``--stop-after-epochs``; used by ``recheck``); such a run is never published.
+        devices: how many local devices a seed ensemble is split over (``--devices``; ``None``:
+            all, see :func:`gridlib.devices.ensemble_devices`). Not part of the configuration:
+            the layout does not change the numbers beyond float rounding.
         earlier_starts: provenance of the earlier starts of a resumed run (from its checkpoint).
         stopped_early: set by ``fit`` when ``stop_after_epochs`` ended it.
     """
@@ -129,6 +133,7 @@ class Session:
     overwrite: bool = False
     fresh: bool = False
     stop_after_epochs: int | None = None
+    devices: int | None = None
     earlier_starts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     stopped_early: bool = False
 

@@ -5,7 +5,9 @@
 * ``gle-lagnet``: LagNet, GLE vs the exact adjoint method -> ``results/gle/lagnet.json``.
 * ``gle-mnist1d``: an ensemble of seeds of one MNIST-1D network trained at once (``vmap``)
   -> ``results/gle/mnist1d/<arch>_seeds<...>.json``; checkpoints in ``runs/gle/...`` so an
-  interrupted run resumes.
+  interrupted run resumes. ``--devices N`` splits the seeds over N local devices; under a
+  multi-process launch each process trains its share of the seeds and writes its own file
+  (:mod:`gridlib.devices`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 import jax
 import numpy as np
 
-from gridlib import checkpoint, results, scale
+from gridlib import checkpoint, devices, results, scale
 from gridlib.cli import experiment
 from gridlib.experiment import run_dir_for
 from gridlib.gle import mnist1d as m1d
@@ -93,7 +95,7 @@ def mnist1d_result_name(arch: str, seeds: tuple[int, ...]) -> str:
     return f"gle/mnist1d/{arch}_seeds{'-'.join(str(s) for s in seeds)}"
 
 
-@experiment("gle-mnist1d")
+@experiment("gle-mnist1d", devices=True)
 def mnist1d(arch: str = "e2e15k", seeds: str = "12,34,56,78,98,76,54,32,42,69", epochs: int = -1,
             n_train: int = -1, n_test: int = -1, schedule: bool = True, resume: bool = True,
             progress: bool = True, save: bool = True) -> dict:
@@ -101,18 +103,21 @@ def mnist1d(arch: str = "e2e15k", seeds: str = "12,34,56,78,98,76,54,32,42,69", 
 
     ``epochs``/``n_train``/``n_test`` < 0 pick the scale's defaults (full: 150 epochs on the
     4000/1000 split; CI: 2 epochs on 400/200). The learning rate follows ReduceLROnPlateau on
-    the test loss, as published.
+    the test loss, as published. With several processes, each trains its share of ``seeds``.
     """
     from gridlib import data
     from gridlib.experiment import fit
 
-    seed_list = _seeds(seeds)
+    seed_list = devices.process_share(_seeds(seeds))
+    session = results.current_session()
+    n_devices = devices.ensemble_devices(len(seed_list), session.devices if session else None)
     setup = m1d.setup_for(arch, schedule=schedule)
     epochs = epochs if epochs >= 0 else scale.pick(ci=2, full=150)
     n_train = n_train if n_train > 0 else scale.pick(ci=400, full=4000)
     n_test = n_test if n_test > 0 else scale.pick(ci=200, full=1000)
     splits = data.load_mnist1d(n_train=n_train, n_test=n_test, final_seq_length=setup.seq_len)
     task = m1d.make_task(setup, seed_list, len(splits.x_train), splits.x_test, splits.y_test)
+    task = devices.shard_ensemble_task(task, devices.local_mesh(n_devices), len(seed_list))
     name = mnist1d_result_name(arch, seed_list)
     config = {"setup": setup._asdict(), "seeds": seed_list, "epochs": epochs,
               "n_train": len(splits.x_train), "n_test": len(splits.x_test)}
@@ -123,7 +128,7 @@ def mnist1d(arch: str = "e2e15k", seeds: str = "12,34,56,78,98,76,54,32,42,69", 
     metrics = _mnist1d_metrics(arch, setup, run.history, epochs)
     if save:
         results.save(name, config=config, metrics=metrics, history=run.history,
-                     seed=seed_list[0])
+                     seed=seed_list[0], extra={"devices": n_devices})
     return {"run": run, "metrics": metrics}
 
 
