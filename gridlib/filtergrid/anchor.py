@@ -418,6 +418,37 @@ def _check_original(args: dict[str, Any]) -> None:
         raise ValueError(f"--progress-every {args['progress_every']}: must be >= 0")
 
 
+ROBUSTNESS_REPORT = "experiments/measurement_robustness/measurement_robustness.md"
+"""The original robustness study's report, with one number per condition (relative to the folder)."""
+
+
+def original_robustness_report() -> dict[str, Any]:
+    """The numbers of the original's robustness report, read from its markdown tables.
+
+    Returns ``{"baseline": float, "sweeps": {sweep: {"values": [...], "val_acc": [...]}}}``
+    (values as in its sweep definitions; ``val_acc`` on a random 2k test subset after 5 epochs,
+    one seed). The sweep names are those of :data:`gridlib.filtergrid.experiments.SWEEPS`.
+
+    Raises:
+        AnchorUnavailableError: the folder is absent. ValueError: the report has no table rows.
+    """
+    if not available():
+        raise AnchorUnavailableError(unavailable_message())
+    text = (anchor_dir() / ROBUSTNESS_REPORT).read_text()
+    sweeps: dict[str, dict[str, list[float]]] = {}
+    row = re.compile(r"^\|\s*(\w+)\s*\|\s*([-+][\d.]+)\s*\|\s*([\d.]+)\s*\|\s*([-+][\d.]+)\s*\|\s*$")
+    for line in text.splitlines():
+        m = row.match(line)
+        if m:
+            entry = sweeps.setdefault(m.group(1), {"values": [], "val_acc": []})
+            entry["values"].append(float(m.group(2)))
+            entry["val_acc"].append(float(m.group(3)))
+    base = re.search(r"Unperturbed baseline final val acc: \*\*([\d.]+)\*\*", text)
+    if not sweeps or base is None:
+        raise ValueError(f"{anchor_dir() / ROBUSTNESS_REPORT}: no condition table or no baseline found")
+    return {"baseline": float(base.group(1)), "sweeps": sweeps}
+
+
 def _register() -> None:
     from gridlib.cli import experiment
 
@@ -489,6 +520,23 @@ def _register() -> None:
         print(f"{name}: original protocol (2k subset, key {proto['subset2k_key']}) "
               f"{proto['subset2k_acc']:.4f}; full 10k test {proto['test_acc']:.4f}")
         return metrics
+
+    @experiment("filtergrid-original-robustness")
+    def filtergrid_original_robustness(name: str = "filtergrid/original_robustness") -> dict:
+        """The original robustness study's reported numbers, read from its report into a
+        results file (its setting: 6000 training images, 5 epochs, Adam batch 32, one seed,
+        validation on a random 2k test subset). Needs the original code's folder.
+
+        Args:
+            name: results name.
+        """
+        report = original_robustness_report()
+        config = {"anchor_commit": anchor_commit(), "source": ROBUSTNESS_REPORT, "code": "original",
+                  "rule": "snap1", "optimizer": "adam", "lr": 3e-3, "batch_size": BATCH, "epochs": 5,
+                  "n_train": 6000, "val_subset": VAL_SUBSET, "seeds": [0], "grid": list(GRID)}
+        results.save(name, config=config, metrics=report)
+        print(f"{name}: {len(report['sweeps'])} sweeps, baseline {report['baseline']}")
+        return report
 
     @experiment("filtergrid-protocols")
     def filtergrid_protocols(name: str = "filtergrid/protocols") -> dict:

@@ -3,6 +3,8 @@ published row-wise MNIST runs gathered into the rows the chapter shows."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -183,3 +185,133 @@ def protocol_rows() -> tuple[list[dict], dict] | None:
             rows.append({"code": "this library", "seed": r["seed"], "2k subset": f"{r['subset2k_acc']:.3f}",
                          "full 10k": f"{r['test_acc']:.3f}"})
     return rows, {ORIGINAL_RUN: original, PROTOCOLS: protocols}
+
+
+# --------------------------------------------------------------------------- the robustness study
+
+ROBUSTNESS_RUNS = "filtergrid/robustness/all_e{epochs}_n{n_train}_seed*"
+ORIGINAL_ROBUSTNESS = "filtergrid/original_robustness"
+BREAK = 0.05
+"""A drop in accuracy of at least this much is a "break", as in the original's report."""
+
+
+class RobustnessRuns(NamedTuple):
+    """The seeds of one robustness study, as arrays.
+
+    Attributes:
+        config: the shared configuration (conditions, sweeps, sweep index, values, setting).
+        seeds: ``(S,)`` seeds.
+        acc: ``(S, C)`` final full-test accuracy of every condition.
+        curves: ``(S, E, C)`` test accuracy after every epoch.
+        records: ``{name: record}`` for provenance.
+    """
+
+    config: dict
+    seeds: list
+    acc: np.ndarray
+    curves: np.ndarray
+    records: dict
+
+
+def robustness_expect(epochs: int, n_train: int) -> dict:
+    """What the chapter relies on: every sweep, Adam 3e-3 at batch 32, the full test set."""
+    from gridlib.filtergrid.experiments import SWEEPS
+
+    return {"sweeps": list(SWEEPS), "epochs": epochs, "n_train": n_train, "n_test": 10000,
+            "batch_size": 32, "lr": 3e-3, "optimizer": "adam", "grid": [28, 10], "gain": 10.0}
+
+
+def load_robustness(epochs: int = 5, n_train: int = 6000) -> RobustnessRuns | None:
+    """The published seeds of the study (``None`` if there are none), refused unless every
+    record matches :func:`robustness_expect` and they differ in the seed alone."""
+    group = results.load_group(ROBUSTNESS_RUNS.format(epochs=epochs, n_train=n_train),
+                               expect=robustness_expect(epochs, n_train), allow_empty=True)
+    if not group:
+        return None
+    recs = list(group.values())
+    return RobustnessRuns(
+        config=recs[0]["config"], seeds=[r["provenance"]["seed"] for r in recs],
+        acc=np.array([r["metrics"]["test/acc"] for r in recs], float),
+        curves=np.array([r["history"]["test/acc"] for r in recs], float), records=group)
+
+
+def robustness_rows(runs: RobustnessRuns, original: dict | None = None) -> list[dict]:
+    """One row per sweep and value: accuracy (mean, sd over seeds) and its drop below the
+    unperturbed condition, **paired by seed** (each seed's own baseline), beside the original's
+    single-seed accuracy and drop where ``original`` (its report's metrics) has the condition."""
+    cfg = runs.config
+    base = runs.acc[:, _baseline(cfg)]
+    rows = []
+    for sweep, idx in cfg["sweep_index"].items():
+        orig = (original or {}).get("sweeps", {}).get(sweep)
+        for value, c in zip(cfg["sweep_values"][sweep], idx, strict=True):
+            drop = base - runs.acc[:, c]
+            row = {"sweep": sweep, "value": float(value), "n": len(runs.seeds),
+                   "acc": float(runs.acc[:, c].mean()), "acc_sd": _sd(runs.acc[:, c]),
+                   "drop": float(drop.mean()), "drop_sd": _sd(drop)}
+            if orig is not None and float(value) in orig["values"]:
+                j = orig["values"].index(float(value))
+                row["original_acc"] = orig["val_acc"][j]
+                row["original_drop"] = original["baseline"] - orig["val_acc"][j]
+            rows.append(row)
+    return rows
+
+
+def _sd(x: np.ndarray) -> float:
+    """Sample standard deviation (0 for a single seed)."""
+    return float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
+
+
+def _baseline(config: dict) -> int:
+    """Index of the unperturbed condition (the empty one)."""
+    return config["conditions"].index({})
+
+
+def first_breaks(rows: list[dict], threshold: float = BREAK) -> dict[str, dict]:
+    """Per sweep, the first swept value (in the order swept away from 0) whose drop reaches
+    ``threshold``: ours (mean over seeds) and the original's; ``None`` where none does. Also
+    whether our break is clear of the seed spread (mean drop > 2 sd / sqrt(n))."""
+    out: dict[str, dict] = {}
+    for r in sorted(rows, key=lambda r: (r["sweep"], abs(r["value"]))):
+        o = out.setdefault(r["sweep"], {"ours": None, "clear": None, "original": None})
+        if o["ours"] is None and r["drop"] >= threshold:
+            o["ours"] = r["value"]
+            o["clear"] = bool(r["drop"] > 2 * r["drop_sd"] / np.sqrt(max(r["n"], 1)))
+        if o["original"] is None and r.get("original_drop", 0.0) >= threshold:
+            o["original"] = r["value"]
+    return out
+
+
+def robustness_figure(rows: list[dict], labels: dict[str, str], threshold: float = BREAK):
+    """One panel per sweep: drop in full-test accuracy (percentage points) at every swept value,
+    mean ± sd over seeds, beside the original's single-seed drop (open markers); the dashed line
+    is the "break" threshold. Values sit at equal spacing, labelled with their value."""
+    import matplotlib.pyplot as plt
+
+    from gridlib.plotting import PALETTE
+
+    sweeps = list(dict.fromkeys(r["sweep"] for r in rows))
+    ncols = 3
+    nrows = -(-len(sweeps) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(7.2, 2.1 * nrows), sharey=True, squeeze=False)
+    for ax, sweep in zip(axes.flat, sweeps, strict=False):
+        rs = [r for r in rows if r["sweep"] == sweep]
+        x = np.arange(len(rs))
+        ax.errorbar(x, [100 * r["drop"] for r in rs], yerr=[100 * r["drop_sd"] for r in rs],
+                    fmt="o-", ms=3.5, capsize=2, color=PALETTE[0], label=f"this study ({rs[0]['n']} seeds)")
+        if any("original_drop" in r for r in rs):
+            xo = [i for i, r in enumerate(rs) if "original_drop" in r]
+            ax.plot(xo, [100 * rs[i]["original_drop"] for i in xo], "s", mfc="none", ms=4.5,
+                    color=PALETTE[1], label="original (1 seed, 2k subset)")
+        ax.axhline(100 * threshold, ls="--", lw=0.8, color="0.4")
+        ax.axhline(0, lw=0.6, color="0.6")
+        ax.set_xticks(x, [f"{r['value']:g}" for r in rs], fontsize=7)
+        ax.set_title(labels.get(sweep, sweep), fontsize=9)
+    for ax in axes.flat[len(sweeps):]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("drop (points)")
+    handles, texts = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, texts, loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.02), fontsize=8)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
