@@ -21,6 +21,7 @@ in one run are fair under load; absolute times are not.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import jax
@@ -33,7 +34,7 @@ from gridlib.filtergrid import model, reference
 from gridlib.filtergrid.bptt import bptt_grads
 from gridlib.filtergrid.experiments import MNIST_PIXEL_SCALE, image_rows, make_task
 from gridlib.filtergrid.rtrl import rtrl_grads
-from gridlib.filtergrid.snap1 import snap1_batch_grads
+from gridlib.filtergrid.snap1 import default_chain, snap1_batch_grads
 
 N, M, T = 28, 10, 28
 EPOCH = 60_000
@@ -193,8 +194,12 @@ def main(argv=None) -> None:
     add("hyperplane: forward", timed(
         jax.jit(jax.vmap(lambda p, x: model.forward(p, x).y, in_axes=(None, 0))), params, xs,
         min_time=mt), b, naive_fwd)
-    add("hyperplane: SnAP-1 gradient", timed(
+    chain = default_chain(b)
+    add(f"hyperplane: SnAP-1 gradient ({b // chain} lanes of {chain} examples)", timed(
         jax.jit(snap1_batch_grads), params, xs, labels, min_time=mt), b, naive_snap)
+    add("hyperplane: SnAP-1 gradient (one example per lane)", timed(
+        jax.jit(functools.partial(snap1_batch_grads, chain=1)), params, xs, labels, min_time=mt),
+        b, naive_snap)
     add("hyperplane: BPTT gradient (jax.grad)", timed(
         per_ex(bptt_grads), params, xs, labels, min_time=mt), b, naive_snap)
     n_rtrl = min(b, 8)  # RTRL is ~1000 forward passes per example: time a smaller batch
@@ -220,7 +225,7 @@ def main(argv=None) -> None:
     cpu = results.provenance()["cpu"]
     print(f"\n{jax.device_count()} JAX device(s), {cpu}; the original code: about 246 s/epoch "
           "for SnAP-1 at batch 32 on a comparable 2-core CPU")
-    results.save("bench/filtergrid", config={"batch": b, "grid": [N, M], "T": T,
+    results.save("bench/filtergrid", config={"batch": b, "grid": [N, M], "T": T, "chain": chain,
                                              "dtype": "float32", "epoch_examples": EPOCH},
                  metrics={r["what"]: r for r in rows})
 

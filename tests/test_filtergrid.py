@@ -231,6 +231,35 @@ def test_batch_rules_agree_with_per_example_mean(computed):
     assert _rel(g_b, computed["rtrl", "sum"][2]) < 1e-12
 
 
+@pytest.mark.parametrize("mode", ["sum", "per_t"])
+def test_chained_lanes_give_the_unchained_numbers(computed, mode):
+    """Examples run back to back per lane (chain K) give each example's own numbers (chain 1 is
+    checked against the per-example rule above): a state, self-trace or adjoint trace that
+    leaked from one example into the next, or examples put back in the wrong order, show here."""
+    params = computed["params"]
+    key = jax.random.PRNGKey(4)
+    xs = jax.random.normal(key, (12, *computed["xs"].shape), computed["xs"].dtype)
+    labels = jax.random.randint(key, (12,), 0, params.w_left.shape[1])
+    rule = jax.jit(snap1_batch_grads, static_argnames=("mode", "chain"))
+    base = rule(params, xs, labels, mode, chain=1)
+    for chain in (3, 12):
+        losses, logits, g = rule(params, xs, labels, mode, chain=chain)
+        np.testing.assert_allclose(losses, base[0], rtol=1e-13)
+        np.testing.assert_allclose(logits, base[1], rtol=1e-13)
+        assert _rel(g, base[2]) < 1e-13
+
+
+def test_default_chain_keeps_enough_lanes():
+    from gridlib.filtergrid.snap1 import CHAIN_LANES, default_chain
+
+    assert default_chain(1) == 1 and default_chain(3) == 1
+    assert default_chain(32) * CHAIN_LANES == 32
+    assert default_chain(24) == 4  # the largest power of two leaving >= 4 lanes
+    with pytest.raises(ValueError, match="positive divisor"):
+        snap1_batch_grads(model.init_params(jax.random.PRNGKey(0), 2, 2), jnp.zeros((6, 3, 2)),
+                          jnp.zeros(6, int), chain=4)
+
+
 # ---------------------------------------------------------------------------------------------
 # optimisers, wiring, task
 

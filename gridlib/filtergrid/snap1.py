@@ -127,71 +127,99 @@ def _expand(params: GridParams, n_batch_dims: int) -> GridParams:
 class ForwardSweep(NamedTuple):
     """What both SnAP-1 backward sweeps need from the forward pass, in hyperplane layout.
 
-    ``Q = T + N + M - 2`` stages; cell-major arrays ``(Q, N, M, B)``.
+    ``B`` examples run in ``L = B / K`` lanes of ``K`` examples each, one after the other (see
+    :func:`forward_sweep`); ``Q = K T + N + M - 2`` stages; cell-major arrays ``(Q, N, M, L)``.
 
     Attributes:
         y: every cell's output on every stage.
         traces: the three self-traces (:class:`~gridlib.filtergrid.cell.SelfTraces`).
         started: ``(Q, N, M, 1)``, 1 where the cell's own time ``t = q - i - j`` is ``>= 0``.
+        last_step: ``(Q, N, M, 1)``, 1 where ``t`` is the last step of an example, so that the
+            step after it (if any) belongs to the next example of the lane.
         losses: per-example losses ``(B,)``.
-        readout: ``r(t)``, ``(T, M, B)``.
-        dr: ``dL/dr(t)``, ``(T, M, B)``.
-        deposit: ``dL/dr`` on the bottom row in hyperplane layout, ``(Q, M, B)``.
+        readout: ``r(t)`` per example, ``(T, M, B)``.
+        dr: ``dL/dr(t)`` per example, ``(T, M, B)``.
+        deposit: ``dL/dr`` on the bottom row in hyperplane layout, ``(Q, M, L)``.
     """
 
     y: Array
     traces: SelfTraces
     started: Array
+    last_step: Array
     losses: Array
     readout: Array
     dr: Array
     deposit: Array
 
 
-def forward_sweep(params: GridParams, xs: Array, labels: Array, mode: str, dt: float) -> ForwardSweep:
+def forward_sweep(params: GridParams, xs: Array, labels: Array, mode: str, dt: float,
+                  chain: int = 1) -> ForwardSweep:
     """The forward pass on hyperplanes with self-traces, and the loss head, for ``xs: (T, N, B)``.
 
     Cell-major layout ``(N, M, B)`` keeps the batch as the contiguous (vectorised) axis and makes
     the neighbour shifts cheap moves along the two leading axes.
+
+    ``chain = K`` runs the batch as ``B / K`` lanes of ``K`` examples back to back: example
+    ``k L + l`` occupies steps ``k T .. k T + T - 1`` of lane ``l``, and every cell's state and
+    self-traces restart from zero at each example's first step. Why: on the hyperplanes a cell is
+    busy for ``T`` of the ``T + N + M - 2`` stages of a sequence and idle (but computed) for the
+    rest; chaining shares the ``N + M - 2`` idle stages among ``K`` examples, so the same batch
+    costs ``K T + N + M - 2`` stages of width ``B / K`` instead of ``T + N + M - 2`` of width
+    ``B``. The numbers are those of ``K = 1``.
     """
     t_len, n, n_batch = xs.shape
+    if chain < 1 or n_batch % chain:
+        raise ValueError(f"chain must be a positive divisor of the batch size {n_batch}, got {chain}")
+    lanes = n_batch // chain
+    # (T, N, K L) -> (K T, N, L): lane l runs examples l, L + l, 2 L + l, ... one after another
+    xs = jnp.moveaxis(xs.reshape(t_len, n, chain, lanes), 2, 0).reshape(chain * t_len, n, lanes)
+    t_chain = chain * t_len
     m_cols = params.w_left.shape[1]
     a, c = zoh_coefficients(params.log_tau, dt)
     pb = _expand(params, 1)
     a, c = a[..., None], c[..., None]
-    n_stages = t_len + n + m_cols - 2
+    n_stages = t_chain + n + m_cols - 2
     # hyperplane q: cell (i, j) is at time t = q - i - j; column 0 sees xs[q - i, i]
     tx = np.arange(n_stages)[:, None] - np.arange(n)[None, :]
-    x_in = jnp.where(((tx >= 0) & (tx < t_len))[..., None],
-                     xs[np.clip(tx, 0, t_len - 1), np.arange(n)], 0.0)  # (Q, N, B)
+    x_in = jnp.where(((tx >= 0) & (tx < t_chain))[..., None],
+                     xs[np.clip(tx, 0, t_chain - 1), np.arange(n)], 0.0)  # (Q, N, L)
     t_of = (np.arange(n_stages)[:, None, None] - np.arange(n)[None, :, None]
             - np.arange(m_cols)[None, None, :])
     started = (t_of >= 0).astype(np.float32)[..., None]  # (Q, N, M, 1)
-    zero = jnp.zeros((n, m_cols, n_batch), xs.dtype)
+    # 1 on a lane's first step of every example but the first: the cell restarts from rest
+    restart = ((t_of > 0) & (t_of < t_chain) & (t_of % t_len == 0)).astype(np.float32)[..., None]
+    last_step = ((t_of >= 0) & (t_of % t_len == t_len - 1)).astype(np.float32)[..., None]
+    zero = jnp.zeros((n, m_cols, lanes), xs.dtype)
 
     def forward_stage(carry, inp):
         s_prev, y, self_tr = carry
-        s, y, u, v = hyperplane_stage(pb, a, c, s_prev, y, *inp)  # the shared forward
+        x_col, on, fresh = inp
+        s_prev, self_tr = jax.tree.map(lambda z: (1.0 - fresh) * z, (s_prev, self_tr))
+        s, y, u, v = hyperplane_stage(pb, a, c, s_prev, y, x_col, on)  # the shared forward
         self_tr = self_trace_step(self_tr, s_prev, u, v, pb.log_tau, pb.w_left, pb.w_top, dt)
         return (s, y, self_tr), (y, self_tr)
 
     init = (zero, zero, zero_self_traces(zero.shape, xs.dtype))
-    _, (y_q, tr_q) = jax.lax.scan(forward_stage, init, (x_in, started))
+    _, (y_q, tr_q) = jax.lax.scan(forward_stage, init, (x_in, started, restart))
 
-    # readout r(t)_j = y[N-1, j] at time t, found on hyperplane t + N - 1 + j: (T, M, B)
-    t_idx = np.arange(t_len)[:, None]
+    # readout r(t)_j = y[N-1, j] at time t, found on hyperplane t + N - 1 + j: (K T, M, L),
+    # then per example (T, M, B)
+    t_idx = np.arange(t_chain)[:, None]
     j_idx = np.arange(m_cols)[None, :]
     r = y_q[t_idx + n - 1 + j_idx, n - 1, j_idx]
+    r = jnp.moveaxis(r.reshape(chain, t_len, m_cols, lanes), 0, 2).reshape(t_len, m_cols, n_batch)
     losses, dr = jax.vmap(jax.value_and_grad(loss_from_readout), in_axes=(2, 0, None),
                           out_axes=(0, 2))(r, labels, mode)  # loss head only
-    # deposit of dL/dr(t) on the bottom row, in hyperplane layout: (Q, M, B)
+    # deposit of dL/dr(t) on the bottom row, in hyperplane layout: (Q, M, L)
+    dr_chain = jnp.moveaxis(dr.reshape(t_len, m_cols, chain, lanes), 2, 0).reshape(
+        t_chain, m_cols, lanes)
     tq = np.arange(n_stages)[:, None] - (n - 1) - j_idx
-    deposit = jnp.where(((tq >= 0) & (tq < t_len))[..., None],
-                        dr[np.clip(tq, 0, t_len - 1), j_idx], 0.0)
-    return ForwardSweep(y_q, tr_q, started, losses, r, dr, deposit)
+    deposit = jnp.where(((tq >= 0) & (tq < t_chain))[..., None],
+                        dr_chain[np.clip(tq, 0, t_chain - 1), j_idx], 0.0)
+    return ForwardSweep(y_q, tr_q, started, last_step, losses, r, dr, deposit)
 
 
-def _snap1_core(params: GridParams, xs: Array, labels: Array, mode: str, dt: float):
+def _snap1_core(params: GridParams, xs: Array, labels: Array, mode: str, dt: float, chain: int = 1):
     """SnAP-1 for a batch laid out cell-major: ``xs: (T, N, B)``, ``labels: (B,)``.
 
     Returns per-example losses ``(B,)``, logits ``(B, M)`` and the gradient **summed** over the
@@ -208,12 +236,12 @@ def _snap1_core(params: GridParams, xs: Array, labels: Array, mode: str, dt: flo
     those of the trace form up to rounding (tests: against the naive loop, which runs the
     cross-traces forward; :func:`cross_trace_step` against the adjoint identity).
     """
-    sweep = forward_sweep(params, xs, labels, mode, dt)
-    n, m_cols, n_batch = sweep.y.shape[1:]
-    a, c = zoh_coefficients(params.log_tau, dt)
+    sweep = forward_sweep(params, xs, labels, mode, dt, chain)
+    n, m_cols, lanes = sweep.y.shape[1:]
+    _, c = zoh_coefficients(params.log_tau, dt)
     pb = _expand(params, 1)
     c = c[..., None]
-    zero = jnp.zeros((n, m_cols, n_batch), xs.dtype)
+    zero = jnp.zeros((n, m_cols, lanes), xs.dtype)
 
     (a_b, _, _), (a_r, _, _) = descendant_coefficients(params, dt)
     a_b, a_r = a_b[..., None], a_r[..., None]
@@ -222,7 +250,7 @@ def _snap1_core(params: GridParams, xs: Array, labels: Array, mode: str, dt: flo
 
     def backward_stage(carry, inp):
         gm_next, lam_b, lam_r, grad = carry  # gm_next = m (1 - y^2) on hyperplane q + 1
-        dep, y, tr, on = inp
+        dep, y, tr, on, last = inp
         f = jax.tree.map(lambda z: on * z, output_sensitivities(tr, y, pb.log_tau))
         gm_below, gm_right = _up(gm_next), _left(gm_next)
         # the within-step message: the two children at the same time sit on hyperplane q + 1
@@ -231,16 +259,17 @@ def _snap1_core(params: GridParams, xs: Array, labels: Array, mode: str, dt: flo
         # time. With m substituted, the past-only subtraction cancels the same-step paths:
         #   m f + sum_d gm_d (eps_d - c_d k_d f) = dep f + sum_d gm_d eps_d,
         # and sum_t gm_d eps_d = sum_t c_d k_d f lam_d, so the weight of f is m with lam for gm.
-        lam_b = gm_below + a_b * lam_b
-        lam_r = gm_right + a_r * lam_r
+        # (the adjoint carried from the next step stops at an example's last step)
+        lam_b = gm_below + a_b * (1.0 - last) * lam_b
+        lam_r = gm_right + a_r * (1.0 - last) * lam_r
         mu = (lam_b * couple_below + lam_r * couple_right).at[-1].add(dep)
         grad = jax.tree.map(lambda g, fk: g + mu * fk, grad, f)
         return (m * (1.0 - y**2), lam_b, lam_r, grad), None
 
     zeros4 = GridParams(zero, zero, zero, zero)
     (*_, grad), _ = jax.lax.scan(backward_stage, (zero, zero, zero, zeros4),
-                                 (sweep.deposit, sweep.y, sweep.traces, sweep.started),
-                                 reverse=True)
+                                 (sweep.deposit, sweep.y, sweep.traces, sweep.started,
+                                  sweep.last_step), reverse=True)
     return sweep.losses, sweep.readout.sum(0).T, jax.tree.map(lambda g: g.sum(-1), grad)
 
 
@@ -267,17 +296,37 @@ def snap1_grads(
     return losses[0], logits[0], grad
 
 
+CHAIN_LANES = 4
+"""Fewest lanes :func:`default_chain` leaves: below this width a stage's vector work no longer
+hides its fixed cost."""
+
+
+def default_chain(n_batch: int) -> int:
+    """The largest power of two ``K`` that divides ``n_batch`` and keeps ``n_batch / K >=``
+    :data:`CHAIN_LANES` lanes (1 for small batches). Chosen by ``benchmarks/filtergrid.py``."""
+    k = 1
+    while n_batch % (2 * k) == 0 and n_batch // (2 * k) >= CHAIN_LANES:
+        k *= 2
+    return k
+
+
 def snap1_batch_grads(
-    params: GridParams, xs: Array, labels: Array, mode: str = "sum", dt: float = DT
+    params: GridParams, xs: Array, labels: Array, mode: str = "sum", dt: float = DT,
+    chain: int | None = None,
 ) -> tuple[Array, Array, GridParams]:
     """Batched SnAP-1: ``xs: (B, T, N)``, ``labels: (B,)`` -> ``(losses (B,), logits (B, M),
-    gradient averaged over the batch)``. Same numbers as ``vmap(snap1_grads)`` then a mean."""
+    gradient averaged over the batch)``. Same numbers as ``vmap(snap1_grads)`` then a mean.
+
+    ``chain``: examples run back to back per lane (:func:`forward_sweep`); by default
+    :func:`default_chain` of the batch size.
+    """
     if np.ndim(xs) != 3 or np.shape(labels) != np.shape(xs)[:1]:
         raise ValueError(f"need xs (B, T, N) and labels (B,), got {np.shape(xs)}, {np.shape(labels)}")
     check_inputs(params, xs[0])
     check_loss_mode(mode)
-    losses, logits, grad = _snap1_core(params, jnp.moveaxis(xs, 0, -1), labels, mode, dt)
+    chain = default_chain(xs.shape[0]) if chain is None else chain
+    losses, logits, grad = _snap1_core(params, jnp.moveaxis(xs, 0, -1), labels, mode, dt, chain)
     return losses, logits, jax.tree.map(lambda g: g / xs.shape[0], grad)
 
 
-__all__ = ["CrossTraces", "cross_trace_step", "snap1_batch_grads", "snap1_grads", "step_gradient"]
+__all__ = ["CrossTraces", "cross_trace_step", "default_chain", "snap1_batch_grads", "snap1_grads", "step_gradient"]
