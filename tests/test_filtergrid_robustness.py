@@ -1,0 +1,60 @@
+"""The robustness study's bookkeeping (gridlib.filtergrid.experiments / summary).
+
+What each test would catch: a condition trained twice or attached to the wrong sweep value; a
+break read at the wrong value or on the wrong side of the line; a verdict that ignores the seed
+spread; a drop computed against the mean baseline instead of each seed's own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gridlib.filtergrid import summary
+from gridlib.filtergrid.experiments import SWEEPS, robustness_conditions
+
+
+def test_conditions_are_distinct_and_indexed():
+    conditions, index = robustness_conditions(list(SWEEPS))
+    assert len(conditions) == len({repr(c) for c in conditions}) == 49
+    assert all(index[s][0 if s != "1c_subtraction" else 3] == 0 for s in SWEEPS)  # the shared {}
+    assert conditions[0] == {}
+    assert conditions[index["1b_gain_asym_A"][2]] == {"gain_neg": 1.05, "gain_pos": 0.95}
+    assert conditions[index["2c_combined_noise"][1]] == {"message_noise": 0.01, "trace_noise": 0.01}
+    assert conditions[index["3_weight_bits"][-1]] == {"weight_step": 1.0}  # 2 bits over [-2, 2]
+    with pytest.raises(ValueError, match="unknown sweep"):
+        robustness_conditions(["1d_nothing"])
+
+
+def _runs(acc):
+    conditions, index = robustness_conditions({"1a_leak": (0.0, 0.1, 0.2)})
+    config = {"conditions": conditions, "sweep_index": index, "sweep_values": {"1a_leak": [0.0, 0.1, 0.2]}}
+    return summary.RobustnessRuns(config, list(range(len(acc))), np.asarray(acc, float), [], {})
+
+
+def test_drops_are_paired_by_seed():
+    # seed 0 is much better than seed 1, but each loses exactly 0.02 at 0.1 and 0.10 at 0.2
+    rows = summary.robustness_rows(_runs([[0.60, 0.58, 0.50], [0.20, 0.18, 0.10]]))
+    assert [round(r["drop"], 12) for r in rows] == [0.0, 0.02, 0.1]
+    assert max(r["drop_sd"] for r in rows) < 1e-12  # unpaired, the spread would be 0.28
+    breaks = summary.first_breaks(rows)
+    assert breaks["1a_leak"]["ours"] == 0.2 and breaks["1a_leak"]["clear"] is True
+
+
+def test_claims_weigh_the_seed_spread():
+    original = {"baseline": 0.3, "sweeps": {"1a_leak": {"values": [0.0, 0.1, 0.2], "val_acc": [0.3, 0.3, 0.29]}}}
+    clear = summary.robustness_rows(_runs([[0.5, 0.5, 0.49], [0.4, 0.4, 0.39], [0.3, 0.3, 0.29]]), original)
+    claim = next(c for c in _leak_claims(clear))
+    assert claim["verdict"] == "survives" and claim["original"] == "1.0 points"
+    # a mean drop of 4 points with a spread of 5: the 5-point line is within two errors
+    noisy = summary.robustness_rows(_runs([[0.5, 0.5, 0.41], [0.4, 0.4, 0.40], [0.3, 0.3, 0.27]]), original)
+    assert next(c for c in _leak_claims(noisy))["verdict"] == "unclear"
+    # a clear break
+    broken = summary.robustness_rows(_runs([[0.5, 0.5, 0.30], [0.4, 0.4, 0.21], [0.3, 0.3, 0.1]]), original)
+    assert next(c for c in _leak_claims(broken))["verdict"] == "does not survive"
+
+
+def _leak_claims(rows):
+    # the claims that need other sweeps are skipped when those sweeps are absent
+    rows = rows + [dict(r, sweep=s) for s in ("2a_eps_noise",) for r in rows[:1]]
+    return [c for c in summary.original_claims(rows) if "leak" in c["claim"]]
