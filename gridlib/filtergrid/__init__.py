@@ -5,6 +5,12 @@
 - :mod:`~gridlib.filtergrid.bptt`      exact gradient by reverse-mode autodiff (the reference)
 - :mod:`~gridlib.filtergrid.rtrl`      exact gradient by forward-mode influence (RTRL)
 - :mod:`~gridlib.filtergrid.snap1`     the local SnAP-1 rule (3 self-traces + 8 cross-traces per cell)
+- :mod:`~gridlib.filtergrid.snap0`     SnAP-0: self-traces only (``m_k f_k``, e-prop-like)
+- :mod:`~gridlib.filtergrid.snap2`     SnAP-2: SnAP-1 plus the 12 traces of the descendants at distance 2
+- :mod:`~gridlib.filtergrid.tbptt`     truncated BPTT: each step's error back-propagated ``K`` steps
+- :mod:`~gridlib.filtergrid.online`    online SnAP-1 of the per-step loss, computed within each step
+- :mod:`~gridlib.filtergrid.stepwise`  the per-step pieces those rules share (messages of one step)
+- :mod:`~gridlib.filtergrid.temporal`  every temporal rule by name, one signature, state carried per parameter
 - :mod:`~gridlib.filtergrid.perturb`   SnAP-1 with biased or noisy measurements, and quantised weights
 - :mod:`~gridlib.filtergrid.reference` naive per-cell raster-order loops (tests and benchmarks)
 - :mod:`~gridlib.filtergrid.summary`   what the chapters load and show: the gradient-agreement
@@ -15,6 +21,7 @@
   experiments (``filtergrid-mnist``, ``filtergrid-robustness``, ``filtergrid-agreement``)
 """
 
+from gridlib.filtergrid.bptt import bptt_grads
 from gridlib.filtergrid.cell import DT, SelfTraces, cell_step, self_trace_step, zoh_coefficients
 from gridlib.filtergrid.model import (
     GridParams,
@@ -28,21 +35,64 @@ from gridlib.filtergrid.model import (
     readout,
     step,
 )
+from gridlib.filtergrid.online import (
+    OnlineCarry,
+    online_snap1_batch_grads,
+    online_snap1_grads,
+    online_snap1_init,
+    online_snap1_step,
+    online_snap1_step_grads,
+)
+from gridlib.filtergrid.rtrl import rtrl_grads
+from gridlib.filtergrid.snap0 import snap0_batch_grads, snap0_grads
+from gridlib.filtergrid.snap1 import snap1_batch_grads, snap1_grads
+from gridlib.filtergrid.snap2 import Snap2Traces, snap2_batch_grads, snap2_grads, snap2_traces
+from gridlib.filtergrid.tbptt import tbptt_batch_grads, tbptt_grads
+from gridlib.filtergrid.temporal import (
+    TEMPORAL_RULES,
+    carried_state,
+    rule_batch_grads,
+    rule_grads,
+    state_floats_per_parameter,
+)
 
 __all__ = [
     "DT",
     "GridParams",
+    "OnlineCarry",
     "SelfTraces",
+    "Snap2Traces",
+    "TEMPORAL_RULES",
     "Trajectory",
+    "bptt_grads",
+    "carried_state",
     "cell_step",
     "encode",
     "forward",
     "init_params",
     "loss_from_readout",
     "make_routing",
+    "online_snap1_batch_grads",
+    "online_snap1_grads",
+    "online_snap1_init",
+    "online_snap1_step",
+    "online_snap1_step_grads",
     "predict",
     "readout",
+    "rtrl_grads",
+    "rule_batch_grads",
+    "rule_grads",
     "self_trace_step",
+    "snap0_batch_grads",
+    "snap0_grads",
+    "snap1_batch_grads",
+    "snap1_grads",
+    "snap2_batch_grads",
+    "snap2_grads",
+    "snap2_traces",
+    "state_floats_per_parameter",
     "step",
+    "tbptt_batch_grads",
+    "tbptt_grads",
     "zoh_coefficients",
 ]

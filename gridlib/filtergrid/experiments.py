@@ -15,7 +15,6 @@ import numpy as np
 import optax
 from jax import Array
 
-from gridlib.filtergrid.bptt import bptt_grads
 from gridlib.filtergrid.cell import DT, GridParams
 from gridlib.filtergrid.model import (
     check_loss_mode,
@@ -26,10 +25,9 @@ from gridlib.filtergrid.model import (
     make_routing,
     readout,
 )
-from gridlib.filtergrid.rtrl import rtrl_grads
-from gridlib.filtergrid.snap1 import snap1_batch_grads
+from gridlib.filtergrid.temporal import TEMPORAL_RULES, rule_batch_grads
 
-RULES = ("snap1", "bptt", "rtrl")
+RULES = TEMPORAL_RULES
 OPTIMIZERS = ("adam", "sgd")
 
 # MNIST pixels come as k/256; the original scripts used k/255 (X / 255 * gain).
@@ -37,16 +35,10 @@ MNIST_PIXEL_SCALE = 256.0 / 255.0
 
 
 def batch_grads(rule: str, params: GridParams, xs: Array, labels: Array, mode: str = "sum",
-                dt: float = DT) -> tuple[Array, Array, GridParams]:
-    """``(losses (B,), logits (B, M), batch-mean gradient)`` for ``xs: (B, T, N)`` by ``rule``."""
-    if rule == "snap1":
-        return snap1_batch_grads(params, xs, labels, mode, dt)
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
-    fn = bptt_grads if rule == "bptt" else rtrl_grads
-    losses, logits, grads = jax.vmap(fn, in_axes=(None, 0, 0, None, None))(
-        params, xs, labels, mode, dt)
-    return losses, logits, jax.tree.map(lambda g: g.mean(0), grads)
+                dt: float = DT, window: int | None = None) -> tuple[Array, Array, GridParams]:
+    """``(losses (B,), logits (B, M), batch-mean gradient)`` for ``xs: (B, T, N)`` by ``rule``
+    (any of :data:`~gridlib.filtergrid.temporal.TEMPORAL_RULES`; ``window`` for ``"tbptt"``)."""
+    return rule_batch_grads(rule, window)(params, xs, labels, mode, dt)
 
 
 def per_group_sgd(eta0: float) -> optax.GradientTransformation:
@@ -109,20 +101,21 @@ def make_task(
     *, rule: str = "snap1", optimizer: str = "adam", lr: float = 3e-3, eta0: float = 1e-2,
     n_rows: int = 28, n_cols: int = 10, n_inputs: int = 28, gain: float = 10.0,
     pixel_scale: float = MNIST_PIXEL_SCALE, loss_mode: str = "sum", tau_min: float = 1e-3,
-    tau_max: float = 20e-3, dt: float = DT,
+    tau_max: float = 20e-3, dt: float = DT, window: int | None = None,
 ):
     """The :class:`gridlib.experiment.Task` for sequence classification with the grid.
 
     ``init`` draws parameters (:func:`~gridlib.filtergrid.model.init_params`) and the wiring
     (:func:`~gridlib.filtergrid.model.make_routing`) from one key; ``train_step`` takes the batch
     mean of the chosen rule's per-example gradient and applies the optimiser once; metrics are
-    the batch-mean loss and accuracy.
+    the batch-mean loss and accuracy. ``window``: truncated BPTT's ``K`` (``rule="tbptt"`` only).
     """
     from gridlib.experiment import Task
 
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     check_loss_mode(loss_mode)
+    rule_batch_grads(rule, window)  # refuses a missing or stray window now, not inside jit
     opt = make_optimizer(optimizer, lr, eta0)
 
     def init(key):
@@ -132,7 +125,7 @@ def make_task(
     def train_step(state, x, y, key):
         del key  # the rule and the optimiser are deterministic
         seqs = sequences(state.routing, x, n_inputs, gain, pixel_scale)
-        losses, logits, grads = batch_grads(rule, state.params, seqs, y, loss_mode, dt)
+        losses, logits, grads = batch_grads(rule, state.params, seqs, y, loss_mode, dt, window)
         updates, opt_state = opt.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         acc = jnp.mean(jnp.argmax(logits, -1) == y)
@@ -146,9 +139,11 @@ def make_task(
 
 
 def run_name(rule: str, optimizer: str, batch_size: int, epochs: int, n_train: int,
-             seed: int) -> str:
-    """Results name, e.g. ``filtergrid/snap1_adam_b32_e10_n60000_seed0``."""
-    return f"filtergrid/{rule}_{optimizer}_b{batch_size}_e{epochs}_n{n_train}_seed{seed}"
+             seed: int, window: int | None = None) -> str:
+    """Results name, e.g. ``filtergrid/snap1_adam_b32_e10_n60000_seed0`` (``tbptt4_...`` for
+    truncated BPTT with a window of 4)."""
+    label = f"{rule}{window}" if rule == "tbptt" else rule
+    return f"filtergrid/{label}_{optimizer}_b{batch_size}_e{epochs}_n{n_train}_seed{seed}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -297,25 +292,34 @@ def _register() -> None:
         rule: str = "snap1", optimizer: str = "adam", lr: float = 3e-3, eta0: float = 1e-2,
         epochs: int = 10, batch_size: int = 32, n_train: int = 60000, n_test: int = 10000,
         seed: int = 0, gain: float = 10.0, tau_min: float = 1e-3, tau_max: float = 20e-3,
-        steps_per_call: int = 0, progress: bool = True, name: str = "",
+        window: int = 0, steps_per_call: int = 0, progress: bool = True, name: str = "",
     ) -> dict:
-        """Row-wise MNIST on the 28x10 analog-filter grid (SnAP-1 / BPTT / RTRL; Adam / SGD).
+        """Row-wise MNIST on the 28x10 analog-filter grid, by any temporal rule (Adam / SGD).
 
         Evaluates on the first ``n_test`` test images (all 10k by default) after every epoch,
         checkpoints to runs/<name> (an interrupted run resumes), and writes
         results/<name>.json. Defaults are the original Adam run; the batch-1 run is
         ``--optimizer sgd --batch-size 1 --epochs 3``.
+
+        Args:
+            rule: snap1, snap0, snap2, bptt, rtrl, tbptt (with --window) or online_snap1
+                (trained on the per-step loss, the one it can compute online).
+            window: truncated BPTT's window K (rule tbptt only).
         """
         from gridlib import data, experiment, results
 
+        if (rule == "tbptt") != (window > 0):
+            raise ValueError(f"--window K >= 1 goes with --rule tbptt and only with it "
+                             f"(got --rule {rule} --window {window})")
+        loss = "per_t" if rule == "online_snap1" else "sum"
         splits = data.load_mnist(n_train=n_train, n_test=n_test)
         config = dict(rule=rule, optimizer=optimizer, lr=lr, eta0=eta0, epochs=epochs,
                       batch_size=batch_size, n_train=n_train, n_test=n_test, gain=gain,
-                      tau_min=tau_min, tau_max=tau_max, grid=[28, 10], dt=DT, loss="sum",
-                      pixel_scale=MNIST_PIXEL_SCALE)
+                      tau_min=tau_min, tau_max=tau_max, grid=[28, 10], dt=DT, loss=loss,
+                      pixel_scale=MNIST_PIXEL_SCALE, **({"window": window} if window else {}))
         task = make_task(rule=rule, optimizer=optimizer, lr=lr, eta0=eta0, gain=gain,
-                         tau_min=tau_min, tau_max=tau_max)
-        name = name or run_name(rule, optimizer, batch_size, epochs, n_train, seed)
+                         tau_min=tau_min, tau_max=tau_max, loss_mode=loss, window=window or None)
+        name = name or run_name(rule, optimizer, batch_size, epochs, n_train, seed, window or None)
         run = experiment.fit(task, splits, epochs=epochs, batch_size=batch_size, seed=seed,
                              run_dir=experiment.run_dir_for(name), name=name,
                              steps_per_call=steps_per_call or None, eval_on=("test",),

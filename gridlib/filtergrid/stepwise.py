@@ -1,0 +1,125 @@
+r"""One time step at a time: the pieces that the forward-in-time rules share.
+
+SnAP-0 (:mod:`~gridlib.filtergrid.snap0`), SnAP-2 (:mod:`~gridlib.filtergrid.snap2`), online
+SnAP-1 (:mod:`~gridlib.filtergrid.online`) and truncated BPTT (:mod:`~gridlib.filtergrid.tbptt`)
+all run a scan over time steps on whole ``(N, M)`` arrays, where :mod:`~gridlib.filtergrid.snap1`
+runs on hyperplanes. What they have in common lives here:
+
+- :func:`shift`: the value at the cell ``(i + di, j + dj)``, zero past the grid (the coefficients
+  of a descendant that does not exist are zero, so its traces stay zero);
+- :func:`grid_step`: one step of the grid with the inputs ``u, v`` each cell saw;
+- :func:`messages`: the within-step backward message :math:`m_k(t) = \partial L_t/\partial y_k(t)`
+  with :math:`s(t-1)` held fixed, from the readout gradient of the step;
+- :func:`loss_head`: forward pass, loss and readout gradient :math:`\partial L/\partial r(t)`;
+- :func:`batched`: the batched form of a per-sequence rule (``vmap``, mean of the gradient).
+
+The messages obey (chapter {ref}`snap1-chapter`, eq. ``message``)
+
+.. math:: m_p = [p \in \mathcal B]\,\frac{\partial L}{\partial r_p(t)}
+          + \sum_{d \in \mathrm{children}(p)} m_d (1 - y_d^2)\, c_d\, \kappa_d ,
+
+with :math:`\kappa = w_T` of the child below and :math:`w_L` of the child on the right. The
+grid is a DAG of depth :math:`N + M - 2` within a step, so ``N + M - 1`` whole-grid (Jacobi)
+sweeps of this equation, started from the readout deposit, give it exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from gridlib.filtergrid.cell import DT, GridParams, zoh_coefficients
+from gridlib.filtergrid.model import (
+    check_inputs,
+    check_loss_mode,
+    forward,
+    left_inputs,
+    loss_from_readout,
+    readout,
+    step,
+    top_inputs,
+)
+
+RuleGrads = Callable[..., tuple[Array, Array, GridParams]]
+
+
+def shift(x: Array, di: int, dj: int) -> Array:
+    """``x[i + di, j + dj]`` for ``di, dj >= 0`` on ``(N, M)`` arrays, zero past the last row/column."""
+    n, m = x.shape
+    out = jnp.zeros_like(x)
+    return out.at[: max(n - di, 0), : max(m - dj, 0)].set(x[di:, dj:])
+
+
+def grid_step(params: GridParams, s_prev: Array, x_t: Array,
+              dt: float = DT) -> tuple[Array, Array, Array, Array]:
+    """One time step of the whole grid: ``(s(t-1) (N, M), x_t (N,)) -> (s, y, u, v)``, each ``(N, M)``.
+
+    ``u``, ``v``: the left and top inputs each cell saw (the wavefront :func:`~.model.step`, then
+    the inputs read off its outputs).
+    """
+    s, y = step(params, s_prev, x_t, dt)
+    return s, y, left_inputs(y, x_t), top_inputs(y)
+
+
+def messages(params: GridParams, y: Array, dep: Array, dt: float = DT) -> Array:
+    """Within-step messages ``m: (N, M)`` of one step, from ``y(t): (N, M)`` and the readout
+    gradient ``dep = dL/dr(t): (M,)``.
+
+    ``N + M - 1`` whole-grid sweeps of the message equation (module docstring); the longest path
+    within a step has ``N + M - 2`` hops, so the last sweep changes nothing.
+    """
+    n, m_cols = y.shape
+    _, c = zoh_coefficients(params.log_tau, dt)
+    couple_top, couple_left = c * params.w_top, c * params.w_left  # a child's c kappa to its parents
+    deposit = jnp.zeros_like(y).at[-1].set(dep)
+    gain = 1.0 - y**2
+
+    def sweep(_, msg):
+        lam = msg * gain
+        return deposit + shift(lam * couple_top, 1, 0) + shift(lam * couple_left, 0, 1)
+
+    return jax.lax.fori_loop(0, n + m_cols - 1, sweep, deposit)
+
+
+def loss_head(params: GridParams, xs: Array, label: Array, mode: str, dt: float = DT):
+    """Forward pass and loss head of one sequence ``xs: (T, N)``.
+
+    Returns ``(loss, logits (M,), trajectory, dL/dr (T, M))``; the readout gradient of the
+    ``"sum"`` loss is known only here, after the last step.
+    """
+    check_inputs(params, xs)
+    check_loss_mode(mode)
+    traj = forward(params, xs, dt)
+    r = readout(traj)
+    value, dr = jax.value_and_grad(loss_from_readout)(r, label, mode)
+    return value, r.sum(0), traj, dr
+
+
+def past_carry(lam: Array, a: Array, trace: GridParams) -> GridParams:
+    """``lam_d a_d J_{d,k}(t-1)`` for every parameter type: the temporal-carry term of one kept
+    descendant ``d`` (``lam``, ``a`` already shifted to the owner cell ``k``)."""
+    return jax.tree.map(lambda e: lam * a * e, trace)
+
+
+def batched(single: RuleGrads, name: str) -> RuleGrads:
+    """The batched form of a per-sequence rule ``single(params, xs (T, N), label, mode, dt, **kw)``:
+    ``xs (B, T, N)``, ``labels (B,)`` -> ``(losses (B,), logits (B, M), batch-mean gradient)``."""
+
+    def batch_grads(params: GridParams, xs: Array, labels: Array, mode: str = "sum", dt: float = DT,
+                    **kwargs) -> tuple[Array, Array, GridParams]:
+        if np.ndim(xs) != 3 or np.shape(labels) != np.shape(xs)[:1]:
+            raise ValueError(f"need xs (B, T, N) and labels (B,), got {np.shape(xs)}, {np.shape(labels)}")
+        check_inputs(params, xs[0])
+        losses, logits, grads = jax.vmap(lambda x, lab: single(params, x, lab, mode, dt, **kwargs))(
+            xs, labels)
+        return losses, logits, jax.tree.map(lambda g: g.mean(0), grads)
+
+    batch_grads.__name__ = batch_grads.__qualname__ = f"{name}_batch_grads"
+    batch_grads.__doc__ = (f"Batched :func:`{name}_grads`: ``xs: (B, T, N)``, ``labels: (B,)`` -> "
+                           "``(losses (B,), logits (B, M), gradient averaged over the batch)``; "
+                           f"the numbers of ``vmap({name}_grads)`` then a mean.")
+    return batch_grads
