@@ -1,0 +1,129 @@
+"""Every system on one page (gridlib.compare) and what each costs to hold (gridlib.footprint):
+rows, refusals, parameter counts by hand, state counts."""
+
+import json
+
+import pytest
+
+from gridlib import compare, footprint, index, results
+
+
+def _write(root, name, config, metrics, seed=0, history=None, cores=2):
+    path = root / "results" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prov = {"command": f"python -m gridlib x --seed {seed}", "git_commit": "a" * 40, "git_dirty": False,
+            "date_utc": "2026-01-01T00:00:00+00:00", "cpu_count": cores, "jax_backend": "cpu",
+            "seed": seed, "scale": "full"}
+    path.write_text(json.dumps({"name": name, "provenance": prov, "config": config, "metrics": metrics,
+                                "history": history, "extra": None}))
+
+
+def _row(**kw):
+    h = index.Headline("Sys", "net", "notebooks/99-x", "sys/net_seed*", {"epochs": 5, "provenance.scale": "full"},
+                       index.seed_values("test_acc"), command="python -m gridlib sys --seed S")
+    base = dict(headline=h, network="net", task="MNIST", rule="ep", optimizer="SGD",
+                params=lambda config: 7 * config["width"], no_published="none exists")
+    return compare.Row(**{**base, **kw})
+
+
+def test_a_row_averages_seeds_and_reads_size_time_and_cores(tmp_results):
+    for s, (acc, times) in enumerate(((0.80, [9.0, 2.0]), (0.82, [3.0, 1.0]), (0.84, [4.0, 5.0]))):
+        _write(tmp_results, f"sys/net_seed{s}", {"epochs": 5, "width": 3, "batch_size": 20, "seed": s},
+               {"test_acc": acc}, seed=s, history={"epoch_time_s": times})
+    m = compare.measure(_row())
+    assert m.accuracies == [0.80, 0.82, 0.84] and m.params == 21 and m.state is None
+    assert m.epoch_s == 3.5 and m.cores == (2,) and m.seeds_per_process == 1  # median of all six epochs
+    row = compare.table_rows([m], link=False)[0]
+    assert row["test accuracy"] == "82.0 ± 2.0 % (n=3)" and row["training"] == "SGD, batch 20"
+    assert row["parameters"] == "21" and row["state / parameter"] == "–" and row["s / epoch"] == "3.5"
+    assert row["published"] == "none: none exists"
+
+
+def test_a_row_refuses_to_average_records_that_differ_in_more_than_the_seed(tmp_results):
+    _write(tmp_results, "sys/net_seed0", {"epochs": 5, "width": 3, "lr": 0.1, "seed": 0}, {"test_acc": 0.8})
+    _write(tmp_results, "sys/net_seed1", {"epochs": 5, "width": 3, "lr": 0.2, "seed": 1}, {"test_acc": 0.9}, seed=1)
+    with pytest.raises(results.ResultsError, match="lr"):
+        compare.measure(_row())
+
+
+def test_a_row_refuses_a_record_of_another_configuration(tmp_results):
+    _write(tmp_results, "sys/net_seed0", {"epochs": 6, "width": 3}, {"test_acc": 0.8})
+    with pytest.raises(results.ResultsError, match="epochs"):
+        compare.measure(_row())
+
+
+def test_a_row_not_run_yet_shows_its_command_in_every_column_layout(tmp_results):
+    m = compare.measure(_row())
+    assert m.accuracies is None and m.params is None
+    row = compare.table_rows([m], link=False)[0]
+    assert tuple(row) == compare.COLUMNS
+    assert row["test accuracy"] == "not run yet: `python -m gridlib sys --seed S`"
+
+
+@pytest.mark.parametrize(("count", "config", "by_hand"), [
+    (footprint.mlp_params, {"sizes": [4, 3, 2]}, 4 * 3 + 3 + 3 * 2 + 2),
+    (footprint.ep_params, {"sizes": [3, 2, 1]}, 3 * 2 + 2 + 2 * 1 + 1),
+    (footprint.filtergrid_params, {"grid": [2, 3], "rule": "snap1", "optimizer": "adam"}, 4 * 2 * 3),
+    # w_in 784 x H, b_in H, grid weights and biases W x H each, w_out H x 10, b_out 10
+    (footprint.neuralgrid_params, {"height": 2, "width": 3}, 784 * 2 + 2 + 2 * 3 * 2 + 2 * 10 + 10),
+    # weights and biases per slice pixel, then the 784 -> 10 head
+    (footprint.neuralgrid_params, {"n_layers": 2}, 2 * 2 * 28 * 28 + 784 * 10 + 10),
+    # cells: 27 weights + bias + residual scale per cell; embed, LN gain and bias per cell;
+    # readout LN gain and bias per face cell, face -> 10 linear
+    (footprint.gridnet_params, {"grid": 4, "block": 2, "inner": 1, "outer": 1}, 29 * 64 + 3 * 64 + 2 * 16 + 16 * 10 + 10),
+    # 1 -> 53, five 53 -> 53, 53 -> 10 (17 fast + 36 slow units)
+    (footprint.gle_params, {"setup": {"arch": "e2e15k"}}, (53 + 53) + 5 * (53 * 53 + 53) + (53 * 10 + 10)),
+    # the lag-net is fixed: 10 -> 60 -> 60 -> 10 learns
+    (footprint.gle_params, {"setup": {"arch": "static", "tau": 2.0}}, (10 * 60 + 60) + (60 * 60 + 60) + (60 * 10 + 10)),
+], ids=["mlp", "ep", "filtergrid", "neuralgrid", "neuralgrid3d", "gridnet", "gle", "gle-static"])  # fmt: skip
+def test_parameter_counts_match_a_count_by_hand(count, config, by_hand):
+    assert count(config) == by_hand
+
+
+def test_gle_state_counts_the_error_path_of_the_layers_that_learn():
+    # e2e15k: per hidden layer v and r' (53 each) and the error from the layer above (53);
+    # the output layer v and r' (10 each), nothing above it
+    e2e = {"setup": {"arch": "e2e15k"}}
+    assert footprint.gle_state_per_parameter(e2e) == (6 * 3 * 53 + 2 * 10) / footprint.gle_params(e2e)
+    # static: instantaneous errors (no v); r' of the three learning layers, errors from above
+    static = {"setup": {"arch": "static", "tau": 2.0}}
+    assert footprint.gle_state_per_parameter(static) == (60 + 60 + 60 + 60 + 10) / footprint.gle_params(static)
+
+
+def test_the_filter_grid_state_is_the_rules_own():
+    from gridlib.filtergrid import state_floats_per_parameter
+
+    config = {"grid": [28, 10], "rule": "snap1"}
+    assert footprint.filtergrid_state_per_parameter(config) == state_floats_per_parameter("snap1", 28, 10) == 2.75
+    bptt = footprint.filtergrid_state_per_parameter({**config, "rule": "bptt"})
+    assert bptt == footprint.ROWWISE_STEPS * 28 * 10 / (4 * 28 * 10)
+
+
+def test_every_rule_is_classified_and_every_grid_rule_named():
+    from gridlib.filtergrid import TEMPORAL_RULES
+
+    assert all(r.reads in compare.LOCALITY and r.why for r in compare.RULES.values())
+    assert set(TEMPORAL_RULES) <= set(compare.RULES)
+
+
+def test_every_row_has_published_results_and_a_published_number_or_a_reason():
+    rows = compare.rows()
+    for r in rows:
+        assert results.names(r.headline.pattern), f"no published results for {r.headline.pattern}"
+        h = r.headline
+        assert h.ep_range or (h.published is not None and 0 < h.published <= 1) or r.no_published, h.pattern
+        assert r.rule in compare.RULES
+    assert {h.pattern for h in index.HEADLINES} <= {r.headline.pattern for r in rows}, \
+        "a headline of the landing page has no row"
+
+
+def test_labels_of_nearly_coinciding_points_are_shared():
+    groups = compare._clusters([(1, 0.0, 0.0), (2, 0.03, 0.02), (3, 0.5, 0.5), (4, 0.07, 0.0)])
+    assert sorted(groups) == [[1, 2, 4], [3]]
+
+
+def test_short_published_text_drops_the_ep_explanation():
+    h = index.HEADLINES[2]
+    assert h.ep_range
+    assert index.published_text(h, short=True) == "2–3\u00a0% test error"
+    assert index.published_text(h).startswith(index.published_text(h, short=True) + ", ")
