@@ -345,7 +345,9 @@ def original_claims(rows: list[dict], threshold: float = BREAK) -> list[dict]:
     smallest value.
     """
     by = {s: [r for r in rows if r["sweep"] == s] for s in dict.fromkeys(r["sweep"] for r in rows)}
-    worst = {s: max(rs, key=lambda r: r["drop"]) for s, rs in by.items()}
+    # the worst perturbed condition of each sweep (the unperturbed one is the reference, drop 0)
+    worst = {s: max([r for r in rs if r["value"] != 0] or rs, key=lambda r: r["drop"])
+             for s, rs in by.items()}
     out = []
 
     def fmt(r: dict) -> str:
