@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 import pytest
 
 
-@pytest.fixture
-def x64():
-    """Run a test in float64 (the library's default dtype stays float32 elsewhere)."""
+@contextlib.contextmanager
+def _float64():
     previous = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", True)
     try:
         yield
     finally:
         jax.config.update("jax_enable_x64", previous)
+
+
+@pytest.fixture
+def x64():
+    """Run a test in float64 (the library's default dtype stays float32 elsewhere)."""
+    with _float64():
+        yield
+
+
+@pytest.fixture(scope="module")
+def float64_module():
+    """Run a whole test module in float64 (``pytestmark = pytest.mark.usefixtures(...)``), and
+    restore the setting for the other modules afterwards."""
+    with _float64():
+        yield
 
 
 @pytest.fixture

@@ -30,17 +30,12 @@ def _problem(n=4, m=3, t=6, seed=0, dtype=jnp.float64):
     return params, xs
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _float64_module():
-    """Every check here runs in float64 (restored afterwards for the other test modules)."""
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
+# every check here runs in float64 (tests/conftest.py restores the setting afterwards)
+pytestmark = pytest.mark.usefixtures("float64_module")
 
 
 @pytest.fixture(scope="module")
-def computed(_float64_module):
+def computed(float64_module):
     """One (4 x 3, T = 6) problem through every rule, computed once for the whole module."""
     params, xs = _problem(4, 3, 6)
     out = {"params": params, "xs": xs}

@@ -40,17 +40,12 @@ KNOBS = {"leak": 0.2, "gain_pos": 0.8, "gain_neg": 1.25, "subtraction": 0.1, "tr
 F64 = jnp.float64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _float64_module():
-    """Every check here runs in float64 (restored afterwards for the other test modules)."""
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
+# every check here runs in float64 (tests/conftest.py restores the setting afterwards)
+pytestmark = pytest.mark.usefixtures("float64_module")
 
 
 @pytest.fixture(scope="module")
-def problem():
+def problem(float64_module):
     params = init_params(jax.random.PRNGKey(1), 4, 3, dtype=F64)
     xs = jax.random.normal(jax.random.PRNGKey(2), (3, 7, 4), F64)
     return params, xs, jnp.array([0, 1, 2])

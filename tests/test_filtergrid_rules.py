@@ -31,13 +31,8 @@ from gridlib.filtergrid.tbptt import tbptt_batch_grads, tbptt_grads
 MODES = ("sum", "per_t")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _float64_module():
-    """Every check here runs in float64 (restored afterwards for the other test modules)."""
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
+# every check here runs in float64 (tests/conftest.py restores the setting afterwards)
+pytestmark = pytest.mark.usefixtures("float64_module")
 
 
 def _problem(n, m, t, seed=0):
@@ -71,7 +66,7 @@ HUB = {"bptt": bptt_grads, **{f"snap{n}": fn for n, fn in SNAP.items()}}
 
 
 @pytest.fixture(scope="module")
-def hub(_float64_module):
+def hub(float64_module):
     """4 x 4, T = 10, four random problems: BPTT and SnAP-0/1/2 in both loss modes, compiled
     once. Array ``(draw, rule, mode, 4 N M)``, rules in the order of ``HUB``."""
 
