@@ -44,11 +44,15 @@ class Task(NamedTuple):
             ensemble). Must be jit-able.
         eval_step: ``(state, x, y) -> sums``: per-example metrics summed over the batch
             (e.g. ``{"loss": sum of losses, "acc": number correct}``). Must be jit-able.
+        compiler_options: XLA options :func:`fit` compiles the two steps with (``jax.jit``'s
+            ``compiler_options``), e.g. :data:`gridlib.gle.packed.COMPILER_OPTIONS`; they change
+            how fast the steps run, never what they compute beyond float rounding.
     """
 
     init: Callable[[jax.Array], State]
     train_step: Callable[[State, jax.Array, jax.Array, jax.Array], tuple[State, Metrics]]
     eval_step: Callable[[State, jax.Array, jax.Array], Metrics]
+    compiler_options: Mapping[str, Any] | None = None
 
 
 class Run(NamedTuple):
@@ -99,11 +103,12 @@ def _check_finite(metrics: Mapping[str, np.ndarray], epoch: int, first_step: int
             )
 
 
-def make_epoch_chunk(train_step: Callable) -> Callable:
+def make_epoch_chunk(train_step: Callable, compiler_options: Mapping[str, Any] | None = None) -> Callable:
     """``(state, xs, ys, steps, key) -> (state, stacked metrics)``: ``K`` minibatches in one scan.
 
     ``xs: (K, B, ...)``, ``ys: (K, B)``, ``steps: (K,)`` global step numbers; each step's key is
     ``fold_in(key, step)`` so that the randomness does not depend on how steps are chunked.
+    ``compiler_options`` go to ``jax.jit`` (:attr:`Task.compiler_options`).
     """
 
     def chunk(state, xs, ys, steps, key):
@@ -113,7 +118,7 @@ def make_epoch_chunk(train_step: Callable) -> Callable:
 
         return jax.lax.scan(body, state, (xs, ys, steps))
 
-    return jax.jit(chunk)
+    return jax.jit(chunk, compiler_options=dict(compiler_options) if compiler_options else None)
 
 
 def evaluate(
@@ -236,8 +241,9 @@ def fit(
             starts = [*starts, {**session.start, "from_epoch": start_epoch}]
         last_epoch = epochs if stop_after is None else min(epochs, start_epoch + stop_after)
 
-        chunk_fn = make_epoch_chunk(task.train_step)
-        eval_fn = jax.jit(task.eval_step)
+        options = dict(task.compiler_options) if task.compiler_options else None
+        chunk_fn = make_epoch_chunk(task.train_step, options)
+        eval_fn = jax.jit(task.eval_step, compiler_options=options)
         bar = tqdm(
             total=epochs * n_batches,
             initial=min(start_epoch, epochs) * n_batches,

@@ -54,8 +54,8 @@ def _worker(out: Path) -> None:  # pragma: no cover - runs in the subprocess
     placed: list[list[int]] = []
     real_chunk = experiment.make_epoch_chunk
 
-    def spying_chunk(step):
-        chunk, first = real_chunk(step), []
+    def spying_chunk(step, *options):
+        chunk, first = real_chunk(step, *options), []
 
         def call(state, *args):
             if not first:

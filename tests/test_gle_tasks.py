@@ -1,5 +1,7 @@
 """GLE tasks: adjoint and BPTT baselines, LagLine learning, MNIST-1D networks and ensembles."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -124,6 +126,101 @@ def test_ensemble_task_equals_separate_seeds():
         task.train_step(st, x[:, :5], y, None)
     with pytest.raises(ValueError, match="schedule needs"):
         m1d.make_task(setup._replace(schedule=True), (0,), n_train=8)
+
+
+def _stepwise_adam(net, opt, dyn, xs, target, cfg, lr):
+    """The per-layer reference of :func:`gridlib.gle.packed.online_adam`."""
+
+    def body(carry, x_t):
+        net, opt, dyn, out_sum, loss_sum = carry
+        dyn, g, so = gle.step(net, dyn, x_t, target, cfg)
+        upd, opt = m1d.ADAM.update(g, opt)
+        net = jax.tree.map(lambda p, u: p - lr * u, net, upd)
+        return (net, opt, dyn, out_sum + so.out, loss_sum + gle.loss_value(so.out, target, cfg)), None
+
+    zeros = jnp.zeros(target.shape, xs.dtype)
+    return jax.lax.scan(body, (tuple(net), opt, tuple(dyn), zeros, zeros[:, 0]), xs)[0]
+
+
+PACKED_CASES = {
+    # name: (layer sizes, activations, config overrides)
+    "e2e-like": ((1, 5, 5, 5, 5, 3), ("linear", "tanh", "tanh", "tanh", "linear"), {"loss": "ce"}),
+    "carried slopes, soma feedback": ((2, 4, 4, 3), ("softplus", "softplus", "sigmoid"), {"gamma": 0.3}),
+    "instantaneous errors, frozen layers": ((1, 4, 4, 4, 6, 3), ("linear",) * 3 + ("tanh", "linear"),
+                                            {"prospective_errors": False, "loss": "ce",
+                                             "plastic": (False,) * 3 + (True,) * 2}),
+    "one layer": ((3, 2), ("sigmoid",), {}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(PACKED_CASES))
+def test_packed_online_adam_equals_stepwise(x64, case):
+    """The packed layout (feature-major, layers stacked, bias folded in, slopes from rates) gives
+    the per-layer scan's parameters, Adam moments, dynamic state and outputs to float rounding,
+    from a zero state (whose slopes are not a function of its rates) and from a running one."""
+    from gridlib.gle import packed
+
+    sizes, acts, over = PACKED_CASES[case]
+    keys = jax.random.split(jax.random.PRNGKey(len(case)), len(sizes))
+    taus = jnp.linspace(0.3, 1.1, max(sizes))
+    net = tuple(gle.make_layer(k, n_in, n_out, taus[:n_out], taus[:n_out][::-1] * 0.5 + 0.2, dtype=jnp.float64)
+                for k, n_in, n_out in zip(keys[1:], sizes[:-1], sizes[1:], strict=True))  # fmt: skip
+    cfg = gle.Config(activations=acts, dt=0.2, **over)
+    gle.validate(net, cfg)
+    batch, steps = 3, 7
+    rng = np.random.default_rng(1)
+    xs = jnp.asarray(rng.normal(size=(steps, batch, sizes[0])))
+    target = jax.nn.softmax(jnp.asarray(rng.normal(size=(batch, sizes[-1]))), axis=-1)
+    lr = jnp.asarray(0.05)
+    run_packed = jax.jit(lambda *a: packed.online_adam(*a, xs, target, cfg, lr, m1d.ADAM))
+    run_ref = jax.jit(lambda *a: _stepwise_adam(*a, xs, target, cfg, lr))
+    state = (net, m1d.ADAM.init(net), gle.init_state(net, batch))
+    for _ in range(2):  # the second call starts from a running state
+        got, want = run_packed(*state[:3]), run_ref(*state[:3])
+        assert jax.tree.structure(got) == jax.tree.structure(want)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
+        state = want[:3]
+
+
+def test_mnist1d_train_batch_packed_and_stepwise_agree(x64):
+    """``train_batch`` (packed) equals ``train_batch_stepwise`` over two minibatches, metrics and
+    the whole seed state included; a config the packed form does not cover is refused by it."""
+    from gridlib.gle import packed
+
+    setup = m1d.setup_for("e2e15k", n_fast=3, n_slow=4, n_hidden=2, seq_len=9, batch=4, schedule=False)
+    cfg = m1d.net_config(setup)
+    rng = np.random.default_rng(0)
+    x, y = jnp.asarray(rng.normal(size=(4, 9))), jnp.asarray(rng.integers(0, 10, 4))
+    s_new = s_old = m1d.seed_init(jax.random.PRNGKey(5), setup, jnp.float64)
+    new = jax.jit(partial(m1d.train_batch, x=x, y=y, cfg=cfg, setup=setup))
+    old = jax.jit(partial(m1d.train_batch_stepwise, x=x, y=y, cfg=cfg, setup=setup))
+    for _ in range(2):
+        (s_new, m_new), (s_old, m_old) = new(s_new), old(s_old)
+    for a, b in zip(jax.tree.leaves((s_new, m_new)), jax.tree.leaves((s_old, m_old)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
+    tau_cfg = cfg._replace(learn_tau=True)
+    assert packed.supports(cfg) and not packed.supports(tau_cfg)
+    with pytest.raises(ValueError, match="learn_tau"):
+        packed.online_adam(s_new.net, s_new.opt, s_new.dyn, x.T[..., None], jax.nn.one_hot(y, 10),
+                           tau_cfg, 0.1, m1d.ADAM)  # fmt: skip
+
+
+def test_ensemble_seed_loops_agree():
+    """``lax.map`` over seeds (one device) and ``vmap`` (a split seed axis) give the same numbers."""
+    setup = m1d.setup_for("e2e15k", n_fast=3, n_slow=4, n_hidden=1, seq_len=12, batch=4,
+                          schedule=False)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(4, 12)).astype(np.float32), rng.integers(0, 10, 4)
+    runs = {}
+    for loop in ("map", "vmap"):
+        task = m1d.make_task(setup, (3, 4), n_train=8, seed_loop=loop)
+        runs[loop] = jax.jit(task.train_step, compiler_options=task.compiler_options)(
+            task.init(None), x, y, None)
+    for a, b in zip(jax.tree.leaves(runs["map"]), jax.tree.leaves(runs["vmap"]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="seed_loop"):
+        m1d.make_task(setup, (3,), n_train=8, seed_loop="pmap")
 
 
 # --------------------------------------------------------------------------------------------

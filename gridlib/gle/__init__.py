@@ -5,6 +5,8 @@ Modules:
 - :mod:`gridlib.gle.model`       layers, the synchronous Euler step (with the local GLE errors and
   gradients), transfer functions (re-exported here)
 - :mod:`gridlib.gle.online`      the GLE rule run online: an optimiser step at every time step
+- :mod:`gridlib.gle.packed`      the same online update with Adam in a layout built for CPU
+  throughput (feature-major, layers stacked), as the MNIST-1D runs use it
 - :mod:`gridlib.gle.reference`   naive loops the tests compare the library with
 - :mod:`gridlib.gle.symbolic`    sympy forms of the operators, transfer functions and Euler step
 - :mod:`gridlib.gle.bptt`        (truncated) BPTT through the same dynamics, and the exact adjoint

@@ -116,7 +116,8 @@ def mnist1d(arch: str = "e2e15k", seeds: str = "12,34,56,78,98,76,54,32,42,69", 
     n_train = n_train if n_train > 0 else scale.pick(ci=400, full=4000)
     n_test = n_test if n_test > 0 else scale.pick(ci=200, full=1000)
     splits = data.load_mnist1d(n_train=n_train, n_test=n_test, final_seq_length=setup.seq_len)
-    task = m1d.make_task(setup, seed_list, len(splits.x_train), splits.x_test, splits.y_test)
+    task = m1d.make_task(setup, seed_list, len(splits.x_train), splits.x_test, splits.y_test,
+                         seed_loop="vmap" if n_devices > 1 else "map")  # a split seed axis needs vmap
     task = devices.shard_ensemble_task(task, devices.local_mesh(n_devices), len(seed_list))
     name = mnist1d_result_name(arch, seed_list)
     config = {"setup": setup._asdict(), "seeds": seed_list, "epochs": epochs,

@@ -18,20 +18,23 @@ Networks:
   Equilibrium MLP (``tau_m = tau_r = 2``) with instantaneous errors; the lag-net state restarts
   from zero for every batch.
 
-The ensemble of seeds is trained at once with ``vmap`` (one ``(S, ...)`` state, metrics of shape
-``(S,)``); the seeds share the minibatch order and differ in initialisation.
+The ensemble of seeds is trained in one call (one ``(S, ...)`` state, metrics of shape ``(S,)``):
+seed after seed with ``lax.map`` on one device (each seed's state stays in cache), or with
+``vmap`` when the seed axis is split over several devices; the seeds share the minibatch order
+and differ in initialisation.
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gridlib.gle import packed
 from gridlib.gle.model import (
     Config,
     Layer,
@@ -236,9 +239,30 @@ def _time_major(x: jax.Array, seq_len: int) -> jax.Array:
 def train_batch(s: SeedState, x: jax.Array, y: jax.Array, cfg: Config, setup: Setup):
     """Stream one minibatch ``x: (B, T)``, ``y: (B,)`` through the network, learning online.
 
-    Returns ``(state, metrics)`` with the mean per-step loss and the accuracy of the summed
-    output over the batch.
+    One :func:`gridlib.gle.model.step` and one Adam step per time step, run in the packed layout
+    of :func:`gridlib.gle.packed.online_adam` (same numbers as :func:`train_batch_stepwise` up
+    to float rounding, faster on a CPU: ``benchmarks/gle.py``); networks it does not cover take the
+    per-layer form. Returns ``(state, metrics)`` with the mean per-step loss and the accuracy of
+    the summed output over the batch.
     """
+    if not packed.supports(cfg):
+        return train_batch_stepwise(s, x, y, cfg, setup)
+    if setup.arch == "static":  # the lag-net restarts from rest for every batch
+        s = s._replace(dyn=init_state(s.net, x.shape[0], x.dtype))
+    target = jax.nn.one_hot(y, 10, dtype=x.dtype)
+    net, opt, dyn, out_sum, loss_sum = packed.online_adam(
+        s.net, s.opt, s.dyn, _time_major(x, setup.seq_len), target, cfg, s.sched.lr, ADAM
+    )
+    return s._replace(net=net, opt=opt, dyn=dyn), _batch_metrics(out_sum, loss_sum, y, setup)
+
+
+def _batch_metrics(out_sum, loss_sum, y, setup: Setup) -> dict[str, jax.Array]:
+    return {"loss": jnp.mean(loss_sum) / setup.seq_len, "acc": jnp.mean(jnp.argmax(out_sum, -1) == y)}
+
+
+def train_batch_stepwise(s: SeedState, x: jax.Array, y: jax.Array, cfg: Config, setup: Setup):
+    """:func:`train_batch` in the per-layer form: a ``lax.scan`` of :func:`gridlib.gle.model.step`
+    and ``ADAM``, batch-major (the reference the packed form is tested and timed against)."""
     if setup.arch == "static":  # the lag-net restarts from rest for every batch
         s = s._replace(dyn=init_state(s.net, x.shape[0], x.dtype))
     xs = _time_major(x, setup.seq_len)
@@ -256,11 +280,7 @@ def train_batch(s: SeedState, x: jax.Array, y: jax.Array, cfg: Config, setup: Se
     (net, opt, dyn, out_sum, loss_sum), _ = jax.lax.scan(
         body, (s.net, s.opt, s.dyn, zeros_out, zeros_l), xs
     )
-    metrics = {
-        "loss": jnp.mean(loss_sum) / setup.seq_len,
-        "acc": jnp.mean(jnp.argmax(out_sum, -1) == y),
-    }
-    return s._replace(net=net, opt=opt, dyn=dyn), metrics
+    return s._replace(net=net, opt=opt, dyn=dyn), _batch_metrics(out_sum, loss_sum, y, setup)
 
 
 def eval_batch(s: SeedState, x: jax.Array, y: jax.Array, cfg: Config, setup: Setup):
@@ -291,16 +311,26 @@ class EnsembleState(NamedTuple):
     count: jax.Array
 
 
-def make_task(setup: Setup, seeds, n_train: int, x_sched=None, y_sched=None, dtype=jnp.float32):
-    """A :class:`gridlib.experiment.Task` training ``len(seeds)`` networks at once.
+#: How an ensemble steps through its seeds: one after another (``map``: fastest on one CPU
+#: device) or all at once (``vmap``: what a seed axis split over several devices needs).
+SeedLoop = Literal["map", "vmap"]
+
+
+def make_task(setup: Setup, seeds, n_train: int, x_sched=None, y_sched=None, dtype=jnp.float32,
+              seed_loop: SeedLoop = "map"):  # fmt: skip
+    """A :class:`gridlib.experiment.Task` training ``len(seeds)`` networks in one call.
 
     ``seeds`` seed the initialisations (``PRNGKey(seed)`` each, independent of ``fit``'s key).
     With ``setup.schedule``, the learning rate of every seed follows ReduceLROnPlateau on the
     loss over ``(x_sched, y_sched)`` (the published runs use the test set), evaluated at the
     start of every epoch but the first, exactly as an evaluation between epochs would be; the
-    evaluation also advances the dynamic state, as in the original protocol.
+    evaluation also advances the dynamic state, as in the original protocol. ``seed_loop``
+    (:data:`SeedLoop`) picks how a training step runs through the seeds; the numbers are the same.
     """
     from gridlib.experiment import Task
+
+    if seed_loop not in get_args(SeedLoop):
+        raise ValueError(f"unknown seed_loop {seed_loop!r}; use one of {get_args(SeedLoop)}")
 
     seeds = tuple(int(s) for s in seeds)
     if not seeds:
@@ -333,11 +363,12 @@ def make_task(setup: Setup, seeds, n_train: int, x_sched=None, y_sched=None, dty
         if setup.schedule:
             new_epoch = (state.count > 0) & (state.count % n_batches == 0)
             s = jax.lax.cond(new_epoch, schedule, lambda a: a, s)
-        s, metrics = jax.vmap(lambda si: train_batch(si, x.astype(dtype), y, cfg, setup))(s)
+        one = partial(train_batch, x=x.astype(dtype), y=y, cfg=cfg, setup=setup)
+        s, metrics = jax.lax.map(one, s) if seed_loop == "map" else jax.vmap(one)(s)
         metrics["lr"] = s.sched.lr
         return EnsembleState(s, state.count + 1), metrics
 
     def eval_step(state: EnsembleState, x, y):
         return jax.vmap(lambda si: eval_batch(si, x.astype(dtype), y, cfg, setup)[0])(state.seeds)
 
-    return Task(init, train_step, eval_step)
+    return Task(init, train_step, eval_step, compiler_options=packed.COMPILER_OPTIONS)
