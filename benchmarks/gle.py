@@ -27,7 +27,8 @@ from other work on the machine only slows a timing down).
 (as each of the two processes of a reproduction on two cores could): on two cores XLA's
 thread pool runs small independent operations on both, which costs CPU time in hand-offs.
 
-Saves ``results/bench/gle.json`` (``GRIDLIB_RESULTS`` redirects it). Run:
+Saves ``results/bench/gle.json``, or ``results/bench/gle_one_core.json`` with ``--one-core``
+(``GRIDLIB_RESULTS`` redirects them). Run:
 ``python benchmarks/gle.py [n_seeds] [reps] [--one-core]``.
 """
 
@@ -172,7 +173,9 @@ def main(n_seeds: int = 10, reps: int = 3, n_batches: int = 1) -> dict:
           "alternating timings; CPU-seconds count only this process's time, so they stay "
           "meaningful on a shared machine)")
     print(", ".join(f"{k}: {v:.1f}" for k, v in ceilings.items()))
-    results.save("bench/gle", config={"arch": "e2e15k", "batch": setup.batch, "n_seeds": n_seeds,
+    # A pinned run is another configuration, kept beside the two-core one (never over it).
+    name = "bench/gle_one_core" if len(os.sched_getaffinity(0)) == 1 else "bench/gle"
+    results.save(name, config={"arch": "e2e15k", "batch": setup.batch, "n_seeds": n_seeds,
                                       "n_batches": n_batches, "reps": reps, "flops_per_seed_step": flops,
                                       "compiler_options": dict(options),
                                       "cores": len(os.sched_getaffinity(0))},

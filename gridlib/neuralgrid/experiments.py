@@ -27,7 +27,6 @@ from gridlib import data, results
 from gridlib.cli import experiment, require_memory
 from gridlib.experiment import Task, fit, run_dir_for
 from gridlib.neuralgrid.model import (
-    COMPILER_OPTIONS,
     check_positive,
     class_mean_activations,
     grid3d_apply,
@@ -139,10 +138,9 @@ def make_task(cfg: Config, steps_per_epoch: int, n_in: int = 784, n_classes: int
     cfg.validate()
     check_positive(steps_per_epoch=steps_per_epoch)
     opt = optax.adam(lr_schedule(cfg, steps_per_epoch))
-    task = supervised.supervised_task(
+    return supervised.supervised_task(
         lambda k: init_network(k, n_in, cfg.height, cfg.width, n_classes),
         lambda p, x: network_apply(p, x, form), opt)  # fmt: skip
-    return task._replace(compiler_options=COMPILER_OPTIONS)
 
 
 def make_task_3d(cfg: Config3D, steps_per_epoch: int, image_shape: tuple[int, int] = (28, 28),
@@ -150,10 +148,9 @@ def make_task_3d(cfg: Config3D, steps_per_epoch: int, image_shape: tuple[int, in
     """The 3-D network as a :class:`gridlib.experiment.Task`."""
     cfg.validate()
     check_positive(steps_per_epoch=steps_per_epoch)
-    task = supervised.supervised_task(
+    return supervised.supervised_task(
         lambda k: init_grid3d(k, image_shape, cfg.n_layers, n_classes), grid3d_apply,
         optax.adam(lr_schedule(cfg, steps_per_epoch)))  # fmt: skip
-    return task._replace(compiler_options=COMPILER_OPTIONS)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -19,14 +19,8 @@ fixed 3 x 3 box sum of ``w * x``.
 Speed: on a CPU, XLA evaluates ``jnp.sin`` and ``jnp.cos`` with scalar library calls (about 8 ns
 per element), which dominates a grid layer. :func:`sincos` computes both with one shared range
 reduction and short polynomials that XLA vectorises (about 1 ns per element for the pair, error
-below 2e-7 for ``|z| <= 1e5``). The layer's custom VJP keeps only the layer's input: the
-backward pass recomputes ``z`` and evaluates ``cos z`` once, which costs less than writing a
-second ``(W, B, H)`` stack of residuals in the forward pass and reading it back (and XLA fuses
-the forward's sine and the stored cosine into two separate polynomial evaluations anyway).
-The neighbour sums are XLA ``reduce_window`` sums: as concatenated shifts, XLA fused them into
-the polynomial's loop, which then no longer vectorises. In float64 the library functions are
-used. :data:`COMPILER_OPTIONS` (512-bit vectors where the CPU has them) speeds up the
-polynomials further; the tasks of :mod:`gridlib.neuralgrid.experiments` compile with them.
+below 2e-7 for ``|z| <= 1e5``); the layer's custom VJP stores ``cos z`` from the forward pass so
+the backward pass needs no transcendental at all. In float64 the library functions are used.
 """
 
 from __future__ import annotations
@@ -83,34 +77,21 @@ def sincos(z: Array) -> tuple[Array, Array]:
 # the grid layer, fast (shift-and-add) form
 
 
-#: XLA:CPU options the NeuralGrid tasks compile with (``jax.jit(..., compiler_options=...)``,
-#: :attr:`gridlib.experiment.Task.compiler_options`): 512-bit vectors where the CPU has them make
-#: :func:`sincos` about 1.4 times as fast. Other backends and CPUs without them ignore the option.
-COMPILER_OPTIONS = {"xla_cpu_prefer_vector_width": 512}
-
-
-def _window_sum(u: Array, axes: tuple[int, ...]) -> Array:
-    """Sum over a window of 3 centred on each element along ``axes``, zeros beyond the ends."""
-    window = [1] * u.ndim
-    padding = [(0, 0)] * u.ndim
-    for a in axes:
-        window[a], padding[a] = 3, (1, 1)
-    return jax.lax.reduce_window(u, jnp.zeros((), u.dtype), jax.lax.add, tuple(window),
-                                 (1,) * u.ndim, tuple(padding))  # fmt: skip
-
-
 def neighbour_sum(u: Array, axis: int = -1) -> Array:
-    """``v_i = u_{i-1} + u_i + u_{i+1}`` along ``axis``, zeros beyond the ends.
-
-    One ``reduce_window`` sum (shift-and-add written as concatenated shifts is as exact, but XLA
-    fuses the shifts into whatever consumes the sum and that loop no longer vectorises).
-    """
-    return _window_sum(u, (axis % u.ndim,))
+    """``v_i = u_{i-1} + u_i + u_{i+1}`` along ``axis``, zeros beyond the ends (shift-and-add)."""
+    axis = axis % u.ndim
+    n = u.shape[axis]
+    if n == 1:
+        return u
+    zero = jnp.zeros_like(jax.lax.slice_in_dim(u, 0, 1, axis=axis))
+    up = jnp.concatenate([jax.lax.slice_in_dim(u, 1, n, axis=axis), zero], axis=axis)  # u_{i+1}
+    down = jnp.concatenate([zero, jax.lax.slice_in_dim(u, 0, n - 1, axis=axis)], axis=axis)
+    return u + up + down
 
 
 def box_sum(u: Array) -> Array:
-    """3 x 3 neighbourhood sum over the last two axes, zero-padded (one ``reduce_window``)."""
-    return _window_sum(u, (u.ndim - 2, u.ndim - 1))
+    """3 x 3 neighbourhood sum over the last two axes, zero-padded: two shift-and-adds."""
+    return neighbour_sum(neighbour_sum(u, -1), -2)
 
 
 def preact_fast(x: Array, w: Array, b: Array) -> Array:
@@ -138,10 +119,9 @@ def _sine_layer(preact: Callable, local_sum: Callable, n_spatial: int, doc: str)
 
     The chain rule of the formula (checked against autodiff in the tests): ``delta = g cos z``,
     ``s = local_sum(delta)``, then ``dx = w s``, ``dw = sum_B x s``, ``db = sum_B delta``. The
-    local sum (a symmetric band or box of ones) is its own transpose. The forward pass keeps only
-    the layer's input; the backward pass recomputes ``z`` (the same operations, so the same
-    values) and its cosine. ``n_spatial`` trailing axes belong to the grid; the rest are batch
-    axes.
+    local sum (a symmetric band or box of ones) is its own transpose. ``cos z`` is kept from the
+    forward pass, so the backward pass evaluates no sine or cosine. ``n_spatial`` trailing axes
+    belong to the grid; the rest are batch axes.
     """
 
     @jax.custom_vjp
@@ -149,11 +129,12 @@ def _sine_layer(preact: Callable, local_sum: Callable, n_spatial: int, doc: str)
         return sincos(preact(x, w, b))[0]
 
     def fwd(x, w, b):
-        return sincos(preact(x, w, b))[0], (x, w, b)
+        a, c = sincos(preact(x, w, b))
+        return a, (x, w, c)
 
     def bwd(res, g):
-        x, w, b = res
-        delta = g * sincos(preact(x, w, b))[1]
+        x, w, c = res
+        delta = g * c
         s = local_sum(delta)
         batch_axes = tuple(range(x.ndim - n_spatial))
         return w * s, (x * s).sum(batch_axes), delta.sum(batch_axes)
