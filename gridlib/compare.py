@@ -21,7 +21,6 @@ itself lives in :mod:`gridlib.footprint`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -112,8 +111,6 @@ class Row(NamedTuple):
     no_published: str = ""
 
 
-_FILTERGRID_RUN = re.compile(r"filtergrid/(?P<rule>[a-z0-9_]+?)_(?P<opt>adam|sgd)_b(?P<batch>\d+)"
-                             r"_e(?P<epochs>\d+)_n60000_seed\d+")  # fmt: skip
 _OPTIMIZERS = {"adam": "Adam", "sgd": "per-group SGD"}
 
 
@@ -124,24 +121,28 @@ def _headline(pattern: str) -> index.Headline | None:
 def filtergrid_rows() -> list[Row]:
     """The filter grid's rules with published full-data row-wise MNIST runs, found by run name;
     each configuration one row (SnAP-1 first, then by rule, optimiser and budget)."""
-    from gridlib.filtergrid.summary import mnist_command, mnist_expect
+    from gridlib.filtergrid.summary import MNIST_RUNS, mnist_command, mnist_expect, parse_run_name
 
     found = set()
     for name in results.names("filtergrid/*_n60000_seed*"):
-        m = _FILTERGRID_RUN.fullmatch(name)
-        if m and m["rule"] in RULES:
-            found.add((m["rule"], m["opt"], int(m["batch"]), int(m["epochs"])))
+        parsed = parse_run_name(name)
+        if parsed and parsed[0].rule in RULES:
+            found.add(parsed[0])
     order = list(RULES)
     rows = []
-    for rule, opt, batch, epochs in sorted(found, key=lambda k: (order.index(k[0]), k[1], -k[3])):
-        pattern = f"filtergrid/{rule}_{opt}_b{batch}_e{epochs}_n60000_seed*"
+    for run in sorted(found, key=lambda r: (order.index(r.rule), r.optimizer, -r.epochs,
+                                             r.window or 0, r.every_step)):
+        pattern = run.name("*")
+        rule = RULES[run.rule].name + (f", K = {run.window}" if run.window is not None else "")
+        rule += ", a step per time step" if run.every_step else ""
         h = _headline(pattern) or index.Headline(
-            "Analog-filter grid", f"{RULES[rule].name} + {_OPTIMIZERS[opt]}, row-wise MNIST",
-            "notebooks/12-rowwise-mnist", pattern, mnist_expect(rule, opt, batch, epochs),
-            index.seed_values("test/acc"), command=mnist_command(rule, opt, batch, epochs, "S"))  # type: ignore[arg-type]
+            "Analog-filter grid", f"{rule} + {_OPTIMIZERS[run.optimizer]}, row-wise MNIST",
+            "notebooks/12-rowwise-mnist" if run in MNIST_RUNS.values() else "notebooks/60-temporal-rules",
+            pattern, mnist_expect(run),
+            index.seed_values("test/acc"), command=mnist_command(run, seed="S"))
         n, m = h.expect["grid"]
-        rows.append(Row(h, f"{n}×{m}", "row-wise MNIST", rule, _OPTIMIZERS[opt], footprint.filtergrid_params,
-                        footprint.filtergrid_state_per_parameter,
+        rows.append(Row(h, f"{n}×{m}", "row-wise MNIST", run.rule, _OPTIMIZERS[run.optimizer],
+                        footprint.filtergrid_params, footprint.filtergrid_state_per_parameter,
                         "" if h.published is not None else "the original ran SnAP-1 only"))  # fmt: skip
     return rows
 

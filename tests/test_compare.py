@@ -127,3 +127,19 @@ def test_short_published_text_drops_the_ep_explanation():
     assert h.ep_range
     assert index.published_text(h, short=True) == "2–3\u00a0% test error"
     assert index.published_text(h).startswith(index.published_text(h, short=True) + ", ")
+
+
+def test_filtergrid_run_names_parse_back_to_their_configuration():
+    """The compare table finds runs by name: every configuration must survive the round trip
+    (a rule name ending in a digit, like snap1, must not be read as a window)."""
+    from gridlib.filtergrid.summary import MNIST_RUNS, RULE_RUNS, MnistRun, mnist_expect, parse_run_name
+
+    runs = [*MNIST_RUNS.values(), *RULE_RUNS.values(), MnistRun("online_snap1", "sgd", 1, 3, None, True)]
+    for run in runs:
+        assert parse_run_name(run.name(2)) == (run, 60000, "2")
+        assert parse_run_name(run.name("*", 320)) == (run, 320, "*")
+    assert parse_run_name("filtergrid/robustness/all_e5_n6000_seed0") is None
+    assert parse_run_name("filtergrid/hebb_adam_b32_e10_n60000_seed0") is None
+    assert mnist_expect(MnistRun("tbptt", window=4))["window"] == 4
+    assert mnist_expect(MnistRun("online_snap1"))["loss"] == "per_t"
+    assert "window" not in mnist_expect("snap1", "adam", 32, 10)

@@ -37,9 +37,12 @@ from gridlib.filtergrid.model import (
 )
 from gridlib.filtergrid.online import (
     OnlineCarry,
+    OnlineLearning,
     online_snap1_batch_grads,
+    online_snap1_batch_learn,
     online_snap1_grads,
     online_snap1_init,
+    online_snap1_learn,
     online_snap1_step,
     online_snap1_step_grads,
 )
@@ -72,9 +75,12 @@ __all__ = [
     "init_params",
     "loss_from_readout",
     "make_routing",
+    "OnlineLearning",
     "online_snap1_batch_grads",
+    "online_snap1_batch_learn",
     "online_snap1_grads",
     "online_snap1_init",
+    "online_snap1_learn",
     "online_snap1_step",
     "online_snap1_step_grads",
     "predict",

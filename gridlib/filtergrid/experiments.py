@@ -102,6 +102,7 @@ def make_task(
     n_rows: int = 28, n_cols: int = 10, n_inputs: int = 28, gain: float = 10.0,
     pixel_scale: float = MNIST_PIXEL_SCALE, loss_mode: str = "sum", tau_min: float = 1e-3,
     tau_max: float = 20e-3, dt: float = DT, window: int | None = None,
+    update_every_step: bool = False,
 ):
     """The :class:`gridlib.experiment.Task` for sequence classification with the grid.
 
@@ -109,12 +110,20 @@ def make_task(
     (:func:`~gridlib.filtergrid.model.make_routing`) from one key; ``train_step`` takes the batch
     mean of the chosen rule's per-example gradient and applies the optimiser once; metrics are
     the batch-mean loss and accuracy. ``window``: truncated BPTT's ``K`` (``rule="tbptt"`` only).
+    ``update_every_step`` (``rule="online_snap1"``, ``loss_mode="per_t"`` only): the optimiser
+    steps at every time step instead, inside the sequence
+    (:func:`~gridlib.filtergrid.online.online_snap1_batch_learn`); the metrics are then those
+    computed on the fly, with the parameters changing along the sequence.
     """
     from gridlib.experiment import Task
+    from gridlib.filtergrid.online import online_snap1_batch_learn
 
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     check_loss_mode(loss_mode)
+    if update_every_step and (rule, loss_mode) != ("online_snap1", "per_t"):
+        raise ValueError(f"update_every_step needs rule='online_snap1' and loss_mode='per_t' "
+                         f"(got rule={rule!r}, loss_mode={loss_mode!r})")
     rule_batch_grads(rule, window)  # refuses a missing or stray window now, not inside jit
     opt = make_optimizer(optimizer, lr, eta0)
 
@@ -125,6 +134,11 @@ def make_task(
     def train_step(state, x, y, key):
         del key  # the rule and the optimiser are deterministic
         seqs = sequences(state.routing, x, n_inputs, gain, pixel_scale)
+        if update_every_step:
+            out = online_snap1_batch_learn(opt, state.params, state.opt_state, seqs, y, dt)
+            acc = jnp.mean(jnp.argmax(out.logits, -1) == y)
+            return (TrainState(out.params, out.opt_state, state.routing),
+                    {"loss": out.losses.mean(), "acc": acc})
         losses, logits, grads = batch_grads(rule, state.params, seqs, y, loss_mode, dt, window)
         updates, opt_state = opt.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -139,10 +153,12 @@ def make_task(
 
 
 def run_name(rule: str, optimizer: str, batch_size: int, epochs: int, n_train: int,
-             seed: int, window: int | None = None) -> str:
+             seed: int, window: int | None = None, update_every_step: bool = False) -> str:
     """Results name, e.g. ``filtergrid/snap1_adam_b32_e10_n60000_seed0`` (``tbptt4_...`` for
-    truncated BPTT with a window of 4)."""
+    truncated BPTT with a window of 4, ``online_snap1_everystep_...`` for online SnAP-1 with
+    an update at every time step)."""
     label = f"{rule}{window}" if rule == "tbptt" else rule
+    label += "_everystep" if update_every_step else ""
     return f"filtergrid/{label}_{optimizer}_b{batch_size}_e{epochs}_n{n_train}_seed{seed}"
 
 
@@ -293,6 +309,7 @@ def _register() -> None:
         epochs: int = 10, batch_size: int = 32, n_train: int = 60000, n_test: int = 10000,
         seed: int = 0, gain: float = 10.0, tau_min: float = 1e-3, tau_max: float = 20e-3,
         window: int = 0, steps_per_call: int = 0, progress: bool = True, name: str = "",
+        update_every_step: bool = False,
     ) -> dict:
         """Row-wise MNIST on the 28x10 analog-filter grid, by any temporal rule (Adam / SGD).
 
@@ -305,21 +322,29 @@ def _register() -> None:
             rule: snap1, snap0, snap2, bptt, rtrl, tbptt (with --window) or online_snap1
                 (trained on the per-step loss, the one it can compute online).
             window: truncated BPTT's window K (rule tbptt only).
+            update_every_step: online_snap1 only: the optimiser steps at every time step,
+                inside the sequence (its gradient scaled by 1/T), not once per sequence.
         """
         from gridlib import data, experiment, results
 
         if (rule == "tbptt") != (window > 0):
             raise ValueError(f"--window K >= 1 goes with --rule tbptt and only with it "
                              f"(got --rule {rule} --window {window})")
+        if update_every_step and rule != "online_snap1":
+            raise ValueError(f"--update-every-step true goes with --rule online_snap1 only "
+                             f"(got --rule {rule})")
         loss = "per_t" if rule == "online_snap1" else "sum"
         splits = data.load_mnist(n_train=n_train, n_test=n_test)
         config = dict(rule=rule, optimizer=optimizer, lr=lr, eta0=eta0, epochs=epochs,
                       batch_size=batch_size, n_train=n_train, n_test=n_test, gain=gain,
                       tau_min=tau_min, tau_max=tau_max, grid=[28, 10], dt=DT, loss=loss,
-                      pixel_scale=MNIST_PIXEL_SCALE, **({"window": window} if window else {}))
+                      pixel_scale=MNIST_PIXEL_SCALE, **({"window": window} if window else {}),
+                      **({"update_every_step": True} if update_every_step else {}))
         task = make_task(rule=rule, optimizer=optimizer, lr=lr, eta0=eta0, gain=gain,
-                         tau_min=tau_min, tau_max=tau_max, loss_mode=loss, window=window or None)
-        name = name or run_name(rule, optimizer, batch_size, epochs, n_train, seed, window or None)
+                         tau_min=tau_min, tau_max=tau_max, loss_mode=loss, window=window or None,
+                         update_every_step=update_every_step)
+        name = name or run_name(rule, optimizer, batch_size, epochs, n_train, seed, window or None,
+                                update_every_step)
         run = experiment.fit(task, splits, epochs=epochs, batch_size=batch_size, seed=seed,
                              run_dir=experiment.run_dir_for(name), name=name,
                              steps_per_call=steps_per_call or None, eval_on=("test",),

@@ -3,6 +3,7 @@ published row-wise MNIST runs gathered into the rows the chapter shows."""
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 import jax
@@ -60,35 +61,103 @@ def gradient_agreement(ts=(1, 5, 20, 100), n_draws: int = 10, n: int = 4, m: int
 
 # --------------------------------------------------------------------------- row-wise MNIST runs
 
-#: The published row-wise MNIST configurations: label -> (rule, optimizer, batch size, epochs).
+class MnistRun(NamedTuple):
+    """One row-wise MNIST training configuration of ``filtergrid-mnist`` (the seed aside).
+
+    ``window``: truncated BPTT's ``K``; ``every_step``: online SnAP-1 with an optimiser step at
+    every time step. The loss is the rule's own: ``"per_t"`` for online SnAP-1, else ``"sum"``.
+    """
+
+    rule: str
+    optimizer: str = "adam"
+    batch_size: int = 32
+    epochs: int = 10
+    window: int | None = None
+    every_step: bool = False
+
+    @property
+    def loss(self) -> str:
+        return "per_t" if self.rule == "online_snap1" else "sum"
+
+    def name(self, seed, n_train: int = 60000) -> str:
+        from gridlib.filtergrid.experiments import run_name
+
+        return run_name(self.rule, self.optimizer, self.batch_size, self.epochs, n_train, seed,
+                        self.window, self.every_step)
+
+
+#: The published row-wise MNIST configurations of chapter 12: label -> run.
 MNIST_RUNS = {
-    "SnAP-1, Adam": ("snap1", "adam", 32, 10),
-    "BPTT, Adam": ("bptt", "adam", 32, 10),
-    "SnAP-1, SGD batch 1": ("snap1", "sgd", 1, 3),
+    "SnAP-1, Adam": MnistRun("snap1"),
+    "BPTT, Adam": MnistRun("bptt"),
+    "SnAP-1, SGD batch 1": MnistRun("snap1", "sgd", 1, 3),
 }
 
+#: Every temporal rule at the original budget (Adam, batch 32, 10 epochs): label -> run.
+RULE_RUNS = {
+    "BPTT": MnistRun("bptt"),
+    "truncated BPTT, K = 4": MnistRun("tbptt", window=4),
+    "truncated BPTT, K = 1": MnistRun("tbptt", window=1),
+    "SnAP-2": MnistRun("snap2"),
+    "SnAP-1": MnistRun("snap1"),
+    "SnAP-0": MnistRun("snap0"),
+    "online SnAP-1 (per-step loss)": MnistRun("online_snap1"),
+}
 
-def mnist_expect(rule: str, optimizer: str, batch_size: int, epochs: int,
-                 n_train: int = 60000) -> dict:  # fmt: skip
-    """The configuration the chapter relies on for one row-wise MNIST run, as ``results.load``'s
-    ``expect``: the full test set, the 28x10 grid, gain 10, tau in [1, 20] ms, the "sum" loss,
-    Adam's lr 3e-3 or SGD's eta0 1e-2, and a full-scale run."""
-    expect = {"rule": rule, "optimizer": optimizer, "batch_size": batch_size, "epochs": epochs,
-              "n_train": n_train, "n_test": 10000, "grid": [28, 10], "gain": 10.0,
-              "tau_min": 1e-3, "tau_max": 20e-3, "loss": "sum", "provenance.scale": "full"}
-    expect.update({"lr": 3e-3} if optimizer == "adam" else {"eta0": 1e-2})
+_RUN_NAME = re.compile(r"filtergrid/(?P<label>[a-z0-9_]+?)_(?P<opt>adam|sgd)_b(?P<batch>\d+)"
+                       r"_e(?P<epochs>\d+)_n(?P<n>\d+)_seed(?P<seed>\d+|\*)")
+
+
+def parse_run_name(name: str) -> tuple[MnistRun, int, str] | None:
+    """``(run, n_train, seed)`` of a :func:`~gridlib.filtergrid.experiments.run_name`, or
+    ``None`` for another name: the inverse of :meth:`MnistRun.name`."""
+    from gridlib.filtergrid.temporal import TEMPORAL_RULES
+
+    m = _RUN_NAME.fullmatch(name)
+    if m is None:
+        return None
+    label, every = m["label"], m["label"].endswith("_everystep")
+    label = label.removesuffix("_everystep")
+    rule, window = label, None
+    if label not in TEMPORAL_RULES and label.startswith("tbptt") and label[5:].isdigit():
+        rule, window = "tbptt", int(label[5:])
+    if rule not in TEMPORAL_RULES:
+        return None
+    run = MnistRun(rule, m["opt"], int(m["batch"]), int(m["epochs"]), window, every)
+    return run, int(m["n"]), m["seed"]
+
+
+def mnist_expect(rule: str | MnistRun, optimizer: str = "adam", batch_size: int = 32,
+                 epochs: int = 10, n_train: int = 60000) -> dict:  # fmt: skip
+    """The configuration the book relies on for one row-wise MNIST run, as ``results.load``'s
+    ``expect``: the full test set, the 28x10 grid, gain 10, tau in [1, 20] ms, the rule's loss,
+    Adam's lr 3e-3 or SGD's eta0 1e-2, and a full-scale run. ``rule`` may be a whole
+    :class:`MnistRun` (then its window and per-step updates are expected too)."""
+    run = rule if isinstance(rule, MnistRun) else MnistRun(rule, optimizer, batch_size, epochs)
+    expect = {"rule": run.rule, "optimizer": run.optimizer, "batch_size": run.batch_size,
+              "epochs": run.epochs, "n_train": n_train, "n_test": 10000, "grid": [28, 10],
+              "gain": 10.0, "tau_min": 1e-3, "tau_max": 20e-3, "loss": run.loss,
+              "provenance.scale": "full"}
+    expect.update({"lr": 3e-3} if run.optimizer == "adam" else {"eta0": 1e-2})
+    if run.window is not None:
+        expect["window"] = run.window
+    if run.every_step:
+        expect["update_every_step"] = True
     return expect
 
 
-def mnist_command(rule: str, optimizer: str, batch_size: int, epochs: int, seed: int,
-                  n_train: int = 60000) -> str:  # fmt: skip
+def mnist_command(rule: str | MnistRun, optimizer: str = "adam", batch_size: int = 32,
+                  epochs: int = 10, seed: int | str = 0, n_train: int = 60000) -> str:  # fmt: skip
     """The command that makes one run."""
+    run = rule if isinstance(rule, MnistRun) else MnistRun(rule, optimizer, batch_size, epochs)
     extra = f" --n-train {n_train}" if n_train != 60000 else ""
-    return (f"python -m gridlib filtergrid-mnist --rule {rule} --optimizer {optimizer} "
-            f"--batch-size {batch_size} --epochs {epochs}{extra} --seed {seed} --publish")
+    extra += f" --window {run.window}" if run.window is not None else ""
+    extra += " --update-every-step true" if run.every_step else ""
+    return (f"python -m gridlib filtergrid-mnist --rule {run.rule} --optimizer {run.optimizer} "
+            f"--batch-size {run.batch_size} --epochs {run.epochs}{extra} --seed {seed} --publish")
 
 
-def load_mnist_runs(seeds=(0, 1, 2), runs: dict | None = None,
+def load_mnist_runs(seeds=(0, 1, 2), runs: dict[str, MnistRun] | None = None,
                     n_train: int = 60000) -> tuple[dict[str, dict[str, dict]], list[str]]:  # fmt: skip
     """The published seeds of each configuration of ``runs`` (default :data:`MNIST_RUNS`).
 
@@ -97,15 +166,13 @@ def load_mnist_runs(seeds=(0, 1, 2), runs: dict | None = None,
     :func:`mnist_expect`, or seeds that differ in anything but the seed, raise
     :class:`gridlib.results.ResultsError`.
     """
-    from gridlib.filtergrid.experiments import run_name
-
     groups, missing = {}, []
-    for label, (rule, opt, bs, ep) in (runs or MNIST_RUNS).items():
-        wanted = {run_name(rule, opt, bs, ep, n_train, s): s for s in seeds}
-        group = results.load_group(run_name(rule, opt, bs, ep, n_train, "*"),  # type: ignore[arg-type]
-                                   expect=mnist_expect(rule, opt, bs, ep, n_train), allow_empty=True)
+    for label, run in (runs or MNIST_RUNS).items():
+        wanted = {run.name(s, n_train): s for s in seeds}
+        group = results.load_group(run.name("*", n_train), expect=mnist_expect(run, n_train=n_train),
+                                   allow_empty=True)
         groups[label] = {n: group[n] for n in wanted if n in group}
-        missing += [mnist_command(rule, opt, bs, ep, s, n_train) for n, s in wanted.items()
+        missing += [mnist_command(run, seed=s, n_train=n_train) for n, s in wanted.items()
                     if n not in group]
     return groups, missing
 
