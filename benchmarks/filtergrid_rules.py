@@ -104,9 +104,9 @@ def main(argv=None) -> dict:
             "rule": label,
             "ms per step (wall)": 1e3 * wall,
             "CPU-ms per step": 1e3 * cpu,
-            "CPU time / SnAP-1's": cpu / ref["best"][1],
+            "CPU time / SnAP-1": cpu / ref["best"][1],
             "MFLOP per step": run["flops"] / 1e6,
-            "FLOPs / SnAP-1's": run["flops"] / ref["flops"],
+            "FLOPs / SnAP-1": run["flops"] / ref["flops"],
             "state floats per parameter": state_floats_per_parameter(
                 run["rule"], N, M, window=run["window"], t_len=T),
             "s per 60k epoch (wall)": wall * EPOCH / BATCH,

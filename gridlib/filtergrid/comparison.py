@@ -1,0 +1,127 @@
+"""Every temporal rule of the grid on common ground, from results files: memory, work, accuracy.
+
+Chapter "One grid, every temporal rule" shows these tables; nothing in them is typed in:
+
+- :func:`memory_rows`: the learning state each rule carries forward in time, per parameter, read
+  off the code's own shapes (:func:`~gridlib.filtergrid.temporal.state_floats_per_parameter`);
+- :func:`load_work` / :func:`work_rows`: ``results/bench/filtergrid_rules.json``, every rule's
+  training step timed on the same batches in one run (``benchmarks/filtergrid_rules.py``), with
+  its operation count (:mod:`gridlib.flops`);
+- :func:`accuracy_rows` / :func:`accuracy_figure`: the published seeds of each configuration of
+  :data:`~gridlib.filtergrid.summary.RULE_RUNS` (Adam, batch 32, 10 epochs) or
+  :data:`ONLINE_RUNS` (per-group SGD, batch 1, 3 epochs), loaded by
+  :func:`~gridlib.filtergrid.summary.load_mnist_runs` (a file that declares another setting is
+  refused, and seeds that differ in anything but the seed are never averaged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from gridlib import report, results
+from gridlib.filtergrid.summary import MnistRun, final_accuracies, mean_epoch_time, paired_differences
+from gridlib.filtergrid.temporal import state_floats_per_parameter
+
+N, M, T = 28, 10, 28
+WORK = "bench/filtergrid_rules"
+
+#: The batch-1 budget of the rules that learn online: label -> run (per-group SGD, 3 epochs).
+ONLINE_RUNS = {
+    "SnAP-1, sum loss, one update per sequence": MnistRun("snap1", "sgd", 1, 3),
+    "online SnAP-1, per-step loss, one update per sequence": MnistRun("online_snap1", "sgd", 1, 3),
+    "online SnAP-1, an update at every time step": MnistRun("online_snap1", "sgd", 1, 3, every_step=True),
+}
+
+
+def _sd_text(values: Sequence[float], scale: float = 100.0, digits: int = 1) -> str:
+    if len(values) == 1:
+        return f"{scale * values[0]:.{digits}f}"
+    mean, sd = report.mean_sd(values)
+    return f"{scale * mean:.{digits}f}\u00a0±\u00a0{scale * sd:.{digits}f}"
+
+
+def memory_rows(runs: Mapping[str, MnistRun], ts: Sequence[int] = (28, 112)) -> list[dict[str, str]]:
+    """Per rule, the floats of learning state per parameter it carries forward in time on the
+    ``N x M`` grid, at each sequence length of ``ts`` (only BPTT's grows with it)."""
+    rows = []
+    for label, run in runs.items():
+        per_t = [state_floats_per_parameter(run.rule, N, M, window=run.window, t_len=t) for t in ts]
+        rows.append({"rule": label,
+                     **{f"floats per parameter, T = {t}": f"{v:g}" for t, v in zip(ts, per_t, strict=True)},
+                     "grows with T": "yes" if per_t[-1] > per_t[0] else "no"})
+    return rows
+
+
+def load_work() -> dict[str, Any] | None:
+    """The published rule benchmark (28x10 grid, T = 28, Adam at batch 32), or ``None``."""
+    if not results.exists(WORK):
+        return None
+    return results.load(WORK, expect={"grid": [N, M], "T": T, "batch": 32, "optimizer": "adam"})
+
+
+def work_rows(bench: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The benchmark's rows, rounded for reading: CPU time and operations per training step,
+    each also relative to SnAP-1's in the same run."""
+    return [{"rule": r["rule"],
+             "CPU-ms per step": f"{r['CPU-ms per step']:.1f}",
+             "× SnAP-1 (time)": f"{r['CPU time / SnAP-1']:.2f}",
+             "MFLOP per step": f"{r['MFLOP per step']:.1f}",
+             "× SnAP-1 (FLOPs)": f"{r['FLOPs / SnAP-1']:.2f}",
+             "state floats per parameter": f"{r['state floats per parameter']:g}"}
+            for r in bench["metrics"]["rows"]]  # fmt: skip
+
+
+def accuracy_rows(groups: Mapping[str, Mapping[str, dict]], runs: Mapping[str, MnistRun],
+                  reference: str) -> list[dict[str, str]]:
+    """One row per configuration with published seeds: final full-test accuracy (%, mean ± sd
+    over seeds), the paired difference to ``reference`` (the label of another group: the mean ±
+    sd over the seeds both ran), seconds per epoch and the state the rule carries."""
+    rows = []
+    for label, group in groups.items():
+        if not group:
+            continue
+        acc = final_accuracies(group)
+        diff = list(paired_differences(group, groups[reference]).values()) if label != reference else []
+        run = runs[label]
+        rows.append({
+            "rule": label,
+            "seeds": str(len(acc)),
+            "test accuracy (%)": _sd_text(acc),
+            f"minus {reference} (points, paired)": _sd_text(diff) if diff else "–",
+            "s / epoch": f"{mean_epoch_time(group):.0f}",
+            "state floats per parameter": f"{state_floats_per_parameter(run.rule, N, M, window=run.window, t_len=T):g}",
+        })  # fmt: skip
+    return rows
+
+
+def accuracy_figure(groups: Mapping[str, Mapping[str, dict]], runs: Mapping[str, MnistRun]):
+    """Final test accuracy (mean ± sd over seeds, every seed as a dot) against the learning
+    state each rule carries per parameter: what memory buys on the same grid and budget."""
+    import matplotlib.pyplot as plt
+
+    from gridlib.plotting import PALETTE
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    seen: dict[float, int] = {}  # rules with the same state sit side by side, not on top
+    for i, (label, group) in enumerate((k, g) for k, g in groups.items() if g):
+        run = runs[label]
+        x0 = state_floats_per_parameter(run.rule, N, M, window=run.window, t_len=T)
+        x = x0 + 0.12 * seen.get(x0, 0)
+        seen[x0] = seen.get(x0, 0) + 1
+        acc = 100 * np.asarray(final_accuracies(group))
+        color = PALETTE[i % len(PALETTE)]
+        ax.plot(np.full(acc.shape, x), acc, ".", color=color, alpha=0.5)
+        ax.errorbar([x], [acc.mean()], yerr=[acc.std(ddof=1)] if acc.size > 1 else None, fmt="o",
+                    capsize=3, color=color, label=f"{label} ({acc.size})")
+    ax.set_xlabel("learning state carried in time (floats per parameter)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["ONLINE_RUNS", "accuracy_figure", "accuracy_rows", "load_work", "memory_rows",
+           "work_rows"]

@@ -1,0 +1,50 @@
+"""The rule-comparison tables: counts from the code's shapes, statistics over seeds, pairing."""
+
+import numpy as np
+import pytest
+
+from gridlib.filtergrid import comparison, summary
+
+
+def _record(seed, acc, epoch_s=(10.0, 12.0)):
+    return {"provenance": {"seed": seed}, "metrics": {"test/acc": acc},
+            "history": {"epoch_time_s": list(epoch_s)}}
+
+
+def test_only_bptt_state_grows_with_sequence_length():
+    rows = {r["rule"]: r for r in comparison.memory_rows(summary.RULE_RUNS, ts=(28, 56))}
+    assert rows["BPTT"]["grows with T"] == "yes"
+    assert rows["BPTT"]["floats per parameter, T = 56"] == "14"  # N M T floats over 4 N M
+    assert all(r["grows with T"] == "no" for k, r in rows.items() if k != "BPTT")
+    assert rows["SnAP-1"]["floats per parameter, T = 28"] == "2.75"
+
+
+def test_accuracy_rows_pair_seeds_and_never_mix_groups():
+    runs = {"A": summary.MnistRun("snap1"), "B": summary.MnistRun("snap0")}
+    groups = {"A": {"a0": _record(0, 0.50), "a1": _record(1, 0.40), "a2": _record(2, 0.60)},
+              "B": {"b0": _record(0, 0.45), "b2": _record(2, 0.50)}}
+    rows = {r["rule"]: r for r in comparison.accuracy_rows(groups, runs, reference="A")}
+    assert rows["A"]["test accuracy (%)"] == "50.0\u00a0±\u00a010.0"
+    assert rows["A"]["minus A (points, paired)"] == "–"
+    # only seeds 0 and 2 are paired: -5 and -10 points
+    d = np.array([-5.0, -10.0])
+    assert rows["B"]["minus A (points, paired)"] == f"{d.mean():.1f}\u00a0±\u00a0{d.std(ddof=1):.1f}"
+    assert rows["B"]["seeds"] == "2" and rows["B"]["s / epoch"] == "11"
+    assert rows["B"]["state floats per parameter"] == "0.75"
+
+
+def test_empty_groups_are_left_out_and_work_rows_round():
+    runs = {"A": summary.MnistRun("snap1")}
+    assert comparison.accuracy_rows({"A": {}}, runs, reference="A") == []
+    bench = {"metrics": {"rows": [{"rule": "SnAP-1", "CPU-ms per step": 7.04, "CPU time / SnAP-1": 1.0,
+                                   "MFLOP per step": 20.21, "FLOPs / SnAP-1": 1.0,
+                                   "state floats per parameter": 2.75}]}}
+    (row,) = comparison.work_rows(bench)
+    assert row["CPU-ms per step"] == "7.0" and row["MFLOP per step"] == "20.2"
+
+
+def test_online_runs_name_distinct_results():
+    names = {run.name(0) for run in comparison.ONLINE_RUNS.values()}
+    assert len(names) == len(comparison.ONLINE_RUNS)
+    with pytest.raises(KeyError):
+        comparison.accuracy_rows({"A": {"a0": _record(0, 0.5)}}, {}, reference="A")
