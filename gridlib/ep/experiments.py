@@ -1,8 +1,9 @@
-"""EP training: the task for ``fit`` and the command-line experiments of chapters 21 and 22.
+"""EP training: the task for ``fit`` and the command-line experiments of chapters 21, 22 and 62.
 
-* ``python -m gridlib ep-mnist`` EP (or ``--estimator symmetric`` / ``bptt``) on MNIST
-  -> ``results/ep/<tag>_seed<s>.json``; checkpoints in ``runs/ep/...``, so an interrupted run
-  resumes;
+* ``python -m gridlib ep-mnist`` EP (or ``--estimator symmetric`` / ``bptt``) on MNIST, or on
+  Fashion-MNIST with ``--dataset fashion_mnist`` (chapter 62)
+  -> ``results/ep/<dataset>_<sizes>_<estimator>_seed<s>.json`` (:func:`results_name`); checkpoints
+  in ``runs/ep/...``, so an interrupted run resumes;
 * ``python -m gridlib ep-seed-failures`` one short run per seed-notebook variant
   -> ``results/ep/seed_failures.json``;
 * ``python -m gridlib ep-bptt-sweep`` backprop through the relaxation at scaled EP learning rates,
@@ -158,6 +159,24 @@ def run(cfg: EPConfig, splits, *, epochs: int, batch_size: int = 20, seed: int =
                name=name, progress=progress, eval_on=eval_on, config=cfg._asdict())
 
 
+def run_pair(splits, *, epochs: int, cfg: EPConfig = DEFAULT, seed: int = 0,
+             progress: bool = False) -> dict:  # fmt: skip
+    """``cfg`` trained by EP and the same sizes trained by backprop, on the same ``splits``;
+    returns ``{"EP": Run, "backprop": Run}``, each evaluated on the test split.
+
+    The backprop network is chapter 22's baseline: a feed-forward MLP with the clipped activation,
+    softmax cross-entropy and Adam at 1e-3, minibatches of 20.
+    """
+    import optax
+
+    from gridlib.baselines import mlp_task
+
+    mlp = mlp_task(cfg.sizes, optax.adam(1e-3), "hard_sigmoid01")
+    return {"EP": run(cfg, splits, epochs=epochs, seed=seed, name="EP", progress=progress),
+            "backprop": fit(mlp, splits, epochs=epochs, batch_size=20, seed=seed, name="backprop",
+                            progress=progress, eval_on=("test",))}  # fmt: skip
+
+
 def run_seed_variants(splits, *, epochs: int, seed: int = 0, cfg: EPConfig = DEFAULT,
                       variants=None, progress: bool = False) -> dict:
     """Train every variant of :data:`~gridlib.ep.seed_variants.SEED_VARIANTS` (or ``variants``);
@@ -191,8 +210,63 @@ def _ints(text: str) -> tuple[int, ...]:
         raise ValueError(f"expected comma-separated integers, got {text!r}") from err
 
 
-@experiment("ep-mnist")
+#: The data sets ``ep-mnist --dataset`` trains on: 60,000 training and 10,000 test images of
+#: 28 x 28 pixels in ``[0, 1]``, ten classes, both through :func:`gridlib.data.load`.
+DATASETS = ("mnist", "fashion_mnist")
+
+
+def check_dataset(dataset: str) -> str:
+    """``dataset`` if it is one of :data:`DATASETS`; otherwise a one-line ``ValueError``."""
+    if dataset not in DATASETS:
+        raise ValueError(f"--dataset {dataset!r}: unknown data set; choose one of {', '.join(DATASETS)}")
+    return dataset
+
+
+def results_tag(cfg: EPConfig, dataset: str = "mnist") -> str:
+    """``<dataset>_<sizes>_<estimator>``, e.g. ``fashion_mnist_784-500-10_ep``."""
+    return f"{check_dataset(dataset)}_{'-'.join(str(n) for n in cfg.sizes)}_{cfg.estimator}"
+
+
+def results_name(cfg: EPConfig, *, dataset: str = "mnist", seed: int = 0, tag: str = "",
+                 ci: bool = False) -> str:  # fmt: skip
+    """The results name of an ``ep-mnist`` run: ``ep/<dataset>_<sizes>_<estimator>_seed<s>``.
+
+    ``ep/mnist_784-500-10_ep_seed0`` for the reference run, ``ep/fashion_mnist_784-500-10_ep_seed0``
+    for the same network on Fashion-MNIST; under ``ep/ci/`` at CI scale. A ``tag`` replaces
+    :func:`results_tag`, the part before ``_seed``.
+    """
+    return f"ep/{'ci/' if ci else ''}{tag or results_tag(cfg, dataset)}_seed{seed}"
+
+
+def record_config(cfg: EPConfig, *, dataset: str, epochs: int, batch_size: int, n_train: int,
+                  n_test: int) -> dict:  # fmt: skip
+    """The config an ``ep-mnist`` record saves: every :class:`EPConfig` field, the schedule and
+    the split, and ``dataset`` for any data set but MNIST.
+
+    MNIST records predate the ``--dataset`` flag and have no ``dataset`` field (absent means
+    MNIST); leaving it out keeps their configuration, and so re-runs and rechecks of them,
+    unchanged.
+    """
+    config = {**cfg._asdict(), "epochs": epochs, "batch_size": batch_size, "n_train": n_train,
+              "n_test": n_test}  # fmt: skip
+    if check_dataset(dataset) != "mnist":
+        config["dataset"] = dataset
+    return config
+
+
+def load_splits(dataset: str = "mnist"):
+    """The full 60k/10k split of ``dataset`` (2000/1000 examples at GRIDLIB_SCALE=ci)."""
+    return data.load(check_dataset(dataset), n_train=scale.pick(ci=2000, full=None),
+                     n_test=scale.pick(ci=1000, full=None))  # fmt: skip
+
+
+def _check_ep_mnist(args) -> None:
+    check_dataset(args["dataset"])
+
+
+@experiment("ep-mnist", check=_check_ep_mnist)
 def ep_mnist(
+    dataset: str = "mnist",
     hidden: str = "500",
     epochs: int = 25,
     seed: int = 0,
@@ -210,21 +284,28 @@ def ep_mnist(
     tag: str = "",
     progress: bool = True,
 ) -> dict:
-    """Equilibrium propagation on MNIST (60k train, full 10k test); saves results/ep/<tag>.
+    """Equilibrium propagation on MNIST or Fashion-MNIST (60k train, full 10k test); saves results/ep/.
 
-    Defaults: the reference 784-500-10 configuration (25 epochs). ``--estimator bptt`` trains the
-    same network by backprop through the free relaxation. At GRIDLIB_SCALE=ci: 2000/1000 examples.
+    Defaults: the reference 784-500-10 configuration (25 epochs) on MNIST. ``--estimator bptt``
+    trains the same network by backprop through the free relaxation. At GRIDLIB_SCALE=ci:
+    2000/1000 examples.
+
+    Args:
+        dataset: mnist or fashion_mnist (results ep/<dataset>_<sizes>_<estimator>_seed<s>).
+        hidden: hidden layer sizes, comma-separated ("256,256").
+        epochs: passes over the training set.
+        seed: initialisation and shuffling seed.
+        estimator: ep (one-sided, random sign), symmetric (centered) or bptt.
+        tag: results name before _seed (default: <dataset>_<sizes>_<estimator>).
     """
+    check_dataset(dataset)
     cfg = check_config(EPConfig(
         sizes=(784, *_ints(hidden), 10), eps=eps, n_free=n_free, n_nudge=n_nudge, n_eval=n_eval,
         beta=beta, alphas=_floats(alphas), cost_scale=cost_scale, estimator=estimator, sign=sign,
         persistent=persistent,
     ))
-    splits = data.load_mnist(n_train=scale.pick(ci=2000, full=None),
-                             n_test=scale.pick(ci=1000, full=None))
-    arch = "-".join(str(n) for n in cfg.sizes)
-    tag = tag or f"mnist_{arch}_{estimator}"
-    name = f"ep/{'ci/' if scale.is_ci() else ''}{tag}_seed{seed}"
+    splits = load_splits(dataset)
+    name = results_name(cfg, dataset=dataset, seed=seed, tag=tag, ci=scale.is_ci())
     out = run(cfg, splits, epochs=epochs, batch_size=batch_size, seed=seed,
               run_dir=run_dir_for(name), name=name, progress=progress)
     last = out.last
@@ -233,9 +314,9 @@ def ep_mnist(
         "train_err_running": last["train/err"], "mean_epoch_time_s":
             float(np.mean(out.history["epoch_time_s"])), "epochs": epochs,
     }
-    results.save(name, config={**cfg._asdict(), "epochs": epochs, "batch_size": batch_size,
-                               "n_train": len(splits.y_train), "n_test": len(splits.y_test)},
-                 metrics=metrics, history=out.history, seed=seed)
+    results.save(name, config=record_config(cfg, dataset=dataset, epochs=epochs, batch_size=batch_size,
+                                            n_train=len(splits.y_train), n_test=len(splits.y_test)),
+                 metrics=metrics, history=out.history, seed=seed)  # fmt: skip
     print(f"{name}: test error {100 * metrics['test_err']:.2f}%")
     return metrics
 

@@ -20,9 +20,13 @@ makes it.
   :func:`comparison_rows`, :func:`backprop_gaps`, :func:`gap_text`,
   :func:`headline_text`, :func:`load_bptt_sweep`,
   :func:`bptt_rows`, :func:`load_bench`, :data:`PUBLISHED`    chapter 22: MNIST
+- :data:`DATASET_NAMES`, :func:`cross_ep_expect`, :func:`cross_mlp_expect`,
+  :func:`relu_pattern`, :func:`load_cross_runs`, :func:`cross_rows`, :func:`locality_gaps`,
+  :func:`gap_rows`, :func:`cross_curves`, :func:`cross_figure`,
+  :func:`cross_missing`                                       chapter 62: Fashion-MNIST
 
-Why this module is long: it serves the three EP chapters (20, 21 and 22), one section each, so that
-what the pages load and show stays next to the configurations they check.
+Why this module is long: it serves the four EP chapters (20, 21, 22 and 62), one section each, so
+that what the pages load and show stays next to the configurations they check.
 """
 
 from __future__ import annotations
@@ -359,9 +363,10 @@ def mlp_expect(arch: str) -> dict[str, Any]:
             "validation": 0, "provenance.scale": "full"}  # fmt: skip
 
 
-def mlp_command(arch: str, seed: int = 0) -> str:
-    """The command that makes one seed of the ``arch`` baseline."""
-    return (f"python -m gridlib mlp --hidden {MLP_RUNS[arch]} --activation hard_sigmoid01 "
+def mlp_command(arch: str, seed: int = 0, dataset: str = "mnist") -> str:
+    """The command that makes one seed of the ``arch`` baseline on ``dataset``."""
+    flag = "" if dataset == "mnist" else f"--dataset {dataset} "
+    return (f"python -m gridlib mlp {flag}--hidden {MLP_RUNS[arch]} --activation hard_sigmoid01 "
             f"--epochs {MLP_EPOCHS} --batch-size {BATCH_SIZE} --seed {seed}")  # fmt: skip
 
 
@@ -479,3 +484,236 @@ def in_range_text(values: Sequence[float], low: float, high: float) -> str:
     where = "inside" if low <= m <= high else ("below" if m < low else "above")
     return (f"{report.format_mean_sd(values, 2, percent=True)}, {where} the published "
             f"{100 * low:g}–{100 * high:g} % range")  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 62: the same network on Fashion-MNIST
+# --------------------------------------------------------------------------------------------
+
+#: How chapter 62 names its data sets, in the order of its tables.
+DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+#: The network chapter 62 carries over: chapter 22's reference EP configuration.
+CROSS_ARCH = "784-500-10"
+CROSS_CFG = EP_RUNS["mnist_784-500-10_ep"].cfg
+#: Its epochs, the same for EP and the backprop baseline.
+CROSS_EPOCHS = EP_RUNS["mnist_784-500-10_ep"].epochs
+
+
+def cross_ep_pattern(dataset: str) -> str:
+    """``ep/<dataset>_784-500-10_ep_seed*``: the seeds of the reference EP run on ``dataset``
+    (the names ``python -m gridlib ep-mnist --dataset`` writes)."""
+    from gridlib.ep.experiments import results_tag
+
+    return f"ep/{results_tag(CROSS_CFG, dataset)}_seed*"
+
+
+def cross_ep_expect(dataset: str) -> dict[str, Any]:
+    """:func:`ep_expect` of the reference run, plus ``dataset`` for any data set but MNIST (MNIST
+    records predate the field; see :func:`gridlib.ep.experiments.record_config`)."""
+    exp = ep_expect("mnist_784-500-10_ep")
+    return exp if dataset == "mnist" else {**exp, "dataset": dataset}
+
+
+def cross_mlp_expect(dataset: str) -> dict[str, Any]:
+    """:func:`mlp_expect` of the 784-500-10 baseline on ``dataset``."""
+    return {**mlp_expect(CROSS_ARCH), "dataset": dataset}
+
+
+def cross_commands(dataset: str, seed: int) -> tuple[str, str]:
+    """The EP and the backprop command that make and publish one seed of ``dataset``."""
+    flag = "" if dataset == "mnist" else f" --dataset {dataset}"
+    return (f"python -m gridlib ep-mnist{flag} --seed {seed} --publish",
+            f"{mlp_command(CROSS_ARCH, seed, dataset)} --publish")  # fmt: skip
+
+
+class CrossRuns(NamedTuple):
+    """What chapter 62 loads: per data set, the EP and backprop seeds of 784-500-10 and the ReLU
+    control; the NeuralGrid blog configuration's seeds on Fashion-MNIST, the blog's own accuracy
+    and epochs."""
+
+    ep: dict[str, Group]
+    mlp: dict[str, Group]
+    relu: dict[str, Group]
+    neuralgrid: Group
+    neuralgrid_published: float
+    neuralgrid_epochs: int
+
+
+def relu_pattern(dataset: str) -> str:
+    """The seeds of chapter 62's control on ``dataset``: the baseline with ReLU hidden units
+    instead of the clip, under its own name (the baseline's default name does not hold the
+    activation)."""
+    return f"baselines/{dataset}-mlp-relu-{CROSS_ARCH}_seed*"
+
+
+def relu_command(dataset: str, seed: int) -> str:
+    """The command that makes and publishes one seed of the ReLU control on ``dataset``."""
+    return (mlp_command(CROSS_ARCH, seed, dataset).replace("hard_sigmoid01", "relu")
+            + f" --name {relu_pattern(dataset).replace('*', str(seed))} --publish")  # fmt: skip
+
+
+def load_cross_runs() -> CrossRuns:
+    """Every group of :class:`CrossRuns`, each checked against the configuration the chapter
+    describes (an empty group when none is published). NeuralGrid's are chapter 40's runs,
+    checked with its expectations (:data:`gridlib.neuralgrid.summary.BLOG_EXPECT`)."""
+    from gridlib.neuralgrid.experiments import BLOG, BLOG_TEST_ACC
+    from gridlib.neuralgrid.summary import BLOG_EXPECT
+
+    ep = {ds: results.load_group(cross_ep_pattern(ds), expect=cross_ep_expect(ds), allow_empty=True)
+          for ds in DATASET_NAMES}  # fmt: skip
+    mlp = {ds: results.load_group(f"baselines/{ds}-mlp-{CROSS_ARCH}_seed*", expect=cross_mlp_expect(ds),
+                                  allow_empty=True) for ds in DATASET_NAMES}  # fmt: skip
+    relu = {ds: results.load_group(relu_pattern(ds), expect={**cross_mlp_expect(ds), "activation": "relu"},
+                                   allow_empty=True) for ds in DATASET_NAMES}  # fmt: skip
+    ng = results.load_group("neuralgrid/fashion_mnist_blog_seed*", expect=BLOG_EXPECT, allow_empty=True)
+    return CrossRuns(ep, mlp, relu, ng, BLOG_TEST_ACC, BLOG.epochs)
+
+
+def ep_accuracies(group: Group) -> list[float]:
+    """The final test accuracy of each seed of an EP group."""
+    return [r["metrics"]["test_acc"] for r in group.values()]
+
+
+def mlp_accuracies(group: Group) -> list[float]:
+    """The final test accuracy of each seed of a backprop group."""
+    return [r["metrics"]["test/acc"] for r in group.values()]
+
+
+def neuralgrid_accuracies(group: Group) -> list[float]:
+    """The final test accuracy of each seed of a NeuralGrid group."""
+    return [r["metrics"]["test_acc"] for r in group.values()]
+
+
+def ep_train_accuracies(group: Group) -> list[float]:
+    """Each EP seed's running training accuracy over the last epoch (before each update)."""
+    return [1 - r["metrics"]["train_err_running"] for r in group.values()]
+
+
+def mlp_train_accuracies(group: Group) -> list[float]:
+    """Each backprop seed's running training accuracy over the last epoch (before each update)."""
+    return [r["metrics"]["train/acc"] for r in group.values()]
+
+
+def _epoch_seconds(group: Group) -> str:
+    return f"{np.mean([np.mean(r['history']['epoch_time_s']) for r in group.values()]):.1f}"
+
+
+def _row(system: str, rule: str, group: Group, test: list[float], train: list[float] | None) -> dict:
+    return {"system": system, "rule": rule, "epochs": next(iter(group.values()))["config"]["epochs"],
+            "seeds": len(group), "test accuracy": report.format_mean_sd(test, 2, True, n=False),
+            "training accuracy": report.format_mean_sd(train, 2, True, n=False) if train else "–",
+            "s / epoch": _epoch_seconds(group)}  # fmt: skip
+
+
+def cross_rows(runs: CrossRuns, dataset: str = "fashion_mnist") -> list[dict]:
+    """One row per system with results on ``dataset``: what is trained, by which rule, for how
+    many epochs, its seeds, test and running training accuracy (mean ± sd over seeds) and training
+    seconds per epoch; the ReLU control; on Fashion-MNIST also NeuralGrid, reproduced and as
+    published (no training accuracy recorded)."""
+    rows = []
+    ep, mlp, relu = runs.ep.get(dataset), runs.mlp.get(dataset), runs.relu.get(dataset)
+    if ep:
+        rows.append(_row(f"{CROSS_ARCH} network", "EP (SGD, squared error)", ep, ep_accuracies(ep),
+                         ep_train_accuracies(ep)))  # fmt: skip
+    if mlp:
+        rows.append(_row(f"{CROSS_ARCH} MLP", "backprop (Adam, cross-entropy)", mlp, mlp_accuracies(mlp),
+                         mlp_train_accuracies(mlp)))  # fmt: skip
+    if relu:
+        rows.append(_row(f"{CROSS_ARCH} MLP, ReLU (control)", "backprop (Adam, cross-entropy)", relu,
+                         mlp_accuracies(relu), mlp_train_accuracies(relu)))  # fmt: skip
+    if dataset != "fashion_mnist":
+        return rows
+    if runs.neuralgrid:
+        c = next(iter(runs.neuralgrid.values()))["config"]
+        rows.append(_row(f"NeuralGrid {c['height']}×{c['width']} (ours)", "backprop (Adam)", runs.neuralgrid,
+                         neuralgrid_accuracies(runs.neuralgrid), None))  # fmt: skip
+    rows.append({"system": "NeuralGrid 64×64 (blog)", "rule": "backprop (Adam)", "epochs": runs.neuralgrid_epochs,
+                 "seeds": "1 run", "test accuracy": f"{100 * runs.neuralgrid_published:.1f} %",
+                 "training accuracy": "–", "s / epoch": "–"})  # fmt: skip
+    return rows
+
+
+def locality_gaps(runs: CrossRuns, control: bool = False) -> dict[str, float]:
+    """Per data set with both: backprop's mean test accuracy minus EP's, in points (positive: EP
+    is behind); with ``control``, the ReLU control's instead of the baseline's."""
+    bp = runs.relu if control else runs.mlp
+    return {ds: 100 * (np.mean(mlp_accuracies(bp[ds])) - np.mean(ep_accuracies(runs.ep[ds])))
+            for ds in DATASET_NAMES if runs.ep.get(ds) and bp.get(ds)}  # fmt: skip
+
+
+def gap_rows(runs: CrossRuns) -> list[dict]:
+    """One row per data set with both rules: EP, backprop and backprop minus EP, in points; then
+    the same for the ReLU control ("–" where it has no runs)."""
+    gaps, control = locality_gaps(runs), locality_gaps(runs, control=True)
+    rows = []
+    for ds, g in gaps.items():
+        relu = runs.relu.get(ds)
+        rows.append({"data set": DATASET_NAMES[ds],
+                     "EP": report.format_mean_sd(ep_accuracies(runs.ep[ds]), 2, True, n=False),
+                     "backprop": report.format_mean_sd(mlp_accuracies(runs.mlp[ds]), 2, True, n=False),
+                     "backprop − EP": f"{signed(g)} points",
+                     "backprop, ReLU": report.format_mean_sd(mlp_accuracies(relu), 2, True, n=False) if relu else "–",
+                     "ReLU − EP": f"{signed(control[ds])} points" if ds in control else "–"})  # fmt: skip
+    return rows
+
+
+def cross_curves(runs: CrossRuns, dataset: str) -> dict[str, dict[str, Any]]:
+    """Test accuracy in percent per epoch, one column per seed, for EP, backprop and the ReLU
+    control on ``dataset`` (for :func:`gridlib.plotting.learning_curves`)."""
+    curves = {}
+    groups = (("EP", runs.ep.get(dataset)), ("backprop", runs.mlp.get(dataset)),
+              ("backprop, ReLU", runs.relu.get(dataset)))  # fmt: skip
+    for label, group in groups:
+        if not group:
+            continue
+        hists = [r["history"] for r in group.values()]
+        n = min(len(h["test/acc"]) for h in hists)
+        curves[label] = {"epoch": hists[0]["epoch"][:n],
+                         "test/acc": np.stack([100 * np.asarray(h["test/acc"][:n], float) for h in hists], 1)}
+    return curves
+
+
+def cross_figure(runs: CrossRuns):
+    """Test accuracy per epoch of EP and backprop (mean ± sd over seeds), one panel per data set;
+    on Fashion-MNIST the blog's NeuralGrid accuracy (after its own, longer schedule) dashed."""
+    import matplotlib.pyplot as plt
+
+    from gridlib import plotting
+
+    shown = [ds for ds in DATASET_NAMES if cross_curves(runs, ds)]
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.4 * len(shown), 3.8), squeeze=False)
+    legend: dict[str, Any] = {}
+    for ax, ds in zip(axes[0], shown, strict=True):
+        ref = 100 * runs.neuralgrid_published if ds == "fashion_mnist" else None
+        plotting.learning_curves(cross_curves(runs, ds), "test/acc", ax=ax, ylabel="test accuracy (%)",
+                                 reference=ref,
+                                 reference_label=f"NeuralGrid, blog ({runs.neuralgrid_epochs} epochs)")  # fmt: skip
+        ax.set_title(DATASET_NAMES[ds])
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+        ax.get_legend().remove()
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=2, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    return fig
+
+
+def live_rows(live: Mapping[str, Any]) -> list[dict]:
+    """One row per rule of :func:`gridlib.ep.experiments.run_pair`'s runs: epochs, test accuracy
+    and training seconds per epoch (the first epoch includes compilation)."""
+    return [{"rule": label, "epochs": len(r.history["epoch"]),
+             "test accuracy": f"{100 * r.last['test/acc']:.1f} %",
+             "s / epoch": f"{np.mean(r.history['epoch_time_s']):.2f}"} for label, r in live.items()]  # fmt: skip
+
+
+def cross_missing(runs: CrossRuns, seeds: Iterable[int] = SEEDS) -> list[str]:
+    """The commands that make every missing EP and backprop seed of chapter 62 (empty when none)."""
+    def have(group: Group) -> set[int]:
+        return {r["provenance"]["seed"] for r in group.values()}
+
+    seeds = tuple(seeds)
+    out = []
+    for ds in DATASET_NAMES:
+        for k, group in enumerate((runs.ep[ds], runs.mlp[ds])):
+            out += [cross_commands(ds, s)[k] for s in seeds if s not in have(group)]
+        out += [relu_command(ds, s) for s in seeds if s not in have(runs.relu[ds])]
+    return out
