@@ -296,15 +296,26 @@ class Section(NamedTuple):
 SECTIONS: tuple[Section, ...] = (
     Section("filtergrid", "The analog-filter grid", (
         ("notebooks/11-snap1", ("filtergrid/gradient_agreement",)),
-        ("notebooks/12-rowwise-mnist", ("filtergrid/*", "bench/filtergrid")))),
+        ("notebooks/12-rowwise-mnist", ("filtergrid/snap1_*", "filtergrid/bptt_*", "filtergrid/rtrl_*",
+                                        "filtergrid/original_snap1_*", "filtergrid/protocols",
+                                        "bench/filtergrid")),
+        ("notebooks/13-imperfect-hardware", ("filtergrid/robustness/*",
+                                             "filtergrid/original_robustness")))),
     Section("ep", "Equilibrium propagation", (
         ("notebooks/21-ep-seed-failures", ("ep/seed_failures",)),
-        ("notebooks/22-ep-mnist", ("ep/*", "baselines/*", "bench/ep")))),
+        ("notebooks/22-ep-mnist", ("ep/mnist_*", "ep/bptt_sweep", "baselines/mnist-mlp-784-*",
+                                   "bench/ep")))),
     Section("gle", "Generalized latent equilibrium", (
         ("notebooks/31-gle-teacher-student", ("gle/lagline/*", "gle/lagnet")),
-        ("notebooks/32-gle-mnist1d", ("gle/mnist1d/*", "bench/gle")))),
+        ("notebooks/32-gle-mnist1d", ("gle/mnist1d/*", "bench/gle", "bench/gle_one_core")))),
     Section("neuralgrid", "NeuralGrid", (("notebooks/40-neuralgrid", ("neuralgrid/*", "bench/neuralgrid")),)),
     Section("gridnet", "gridnet", (("notebooks/50-gridnet", ("gridnet/*", "bench/gridnet*")),)),
+    Section("locality", "The price of locality", (
+        ("notebooks/60-temporal-rules", ("filtergrid/alignment", "filtergrid/snap0_*",
+                                         "filtergrid/snap2_*", "filtergrid/tbptt*",
+                                         "filtergrid/online_snap1*", "bench/filtergrid_rules")),
+        ("notebooks/62-ep-fashion-mnist", ("ep/fashion_mnist_*", "baselines/fashion_mnist-*",
+                                           "baselines/mnist-mlp-relu-*")))),
 )  # fmt: skip
 OTHER = Section("other", "Not shown by any chapter", ((None, ("*",)),))  # type: ignore[arg-type]
 

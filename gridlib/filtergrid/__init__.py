@@ -8,10 +8,13 @@
 - :mod:`~gridlib.filtergrid.snap0`     SnAP-0: self-traces only (``m_k f_k``, e-prop-like)
 - :mod:`~gridlib.filtergrid.snap2`     SnAP-2: SnAP-1 plus the 12 traces of the descendants at distance 2
 - :mod:`~gridlib.filtergrid.tbptt`     truncated BPTT: each step's error back-propagated ``K`` steps
-- :mod:`~gridlib.filtergrid.online`    online SnAP-1 of the per-step loss, computed within each step
+- :mod:`~gridlib.filtergrid.online`    online SnAP-1 of the per-step loss, computed within each step (and an update per step)
 - :mod:`~gridlib.filtergrid.stepwise`  the per-step pieces those rules share (messages of one step)
 - :mod:`~gridlib.filtergrid.temporal`  every temporal rule by name, one signature, state carried per parameter
 - :mod:`~gridlib.filtergrid.perturb`   SnAP-1 with biased or noisy measurements, and quantised weights
+- :mod:`~gridlib.filtergrid.alignment` each temporal rule's gradient against the exact one on real
+  MNIST: against sequence length, across the grid, along a training run
+- :mod:`~gridlib.filtergrid.comparison` every temporal rule from results files: memory, work, accuracy
 - :mod:`~gridlib.filtergrid.reference` naive per-cell raster-order loops (tests and benchmarks)
 - :mod:`~gridlib.filtergrid.summary`   what the chapters load and show: the gradient-agreement
   table, the row-wise MNIST runs checked against the configuration the prose describes

@@ -1,5 +1,10 @@
 """Measurements for the chapters: gradient agreement of SnAP-1 and exact RTRL with BPTT, and the
-published row-wise MNIST runs gathered into the rows the chapter shows."""
+published row-wise MNIST runs gathered into the rows the chapter shows.
+
+Why this module is long: it serves three chapters (12, 13 and the rule comparison) from one
+naming scheme of runs (:class:`MnistRun`, :func:`parse_run_name`): the loaders must agree with
+each other on what a configuration is, so they live together.
+"""
 
 from __future__ import annotations
 
