@@ -43,8 +43,12 @@ lint:
 	  echo "error: .ipynb files are committed under notebooks/ (the sources are MyST .md)"; exit 1; fi
 	$(BIN)/ruff check gridlib tests benchmarks _ext
 
+# Test files (and notebooks) run in WORKERS processes (pytest-xdist), each file whole on one
+# worker, so module fixtures and a notebook's cells keep their order; WORKERS=0 runs serially.
+WORKERS ?= 2
+
 unit:
-	GRIDLIB_SCALE=ci $(BIN)/python -m pytest -q tests
+	GRIDLIB_SCALE=ci $(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile tests
 
 # Re-run the first epoch of two cheap published results and compare with their records: a change
 # that moves the library's numbers fails here (python -m gridlib recheck, exit 1 if different).
@@ -59,7 +63,7 @@ notebooks:
 	  $(BIN)/jupytext --quiet --to ipynb -o "_build/nbval/$$(basename "$${f%.md}").ipynb" "$$f" || exit 1; \
 	done
 	GRIDLIB_SCALE=ci $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
-	  --nbval-cell-timeout=900 _build/nbval
+	  --nbval-cell-timeout=900 -n $(WORKERS) --dist loadfile _build/nbval
 
 book-ci:
 	rm -rf _build/ci
