@@ -99,6 +99,7 @@ class Row(NamedTuple):
         state: a record's config -> learning state carried in time per parameter (``None``: the
             input is static, nothing is carried in time).
         no_published: why there is no published number, where there is none.
+        variant: what sets this row apart from others with the same rule (``"K = 4"``), or ``""``.
     """
 
     headline: index.Headline
@@ -109,6 +110,12 @@ class Row(NamedTuple):
     params: Callable[[Record], int]
     state: Callable[[Record], float] | None = None
     no_published: str = ""
+    variant: str = ""
+
+    @property
+    def rule_name(self) -> str:
+        """The rule's name, with the variant in parentheses where there is one."""
+        return RULES[self.rule].name + (f" ({self.variant})" if self.variant else "")
 
 
 _OPTIMIZERS = {"adam": "Adam", "sgd": "per-group SGD"}
@@ -133,8 +140,9 @@ def filtergrid_rows() -> list[Row]:
     for run in sorted(found, key=lambda r: (order.index(r.rule), r.optimizer, -r.epochs,
                                              r.window or 0, r.every_step)):
         pattern = run.name("*")
-        rule = RULES[run.rule].name + (f", K = {run.window}" if run.window is not None else "")
-        rule += ", a step per time step" if run.every_step else ""
+        variant = f"K = {run.window}" if run.window is not None else ""
+        variant += "an update per time step" if run.every_step else ""
+        rule = RULES[run.rule].name + (f" ({variant})" if variant else "")
         h = _headline(pattern) or index.Headline(
             "Analog-filter grid", f"{rule} + {_OPTIMIZERS[run.optimizer]}, row-wise MNIST",
             "notebooks/12-rowwise-mnist" if run in MNIST_RUNS.values() else "notebooks/60-temporal-rules",
@@ -143,7 +151,8 @@ def filtergrid_rows() -> list[Row]:
         n, m = h.expect["grid"]
         rows.append(Row(h, f"{n}×{m}", "row-wise MNIST", run.rule, _OPTIMIZERS[run.optimizer],
                         footprint.filtergrid_params, footprint.filtergrid_state_per_parameter,
-                        "" if h.published is not None else "the original ran SnAP-1 only"))  # fmt: skip
+                        "" if h.published is not None else "the original ran SnAP-1 only",
+                        variant))  # fmt: skip
     return rows
 
 
@@ -284,7 +293,7 @@ def table_rows(measured: Sequence[Measured], link: bool = True) -> list[dict[str
         what = f"{h.system}: {m.row.network}"
         row = dict.fromkeys(COLUMNS, "")
         row.update({"#": str(i), "system": index.doc_link(h.chapter, what) if link else what,
-                    "task": m.row.task, "rule": rule.name, "update reads": rule.reads})  # fmt: skip
+                    "task": m.row.task, "rule": m.row.rule_name, "update reads": rule.reads})  # fmt: skip
         if m.accuracies is None:
             out.append({**row, "test accuracy": f"not run yet: `{h.command}`"})
             continue
@@ -327,7 +336,7 @@ def batch_size(config: Record) -> int:
 
 def label(m: Measured) -> str:
     """A short name of a row: its rule, network and optimiser, ``"SnAP-1, 28×10 (Adam)"``."""
-    return f"{RULES[m.row.rule].name}, {m.row.network} ({m.row.optimizer})"
+    return f"{m.row.rule_name}, {m.row.network} ({m.row.optimizer})"
 
 
 def class_sentences(measured: Sequence[Measured]) -> list[str]:
@@ -351,13 +360,13 @@ def state_sentence(measured: Sequence[Measured]) -> str:
     per rule and network), with their seconds per epoch."""
     seen: dict[tuple[str, str], Measured] = {}
     for m in sorted((m for m in measured if m.state is not None and m.accuracies), key=lambda m: m.state):
-        seen.setdefault((m.row.rule, m.row.network), m)
+        seen.setdefault((m.row.rule_name, m.row.network), m)
     if not seen:
         return "No row carries learning state in time."
     parts = []
     for m in seen.values():
         grows = f" for T = {footprint.ROWWISE_STEPS} steps, growing with T" if m.row.rule == "bptt" else ""
-        parts.append(f"{RULES[m.row.rule].name}, {m.row.network}: {m.state:.3g}{grows}")
+        parts.append(f"{m.row.rule_name}, {m.row.network}: {m.state:.3g}{grows}")
     return "Learning state carried in time, in floats per trained parameter: " + "; ".join(parts) + "."
 
 
