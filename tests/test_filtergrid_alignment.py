@@ -5,14 +5,12 @@ refusals. Everything in float64 on small grids, so the checks are exact to round
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gridlib import experiment
+from gridlib import data, experiment
 from gridlib.filtergrid import alignment as al
 from gridlib.filtergrid import model
 from gridlib.filtergrid.cell import GridParams
@@ -166,21 +164,12 @@ def test_float32_is_refused():
     assert "\n" not in str(err.value)
 
 
-class _Splits(NamedTuple):
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-
-
 def _splits(n=8, t=2):
     """Random 'images' of ``t`` rows of 28 pixels, two classes."""
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(n, t * 28)).astype(np.float32)
     y = (np.arange(n) % 2).astype(np.int32)
-    return _Splits(x, y, x[:0], y[:0], x[:2], y[:2])
+    return data.Splits(x, y, x[:0], y[:0], x[:2], y[:2])
 
 
 def test_train_snapshots_are_fits_run_step_for_step():
