@@ -48,3 +48,22 @@ def test_online_runs_name_distinct_results():
     assert len(names) == len(comparison.ONLINE_RUNS)
     with pytest.raises(KeyError):
         comparison.accuracy_rows({"A": {"a0": _record(0, 0.5)}}, {}, reference="A")
+
+
+def test_gradient_norms_are_the_norms_of_the_task_gradient():
+    """Both norms equal the norm of the task's own SnAP-1 batch gradient under each loss."""
+    import jax
+    import jax.numpy as jnp
+
+    from gridlib.filtergrid.experiments import MNIST_PIXEL_SCALE, batch_grads, make_task, sequences
+
+    rng = np.random.default_rng(0)
+    images = (rng.uniform(size=(4, 784)) < 0.2).astype(np.float32)
+    labels = np.array([0, 3, 7, 9])
+    norms = comparison.gradient_norms(images, labels, seed=1)
+    state = make_task().init(jax.random.PRNGKey(1))
+    xs = sequences(state.routing, jnp.asarray(images), 28, 10.0, MNIST_PIXEL_SCALE)
+    for mode in ("sum", "per_t"):
+        g = batch_grads("snap1", state.params, xs, jnp.asarray(labels), mode)[2]
+        ref = float(np.sqrt(sum(float(jnp.sum(x ** 2)) for x in jax.tree.leaves(g))))
+        assert abs(norms[mode] - ref) <= 1e-5 * ref, mode

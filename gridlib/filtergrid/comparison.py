@@ -123,5 +123,25 @@ def accuracy_figure(groups: Mapping[str, Mapping[str, dict]], runs: Mapping[str,
     return fig
 
 
-__all__ = ["ONLINE_RUNS", "accuracy_figure", "accuracy_rows", "load_work", "memory_rows",
-           "work_rows"]
+def gradient_norms(images, labels, seed: int = 0) -> dict[str, float]:
+    """Norm of SnAP-1's batch-mean gradient at the task's initial parameters (``seed``), for the
+    summed loss and for the per-step loss: how far one optimiser step of a given size moves the
+    grid under each loss. ``images: (B, 784)`` real digits, ``labels: (B,)``."""
+    import jax
+    import jax.numpy as jnp
+
+    from gridlib.filtergrid.experiments import MNIST_PIXEL_SCALE, make_task, sequences
+    from gridlib.filtergrid.temporal import rule_batch_grads
+
+    state = make_task().init(jax.random.PRNGKey(seed))
+    xs = sequences(state.routing, jnp.asarray(images), N, 10.0, MNIST_PIXEL_SCALE)
+    grad = jax.jit(rule_batch_grads("snap1"), static_argnames="mode")
+    out = {}
+    for mode in ("sum", "per_t"):
+        g = grad(state.params, xs, jnp.asarray(labels), mode=mode)[2]
+        out[mode] = float(jnp.sqrt(sum(jnp.sum(leaf ** 2) for leaf in jax.tree.leaves(g))))
+    return out
+
+
+__all__ = ["ONLINE_RUNS", "accuracy_figure", "accuracy_rows", "gradient_norms", "load_work",
+           "memory_rows", "work_rows"]
