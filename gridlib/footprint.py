@@ -57,7 +57,8 @@ def filtergrid_params(config: Record) -> int:
     from gridlib.filtergrid.experiments import make_task
 
     n, m = config["grid"]
-    return task_params(make_task(rule=config["rule"], optimizer=config["optimizer"], n_rows=n, n_cols=m))
+    return task_params(make_task(rule=config["rule"], optimizer=config["optimizer"], n_rows=n, n_cols=m,
+                                 window=config.get("window")))
 
 
 def ep_params(config: Record) -> int:

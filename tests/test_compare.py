@@ -64,6 +64,8 @@ def test_a_row_not_run_yet_shows_its_command_in_every_column_layout(tmp_results)
     (footprint.mlp_params, {"sizes": [4, 3, 2]}, 4 * 3 + 3 + 3 * 2 + 2),
     (footprint.ep_params, {"sizes": [3, 2, 1]}, 3 * 2 + 2 + 2 * 1 + 1),
     (footprint.filtergrid_params, {"grid": [2, 3], "rule": "snap1", "optimizer": "adam"}, 4 * 2 * 3),
+    # a rule with a setting of its own (truncated BPTT's window) is counted from its config too
+    (footprint.filtergrid_params, {"grid": [2, 3], "rule": "tbptt", "window": 4, "optimizer": "adam"}, 4 * 2 * 3),
     # w_in 784 x H, b_in H, grid weights and biases W x H each, w_out H x 10, b_out 10
     (footprint.neuralgrid_params, {"height": 2, "width": 3}, 784 * 2 + 2 + 2 * 3 * 2 + 2 * 10 + 10),
     # weights and biases per slice pixel, then the 784 -> 10 head
@@ -75,7 +77,7 @@ def test_a_row_not_run_yet_shows_its_command_in_every_column_layout(tmp_results)
     (footprint.gle_params, {"setup": {"arch": "e2e15k"}}, (53 + 53) + 5 * (53 * 53 + 53) + (53 * 10 + 10)),
     # the lag-net is fixed: 10 -> 60 -> 60 -> 10 learns
     (footprint.gle_params, {"setup": {"arch": "static", "tau": 2.0}}, (10 * 60 + 60) + (60 * 60 + 60) + (60 * 10 + 10)),
-], ids=["mlp", "ep", "filtergrid", "neuralgrid", "neuralgrid3d", "gridnet", "gle", "gle-static"])  # fmt: skip
+], ids=["mlp", "ep", "filtergrid", "filtergrid-tbptt", "neuralgrid", "neuralgrid3d", "gridnet", "gle", "gle-static"])  # fmt: skip
 def test_parameter_counts_match_a_count_by_hand(count, config, by_hand):
     assert count(config) == by_hand
 
