@@ -37,10 +37,11 @@ ONLINE_RUNS = {
 
 
 def _sd_text(values: Sequence[float], scale: float = 100.0, digits: int = 1) -> str:
-    if len(values) == 1:
-        return f"{scale * values[0]:.{digits}f}"
-    mean, sd = report.mean_sd(values)
-    return f"{scale * mean:.{digits}f}\u00a0±\u00a0{scale * sd:.{digits}f}"
+    """Mean ± sd of ``scale * values`` kept on one line, or the value alone for one seed."""
+    scaled = [scale * v for v in values]
+    if len(scaled) == 1:
+        return f"{scaled[0]:.{digits}f}"
+    return report.format_mean_sd(scaled, digits, n=False).replace(" ± ", "\u00a0±\u00a0")
 
 
 def memory_rows(runs: Mapping[str, MnistRun], ts: Sequence[int] = (28, 112)) -> list[dict[str, str]]:
@@ -131,15 +132,16 @@ def gradient_norms(images, labels, seed: int = 0) -> dict[str, float]:
     import jax.numpy as jnp
 
     from gridlib.filtergrid.experiments import MNIST_PIXEL_SCALE, make_task, sequences
+    from gridlib.filtergrid.rtrl import flatten
     from gridlib.filtergrid.temporal import rule_batch_grads
 
-    state = make_task().init(jax.random.PRNGKey(seed))
-    xs = sequences(state.routing, jnp.asarray(images), N, 10.0, MNIST_PIXEL_SCALE)
+    state = make_task().init(jax.random.PRNGKey(seed))  # the task's defaults: 28 pixels a row, gain 10
+    xs = sequences(state.routing, jnp.asarray(images), 28, 10.0, MNIST_PIXEL_SCALE)
     grad = jax.jit(rule_batch_grads("snap1"), static_argnames="mode")
     out = {}
     for mode in ("sum", "per_t"):
         g = grad(state.params, xs, jnp.asarray(labels), mode=mode)[2]
-        out[mode] = float(jnp.sqrt(sum(jnp.sum(leaf ** 2) for leaf in jax.tree.leaves(g))))
+        out[mode] = float(jnp.linalg.norm(flatten(g)))
     return out
 
 

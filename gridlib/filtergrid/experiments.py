@@ -30,6 +30,7 @@ from gridlib.filtergrid.model import (
     make_routing,
     readout,
 )
+from gridlib.filtergrid.online import online_snap1_batch_learn
 from gridlib.filtergrid.temporal import TEMPORAL_RULES, rule_batch_grads
 
 RULES = TEMPORAL_RULES
@@ -121,7 +122,6 @@ def make_task(
     computed on the fly, with the parameters changing along the sequence.
     """
     from gridlib.experiment import Task
-    from gridlib.filtergrid.online import online_snap1_batch_learn
 
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
@@ -139,14 +139,13 @@ def make_task(
     def train_step(state, x, y, key):
         del key  # the rule and the optimiser are deterministic
         seqs = sequences(state.routing, x, n_inputs, gain, pixel_scale)
-        if update_every_step:
+        if update_every_step:  # T optimiser steps inside the sequence
             out = online_snap1_batch_learn(opt, state.params, state.opt_state, seqs, y, dt)
-            acc = jnp.mean(jnp.argmax(out.logits, -1) == y)
-            return (TrainState(out.params, out.opt_state, state.routing),
-                    {"loss": out.losses.mean(), "acc": acc})
-        losses, logits, grads = batch_grads(rule, state.params, seqs, y, loss_mode, dt, window)
-        updates, opt_state = opt.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+            params, opt_state, losses, logits = out.params, out.opt_state, out.losses, out.logits
+        else:  # one optimiser step on the batch-mean gradient
+            losses, logits, grads = batch_grads(rule, state.params, seqs, y, loss_mode, dt, window)
+            updates, opt_state = opt.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
         acc = jnp.mean(jnp.argmax(logits, -1) == y)
         return TrainState(params, opt_state, state.routing), {"loss": losses.mean(), "acc": acc}
 

@@ -213,16 +213,15 @@ def online_snap1_batch_learn(optimizer: optax.GradientTransformation, params: Gr
     r"""Online SnAP-1 with an optimiser step at **every time step** of a batch ``xs: (B, T, N)``.
 
     At step :math:`t` the ``B`` sequences run one step of the grid and of the rule
-    (:func:`online_snap1_step`, at the current parameters :math:`	heta_t`); the gradient fed to
-    the optimiser is the batch mean of :math:`
-abla \ell_t / T`; then
-    ``optimizer.update`` and ``optax.apply_updates`` give :math:`	heta_{t+1}`, used from step
+    (:func:`online_snap1_step`, at the current parameters :math:`\theta_t`); the gradient fed to
+    the optimiser is the batch mean of :math:`\nabla \ell_t / T`; then
+    ``optimizer.update`` and ``optax.apply_updates`` give :math:`\theta_{t+1}`, used from step
     :math:`t+1` on. The update comes *after* the step's gradient: the gradient of
     :math:`\ell_t` is always taken at the parameters that produced :math:`r(t)`.
 
     The network state and the self- and cross-traces are **not** reset at an update: they
     continue across it, so the traces carried into step :math:`t+1` mix contributions computed
-    with :math:`	heta_1, \dots, 	heta_t`. This is the standard approximation of real-time
+    with :math:`\theta_1, \dots, \theta_t`. This is the standard approximation of real-time
     learning (online RTRL, SnAP, e-prop): the exact sensitivities to the current parameters
     would need the past replayed at them. It vanishes as the learning rate goes to 0.
 
@@ -239,7 +238,7 @@ abla \ell_t / T`; then
 
     Args:
         optimizer: any optax transformation (e.g. ``optax.sgd(eta)``, ``optax.adam(lr)``).
-        params: the grid parameters :math:`	heta_1`, each ``(N, M)``.
+        params: the grid parameters :math:`\theta_1`, each ``(N, M)``.
         opt_state: ``optimizer.init(params)``, or the state a previous call returned.
         xs: ``(B, T, N)`` drives.
         labels: ``(B,)`` integer classes.
