@@ -50,6 +50,13 @@ def test_online_runs_name_distinct_results():
         comparison.accuracy_rows({"A": {"a0": _record(0, 0.5)}}, {}, reference="A")
 
 
+def test_seeds_at_chance_counts_runs_no_better_than_the_commonest_class():
+    labels = np.array([1, 1, 1, 0, 2, 3, 4, 5, 6, 7])  # the commonest class is 30 %
+    group = {f"r{i}": _record(i, acc) for i, acc in enumerate((0.30, 0.303, 0.31, 0.9))}
+    assert comparison.seeds_at_chance(group, labels) == 2  # 0.31 is past the 0.005 margin
+    assert comparison.seeds_at_chance(group, labels, margin=0.0) == 1
+
+
 def test_gradient_norms_are_the_norms_of_the_task_gradient():
     """Both norms equal the norm of the task's own SnAP-1 batch gradient under each loss."""
     import jax

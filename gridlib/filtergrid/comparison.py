@@ -28,9 +28,12 @@ from gridlib.filtergrid.temporal import state_floats_per_parameter
 N, M, T = 28, 10, 28
 WORK = "bench/filtergrid_rules"
 
-#: The batch-1 budget of the rules that learn online: label -> run (per-group SGD, 3 epochs).
+#: The batch-1 budget of the rules that learn forward in time: label -> run (per-group SGD,
+#: 3 epochs). The first row is the reference of the paired differences.
 ONLINE_RUNS = {
     "SnAP-1, sum loss, one update per sequence": MnistRun("snap1", "sgd", 1, 3),
+    "SnAP-2, sum loss, one update per sequence": MnistRun("snap2", "sgd", 1, 3),
+    "SnAP-0, sum loss, one update per sequence": MnistRun("snap0", "sgd", 1, 3),
     "online SnAP-1, per-step loss, one update per sequence": MnistRun("online_snap1", "sgd", 1, 3),
     "online SnAP-1, an update at every time step": MnistRun("online_snap1", "sgd", 1, 3, every_step=True),
 }
@@ -98,6 +101,13 @@ def accuracy_rows(groups: Mapping[str, Mapping[str, dict]], runs: Mapping[str, M
     return rows
 
 
+def seeds_at_chance(group: Mapping[str, dict], labels, margin: float = 0.005) -> int:
+    """How many runs of ``group`` ended no better than always answering the commonest class of
+    ``labels`` (the test labels, ``(n,)``), to within ``margin``: runs that never learned."""
+    share = np.bincount(np.asarray(labels)).max() / len(labels)
+    return sum(acc <= share + margin for acc in final_accuracies(group))
+
+
 def accuracy_figure(groups: Mapping[str, Mapping[str, dict]], runs: Mapping[str, MnistRun]):
     """Final test accuracy (mean ± sd over seeds, every seed as a dot) against the learning
     state each rule carries per parameter: what memory buys on the same grid and budget."""
@@ -146,4 +156,4 @@ def gradient_norms(images, labels, seed: int = 0) -> dict[str, float]:
 
 
 __all__ = ["ONLINE_RUNS", "accuracy_figure", "accuracy_rows", "gradient_norms", "load_work",
-           "memory_rows", "work_rows"]
+           "memory_rows", "seeds_at_chance", "work_rows"]
