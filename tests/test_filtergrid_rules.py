@@ -62,6 +62,40 @@ HUB = {"bptt": bptt_grads, **{f"snap{n}": fn for n, fn in SNAP.items()}}
 
 
 # ---------------------------------------------------------------------------------------------
+# the within-step messages every step-wise rule shares
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (3, 5), (1, 4), (5, 1)])
+def test_messages_are_the_derivative_of_the_readout_with_respect_to_each_output(shape):
+    """``m_k = d(dep . r(t)) / d y_k`` with ``s(t-1)`` fixed, by autodiff through a cell-by-cell
+    forward step written out here (an additive ``eps_k`` on each output stands for ``y_k``). A
+    message that missed the child below or on the right, or a wrong order of the diagonals,
+    fails on every shape with both children."""
+    from gridlib.filtergrid.cell import zoh_coefficients
+    from gridlib.filtergrid.stepwise import messages
+
+    n, m = shape
+    params, xs = _problem(n, m, 1, seed=n + 7 * m)
+    s_prev = 0.3 * jax.random.normal(jax.random.PRNGKey(3), (n, m), jnp.float64)
+    dep = jax.random.normal(jax.random.PRNGKey(4), (m,), jnp.float64)
+    a, c = zoh_coefficients(params.log_tau, model.DT)
+
+    def readout_dot(eps):
+        y = {}
+        for i in range(n):
+            for j in range(m):
+                u = xs[0, i] if j == 0 else y[i, j - 1]
+                v = y[i - 1, j] if i > 0 else 0.0
+                s = a[i, j] * s_prev[i, j] + c[i, j] * (params.w_left[i, j] * u + params.w_top[i, j] * v)
+                y[i, j] = jnp.tanh(s + params.bias[i, j]) + eps[i, j]
+        return sum(dep[j] * y[n - 1, j] for j in range(m))
+
+    y = model.step(params, s_prev, xs[0])[1]
+    expected = jax.grad(readout_dot)(jnp.zeros((n, m), jnp.float64))
+    np.testing.assert_allclose(messages(params, y, dep), expected, rtol=1e-12, atol=1e-14)
+
+
+# ---------------------------------------------------------------------------------------------
 # SnAP-n: exact within distance n, ordered outside
 
 

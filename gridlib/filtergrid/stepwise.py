@@ -18,9 +18,10 @@ The messages obey (chapter {ref}`snap1-chapter`, eq. ``message``)
 .. math:: m_p = [p \in \mathcal B]\,\frac{\partial L}{\partial r_p(t)}
           + \sum_{d \in \mathrm{children}(p)} m_d (1 - y_d^2)\, c_d\, \kappa_d ,
 
-with :math:`\kappa = w_T` of the child below and :math:`w_L` of the child on the right. The
-grid is a DAG of depth :math:`N + M - 2` within a step, so ``N + M - 1`` whole-grid (Jacobi)
-sweeps of this equation, started from the readout deposit, give it exactly.
+with :math:`\kappa = w_T` of the child below and :math:`w_L` of the child on the right. Within a
+step the grid is a DAG whose children of a cell on anti-diagonal :math:`p` lie on diagonal
+:math:`p + 1`, so one backward pass over the diagonals, the forward wavefront reversed, gives the
+messages exactly.
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ from gridlib.filtergrid.model import (
     left_inputs,
     loss_from_readout,
     readout,
+    skew,
     step,
     top_inputs,
+    unskew,
 )
 
 RuleGrads = Callable[..., tuple[Array, Array, GridParams]]
@@ -69,20 +72,28 @@ def messages(params: GridParams, y: Array, dep: Array, dt: float = DT) -> Array:
     """Within-step messages ``m: (N, M)`` of one step, from ``y(t): (N, M)`` and the readout
     gradient ``dep = dL/dr(t): (M,)``.
 
-    ``N + M - 1`` whole-grid sweeps of the message equation (module docstring); the longest path
-    within a step has ``N + M - 2`` hops, so the last sweep changes nothing.
+    The forward wavefront of :func:`~.model.step` run backwards: anti-diagonal ``p = i + j`` from
+    the last (the bottom-right cell) to the first, ``N + M - 1`` stages of length-``N`` vector
+    ops. A cell's children lie on the next diagonal, the one below in slot ``i + 1``, the one on
+    the right in slot ``i``, so each diagonal's messages are final when it is reached.
     """
     n, m_cols = y.shape
     _, c = zoh_coefficients(params.log_tau, dt)
-    couple_top, couple_left = c * params.w_top, c * params.w_left  # a child's c kappa to its parents
-    deposit = jnp.zeros_like(y).at[-1].set(dep)
     gain = 1.0 - y**2
+    deposit = jnp.zeros_like(y).at[-1].set(dep)
+    # what a cell passes to its parent above and to its parent on the left: lam_d c_d kappa_d
+    xs = (skew(gain * c * params.w_top), skew(gain * c * params.w_left), skew(deposit))
 
-    def sweep(_, msg):
-        lam = msg * gain
-        return deposit + shift(lam * couple_top, 1, 0) + shift(lam * couple_left, 0, 1)
+    def stage(passed, inp):
+        to_above, to_left = passed  # of diagonal p + 1; cells past the grid pass zero (skew pads)
+        k_top, k_left, dep_p = inp
+        from_below = jnp.concatenate([to_above[1:], jnp.zeros_like(to_above[:1])])
+        m_p = dep_p + from_below + to_left
+        return (m_p * k_top, m_p * k_left), m_p
 
-    return jax.lax.fori_loop(0, n + m_cols - 1, sweep, deposit)
+    rest = jnp.zeros(n, y.dtype)
+    _, m_diag = jax.lax.scan(stage, (rest, rest), xs, reverse=True)
+    return unskew(m_diag, m_cols)
 
 
 def loss_head(params: GridParams, xs: Array, label: Array, mode: str, dt: float = DT):
