@@ -57,6 +57,28 @@ def test_seeds_at_chance_counts_runs_no_better_than_the_commonest_class():
     assert comparison.seeds_at_chance(group, labels, margin=0.0) == 1
 
 
+def test_alignment_accuracy_pairs_each_rule_with_its_own_cosine():
+    runs = {"BPTT": summary.MnistRun("bptt"), "K4": summary.MnistRun("tbptt", window=4),
+            "K1": summary.MnistRun("tbptt", window=1), "S0": summary.MnistRun("snap0"),
+            "S2": summary.MnistRun("snap2")}
+    groups = {"BPTT": {"b": _record(0, 0.6)}, "K4": {"k": _record(0, 0.4)},
+              "K1": {"k1": _record(0, 0.3)}, "S0": {}, "S2": {"s": _record(0, 0.45)}}
+    cos = {"tbptt1": 0.7, "tbptt4": 0.9, "snap0": 0.72}  # no SnAP-2 cosine
+    points = {p["rule"]: p for p in comparison.alignment_accuracy(cos, groups, runs)}
+    assert set(points) == {"BPTT", "K4", "K1"}  # SnAP-0 has no seeds, SnAP-2 no cosine
+    assert points["BPTT"]["cosine"] == 1.0  # exact by definition
+    assert (points["K4"]["cosine"], points["K1"]["cosine"]) == (0.9, 0.7)  # the window decides
+    assert points["K4"]["accuracies"] == [0.4]
+
+
+def test_rank_correlation():
+    assert comparison.rank_correlation([1, 2, 3, 4], [10, 20, 25, 40]) == pytest.approx(1.0)
+    assert comparison.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert comparison.rank_correlation([1, 2, 3], [1, 3, 2]) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="length"):
+        comparison.rank_correlation([1, 2], [1, 2])
+
+
 def test_gradient_norms_are_the_norms_of_the_task_gradient():
     """Both norms equal the norm of the task's own SnAP-1 batch gradient under each loss."""
     import jax

@@ -113,25 +113,77 @@ def accuracy_figure(groups: Mapping[str, Mapping[str, dict]], runs: Mapping[str,
     state each rule carries per parameter: what memory buys on the same grid and budget."""
     import matplotlib.pyplot as plt
 
-    from gridlib.plotting import PALETTE
-
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
     seen: dict[float, int] = {}  # rules with the same state sit side by side, not on top
-    for i, (label, group) in enumerate((k, g) for k, g in groups.items() if g):
+    for label, group in ((k, g) for k, g in groups.items() if g):
         run = runs[label]
         x0 = state_floats_per_parameter(run.rule, N, M, window=run.window, t_len=T)
         x = x0 + 0.12 * seen.get(x0, 0)
         seen[x0] = seen.get(x0, 0) + 1
-        acc = 100 * np.asarray(final_accuracies(group))
-        color = PALETTE[i % len(PALETTE)]
-        ax.plot(np.full(acc.shape, x), acc, ".", color=color, alpha=0.5)
-        ax.errorbar([x], [acc.mean()], yerr=[acc.std(ddof=1)] if acc.size > 1 else None, fmt="o",
-                    capsize=3, color=color, label=f"{label} ({acc.size})")
-    ax.set_xlabel("learning state carried in time (floats per parameter)")
+        _seed_dots(ax, x, final_accuracies(group), _color(label, runs), label)
+    return _finish(fig, ax, "learning state carried in time (floats per parameter)")
+
+
+def _color(label: str, runs: Mapping[str, MnistRun]):
+    """One colour per rule, the same in every figure of the rules."""
+    from gridlib.plotting import PALETTE
+
+    return PALETTE[list(runs).index(label) % len(PALETTE)]
+
+
+def _seed_dots(ax, x: float, accuracies: Sequence[float], color, label: str) -> None:
+    """Every seed's accuracy (%) as a dot at ``x``, and their mean ± sd, labelled with ``n``."""
+    acc = 100 * np.asarray(accuracies)
+    ax.plot(np.full(acc.shape, x), acc, ".", color=color, alpha=0.5)
+    ax.errorbar([x], [acc.mean()], yerr=[acc.std(ddof=1)] if acc.size > 1 else None, fmt="o",
+                capsize=3, color=color, label=f"{label} ({acc.size})")
+
+
+def _finish(fig, ax, xlabel: str):
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     return fig
+
+
+def alignment_accuracy(cosines: Mapping[str, float], groups: Mapping[str, Mapping[str, dict]],
+                       runs: Mapping[str, MnistRun]) -> list[dict[str, Any]]:
+    """Each rule's alignment beside its accuracy: ``{"rule", "cosine", "accuracies"}`` for every
+    configuration of ``runs`` with published seeds and a cosine in ``cosines`` (keyed by the
+    labels of :data:`gridlib.filtergrid.alignment.RULES`, e.g. the cosines at ``T = 28``). BPTT
+    computes the exact gradient, so its cosine is 1 by definition."""
+    from gridlib.filtergrid.alignment import RULES as ALIGNED
+
+    by_rule = {rule_window: key for key, rule_window in ALIGNED.items()}
+    points = []
+    for label, run in runs.items():
+        key = by_rule.get((run.rule, run.window))
+        cosine = 1.0 if run.rule == "bptt" else cosines.get(key) if key else None
+        if groups.get(label) and cosine is not None:
+            points.append({"rule": label, "cosine": float(cosine),
+                           "accuracies": final_accuracies(groups[label])})
+    return points
+
+
+def rank_correlation(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation of ``x`` and ``y`` (no ties expected): +1 when ``y`` rises with
+    ``x`` in every pair, -1 when it always falls."""
+    if len(x) != len(y) or len(x) < 3:
+        raise ValueError(f"need two sequences of the same length >= 3, got {len(x)} and {len(y)}")
+    rx, ry = (np.argsort(np.argsort(np.asarray(v, float))) for v in (x, y))
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def alignment_accuracy_figure(points: Sequence[Mapping[str, Any]], runs: Mapping[str, MnistRun]):
+    """Test accuracy (mean ± sd over seeds, every seed as a dot) against the cosine of each
+    rule's gradient with the exact one (:func:`alignment_accuracy` of ``runs``)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    for p in points:
+        _seed_dots(ax, p["cosine"], p["accuracies"], _color(p["rule"], runs), p["rule"])
+    return _finish(fig, ax, "cosine with the exact gradient at the initial parameters, T = 28")
 
 
 def gradient_norms(images, labels, seed: int = 0) -> dict[str, float]:
@@ -155,5 +207,6 @@ def gradient_norms(images, labels, seed: int = 0) -> dict[str, float]:
     return out
 
 
-__all__ = ["ONLINE_RUNS", "accuracy_figure", "accuracy_rows", "gradient_norms", "load_work",
-           "memory_rows", "seeds_at_chance", "work_rows"]
+__all__ = ["ONLINE_RUNS", "accuracy_figure", "accuracy_rows", "alignment_accuracy",
+           "alignment_accuracy_figure", "gradient_norms", "load_work", "memory_rows",
+           "rank_correlation", "seeds_at_chance", "work_rows"]
