@@ -71,10 +71,13 @@ def test_alignment_accuracy_pairs_each_rule_with_its_own_cosine():
     assert points["K4"]["accuracies"] == [0.4]
 
 
-def test_rank_correlation():
-    assert comparison.rank_correlation([1, 2, 3, 4], [10, 20, 25, 40]) == pytest.approx(1.0)
-    assert comparison.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
-    assert comparison.rank_correlation([1, 2, 3], [1, 3, 2]) == pytest.approx(0.5)
+def test_rank_correlation_and_its_permutation_p_value():
+    rho, p = comparison.rank_correlation([1, 2, 3, 4], [10, 20, 25, 40])
+    assert rho == pytest.approx(1.0) and p == pytest.approx(1 / 24)  # only the identity ties it
+    rho, p = comparison.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1])
+    assert rho == pytest.approx(-1.0) and p == pytest.approx(1.0)
+    rho, p = comparison.rank_correlation([1, 2, 3], [1, 3, 2])
+    assert rho == pytest.approx(0.5) and p == pytest.approx(3 / 6)  # 1, 0.5, 0.5 of six orderings
     with pytest.raises(ValueError, match="length"):
         comparison.rank_correlation([1, 2], [1, 2])
 

@@ -166,13 +166,18 @@ def alignment_accuracy(cosines: Mapping[str, float], groups: Mapping[str, Mappin
     return points
 
 
-def rank_correlation(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's rank correlation of ``x`` and ``y`` (no ties expected): +1 when ``y`` rises with
-    ``x`` in every pair, -1 when it always falls."""
-    if len(x) != len(y) or len(x) < 3:
-        raise ValueError(f"need two sequences of the same length >= 3, got {len(x)} and {len(y)}")
+def rank_correlation(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """Spearman's rank correlation of ``x`` and ``y`` (no ties expected), and how often a value at
+    least as large arises by chance: the exact one-sided permutation p-value over every ordering
+    of ``y`` (up to 8 points)."""
+    if len(x) != len(y) or not 3 <= len(x) <= 8:
+        raise ValueError(f"need two sequences of the same length, 3 to 8, got {len(x)} and {len(y)}")
+    from itertools import permutations
+
     rx, ry = (np.argsort(np.argsort(np.asarray(v, float))) for v in (x, y))
-    return float(np.corrcoef(rx, ry)[0, 1])
+    rho = float(np.corrcoef(rx, ry)[0, 1])
+    null = np.array([np.corrcoef(rx, perm)[0, 1] for perm in permutations(ry)])
+    return rho, float(np.mean(null >= rho - 1e-12))
 
 
 def alignment_accuracy_figure(points: Sequence[Mapping[str, Any]], runs: Mapping[str, MnistRun]):
