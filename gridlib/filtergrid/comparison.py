@@ -11,7 +11,11 @@ Chapter "One grid, every temporal rule" shows these tables; nothing in them is t
   :data:`~gridlib.filtergrid.summary.RULE_RUNS` (Adam, batch 32, 10 epochs) or
   :data:`ONLINE_RUNS` (per-group SGD, batch 1, 3 epochs), loaded by
   :func:`~gridlib.filtergrid.summary.load_mnist_runs` (a file that declares another setting is
-  refused, and seeds that differ in anything but the seed are never averaged).
+  refused, and seeds that differ in anything but the seed are never averaged), with
+  :func:`seeds_at_chance` for the runs that never learned;
+- :func:`alignment_accuracy` / :func:`alignment_accuracy_figure` / :func:`rank_correlation`:
+  each rule's accuracy beside the alignment of its gradient, and whether the one orders the
+  other beyond chance.
 """
 
 from __future__ import annotations
@@ -180,15 +184,18 @@ def rank_correlation(x: Sequence[float], y: Sequence[float]) -> tuple[float, flo
     return rho, float(np.mean(null >= rho - 1e-12))
 
 
-def alignment_accuracy_figure(points: Sequence[Mapping[str, Any]], runs: Mapping[str, MnistRun]):
+def alignment_accuracy_figure(points: Sequence[Mapping[str, Any]], runs: Mapping[str, MnistRun],
+                              xlabel: str = "cosine with the exact gradient at the initial "
+                                            "parameters, T = 28"):
     """Test accuracy (mean ± sd over seeds, every seed as a dot) against the cosine of each
-    rule's gradient with the exact one (:func:`alignment_accuracy` of ``runs``)."""
+    rule's gradient with the exact one (:func:`alignment_accuracy` of ``runs``); ``xlabel``
+    says where the cosines were measured."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
     for p in points:
         _seed_dots(ax, p["cosine"], p["accuracies"], _color(p["rule"], runs), p["rule"])
-    return _finish(fig, ax, "cosine with the exact gradient at the initial parameters, T = 28")
+    return _finish(fig, ax, xlabel)
 
 
 def gradient_norms(images, labels, seed: int = 0) -> dict[str, float]:
