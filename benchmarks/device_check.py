@@ -42,6 +42,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from gridlib import cli, flags, storage
+
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("gridnet", "neuralgrid", "gle")
 MARKER = "DEVICE_CHECK_RESULT "
@@ -483,34 +485,34 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def parse_parts(text: str) -> list[str]:
-    """``"gridnet,gle"`` -> ``["gridnet", "gle"]``, in :data:`PARTS` order.
-
-    Raises:
-        argparse.ArgumentTypeError: for an empty list or an unknown part.
-    """
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    unknown = [n for n in names if n not in PARTS]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(f"parts must be a comma-separated subset of {','.join(PARTS)}, got {text!r}")
-    return [p for p in PARTS if p in names]
+def parser() -> cli.OneLineParser:
+    """The driver's flags, each with its domain."""
+    p = cli.OneLineParser(prog="benchmarks/device_check.py", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny sizes: about a minute on a CPU")
+    p.add_flag("--parts", flags.choice(PARTS, many=True), ",".join(PARTS), help="parts to run")
+    p.add_flag("--out", flags.Domain(str, pattern=r"[A-Za-z0-9_./\-]+", special=("",),
+                                     meaning="'': $OUT, else runs/device-check"), "",
+               help="where records go")
+    p.add_argument("--allow-cpu", action="store_true", help="run the full sizes even on a CPU")
+    p.add_argument("--pack", action="store_true",
+                   help=f"copy the cached data sets into {PACK_DIR.relative_to(ROOT)} (carry it to the device)")
+    p.add_flag("--pack-data", flags.choice(PACK_DATASETS, many=True), ",".join(PACK_DATASETS),
+               help="data sets for --pack")
+    p.add_flag("--part", flags.choice(("probe", *PARTS), special=("",)), "",
+               help=argparse.SUPPRESS)  # a child's work
+    return p
 
 
 def parse_args(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> argparse.Namespace:
-    """The driver's arguments; ``DEVICE_CHECK_QUICK=1`` in ``environ`` turns on ``--quick``."""
+    """The driver's arguments; ``DEVICE_CHECK_QUICK=1`` in ``environ`` turns on ``--quick``.
+
+    Raises:
+        gridlib.flags.FlagError: a bad flag, in one line.
+    """
     env = os.environ if environ is None else environ
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: about a minute on a CPU")
-    parser.add_argument("--parts", type=parse_parts, default=list(PARTS),
-                        help=f"comma-separated subset of {','.join(PARTS)} (default: all)")
-    parser.add_argument("--out", help="where records go (default: $OUT, else runs/device-check)")
-    parser.add_argument("--allow-cpu", action="store_true", help="run the full sizes even on a CPU")
-    parser.add_argument("--pack", action="store_true",
-                        help=f"copy the cached data sets into {PACK_DIR.relative_to(ROOT)} (carry it to the device)")
-    parser.add_argument("--pack-data", type=lambda s: [t for t in s.split(",") if t], default=list(PACK_DATASETS),
-                        help=f"data sets for --pack (default: {','.join(PACK_DATASETS)})")
-    parser.add_argument("--part", choices=("probe", *PARTS), help=argparse.SUPPRESS)  # a child's work
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
+    args.parts = [p for p in PARTS if p in args.parts.split(",")]
+    args.pack_data = args.pack_data.split(",")
     args.quick = args.quick or env.get("DEVICE_CHECK_QUICK", "").strip() in ("1", "true", "yes")
     return args
 
@@ -538,14 +540,13 @@ def pack(datasets: list[str]) -> int:
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
+    sources = {"mnist": lambda: [(data.mnist_file(), target)],
+               "fashion_mnist": lambda: [(f, target / "fashion-mnist")
+                                         for f in data.fashion_folder().iterdir()]}
     for d in datasets:
-        if d == "mnist":
-            src = data.mnist_file()
-            for f in (src, src.with_name(src.name + ".sha256")):
-                if f.is_file():
-                    shutil.copy2(f, target / f.name)
-        else:
-            shutil.copytree(data.fashion_folder(), target / "fashion-mnist")
+        for f, folder in sources[d]():
+            if f.is_file():
+                storage.write_bytes(folder / f.name, f.read_bytes(), within=[PACK_DIR])
     packed = sum(f.stat().st_size for f in PACK_DIR.rglob("*") if f.is_file())
     tree = _tree_bytes()
     total = packed + (tree or 0)
@@ -590,11 +591,11 @@ def main(argv: list[str] | None = None) -> int:
     summary = format_summary(rows)
     print(f"\ndevice check summary ({mode}; {backend or '?'}: "
           f"{(info.get('info') or {}).get('device_kind', '?')}):\n{summary}")
-    (out / "device_check_summary.json").write_text(json.dumps(
-        {"mode": mode, "probe": info, "parts": rows, "plan": {p: plan(args.quick)[p] for p in args.parts}},
-        indent=1) + "\n")  # fmt: skip
+    storage.write_json(out / "device_check_summary.json",
+                       {"mode": mode, "probe": info, "parts": rows,
+                        "plan": {p: plan(args.quick)[p] for p in args.parts}}, within=[out])
     return 0 if all(r["status"] in ("ok", "skipped") for r in rows) and info["status"] == "ok" else 1
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli.run_script(main))

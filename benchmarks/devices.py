@@ -26,6 +26,8 @@ import subprocess
 import sys
 import time
 
+from gridlib import cli, flags
+
 COUNTS = (1, 2, 4)
 
 
@@ -66,8 +68,8 @@ def main(n_seeds: int = 4, n_batches: int = 2, seq_len: int = 360) -> dict:
 
     rows = []
     for n in (c for c in COUNTS if n_seeds % c == 0):
-        flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}"
-        env = {**os.environ, "XLA_FLAGS": flags.strip(), "JAX_PLATFORMS": "cpu"}
+        xla_flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}"
+        env = {**os.environ, "XLA_FLAGS": xla_flags.strip(), "JAX_PLATFORMS": "cpu"}
         proc = subprocess.run([sys.executable, __file__, "--child", str(n), str(n_seeds),
                                str(n_batches), str(seq_len)], env=env, capture_output=True, text=True)  # fmt: skip
         if proc.returncode != 0:
@@ -88,8 +90,17 @@ def main(n_seeds: int = 4, n_batches: int = 2, seq_len: int = 360) -> dict:
     return {"rows": rows}
 
 
+def parser() -> cli.OneLineParser:
+    """This script's arguments, each with its domain."""
+    p = cli.OneLineParser(prog="benchmarks/devices.py", description=__doc__.split("\n")[0])
+    p.add_flag("n_seeds", flags.integer(1, 1024), 4, help="seeds in the ensemble")
+    p.add_flag("n_batches", flags.integer(1, 1000), 2, help="minibatches per timed call")
+    p.add_flag("seq_len", flags.integer(1, 100_000), 360, help="steps per sequence")
+    return p
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--child"]:
+    if sys.argv[1:2] == ["--child"]:  # this script's own subprocess, not a user's command
         print(json.dumps(child(*(int(a) for a in sys.argv[2:]))))
     else:
-        main(*(int(a) for a in sys.argv[1:]))
+        raise SystemExit(cli.run_script(lambda argv: main(**vars(parser().parse_args(argv)))))

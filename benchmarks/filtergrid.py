@@ -20,7 +20,6 @@ in one run are fair under load; absolute times are not.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import time
 
@@ -28,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gridlib import results
+from gridlib import cli, flags, results
 from gridlib.experiment import make_epoch_chunk
 from gridlib.filtergrid import model, reference
 from gridlib.filtergrid.bptt import bptt_grads
@@ -158,14 +157,19 @@ def side_by_side(rounds: int = 3, steps: dict[int, int] | None = None) -> list[d
     return rows
 
 
+def parser() -> cli.OneLineParser:
+    """This script's flags, each with its domain."""
+    p = cli.OneLineParser(prog="benchmarks/filtergrid.py", description=__doc__.split("\n")[0])
+    p.add_flag("--batch", flags.integer(1, 4096), 32, help="examples per step")
+    p.add_flag("--min-time", flags.real(0.0, 600.0, open_low=True), 2.0, help="seconds per timing")
+    p.add_flag("--rounds", flags.integer(1, 100), 3, help="side-by-side rounds")
+    p.add_argument("--only-side-by-side", action="store_true",
+                   help="time only the original against the library; print, save nothing")
+    return p
+
+
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--min-time", type=float, default=2.0)
-    parser.add_argument("--rounds", type=int, default=3, help="side-by-side rounds")
-    parser.add_argument("--only-side-by-side", action="store_true",
-                        help="time only the original against the library; print, save nothing")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     if args.only_side_by_side:
         side_by_side(args.rounds)
         return
@@ -231,4 +235,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(cli.run_script(main))

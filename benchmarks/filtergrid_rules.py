@@ -19,14 +19,13 @@ Saves ``results/bench/filtergrid_rules.json``. Run:
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gridlib import data, report, results
+from gridlib import cli, data, flags, report, results
 from gridlib.experiment import make_epoch_chunk
 from gridlib.filtergrid.experiments import make_task
 from gridlib.filtergrid.temporal import state_floats_per_parameter
@@ -59,14 +58,17 @@ def _losses(chunk, key):
     return lambda state, xs, ys, steps: chunk(state, xs, ys, steps, key)[1]["loss"]
 
 
+def parser() -> cli.OneLineParser:
+    """This script's flags, each with its domain."""
+    p = cli.OneLineParser(prog="benchmarks/filtergrid_rules.py", description=__doc__.split("\n")[0])
+    p.add_flag("--rounds", flags.integer(1, 100), 3, help="alternated rounds")
+    p.add_flag("--steps", flags.integer(1, 1875), 32, help="minibatches per timed call")
+    p.add_argument("--skip-rtrl", action="store_true", help="leave exact RTRL out")
+    return p
+
+
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=32, help="minibatches per timed call")
-    parser.add_argument("--skip-rtrl", action="store_true", help="leave exact RTRL out")
-    args = parser.parse_args(argv)
-    if args.rounds < 1 or args.steps < 1:
-        parser.error("--rounds and --steps must be at least 1")
+    args = parser().parse_args(argv)
 
     mnist = data.load_mnist(n_train=args.steps * BATCH, n_test=1)
     x_all = jnp.asarray(mnist.x_train).reshape(args.steps, BATCH, -1)
@@ -125,4 +127,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(cli.run_script(main))

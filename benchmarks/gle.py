@@ -46,7 +46,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from gridlib import data, report, results
+from gridlib import cli, data, flags, report, results
 from gridlib.gle import mnist1d as m1d
 from gridlib.gle import model, packed
 
@@ -183,5 +183,15 @@ def main(n_seeds: int = 10, reps: int = 3, n_batches: int = 1) -> dict:
     return {"rows": rows, "ceilings": ceilings}
 
 
+def parser() -> cli.OneLineParser:
+    """This script's arguments, each with its domain."""
+    p = cli.OneLineParser(prog="benchmarks/gle.py", description=__doc__.split("\n")[0])
+    p.add_flag("n_seeds", flags.integer(1, 1000), 10, help="seeds in the ensemble")
+    p.add_flag("reps", flags.integer(1, 100), 3, help="alternated timings")
+    p.add_argument("--one-core", action="store_true", help="pin the process to one core")
+    return p
+
+
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:] if not a.startswith("--")))
+    raise SystemExit(cli.run_script(lambda argv: main(**{
+        k: v for k, v in vars(parser().parse_args(argv)).items() if k != "one_core"})))

@@ -17,7 +17,6 @@ whole epoch. The naive loop is timed on a few examples and extrapolated.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import time
@@ -26,8 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gridlib import cli, flags, results
 from gridlib import neuralgrid as ng
-from gridlib import results
 from gridlib.experiment import make_epoch_chunk
 from gridlib.neuralgrid import experiments as ngx
 
@@ -69,12 +68,17 @@ def time_naive(n_examples: int, x: np.ndarray, y: np.ndarray, height: int, width
     return out
 
 
+def parser() -> cli.OneLineParser:
+    """This script's flags, each with its domain."""
+    p = cli.OneLineParser(prog="benchmarks/neuralgrid.py", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="fewer steps (a smoke test)")
+    p.add_flag("--height", flags.integer(1, 4096), 128, help="grid rows")
+    p.add_flag("--width", flags.integer(1, 4096), 128, help="grid columns")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps (a smoke test)")
-    parser.add_argument("--height", type=int, default=128)
-    parser.add_argument("--width", type=int, default=128)
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     h, w = args.height, args.width
     splits = ngx.load_splits("fashion_mnist")
     x, y = splits.x_train, splits.y_train
@@ -129,4 +133,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli.run_script(main))

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import optax
 
 from gridlib import data as gdata
-from gridlib import results
-from gridlib.cli import experiment
+from gridlib import flags, results
+from gridlib.cli import dense_memory, experiment
 from gridlib.experiment import Task, fit, run_dir_for
 
 Params = Any
@@ -124,7 +124,16 @@ def parse_sizes(text: str) -> tuple[int, ...]:
         raise ValueError(f"hidden sizes must be comma-separated integers, got {text!r}") from err
 
 
-@experiment("mlp")
+def _mlp_memory(args: dict[str, Any]) -> float:
+    sizes = [784, *(int(h) for h in args["hidden"].split(",")), 10]
+    return dense_memory(sizes, args["batch_size"])
+
+
+@experiment("mlp", memory=_mlp_memory, flags={
+    "dataset": flags.choice(lambda: tuple(gdata.LOADERS)),
+    "activation": flags.choice(lambda: tuple(sorted(ACTIVATIONS))),
+    "n_train": flags.integer(1, 1_000_000, special=(0,), meaning="0: all"),
+})
 def run_mlp(
     dataset: str = "mnist",
     hidden: str = "500",

@@ -24,17 +24,23 @@ joins the processes (:func:`gridlib.devices.initialize_distributed`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import inspect
-import math
 import os
 import re
+import signal
 import sys
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, get_type_hints
+import threading
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple, NoReturn
 
-from gridlib import checkpoint, results, scale
+from gridlib import checkpoint, results, scale, storage
+from gridlib import flags as _flags
 from gridlib.data import DataUnavailableError
+from gridlib.storage import EXIT_STORAGE, StorageError, StoredFileError
 
 #: Modules whose import registers experiments (imported lazily by :func:`main`).
 EXPERIMENT_MODULES = [
@@ -49,45 +55,72 @@ EXPERIMENT_MODULES = [
 
 #: Exceptions that are the user's to fix: shown as one line, exit code 2.
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FloatingPointError, MemoryError,
-               checkpoint.CheckpointError, DataUnavailableError)  # fmt: skip
+               checkpoint.CheckpointError, DataUnavailableError, StoredFileError)  # fmt: skip
 
-#: The largest learning rate accepted; anything above is a typo, not an experiment.
-MAX_LR = 10.0
+#: Exit statuses (documented in the book's page on failures): 0 done, 1 a re-check found a
+#: difference, 2 refused (a bad flag, a foreign checkpoint, missing data, ...), 74 a file could
+#: not be written or read (full disk, read-only folder), 128 + N stopped by signal N (130 for
+#: Ctrl-C, 143 for SIGTERM), after the last completed epoch's checkpoint.
+EXIT_REFUSED = 2
+#: A bug of the library (``EX_SOFTWARE``): one line, and ``GRIDLIB_TRACEBACK=1`` for the trace.
+EXIT_INTERNAL = 70
 
 Check = Callable[[Mapping[str, Any]], None]
 
 
 class Entry(NamedTuple):
-    """A registered experiment: the function, its extra argument check, and whether it takes
-    ``--devices``."""
+    """A registered experiment: the function, its extra argument check, whether it takes
+    ``--devices``, and the domain of every flag."""
 
     fn: Callable[..., Any]
     check: Check | None
     devices: bool = False
+    domains: Mapping[str, _flags.Domain] = {}
+    memory: Callable[[Mapping[str, Any]], float] | None = None
 
 
 _REGISTRY: dict[str, Entry] = {}
 
 
-def experiment(name: str, check: Check | None = None,
-               devices: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def experiment(name: str, check: Check | None = None, devices: bool = False,
+               flags: Mapping[str, _flags.Domain] | None = None,
+               memory: Callable[[Mapping[str, Any]], float] | None = None,
+               ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``fn`` as the experiment ``name``; returns ``fn`` unchanged.
 
     Args:
         name: the command's name.
-        check: ``check(args)`` raising ``ValueError`` for inputs the generic checks cannot
-            judge (e.g. a grid too large for memory); runs before any work starts.
+        check: ``check(args)`` raising ``ValueError`` for inputs that one flag's domain cannot
+            judge (e.g. a grid too large for memory, or two flags that must agree); runs before
+            any work starts.
         devices: the experiment trains a ``vmap``-ed seed ensemble and reads ``--devices``
             from the session (:attr:`gridlib.results.Session.devices`).
+        flags: the domains of this experiment's flags (:class:`gridlib.flags.Domain`), over
+            :data:`gridlib.flags.COMMON`. Every parameter must end up with one, and every
+            default must lie in it (or be one of its sentinels).
+        memory: ``memory(args)``: the run's peak memory in bytes, estimated from the shapes
+            the flags imply, checked against this machine's before any work (default:
+            :func:`data_memory`, the data set and a fixed runtime allowance).
+
+    Raises:
+        TypeError: a parameter without a default or without a domain, or a default outside
+            its domain.
     """
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         if name in _REGISTRY and _REGISTRY[name].fn is not fn:
             raise ValueError(f"experiment {name!r} is registered twice")
-        for p in inspect.signature(fn).parameters.values():
+        params = list(inspect.signature(fn).parameters.values())
+        for p in params:
             if p.default is inspect.Parameter.empty:
                 raise TypeError(f"experiment {name!r}: parameter {p.name!r} needs a default")
-        _REGISTRY[name] = Entry(fn, check, devices)
+        domains = _flags.domains_for(name, [p.name for p in params], flags)
+        for p in params:
+            try:
+                domains[p.name].parse(_flag(p.name), _text(p.default))
+            except _flags.FlagError as err:
+                raise TypeError(f"experiment {name!r}: the default is refused: {err}") from None
+        _REGISTRY[name] = Entry(fn, check, devices, domains, memory)
         return fn
 
     return register
@@ -100,76 +133,77 @@ def registry() -> dict[str, Callable[..., Any]]:
     return {name: entry.fn for name, entry in sorted(_REGISTRY.items())}
 
 
+def entries() -> dict[str, Entry]:
+    """Every registered experiment's :class:`Entry` (after :func:`registry`)."""
+    registry()
+    return dict(sorted(_REGISTRY.items()))
+
+
 # --------------------------------------------------------------------------- argument checks
-
-
-def _bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
-
-
-def _numbers(value: Any, kind: type = float) -> list:
-    """A number or a comma-separated list of numbers as a list (``"0.1,0.05"`` -> [0.1, 0.05])."""
-    if isinstance(value, str):
-        try:
-            return [kind(v) for v in value.replace(" ", "").split(",") if v]
-        except ValueError:
-            return []
-    return [value]
-
-
-#: Flag name patterns and what their values must satisfy. ``given`` is True when the user
-#: typed the flag; defaults that are sentinels (e.g. ``epochs=-1``: "the scale's default") pass.
-_LR = re.compile(r"lr|lrs|eta0?|alphas?|learning_rate|.*_lrs?")
-_SIZE = re.compile(r"height|width|depth|hidden|n_rows|n_cols|n_hidden|n_layers|sizes?|channels")
-_COUNT = re.compile(r"n_.*|validation|t_train|steps_per_call|.*_epochs|weight_decay")
-_POSITIVE = re.compile(r"tau_.*|dt|beta|gain")
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def check_args(args: Mapping[str, Any], defaults: Mapping[str, Any], given: set[str]) -> None:
-    """The generic input checks, by flag name (see the module docstring).
+def _text(value: Any) -> str:
+    """A default as the command line would type it."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
-    Raises:
-        ValueError: one line naming the flag, the value and what is allowed.
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (a :class:`gridlib.flags.FlagError`)
+    instead of a usage block and ``SystemExit``, which takes no abbreviated flags, and whose
+    valued flags are checked by their declared domains (:meth:`add_flag`).
+
+    Every command-line parser of the project is one of these (the library's commands, the
+    data module's, the benchmarks'); a test refuses any other.
     """
-    for name, value in args.items():
-        flag, explicit = _flag(name), name in given
-        if value == defaults.get(name) and not explicit:
-            continue
-        if name == "name" and value:
-            results.check_name(value)
-        elif name == "epochs" and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"{flag} {value!r}: must be an integer >= 1")
-        elif name == "batch_size" and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"{flag} {value!r}: must be an integer >= 1")
-        elif name in ("seed", "seeds"):
-            seeds = _numbers(value, int)
-            if not seeds or any(s < 0 or s >= 2**31 for s in seeds):
-                raise ValueError(f"{flag} {value!r}: seeds must be integers in [0, 2^31)")
-        elif _LR.fullmatch(name):
-            lrs = _numbers(value)
-            if not lrs or any(not (isinstance(v, (int, float)) and math.isfinite(v) and 0 < v <= MAX_LR) for v in lrs):
-                raise ValueError(f"{flag} {value!r}: a learning rate must be finite, > 0 and <= {MAX_LR}")
-        elif _SIZE.fullmatch(name) and isinstance(value, (int, str)) and not isinstance(value, bool):
-            sizes = _numbers(value, int)
-            if explicit and (not sizes or any(s < 1 for s in sizes)):
-                raise ValueError(f"{flag} {value!r}: sizes must be integers >= 1 (omit the flag for the preset)")
-        elif _COUNT.fullmatch(name) and isinstance(value, (int, float)) and not isinstance(value, bool):
-            if explicit and (not math.isfinite(value) or value < 0):
-                raise ValueError(f"{flag} {value!r}: must be >= 0 (omit the flag for the default)")
-        elif _POSITIVE.fullmatch(name) and isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{flag} {value!r}: must be finite and > 0")
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{flag} {value!r}: must be a finite number")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, allow_abbrev=False, exit_on_error=False, **kwargs)
+        self.domains: dict[str, tuple[str, _flags.Domain]] = {}
+
+    def error(self, message: str) -> NoReturn:
+        raise _flags.FlagError(f"{message}; `{self.prog} --help` lists the flags")
+
+    def add_flag(self, flag: str, domain: _flags.Domain, default: Any, help: str = "") -> None:
+        """A flag that takes a value in ``domain`` (the default must lie in it); a ``flag``
+        without leading dashes is an optional positional argument."""
+        dest = flag.lstrip("-").replace("-", "_")
+        self.domains[dest] = (flag, domain)
+        domain.parse(flag, _text(default))
+        text = f"{help} [{domain.describe()}] (default: {default!r})".strip()
+        if flag.startswith("-"):
+            self.add_argument(flag, dest=dest, default=_text(default),
+                              metavar=domain.kind.__name__.upper(), help=text)
+        else:
+            self.add_argument(flag, nargs="?", default=_text(default), help=text)
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        """Parse, then check every :meth:`add_flag` value against its domain.
+
+        Raises:
+            gridlib.flags.FlagError: one line naming the flag, the value and what is allowed.
+        """
+        try:
+            ns = super().parse_args(args, namespace)
+        except argparse.ArgumentError as err:
+            raise _flags.FlagError(f"{err}; `{self.prog} --help` lists the flags") from None
+        for dest, (flag, domain) in self.domains.items():
+            setattr(ns, dest, domain.parse(flag, getattr(ns, dest)))
+        return ns
+
+
+def run_script(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> int:
+    """Run a script's ``main(argv)`` with the command line's error handling: a refused flag
+    or another user error is one line on stderr and exit status 2 (benchmarks use this)."""
+    try:
+        out = main(argv)
+    except USER_ERRORS as err:
+        print(f"error: {str(err).strip() or type(err).__name__}", file=sys.stderr)
+        return EXIT_REFUSED
+    return out if isinstance(out, int) else 0
 
 
 def available_memory() -> int:
@@ -178,6 +212,26 @@ def available_memory() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
         return 1 << 40
+
+
+#: What a run needs beyond its arrays: the Python process, JAX and XLA's compiled programs.
+RUNTIME_BYTES = 1.5 * 2**30
+#: The largest data set a run loads: 70,000 images of 784 float32 pixels, plus labels.
+DATA_BYTES = 70_000 * (784 * 4 + 8)
+
+
+def data_memory(args: Mapping[str, Any]) -> float:
+    """The default peak-memory estimate: the data set (at most all of MNIST, float32) and
+    :data:`RUNTIME_BYTES`; for runs whose arrays are small beside their data."""
+    return DATA_BYTES + RUNTIME_BYTES
+
+
+def dense_memory(sizes: list[int], batch: int, per_unit: float = 3.0, copies: int = 4) -> float:
+    """Peak bytes of training a dense stack of layer ``sizes`` at ``batch`` in float32:
+    ``copies`` of the weights (parameters, gradient, two Adam moments), ``per_unit`` stored
+    activations per unit and example, the data and the runtime."""
+    weights = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+    return 4.0 * (copies * weights + per_unit * batch * sum(sizes)) + DATA_BYTES + RUNTIME_BYTES
 
 
 def require_memory(n_bytes: float, what: str) -> None:
@@ -214,30 +268,23 @@ def _arg_help(doc: str) -> dict[str, str]:
     return out
 
 
-def _parser_for(name: str, fn: Callable[..., Any], devices: bool = False) -> argparse.ArgumentParser:
+def _parser_for(name: str, entry: Entry) -> argparse.ArgumentParser:
+    fn, devices = entry.fn, entry.devices
     doc = inspect.getdoc(fn) or ""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=f"python -m gridlib {name}",
         description=doc.split("Args:", 1)[0].rstrip(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,  # so that we know which flags the user typed
     )
-    hints = get_type_hints(fn)
     helps = _arg_help(doc)
     for p in inspect.signature(fn).parameters.values():
-        kind = hints.get(p.name, type(p.default))
-        if kind is bool:
-            conv: Callable[[str], Any] = _bool
-        elif kind in (int, float, str):
-            conv = kind
-        elif p.default is None:
-            conv = str
-        else:
-            conv = type(p.default)
-        metavar = "BOOL" if kind is bool else getattr(conv, "__name__", "VALUE").upper()
-        text = helps.get(p.name, "")
-        parser.add_argument(_flag(p.name), dest=p.name, type=conv, metavar=metavar,
-                            help=f"{text} (default: {p.default!r})".strip())  # fmt: skip
+        domain = entry.domains[p.name]
+        metavar = "BOOL" if domain.kind is bool else domain.kind.__name__.upper()
+        text = f"{helps.get(p.name, '')} [{domain.describe()}]".strip()
+        # Values stay text here: the flag's domain parses and checks them (parse()).
+        parser.add_argument(_flag(p.name), dest=p.name, metavar=metavar,
+                            help=f"{text} (default: {p.default!r})")
     run = parser.add_argument_group("run control (every experiment)")
     run.add_argument("--publish", action="store_true",
                      help="write a new result into results/ (the book's folder) instead of runs/results/")
@@ -245,10 +292,10 @@ def _parser_for(name: str, fn: Callable[..., Any], devices: bool = False) -> arg
                      help="replace a published result made with another configuration")
     run.add_argument("--fresh", action="store_true",
                      help="discard this run's checkpoint and start afresh instead of resuming")
-    run.add_argument("--stop-after-epochs", type=int, metavar="N",
+    run.add_argument("--stop-after-epochs", metavar="N",
                      help="stop after N epochs of this invocation (the run is not published)")
     if devices:
-        run.add_argument("--devices", type=int, metavar="N",
+        run.add_argument("--devices", metavar="N",
                          help="split the seeds over N local devices (default: all, or the most "
                               "that divide the seeds); the numbers do not depend on it")
     return parser
@@ -260,23 +307,29 @@ RUN_FLAGS = ("publish", "overwrite", "fresh", "stop_after_epochs", "devices")
 def parse(name: str, argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(experiment arguments, run options)`` for ``argv``, after every check.
 
+    Every typed value is parsed by its flag's domain (:mod:`gridlib.flags`), then the
+    experiment's own ``check`` runs; nothing else has happened yet.
+
     Raises:
-        ValueError: a bad value (argparse itself exits with code 2 on a malformed flag).
+        gridlib.flags.FlagError: a malformed or unknown flag, or a value outside its domain.
+        ValueError: the experiment's own check refused the combination.
     """
     entry = _REGISTRY[name]
-    ns = vars(_parser_for(name, entry.fn, entry.devices).parse_args(argv))
+    ns = vars(_parser_for(name, entry).parse_args(argv))
     options = {k: ns.pop(k) for k in RUN_FLAGS if k in ns}
-    if options.get("stop_after_epochs") is not None and options["stop_after_epochs"] < 1:
-        raise ValueError(f"--stop-after-epochs {options['stop_after_epochs']}: must be >= 1")
+    for key, domain in _flags.RUN_CONTROL.items():
+        if options.get(key) is not None:
+            options[key] = domain.parse(_flag(key), options[key])
     if options.get("devices") is not None:
         from gridlib import devices
 
         devices.local_mesh(options["devices"])  # 1..local devices, or one line naming the range
     defaults = {p.name: p.default for p in inspect.signature(entry.fn).parameters.values()}
-    args = {**defaults, **ns}
-    check_args(args, defaults, set(ns))
+    typed = {k: entry.domains[k].parse(_flag(k), v) for k, v in ns.items()}
+    args = {**defaults, **typed}
     if entry.check is not None:
         entry.check(args)
+    require_memory((entry.memory or data_memory)(args), f"{name} with these flags")
     return args, options
 
 
@@ -292,9 +345,63 @@ def _print_list(experiments: Mapping[str, Callable[..., Any]]) -> None:
     print(f"  {'recheck':28s} re-run the first epoch(s) of published results and compare")
 
 
+def _raise_stopped(signum: int, frame: Any) -> None:
+    from gridlib.experiment import request_stop
+
+    request_stop(signum)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGINT raise :class:`gridlib.experiment.Stopped`.
+
+    The exception unwinds like Ctrl-C: every file write is atomic (:mod:`gridlib.storage`), so
+    wherever it lands the last completed epoch's checkpoint and every published file are whole;
+    :func:`gridlib.experiment.fit` adds which epoch it stopped at. Only in the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m gridlib`` and the ``gridlib`` script."""
+    """Entry point of ``python -m gridlib`` and the ``gridlib`` script.
+
+    Returns the exit status: 0 done, 1 a re-check differed, 2 refused (one line on stderr),
+    74 a file could not be written or read, 128 + N stopped by signal N.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
+    from gridlib.experiment import Stopped
+
+    try:
+        with stop_on_signals():
+            return _main(argv)
+    except Stopped as stop:
+        print(f"stopped by {signal.Signals(stop.signum).name}{stop.where()}: re-run the same "
+              "command to resume from the last checkpoint", file=sys.stderr)
+        return 128 + stop.signum
+    except OSError as err:  # a StorageError, or any other refusal of the file system
+        if os.environ.get("GRIDLIB_TRACEBACK"):
+            raise
+        print(f"error: {storage.describe(err)}", file=sys.stderr)
+        return EXIT_STORAGE
+    except Exception as err:  # a bug: one line and where to look, not a wall of traceback
+        if os.environ.get("GRIDLIB_TRACEBACK"):
+            raise
+        where = traceback.extract_tb(err.__traceback__)[-1]
+        print(f"error: internal error {type(err).__name__}: {str(err).strip()[:300]} (at "
+              f"{Path(where.filename).name}:{where.lineno}); GRIDLIB_TRACEBACK=1 shows the "
+              "trace", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _main(argv: list[str]) -> int:
     try:
         from gridlib import devices
 
@@ -317,12 +424,17 @@ def main(argv: list[str] | None = None) -> int:
         with results.session(**options):
             experiments[name](**args)
         return 0
+    except OSError as err:
+        if not isinstance(err, FileNotFoundError) or isinstance(err, StorageError):
+            raise  # main() reports a file-system failure with its own exit status
+        print(f"error: {str(err).strip()}", file=sys.stderr)  # a missing input: the user's
+        return EXIT_REFUSED
     except USER_ERRORS as err:
         if os.environ.get("GRIDLIB_TRACEBACK"):
             raise
         message = str(err).strip() or type(err).__name__
         print(f"error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a Ctrl-C outside stop_on_signals (e.g. from a thread)
         print("interrupted: re-run the same command to resume from the last checkpoint", file=sys.stderr)
         return 130

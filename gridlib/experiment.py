@@ -17,7 +17,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,7 +31,57 @@ from gridlib.results import to_jsonable
 State = Any
 Metrics = dict[str, Any]
 
-CHECKPOINT_FILE = "checkpoint.pkl"
+CHECKPOINT_FILE = "checkpoint.npz"
+
+
+class Stopped(BaseException):  # noqa: N818 - a stop, like KeyboardInterrupt, not an error
+    """A run stopped by a signal (SIGTERM or SIGINT, see :func:`gridlib.cli.stop_on_signals`).
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception`` swallows
+    it. :func:`fit` records the last completed epoch, whose checkpoint is on disk.
+
+    Attributes:
+        signum: the signal's number.
+        epoch: the last completed epoch (``None`` when the stop came outside :func:`fit`).
+        epochs: the epochs the run was asked for.
+    """
+
+    def __init__(self, signum: int, epoch: int | None = None, epochs: int | None = None):
+        super().__init__(signum, epoch, epochs)
+        self.signum, self.epoch, self.epochs = signum, epoch, epochs
+
+    def where(self) -> str:
+        """`` after epoch k of n`` when known, else ``''``."""
+        return f" after epoch {self.epoch} of {self.epochs}" if self.epoch is not None else ""
+
+
+# Signals are process-wide, so is this: the depth of "no stop here" sections, and a stop that
+# arrived inside one (raised when the outermost section ends).
+_UNSTOPPABLE = {"depth": 0, "pending": None}
+
+
+def request_stop(signum: int) -> None:
+    """Stop the run for signal ``signum``: raise :class:`Stopped` now, or, inside
+    :func:`finish_before_stopping`, as soon as that section ends."""
+    if _UNSTOPPABLE["depth"]:
+        _UNSTOPPABLE["pending"] = signum
+        return
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def finish_before_stopping() -> Iterator[None]:
+    """A section a signal does not interrupt (an epoch's checkpoint and its bookkeeping): a
+    stop requested inside it is raised when it ends."""
+    _UNSTOPPABLE["depth"] += 1
+    try:
+        yield
+    finally:
+        _UNSTOPPABLE["depth"] -= 1
+    pending = _UNSTOPPABLE["pending"]
+    if pending is not None and not _UNSTOPPABLE["depth"]:
+        _UNSTOPPABLE["pending"] = None
+        raise Stopped(pending)
 
 
 class Task(NamedTuple):
@@ -230,11 +280,12 @@ def fit(
         if ckpt_file is not None and fresh:
             ckpt_file.unlink(missing_ok=True)
         if ckpt_file is not None:
-            ckpt = checkpoint.load(ckpt_file, fingerprint, lambda old: _explain(old, inputs))
+            checkpoint.remove_stale(ckpt_file)  # temporaries of a writer that was killed
+            ckpt = checkpoint.load(ckpt_file, fingerprint, state, lambda old: _explain(old, inputs))
             if ckpt is not None:
-                state = _place_like(ckpt["state"], state)
-                history, start_epoch = ckpt["history"], ckpt["epoch"]
-                starts = list(ckpt.get("starts", []))
+                state = _place_like(ckpt.state, state)
+                history, start_epoch = ckpt.meta["history"], ckpt.meta["epoch"]
+                starts = list(ckpt.meta.get("starts", []))
         if session is not None:
             # Provenance of the run as a whole: where it started, and every resume since.
             session.earlier_starts = starts
@@ -252,6 +303,7 @@ def fit(
             disable=not progress,
             dynamic_ncols=True,
         )
+        completed = start_epoch  # the last epoch whose checkpoint (if any) is on disk
         try:
             for epoch in range(start_epoch + 1, last_epoch + 1):
                 state, row = _train_epoch(chunk_fn, state, x_train, y_train, seed, epoch, batch_size,
@@ -265,10 +317,14 @@ def fit(
                     history.setdefault(m, []).append(to_jsonable(v))
                 if callback is not None:
                     callback(epoch, state, history)
-                if ckpt_file is not None:
-                    payload = {"fingerprint": fingerprint, "inputs": inputs, "epoch": epoch,
-                               "state": jax.device_get(state), "history": history, "starts": starts}
-                    checkpoint.save(ckpt_file, payload)
+                with finish_before_stopping():
+                    if ckpt_file is not None:
+                        meta = {"fingerprint": fingerprint, "inputs": inputs, "epoch": epoch,
+                                "history": history, "starts": starts}
+                        checkpoint.save(ckpt_file, jax.device_get(state), meta)
+                    completed = epoch
+        except Stopped as stop:
+            raise Stopped(stop.signum, completed, epochs) from None
         finally:
             bar.close()
     if session is not None and last_epoch < epochs:

@@ -13,7 +13,6 @@ provenance (it is how an old "uncommitted changes" flag is shown to be harmless)
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import shlex
@@ -23,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from gridlib import results
+from gridlib import flags, results
 
 PREFIX = "python -m gridlib "
 
@@ -120,7 +119,12 @@ def recheck(name: str, epochs: int = 1, rtol: float = 1e-5, timeout: float | Non
         if proc.returncode != 0 or len(outputs) != 1:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             return verdict("different", detail=f"the re-run failed (exit {proc.returncode}): {last}")
-        fresh = results.read(outputs[0]).get("history") or {}
+        fresh_record = results.read(outputs[0])
+        fresh = fresh_record.get("history") or {}
+    differs = results.config_differences(record.get("config") or {}, fresh_record.get("config") or {})
+    if differs:
+        return verdict("different", detail="the recorded config differs from the one its command "
+                       f"runs now, in: {', '.join(differs[:6])}")
     try:
         n, rel, worst = compare(history, fresh, epochs)
     except ValueError as err:
@@ -147,19 +151,32 @@ def describe(v: Verdict) -> str:
     return text
 
 
+#: The domains of ``recheck``'s flags (:mod:`gridlib.flags`).
+FLAGS = {
+    "epochs": flags.integer(1, 1000),
+    "rtol": flags.real(0.0, 1.0, meaning="the largest relative difference called equal"),
+    "names": flags.RESULT_NAME,
+}
+
+
 def main(argv: list[str]) -> int:
     """``python -m gridlib recheck NAME [NAME ...]``: exit 1 if any result differs."""
-    parser = argparse.ArgumentParser(prog="python -m gridlib recheck", description=__doc__.split("\n")[0])
+    from gridlib.cli import OneLineParser
+
+    parser = OneLineParser(prog="python -m gridlib recheck", description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="+", help="published result names, e.g. ep/mnist_784-500-10_ep_seed0")
-    parser.add_argument("--epochs", type=int, default=1, help="epochs to re-run (default: 1)")
-    parser.add_argument("--rtol", type=float, default=1e-5, help="relative tolerance (default: 1e-5)")
+    parser.add_flag("--epochs", FLAGS["epochs"], 1, help="epochs to re-run")
+    parser.add_flag("--rtol", FLAGS["rtol"], 1e-5, help="relative tolerance")
     parser.add_argument("--publish", action="store_true", help="keep each verdict in results/rechecks/")
     args = parser.parse_args(argv)
-    if args.epochs < 1:
-        raise ValueError(f"--epochs {args.epochs}: must be >= 1")
+    names = [n.removeprefix("results/").removesuffix(".json") for n in args.names]
+    for name in names:
+        if not name:
+            raise flags.FlagError("recheck: an empty result name")
+        results.check_name(name)
+        results.load(name)  # a missing or damaged record is refused before any re-run
     failed = False
-    for name in args.names:
-        name = name.removeprefix("results/").removesuffix(".json")
+    for name in names:
         v = recheck(name, args.epochs, args.rtol)
         print(describe(v))
         failed |= v.status == "different"

@@ -31,7 +31,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from gridlib import provenance as provenance_module
-from gridlib import scale
+from gridlib import scale, storage
 
 # Re-exported: a record's provenance is part of the result, and callers reach it from here.
 from gridlib.provenance import SOURCE_PATHS as SOURCE_PATHS
@@ -50,6 +49,7 @@ from gridlib.provenance import current_session as current_session
 from gridlib.provenance import provenance as provenance
 from gridlib.provenance import session as session
 from gridlib.provenance import source_changes as source_changes
+from gridlib.storage import env_folder
 
 ENV_VAR = "GRIDLIB_RESULTS"
 RUNS_ENV_VAR = "GRIDLIB_RUNS"
@@ -57,6 +57,10 @@ REPO_ROOT = provenance_module.REPO_ROOT
 
 #: Config keys that name the seed(s); records of one group may differ only in these.
 SEED_KEYS = ("seed", "seeds")
+
+#: The longest part of a run name between slashes: file systems allow 255 bytes per name, and
+#: the writer adds a suffix (``.json``, a temporary ``.<pid>.<random>.tmp``).
+MAX_NAME_PART = 200
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*")
 
@@ -70,12 +74,12 @@ class ResultsError(ValueError):
 
 def results_dir() -> Path:
     """The folder of the book's published results (``GRIDLIB_RESULTS`` or ``results/``)."""
-    return Path(os.environ.get(ENV_VAR, REPO_ROOT / "results"))
+    return env_folder(ENV_VAR, REPO_ROOT / "results")
 
 
 def runs_dir() -> Path:
     """The folder of checkpoints and scratch results (``GRIDLIB_RUNS`` or ``runs/``)."""
-    return Path(os.environ.get(RUNS_ENV_VAR, REPO_ROOT / "runs"))
+    return env_folder(RUNS_ENV_VAR, REPO_ROOT / "runs")
 
 
 def scratch_dir() -> Path:
@@ -95,6 +99,10 @@ def check_name(name: str) -> str:
             f"run name {name!r} must be a relative name like 'chapter/run_seed0' "
             "(letters, digits, '_', '-', '.', '/'; no leading '/' or '.', no '..')"
         )
+    longest = max(len(part.encode()) for part in name.split("/"))
+    if longest > MAX_NAME_PART or len(name) > 4 * MAX_NAME_PART:
+        raise ResultsError(f"run name {name[:40]!r}... is too long: at most {MAX_NAME_PART} "
+                           "characters between slashes (file names have a limit)")
     return name
 
 
@@ -178,34 +186,51 @@ def _config_tag(config: Mapping[str, Any], seed: int | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def _write_json(out: Path, record: Mapping[str, Any]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # A per-process temporary file, then an atomic rename: concurrent writers never collide
-    # and an interrupt never leaves half a file.
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(record, indent=1, allow_nan=False) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def progress(record: Mapping[str, Any]) -> tuple[int, int] | None:
+    """``(epochs done, epochs asked for)`` of a record, when it says: from its history's
+    ``epoch`` entries and its config's ``epochs``; ``None`` for records without epochs."""
+    planned = (record.get("config") or {}).get("epochs")
+    done = ((record.get("history") or {}).get("epoch")) if isinstance(record.get("history"), Mapping) else None
+    if not isinstance(planned, int) or isinstance(planned, bool) or not isinstance(done, list):
+        return None
+    return len(done), planned
+
+
+def is_complete(record: Mapping[str, Any]) -> bool:
+    """Whether a record is of a finished run: its ``metrics.complete`` when it has one, else
+    all its asked-for epochs are in its history (records without epochs are complete)."""
+    stated = (record.get("metrics") or {}).get("complete")
+    if isinstance(stated, bool):
+        return stated
+    p = progress(record)
+    return p is None or p[0] >= p[1]
+
+
+def _check_complete_flag(name: str, record: Mapping[str, Any]) -> None:
+    """Refuse a record whose ``complete`` flag contradicts its epochs."""
+    stated, p = (record.get("metrics") or {}).get("complete"), progress(record)
+    if isinstance(stated, bool) and p is not None and stated != (p[0] >= p[1]):
+        raise ResultsError(f"{name}: says complete = {stated} with {p[0]} of {p[1]} epochs done; "
+                           "nothing was saved")
 
 
 def _scratch_path(name: str, config: Mapping[str, Any], seed: int | None) -> Path:
     out = scratch_dir() / f"{name}.json"
     if out.is_file():
-        old = json.loads(out.read_text())
+        old = read(out)
         if config_differences(old.get("config") or {}, config) or old["provenance"].get("seed") != seed:
             out = scratch_dir() / f"{name}.{_config_tag(config, seed)}.json"
     return out
 
 
 def destination(name: str, config: Mapping[str, Any], seed: int | None = None, *,
-                publish: bool | None = None, overwrite: bool | None = None) -> tuple[Path, str]:
-    """Where :func:`save` would write ``name`` with this config, and why.
+                publish: bool | None = None, overwrite: bool | None = None,
+                complete: bool = True) -> tuple[Path, str]:
+    """Where :func:`save` would write ``name`` with this config, and why: the publish guard
+    every command's results pass through.
 
-    ``publish``/``overwrite`` default to the active :class:`Session`'s options.
+    ``publish``/``overwrite`` default to the active :class:`Session`'s options. A record that
+    is not ``complete`` never replaces a complete published one, whatever the options.
     """
     s = current_session()
     publish = publish if publish is not None else bool(s and s.publish)
@@ -216,7 +241,12 @@ def destination(name: str, config: Mapping[str, Any], seed: int | None = None, *
     if scale.is_ci():
         return _scratch_path(name, config, seed), "CI-scale runs are never published"
     if target.is_file():
-        old = json.loads(target.read_text())
+        old = read(target)
+        if not complete and is_complete(old):
+            return _scratch_path(name, config, seed), (
+                f"{target} holds a complete run, and this one is not complete: an incomplete "
+                "run never replaces a complete one"
+            )
         diff = config_differences(old.get("config") or {}, config)
         if old["provenance"].get("seed") != seed:
             diff.append("seed")
@@ -277,8 +307,12 @@ def save(
         "history": to_jsonable(dict(history)) if history is not None else None,
         "extra": to_jsonable(dict(extra)) if extra is not None else None,
     }
-    out, why = destination(name, config, seed, publish=publish, overwrite=overwrite)
-    _write_json(out, record)
+    _check_complete_flag(name, record)
+    complete = is_complete(record) and not (s is not None and s.stopped_early)
+    out, why = destination(name, config, seed, publish=publish, overwrite=overwrite,
+                           complete=complete)
+    with storage.publishing(out):
+        storage.write_json(out, record)
     if not out.is_relative_to(results_dir()):
         print(f"note: {name} written to {out} ({why})", file=sys.stderr)
     return out
@@ -292,9 +326,26 @@ def exists(name: str) -> bool:
     return path(name).is_file()
 
 
+#: The fields every results record has.
+RECORD_FIELDS = ("name", "provenance", "config", "metrics")
+_FIX = "re-make it with the command in its provenance, or restore it with git"
+
+
 def read(file: str | os.PathLike) -> dict[str, Any]:
-    """Read any results file by its path (published or scratch)."""
-    return json.loads(Path(file).read_text())
+    """Read any results file by its path (published or scratch), through the one JSON reader.
+
+    Raises:
+        gridlib.storage.StoredFileError: naming the file, when it is missing, damaged, or
+            lacks a record's fields (``provenance``, ``config``, ``metrics``).
+    """
+    record = storage.read_json(file, "results file", _FIX)
+    missing = [k for k in RECORD_FIELDS if k not in record]
+    if missing:
+        raise storage.StoredFileError(f"results file {file} is damaged (no {', '.join(missing)}); {_FIX}")
+    for key in ("provenance", "config", "metrics"):
+        if not isinstance(record[key], Mapping):
+            raise storage.StoredFileError(f"results file {file} is damaged ({key} is not an object); {_FIX}")
+    return record
 
 
 def load_scratch(name: str) -> dict[str, Any]:

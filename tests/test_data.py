@@ -1,6 +1,7 @@
 """The data module: real data, splits, checksums, and the failure messages."""
 
 import gzip
+import hashlib
 import shutil
 
 import numpy as np
@@ -55,15 +56,47 @@ def test_unknown_dataset_name():
 
 
 def test_corrupt_mnist_is_detected_and_fetched_again(empty_cache, monkeypatch):
-    bad = empty_cache / data.MNIST_FILE
-    bad.write_bytes(b"not mnist")
-    monkeypatch.setattr(
-        data, "_mnist_from_installed_package", lambda t: shutil.copyfile(REAL_CACHE / data.MNIST_FILE, t)
-    )
-    with pytest.warns(UserWarning, match="corrupt"):
+    """A damaged array cache and a damaged download are both deleted and made again; the
+    download is converted to the pickle-free cache without unpickling it."""
+    bad_npz, bad_pkl = empty_cache / data.MNIST_NPZ, empty_cache / data.MNIST_FILE
+    bad_npz.write_bytes(b"not an archive")
+    bad_pkl.write_bytes(b"not mnist")
+    copied = []
+    monkeypatch.setattr(data, "_mnist_from_installed_package",
+                        lambda t: copied.append(t) or data._write(t, (REAL_CACHE / data.MNIST_FILE).read_bytes()))
+    with pytest.warns(UserWarning, match="corrupt") as caught:
         s = data.load_mnist(n_train=10, n_test=10)
-    assert s.x_train.shape == (10, 784)
-    assert data.sha256(bad) == data.MNIST_SHA256
+    assert len(caught) == 2 and copied == [bad_pkl]
+    assert s.x_train.shape == (10, 784) and s.x_train.max() < 1
+    assert data.sha256(bad_pkl) == data.MNIST_SHA256
+    with np.load(bad_npz, allow_pickle=False) as z:
+        assert all(data._matches(z[k], v) for k, v in data.MNIST_ARRAYS.items())
+        np.testing.assert_array_equal(s.x_train * 256, z["x_train"][:10])
+
+
+@pytest.fixture(scope="module")
+def real_mnist_npz():
+    """The real cache's verified mnist.npz (made from mnist.pkl.gz on first use)."""
+    return data.mnist_arrays_file()
+
+
+def test_openml_mnist_is_used_only_if_its_arrays_are_the_published_ones(real_mnist_npz, empty_cache,
+                                                                       monkeypatch):
+    with np.load(real_mnist_npz, allow_pickle=False) as z:
+        x = np.concatenate([z["x_train"], z["x_test"]]).astype(np.uint8)
+        y = np.concatenate([z["y_train"], z["y_test"]]).astype(np.int64)
+    for name in ("_mnist_from_installed_package", "_mnist_from_pypi_wheel"):
+        monkeypatch.setattr(data, name, _fail)
+    monkeypatch.setattr(data, "_openml_arrays", lambda _name: (x, y))
+    assert data.load_mnist(n_train=5, n_test=5).y_test.tolist() == y[60000:60005].tolist()
+    (empty_cache / data.MNIST_NPZ).unlink()
+    data._read_mnist_npz.cache_clear()
+    y2 = y.copy()
+    y2[0] = (y2[0] + 1) % 10  # one label off: not the published data
+    monkeypatch.setattr(data, "_openml_arrays", lambda _name: (x, y2))
+    with pytest.warns(UserWarning, match="corrupt"), pytest.raises(data.DataUnavailableError,
+                                                                    match="checksums do not match"):
+        data.load_mnist()
 
 
 def test_no_mnist_source_gives_one_clear_error(empty_cache, monkeypatch):
@@ -96,6 +129,25 @@ def test_corrupt_fashion_file_is_fetched_again(empty_cache, monkeypatch):
     assert len(s.y_test) == 10000
 
 
+def test_a_reencoded_fashion_file_is_accepted_by_its_published_content(empty_cache):
+    """A re-encoding (OpenML's route) has other bytes but the published array: accepted. A
+    sidecar checksum beside a wrong file is never consulted: refused."""
+    folder = empty_cache / "fashion-mnist"
+    folder.mkdir()
+    for f in data.FASHION_SHA256:
+        shutil.copyfile(REAL_CACHE / "fashion-mnist" / f, folder / f)
+    labels = folder / "t10k-labels-idx1-ubyte.gz"
+    labels.write_bytes(gzip.compress(gzip.decompress(labels.read_bytes()), compresslevel=1, mtime=0))
+    assert data.sha256(labels) != data.FASHION_SHA256[labels.name]
+    assert len(data.load_fashion_mnist(n_train=5).y_test) == 10000
+    wrong = gzip.compress(bytes([0, 0, 8, 1]) + (10000).to_bytes(4, "big") + bytes(10000))
+    labels.write_bytes(wrong)
+    (folder / (labels.name + ".sha256")).write_text(hashlib.sha256(wrong).hexdigest())
+    with pytest.warns(UserWarning, match="corrupt"):
+        assert not data._verified(labels, data.FASHION_SHA256[labels.name], data._fashion_content_ok)
+    assert not labels.exists()
+
+
 def test_no_fashion_source_gives_one_clear_error(empty_cache, monkeypatch):
     monkeypatch.setattr(data, "FASHION_SYSTEM_DIR", empty_cache / "nowhere")
     monkeypatch.setattr(data, "_fashion_from_apt", _fail)
@@ -104,11 +156,11 @@ def test_no_fashion_source_gives_one_clear_error(empty_cache, monkeypatch):
         data.load_fashion_mnist()
 
 
-def test_idx_roundtrip(tmp_path):
+def test_idx_roundtrip(empty_cache):
     a = np.random.default_rng(0).integers(0, 256, size=(3, 4, 5), dtype=np.uint8)
-    data._write_idx_gz(tmp_path / "a.gz", a)
-    np.testing.assert_array_equal(data._idx(tmp_path / "a.gz"), a)
-    assert gzip.decompress((tmp_path / "a.gz").read_bytes())[:4] == bytes([0, 0, 8, 3])
+    data._write_idx_gz(empty_cache / "a.gz", a)
+    np.testing.assert_array_equal(data._idx(empty_cache / "a.gz"), a)
+    assert gzip.decompress((empty_cache / "a.gz").read_bytes())[:4] == bytes([0, 0, 8, 3])
 
 
 def test_deb_member_extraction():

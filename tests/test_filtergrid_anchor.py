@@ -113,22 +113,24 @@ def test_subset_is_the_scripts_draw():
     assert len(set(idx.tolist())) == 2000
 
 
-def test_cache_file_is_256x_our_pixels(tmp_path):
+def test_the_originals_mnist_is_256x_our_pixels_and_never_a_file():
+    from types import SimpleNamespace
+
     from gridlib import data
 
     try:
         s = data.load_mnist(n_train=5, n_test=5)
     except data.DataUnavailableError as err:  # pragma: no cover - offline machine without MNIST
         pytest.skip(str(err))
-    out = anchor.write_mnist_cache(tmp_path / "m.npz")
-    with np.load(out) as blob:
-        assert blob["X"].shape == (70000, 784) and blob["X"].dtype == np.float32
-        np.testing.assert_array_equal(blob["X"][:5], s.x_train * 256)
-        np.testing.assert_array_equal(blob["X"][60000:60005], s.x_test * 256)
-        np.testing.assert_array_equal(blob["y"][:5], s.y_train)
-    mtime = out.stat().st_mtime_ns
-    anchor.write_mnist_cache(out)  # same arrays: kept, not rewritten
-    assert out.stat().st_mtime_ns == mtime
+    X, y = anchor.original_mnist()
+    assert X.shape == (70000, 784) and X.dtype == np.float32
+    np.testing.assert_array_equal(X[:5], s.x_train * 256)
+    np.testing.assert_array_equal(X[60000:60005], s.x_test * 256)
+    np.testing.assert_array_equal(y[:5], s.y_train)
+    # handed to the original's loader in memory: it never reads or writes ~/.cache
+    loader = SimpleNamespace(_MNIST_CACHE=None, __file__="mnist.py")
+    anchor.provide_mnist(SimpleNamespace(mnist_module=loader))
+    assert loader._MNIST_CACHE[0] is not None and loader._MNIST_CACHE[0].shape == (70000, 784)
 
 
 

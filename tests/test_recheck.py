@@ -44,3 +44,13 @@ def test_compare_counts_and_skips_timings():
     n, rel, worst = recheck.compare({"epoch_time_s": [1.0], "loss": [[1.0, 2.0]]},
                                     {"epoch_time_s": [9.0], "loss": [[1.0, 2.0000001]]}, 1)  # fmt: skip
     assert n == 2 and 0 < rel < 1e-6 and worst == "loss"
+
+
+def test_a_record_whose_config_was_edited_is_different(published_mlp):
+    """The history still matches (only the config was edited: a changed value and an unknown
+    field), so only the config comparison can catch it."""
+    rec = json.loads(published_mlp.read_text())
+    rec["config"].update({"lr": 0.5, "mystery_field": 1})
+    published_mlp.write_text(json.dumps(rec))
+    v = recheck.recheck("t/mlp", epochs=1)
+    assert v.status == "different" and "lr" in v.detail and "mystery_field" in v.detail

@@ -21,12 +21,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gridlib import data, results, scale
-from gridlib.cli import experiment
+from gridlib import data, flags, results, scale
+from gridlib.cli import dense_memory, experiment
 from gridlib.ep.bptt import bptt_gradient, pinned_target_fraction
 from gridlib.ep.equilibrium import ep_gradient, sample_beta, symmetric_gradient
 from gridlib.ep.model import (
     DEFAULT,
+    ESTIMATORS,
+    SIGNS,
     EPConfig,
     EPState,
     Params,
@@ -264,7 +266,25 @@ def _check_ep_mnist(args) -> None:
     check_dataset(args["dataset"])
 
 
-@experiment("ep-mnist", check=_check_ep_mnist)
+def _ep_memory(args) -> float:
+    """Dense weights and, for backprop through the relaxation, every free step's states."""
+    sizes = [784, *(int(h) for h in args["hidden"].split(",")), 10]
+    steps = args["n_free"] if args["estimator"] == "bptt" else 4
+    return dense_memory(sizes, args["batch_size"], per_unit=steps)
+
+
+@experiment("ep-mnist", check=_check_ep_mnist, memory=_ep_memory, flags={
+    "dataset": flags.choice(DATASETS),
+    "estimator": flags.choice(ESTIMATORS),
+    "sign": flags.choice(SIGNS),
+    "beta": flags.real(0.0, 10.0, open_low=True, meaning="the nudging strength"),
+    "eps": flags.real(0.0, 2.0, open_low=True, meaning="the relaxation step"),
+    "cost_scale": flags.real(0.0, 1000.0, open_low=True),
+    "n_free": flags.integer(1, 100_000),
+    "n_nudge": flags.integer(1, 100_000),
+    "n_eval": flags.integer(1, 100_000),
+    "tag": flags.Domain(str, special=("",), meaning="'' for the default tag"),
+})
 def ep_mnist(
     dataset: str = "mnist",
     hidden: str = "500",
@@ -335,7 +355,10 @@ def ep_seed_failures(
     return out
 
 
-@experiment("ep-bptt-sweep")
+@experiment("ep-bptt-sweep", flags={
+    "scales": flags.real(0.0, 1000.0, open_low=True, many=True,
+                         meaning="multipliers of the EP learning rates"),
+})
 def ep_bptt_sweep(scales: str = "1,0.3,0.1,0.03", epochs: int = 2, n_train: int = 10000,
                   validation: int = 10000, seed: int = 0, progress: bool = True) -> dict:
     """Backprop through the 20-step free relaxation of 784-500-10 at the EP learning rates times

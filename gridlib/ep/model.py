@@ -147,7 +147,7 @@ class EPState(NamedTuple):
     """Training state: parameters and (optionally) persistent particles ``(n_examples, n_k)``.
 
     (Defined here, not with the training task, so that ``gridlib.ep.EPState`` stays importable
-    without the command line: checkpoints pickle the class by that name.)
+    without the command line.)
     """
 
     params: Params

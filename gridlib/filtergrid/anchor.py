@@ -20,9 +20,11 @@ Commands (need the folder; without it they stop with a one-line message):
 - ``python -m gridlib filtergrid-protocols``: every published grid run (the original's and the
   library's) evaluated on both protocols, ``results/filtergrid/protocols.json``.
 
-The original's MNIST loader reads ``~/.cache/dendritic_mnist.npz`` (``X`` in [0, 255]);
-:func:`write_mnist_cache` writes it from :func:`gridlib.data.load_mnist` (pixels ``k/256``, so
-``X = 256 x`` exactly).
+The original's MNIST loader reads ``~/.cache/dendritic_mnist.npz`` (``X`` in [0, 255]) unless
+its module-level cache ``_MNIST_CACHE`` already holds the arrays. :func:`provide_mnist` fills
+that cache with :func:`original_mnist` -- the library's verified MNIST (pixels ``k/256``, so
+``X = 256 x`` exactly) -- so the original never reads or writes a file of its own, and nothing
+is written outside the library's data cache (``GRIDLIB_DATA``).
 
 Why this module is long: it drives the original code end to end -- its data file, its training
 loop with checkpoints, both evaluation protocols, the side-by-side timing and the command --
@@ -37,7 +39,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,8 +56,6 @@ from gridlib.filtergrid.cell import DT, GridParams
 #: The commit of the original code the project measures against.
 ANCHOR_COMMIT = "b7c349df906d899e7dbf5dbc1d3d313dbd9b16db"
 ENV_VAR = "GRIDLIB_ANCHOR"
-#: Where the original's MNIST loader looks for its data.
-MNIST_CACHE = Path("~/.cache/dendritic_mnist.npz")
 #: The original script's fixed choices: shuffle key, batch, validation subset and chunk.
 SHUFFLE_KEY = 42
 BATCH = 32
@@ -76,9 +75,11 @@ class AnchorUnavailableError(FileNotFoundError):
 
 
 def anchor_dir() -> Path:
-    """The original code's folder: ``GRIDLIB_ANCHOR`` or ``<repo>/../shared/anchors/grid-neurons``."""
-    default = results.REPO_ROOT.parent / "shared" / "anchors" / "grid-neurons"
-    return Path(os.environ.get(ENV_VAR, default))
+    """The original code's folder: ``GRIDLIB_ANCHOR`` (when set and not empty) or
+    ``<repo>/../shared/anchors/grid-neurons``."""
+    from gridlib.storage import env_folder
+
+    return env_folder(ENV_VAR, results.REPO_ROOT.parent / "shared" / "anchors" / "grid-neurons")
 
 
 def available() -> bool:
@@ -138,6 +139,7 @@ def load_anchor() -> SimpleNamespace:
         Perturbation=block.Perturbation, no_perturbation=block.no_perturbation,
         local_grads=training.local_grads, readout_from_rates=training.readout_from_rates,
         load=mnist.load, N_CHANNELS=mnist.N_CHANNELS, NUM_CLASSES=mnist.NUM_CLASSES,
+        mnist_module=mnist,
     )
     return _ANCHOR[root]
 
@@ -145,20 +147,14 @@ def load_anchor() -> SimpleNamespace:
 # --------------------------------------------------------------------------- data
 
 
-def mnist_cache_path() -> Path:
-    return MNIST_CACHE.expanduser()
-
-
-def write_mnist_cache(file: str | os.PathLike | None = None) -> Path:
-    """Write the original loader's ``dendritic_mnist.npz`` from :func:`gridlib.data.load_mnist`.
+def original_mnist() -> tuple[np.ndarray, np.ndarray]:
+    """The arrays of the original loader's ``dendritic_mnist.npz``, from :func:`gridlib.data.load_mnist`.
 
     ``X (70000, 784) float32`` in [0, 255] (60k train then 10k test, standard order) and
-    ``y (70000,)``; our pixels are ``k/256``, so ``X = 256 x`` exactly. An existing file with the
-    same arrays is kept; any other is replaced (atomically).
+    ``y (70000,) int32``; our pixels are ``k/256``, so ``X = 256 x`` exactly.
     """
     from gridlib import data
 
-    file = Path(file) if file is not None else mnist_cache_path()
     s = data.load_mnist()
     x = np.concatenate([s.x_train, s.x_test]).astype(np.float64) * 256.0
     if not (np.array_equal(x, np.round(x)) and x.min() >= 0 and x.max() <= 255):
@@ -167,23 +163,18 @@ def write_mnist_cache(file: str | os.PathLike | None = None) -> Path:
     y = np.concatenate([s.y_train, s.y_test]).astype(np.int32)  # as the original writes it
     if X.shape != (70000, 784):
         raise ValueError(f"expected 70000 MNIST images, got {X.shape}")
-    if file.is_file():
-        try:
-            with np.load(file) as old:
-                if np.array_equal(old["X"], X) and np.array_equal(old["y"], y):
-                    return file
-        except Exception:  # noqa: BLE001 - an unreadable file is replaced below
-            pass
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=file.name + ".", suffix=".tmp", dir=file.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, X=X, y=y)
-        os.replace(tmp, file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return file
+    return X, y
+
+
+def provide_mnist(g: SimpleNamespace) -> None:
+    """Hand :func:`original_mnist` to the original's loader (its in-memory ``_MNIST_CACHE``,
+    which ``_fetch_mnist`` returns before looking for ``~/.cache/dendritic_mnist.npz``)."""
+    module = g.mnist_module
+    if not hasattr(module, "_MNIST_CACHE"):
+        raise AnchorUnavailableError(f"{module.__file__} has no _MNIST_CACHE: another version of "
+                                     "the original's loader")
+    if module._MNIST_CACHE is None:
+        module._MNIST_CACHE = original_mnist()
 
 
 # --------------------------------------------------------------------------- parameters
@@ -344,7 +335,7 @@ def train_original(
     config = dict(epochs=epochs, train_size=train_size, lr=lr, gain=gain, tau_min=tau_min,
                   tau_max=tau_max, seed=seed, anchor_commit=ANCHOR_COMMIT)
     if data is None:
-        write_mnist_cache()
+        provide_mnist(g)
         train_X, train_y, val_X, val_y = g.load(input_gain=gain, train_size=train_size)
     else:
         train_X, train_y, val_X, val_y = (jnp.asarray(a) for a in data)
@@ -360,16 +351,18 @@ def train_original(
     dk = jax.random.PRNGKey(SHUFFLE_KEY)
     history: dict[str, list] = {"epoch": [], "loss": [], "train_acc": [], "val": [], "epoch_time_s": []}
     start, starts = 0, []
-    ckpt_file = Path(run_dir) / "checkpoint.pkl" if run_dir is not None else None
+    ckpt_file = Path(run_dir) / "checkpoint.npz" if run_dir is not None else None
     if ckpt_file is not None:
         if fresh:
             ckpt_file.unlink(missing_ok=True)
-        ckpt = checkpoint.load(ckpt_file, fingerprint,
+        checkpoint.remove_stale(ckpt_file)
+        ckpt = checkpoint.load(ckpt_file, fingerprint, (params, opt_state, dk),
                                lambda old: "differs in: " + ", ".join(
                                    results.config_differences(old.get("config") or {}, config)))
         if ckpt is not None:
-            params, opt_state, dk = jax.tree_util.tree_map(jnp.asarray, (ckpt["params"], ckpt["opt_state"], ckpt["dk"]))
-            history, start, starts = ckpt["history"], ckpt["epoch"], list(ckpt.get("starts", []))
+            params, opt_state, dk = jax.tree_util.tree_map(jnp.asarray, ckpt.state)
+            meta = ckpt.meta
+            history, start, starts = meta["history"], meta["epoch"], list(meta.get("starts", []))
             log(f"resuming after epoch {start - 1:02d} from {ckpt_file}")
     earlier_starts = starts
     if start_record is not None:
@@ -395,10 +388,9 @@ def train_original(
             history[k].append(v)
         log(f"[local] ep {ep:02d}  loss={ml:.3f}  train_acc={mta:.3f}  val={val_acc:.3f}  t={time.time() - t0:.0f}s")
         if ckpt_file is not None:
-            checkpoint.save(ckpt_file, {
+            checkpoint.save(ckpt_file, (params, opt_state, dk), {
                 "fingerprint": fingerprint, "config": config, "epoch": ep + 1,
-                "params": jax.device_get(params), "opt_state": jax.device_get(opt_state),
-                "dk": jax.device_get(dk), "history": history, "starts": starts})
+                "history": history, "starts": starts})
     return {"params": params, "history": history, "epochs_done": last, "earlier_starts": earlier_starts,
             "data": (train_X, train_y, val_X, val_y), "fns": fns, "config": config}
 
@@ -412,10 +404,9 @@ def original_run_name(epochs: int, train_size: int, seed: int) -> str:
 
 
 def _check_original(args: dict[str, Any]) -> None:
-    if not BATCH <= args["train_size"] <= 60000:
-        raise ValueError(f"--train-size {args['train_size']}: must be in [{BATCH}, 60000]")
-    if args["progress_every"] < 0:
-        raise ValueError(f"--progress-every {args['progress_every']}: must be >= 0")
+    from gridlib.filtergrid.experiments import check_taus
+
+    check_taus(args)
 
 
 ROBUSTNESS_REPORT = "experiments/measurement_robustness/measurement_robustness.md"
@@ -450,9 +441,15 @@ def original_robustness_report() -> dict[str, Any]:
 
 
 def _register() -> None:
+    from gridlib import flags
     from gridlib.cli import experiment
+    from gridlib.filtergrid.experiments import GAIN, TAU
 
-    @experiment("filtergrid-original", check=_check_original)
+    @experiment("filtergrid-original", check=_check_original, flags={
+        "train_size": flags.integer(BATCH, 60_000),
+        "gain": GAIN, "tau_min": TAU, "tau_max": TAU,
+        "progress_every": flags.integer(0, 10**9, meaning="0: once per epoch"),
+    })
     def filtergrid_original(
         epochs: int = 10, train_size: int = 60000, lr: float = 3e-3, gain: float = 10.0,
         tau_min: float = 1e-3, tau_max: float = 20e-3, seed: int = 0, progress_every: int = 0,
@@ -551,7 +548,7 @@ def _register() -> None:
             name: results name.
         """
         g = load_anchor()
-        write_mnist_cache()
+        provide_mnist(g)
         commit = anchor_commit()
         fns = original_functions(g)
         rows: dict[str, Any] = {}

@@ -20,6 +20,7 @@ import numpy as np
 import optax
 from jax import Array
 
+from gridlib import flags
 from gridlib.filtergrid.cell import DT, GridParams
 from gridlib.filtergrid.model import (
     check_loss_mode,
@@ -304,10 +305,38 @@ def robustness_run_name(epochs: int, n_train: int, seed: int, sweeps: str = "all
     return f"filtergrid/robustness/{sweeps}_e{epochs}_n{n_train}_seed{seed}"
 
 
+#: Domains of the grid's physical settings, shared with the original code's runs (anchor.py):
+#: the input gain multiplies pixels in [0, 1], and time constants are in seconds (DT = 1 ms).
+GAIN = flags.real(0.0, 1000.0, open_low=True, meaning="the input gain")
+TAU = flags.real(0.0, 1.0, open_low=True, meaning="a time constant in seconds")
+
+
+def check_taus(args: dict[str, Any]) -> None:
+    """Refuse ``--tau-min`` above ``--tau-max`` before any work."""
+    if args["tau_min"] > args["tau_max"]:
+        raise ValueError(f"--tau-min {args['tau_min']:g} exceeds --tau-max {args['tau_max']:g}")
+
+
+def _check_mnist(args: dict[str, Any]) -> None:
+    check_taus(args)
+    if args["window"] and args["rule"] != "tbptt":
+        raise ValueError(f"--window {args['window']}: only rule tbptt takes a window")
+    if args["update_every_step"] and args["rule"] != "online_snap1":
+        raise ValueError("--update-every-step: only rule online_snap1 updates inside a sequence")
+
+
 def _register() -> None:
     from gridlib.cli import experiment
 
-    @experiment("filtergrid-mnist")
+    @experiment("filtergrid-mnist", check=_check_mnist, flags={
+        "rule": flags.choice(RULES),
+        "optimizer": flags.choice(OPTIMIZERS),
+        "n_train": flags.integer(1, 60_000),
+        "n_test": flags.integer(1, 10_000),
+        "gain": GAIN, "tau_min": TAU, "tau_max": TAU,
+        "window": flags.integer(1, 1000, special=(0,), meaning="0: none; tbptt's K"),
+        "steps_per_call": flags.integer(1, 100_000, special=(0,), meaning="0: automatic"),
+    })
     def filtergrid_mnist(
         rule: str = "snap1", optimizer: str = "adam", lr: float = 3e-3, eta0: float = 1e-2,
         epochs: int = 10, batch_size: int = 32, n_train: int = 60000, n_test: int = 10000,
@@ -361,7 +390,11 @@ def _register() -> None:
         return final
 
 
-    @experiment("filtergrid-robustness")
+    @experiment("filtergrid-robustness", flags={
+        "sweeps": flags.choice(lambda: ("all", *SWEEPS), many=True),
+        "n_train": flags.integer(32, 60_000),
+        "n_test": flags.integer(1, 10_000),
+    })
     def filtergrid_robustness(
         sweeps: str = "all", epochs: int = 5, n_train: int = 6000, n_test: int = 10000,
         seed: int = 0, lr: float = 3e-3, batch_size: int = 32, progress: bool = True,
@@ -402,7 +435,7 @@ def _register() -> None:
         print(f"{name}: {len(conditions)} conditions, test acc {acc.min():.4f} .. {acc.max():.4f}")
         return final
 
-    @experiment("filtergrid-agreement")
+    @experiment("filtergrid-agreement", flags={"n_draws": flags.integer(1, 10_000)})
     def filtergrid_agreement(n_draws: int = 10, seed: int = 0) -> dict:
         """SnAP-1 and exact RTRL vs BPTT on a 4x4 grid in float64 at T = 1, 5, 20, 100."""
         from gridlib import results
@@ -415,7 +448,11 @@ def _register() -> None:
                      metrics={str(k): v for k, v in table.items()}, seed=seed)
         return table
 
-    @experiment("filtergrid-alignment")
+    @experiment("filtergrid-alignment", flags={
+        "n_digits": flags.integer(1, 10_000, special=(-1,), meaning="-1: the scale's preset"),
+        "n_train": flags.integer(32, 60_000, special=(-1,), meaning="-1: the scale's preset"),
+        "chunk": flags.integer(1, 10_000, special=(0,), meaning="0: automatic"),
+    })
     def filtergrid_alignment(n_digits: int = -1, n_train: int = -1, seed: int = 0,
                              chunk: int = 0) -> dict:
         """Every temporal rule's gradient against the exact one (float64 BPTT) on the 28x10

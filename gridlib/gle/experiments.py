@@ -18,7 +18,7 @@ import time
 import jax
 import numpy as np
 
-from gridlib import checkpoint, devices, results, scale
+from gridlib import checkpoint, devices, flags, results, scale
 from gridlib.cli import experiment
 from gridlib.experiment import run_dir_for
 from gridlib.gle import mnist1d as m1d
@@ -35,7 +35,11 @@ def _seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
-@experiment("gle-lagline")
+@experiment("gle-lagline", flags={
+    "model": flags.choice(teachers.LAGLINE_MODELS),
+    "t_train": flags.real(0.0, 1e7, open_low=True, special=(-1.0,),
+                          meaning="time units; -1: the scale's default"),
+})
 def lagline(model: str = "gle", seed: int = 1, t_train: float = -1.0, lr: float = 1e-4,
             progress: bool = True, resume: bool = True, save: bool = True) -> dict:
     """LagLine teacher-student: recover w = (1, 2) and tau_m = (1, 2) online (one model).
@@ -65,7 +69,9 @@ def lagline(model: str = "gle", seed: int = 1, t_train: float = -1.0, lr: float 
     return out
 
 
-@experiment("gle-lagnet")
+@experiment("gle-lagnet", flags={
+    "n_steps": flags.integer(1, 10**9, special=(-1,), meaning="-1: the scale's default"),
+})
 def lagnet(seed: int = 5, n_steps: int = -1, save: bool = True) -> dict:
     """LagNet: GLE learns the first layer of a two-path teacher; compared with the adjoint method.
 
@@ -95,7 +101,15 @@ def mnist1d_result_name(arch: str, seeds: tuple[int, ...]) -> str:
     return f"gle/mnist1d/{arch}_seeds{'-'.join(str(s) for s in seeds)}"
 
 
-@experiment("gle-mnist1d", devices=True)
+_SCALE_DEFAULT = "-1: the scale's default"
+
+
+@experiment("gle-mnist1d", devices=True, flags={
+    "arch": flags.choice(m1d.ARCHS),
+    "epochs": flags.integer(1, 100_000, special=(-1,), meaning=_SCALE_DEFAULT),
+    "n_train": flags.integer(1, 4000, special=(-1,), meaning=_SCALE_DEFAULT),
+    "n_test": flags.integer(1, 1000, special=(-1,), meaning=_SCALE_DEFAULT),
+})
 def mnist1d(arch: str = "e2e15k", seeds: str = "12,34,56,78,98,76,54,32,42,69", epochs: int = -1,
             n_train: int = -1, n_test: int = -1, schedule: bool = True, resume: bool = True,
             progress: bool = True, save: bool = True) -> dict:
@@ -153,27 +167,43 @@ def _mnist1d_metrics(arch: str, setup: m1d.Setup, history: dict, epochs: int) ->
     return metrics
 
 
-@experiment("gle-mnist1d-snapshot")
+@experiment("gle-mnist1d-snapshot", flags={"arch": flags.choice(m1d.ARCHS)})
 def mnist1d_snapshot(arch: str = "e2e15k", seeds: str = "12,34,56,78,98,76,54,32,42,69",
-                     epochs: int = 150) -> dict:
+                     schedule: bool = True) -> dict:
     """Write the results file of an unfinished gle-mnist1d run from its last checkpoint.
 
-    The file is marked ``complete: false`` with the number of epochs done; the run itself
-    overwrites it when it finishes (resume it with the same gle-mnist1d arguments).
+    The run's planned epochs come from its checkpoint, so the file says ``complete: false``
+    with the epochs done until the run has done them all. The publish guard never lets it
+    replace a complete published run; the run itself replaces it when it finishes (resume it
+    with the same gle-mnist1d arguments).
     """
-    from gridlib.experiment import CHECKPOINT_FILE
+    from gridlib.experiment import CHECKPOINT_FILE, _fingerprint
 
     seed_list = _seeds(seeds)
     name = mnist1d_result_name(arch, seed_list)
     ckpt = run_dir_for(name) / CHECKPOINT_FILE
     if not ckpt.is_file():
         raise FileNotFoundError(f"no checkpoint {ckpt}; start the run with gle-mnist1d first")
-    payload = checkpoint.read(ckpt)
-    setup = m1d.setup_for(arch)
-    metrics = _mnist1d_metrics(arch, setup, payload["history"], epochs)
-    command = f"python -m gridlib gle-mnist1d --arch {arch} --seeds {','.join(map(str, seed_list))}"
+    setup = m1d.setup_for(arch, schedule=schedule)
+    # The run's fingerprint hashes its inputs; those this command names must be the checkpoint's.
+    named = {"config": {"setup": setup._asdict(), "seeds": seed_list}, "seed": 0,
+             "batch_size": setup.batch, "name": f"gle {arch} x{len(seed_list)}"}
+
+    def differences(meta: dict) -> list[str]:
+        inputs = meta.get("inputs") or {}
+        if _fingerprint(inputs) != meta["fingerprint"]:
+            return ["fingerprint (the recorded inputs are not the ones fingerprinted)"]
+        recorded = {**{k: inputs.get(k) for k in named if k != "config"},
+                    "config": {k: (inputs.get("config") or {}).get(k) for k in named["config"]}}
+        return results.config_differences(recorded, named)
+
+    meta = checkpoint.read_meta(ckpt, differences)
+    epochs = meta["inputs"]["config"]["epochs"]  # what the run was asked for, not a flag
+    metrics = _mnist1d_metrics(arch, setup, meta["history"], epochs)
+    command = (f"python -m gridlib gle-mnist1d --arch {arch} --seeds {','.join(map(str, seed_list))}"
+               + ("" if schedule else " --schedule false"))
     config = {"setup": setup._asdict(), "seeds": seed_list, "epochs": epochs,
-              **{k: payload["inputs"]["config"][k] for k in ("n_train", "n_test")}}
-    results.save(name, config=config, metrics=metrics, history=payload["history"],
+              **{k: meta["inputs"]["config"][k] for k in ("n_train", "n_test")}}
+    results.save(name, config=config, metrics=metrics, history=meta["history"],
                  seed=seed_list[0], extra={"run_command": command})
     return metrics

@@ -205,12 +205,30 @@ def run_lagline(model: str, key: jax.Array, setup: LagLineSetup | None = None,
     fingerprint = repr((model, tuple(setup), np.asarray(jax.random.key_data(key)).tolist(),
                         str(jnp.dtype(dtype)), trace_steps, len(chunks)))
     tag = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]  # one file per configuration
-    ckpt = Path(run_dir) / f"lagline_{model}_{tag}.pkl" if run_dir is not None else None
+    ckpt = Path(run_dir) / f"lagline_{model}_{tag}.npz" if run_dir is not None else None
     parts: list = []
-    saved = checkpoint.load(ckpt, fingerprint) if ckpt is not None else None
+    part_shapes: dict[int, Any] = {}
+
+    def template(meta: dict) -> dict:
+        """The saved arrays' structure, shapes and dtypes, from the code (never the file)."""
+        init_like, losses_like = jax.eval_shape(init_phase, carry)
+        n_done = meta.get("n_parts")
+        if not isinstance(n_done, int) or not 0 <= n_done <= len(chunks):
+            raise checkpoint.CheckpointError(f"checkpoint {ckpt} records {n_done!r} of "
+                                             f"{len(chunks)} chunks; {checkpoint.FRESH_HINT}")
+        for c in {len(chunks[i]) for i in range(n_done)} - set(part_shapes):
+            part_shapes[c] = jax.eval_shape(train_phase, init_like, jnp.zeros(c, jnp.int32))[1]
+        return {"carry": carry, "init_losses": losses_like,
+                "first": jax.eval_shape(trace, init_like, n_init),
+                "parts": [part_shapes[len(chunks[i])] for i in range(n_done)]}
+
+    if ckpt is not None:
+        checkpoint.remove_stale(ckpt)
+    saved = checkpoint.load(ckpt, fingerprint, template) if ckpt is not None else None
     if saved is not None:
-        carry = jax.tree.map(jnp.asarray, saved["carry"])
-        init_losses, first, parts = saved["init_losses"], saved["first"], saved["parts"]
+        carry = jax.tree.map(jnp.asarray, saved.state["carry"])
+        init_losses, first = saved.state["init_losses"], saved.state["first"]
+        parts = [tuple(p) for p in saved.state["parts"]]
     else:
         carry, init_losses = init_phase(carry)
         first = trace(carry, n_init)
@@ -225,9 +243,9 @@ def run_lagline(model: str, key: jax.Array, setup: LagLineSetup | None = None,
                                      f"{i + 1} of {len(chunks)}: the run diverged (try a smaller lr)")
         parts.append(part)
         if ckpt is not None:
-            checkpoint.save(ckpt, {"fingerprint": fingerprint, "carry": jax.device_get(carry),
-                                   "init_losses": jax.device_get(init_losses),
-                                   "first": jax.device_get(first), "parts": parts})
+            checkpoint.save(ckpt, {"carry": carry, "init_losses": init_losses, "first": first,
+                                   "parts": parts},
+                            {"fingerprint": fingerprint, "n_parts": len(parts)})
     losses, ws, taus = (np.concatenate([p[j] for p in parts]) for j in range(3))
     last = trace(carry, n_init + n_train)
     names = ("x", "out", "target", "e1", "e2")

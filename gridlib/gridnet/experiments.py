@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import optax
 
-from gridlib import results, scale
+from gridlib import flags, results, scale
 from gridlib.baselines import supervised_task
-from gridlib.cli import experiment
+from gridlib.cli import DATA_BYTES, RUNTIME_BYTES, experiment
 from gridlib.data import load_mnist
 from gridlib.experiment import fit, run_dir_for
+from gridlib.gridnet.cell import ACTIVATIONS
 from gridlib.gridnet.model import Config, forward, init
 
 #: The seed's MNIST script: 32^3 grid, S = 8, I = 1, O = 64, SiLU (AdamW 1e-3/1e-3, batch 256).
@@ -50,7 +51,20 @@ def train(cfg: Config, splits, *, epochs: int, batch_size: int = 256, lr: float 
 FULL_EPOCHS = {"seed": 9, "cpu": 2}
 
 
-@experiment("gridnet-mnist")
+def _memory(args) -> float:
+    """The grid's float32 states kept for the backward pass: one per cell, example and outer
+    step, and four copies of 27 weights per cell."""
+    cfg = PRESETS[args["preset"]]
+    cells = cfg.grid**3
+    return 4.0 * cells * (4 * 27 + args["batch_size"] * cfg.outer) + DATA_BYTES + RUNTIME_BYTES
+
+
+@experiment("gridnet-mnist", memory=_memory, flags={
+    "preset": flags.choice(lambda: tuple(PRESETS)),
+    "epochs": flags.integer(1, 100_000, special=(0,), meaning="0: the preset's"),
+    "weight_decay": flags.real(0.0, 1.0),
+    "activation": flags.choice(lambda: ACTIVATIONS, special=("",), meaning="'': the preset's"),
+})
 def gridnet_mnist(preset: str = "cpu", epochs: int = 0, batch_size: int = 256, lr: float = 1e-3,
                   weight_decay: float = 1e-3, seed: int = 0, activation: str = "",
                   progress: bool = True) -> dict:

@@ -23,8 +23,8 @@ import numpy as np
 import optax
 
 from gridlib import baselines as supervised
-from gridlib import data, results
-from gridlib.cli import experiment, require_memory
+from gridlib import data, flags, results
+from gridlib.cli import DATA_BYTES, RUNTIME_BYTES, experiment
 from gridlib.experiment import Task, fit, run_dir_for
 from gridlib.neuralgrid.model import (
     check_positive,
@@ -227,19 +227,37 @@ def _override(cfg: NamedTuple, **kw: Any) -> Any:
     return cfg._replace(**{k: v for k, v in kw.items() if v not in (0, 0.0, "", None)})
 
 
-def _check_fashion(args: dict[str, Any]) -> None:
-    """Refuse, before any work, a preset that does not exist or a grid that cannot fit in memory."""
-    if args["preset"] not in PRESETS:
-        raise ValueError(f"--preset {args['preset']!r}: choose one of {sorted(PRESETS)}")
+def _fashion_memory(args: dict[str, Any]) -> float:
+    """Peak bytes of a 2-D run: float32 weights, gradient and Adam moments (4 x 3 per cell)
+    and the activations kept for the backward pass (about two per cell and example)."""
     base = PRESETS[args["preset"]]
     h, w = args["height"] or base.height, args["width"] or base.width
     b = args["batch_size"] or base.batch_size
-    # float32 weights + Adam moments (3 x 3 per cell) and the activations kept for the backward
-    # pass (about two per cell and example): a lower bound on what training needs.
-    require_memory(4.0 * h * w * (9 + 2 * b), f"a {h} x {w} grid at batch {b}")
+    return 4.0 * h * w * (12 + 2 * b) + DATA_BYTES + RUNTIME_BYTES
 
 
-@experiment("neuralgrid-fashion", check=_check_fashion)
+def _memory_3d(args: dict[str, Any]) -> float:
+    """Peak bytes of a 3-D run: 3 x 3 weights per cell of 28 x 28 x ``n_layers`` (four
+    copies, as above) and three stored activations per cell and example."""
+    cells = 28 * 28 * args["n_layers"]
+    return 4.0 * cells * (36 + 3 * args["batch_size"]) + DATA_BYTES + RUNTIME_BYTES
+
+
+_PRESET = "0: the preset's"
+
+
+@experiment("neuralgrid-fashion", memory=_fashion_memory, flags={
+    "preset": flags.choice(lambda: tuple(PRESETS)),
+    "epochs": flags.integer(1, 100_000, special=(0,), meaning=_PRESET),
+    "height": flags.integer(1, 65_536, special=(0,), meaning=_PRESET),
+    "width": flags.integer(1, 65_536, special=(0,), meaning=_PRESET),
+    "lr": flags.real(0.0, 10.0, open_low=True, special=(0.0,), meaning=_PRESET),
+    "batch_size": flags.integer(1, 65_536, special=(0,), meaning=_PRESET),
+    "lr_step_epochs": flags.integer(1, 100_000, special=(0,), meaning=_PRESET),
+    "dataset": flags.choice(DATASETS, special=("",), meaning="'': the preset's"),
+    "n_train": flags.integer(1, 60_000, special=(0,), meaning="0: all"),
+    "n_test": flags.integer(1, 10_000, special=(0,), meaning="0: all"),
+})
 def neuralgrid_fashion(preset: str = "blog", seed: int = 0, epochs: int = 0, height: int = 0,
                        width: int = 0, lr: float = 0.0, batch_size: int = 0,
                        lr_step_epochs: int = 0, dataset: str = "", n_train: int = 0,
@@ -269,7 +287,12 @@ def neuralgrid_fashion(preset: str = "blog", seed: int = 0, epochs: int = 0, hei
     return metrics
 
 
-@experiment("neuralgrid3d")
+@experiment("neuralgrid3d", memory=_memory_3d, flags={
+    "dataset": flags.choice(DATASETS),
+    "n_layers": flags.integer(1, 4096),
+    "n_train": flags.integer(1, 60_000, special=(0,), meaning="0: all"),
+    "n_test": flags.integer(1, 10_000, special=(0,), meaning="0: all"),
+})
 def neuralgrid3d(dataset: str = "fashion_mnist", seed: int = 0, epochs: int = 10,
                  n_layers: int = 16, lr: float = 1e-3, batch_size: int = 256, n_train: int = 0,
                  n_test: int = 0, progress: bool = True) -> dict:  # fmt: skip
