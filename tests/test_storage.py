@@ -277,3 +277,19 @@ def test_every_registered_command_writes_results_only_through_the_guard():
         assert not _writes_in(Path(m)), m
     source = (ROOT / "gridlib" / "results.py").read_text()
     assert "with storage.publishing(out):" in source and "destination(name, config" in source
+
+
+def test_a_full_disk_under_results_save_keeps_the_published_record(small_disk, monkeypatch,
+                                                                     tmp_path):
+    disk, how = small_disk
+    monkeypatch.setenv("GRIDLIB_RESULTS", str(disk))
+    monkeypatch.setenv("GRIDLIB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("GRIDLIB_SCALE", "full")
+    published = _publish("g/run", 1, 1, publish=True)
+    before = published.read_text()
+    with pytest.raises(storage.StorageError, match="disk is full"):
+        results.save("g/run", config={"epochs": 1, "lr": 0.1}, seed=0,
+                     metrics={"acc": 0.5, "big": list(range(50_000))},
+                     history={"epoch": [1]})
+    assert published.read_text() == before, how
+    assert not _leftovers(disk)
