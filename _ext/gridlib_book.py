@@ -21,6 +21,14 @@
    from ``mathjax_path`` by ``sphinx.ext.mathjax``. The plain entry is dropped; MathJax is loaded
    by ``sphinx.ext.mathjax`` alone, after its configuration, on the pages that have math.
 
+4. **Author-year labels in the bibliography.** The text cites author-year
+   (``bibtex_reference_style: author_year``: "Scellier and Bengio, 2017"), but pybtex's default
+   formatting style labels the entries alpha-style ("[SB17]"), which the reader cannot match to
+   the text. The formatting style ``gridlib_authoryear`` (``bibtex_default_style`` in
+   _config.yml) is pybtex's ``unsrt`` sorted by author and year, with the label style
+   ``gridlib_authoryear``: the same names as the citations (one author, "A and B", "A et al."),
+   a comma and the year, and "a", "b", ... after the year where two entries would share a label.
+
 Both header-button hooks run after sphinx-book-theme's (``html-page-context`` priority 501).
 """
 
@@ -30,6 +38,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pybtex.plugin
+from pybtex.richtext import Text
+from pybtex.style.formatting.unsrt import Style as UnsrtStyle
+from pybtex.style.labels import BaseLabelStyle
+from pybtex.style.sorting.author_year_title import SortingStyle as AuthorYearTitleSorting
 from sphinx.application import Sphinx
 from sphinx.util import logging
 
@@ -104,6 +117,59 @@ def _notebook_buttons(app: Sphinx, pagename: str, templatename: str, context: di
                 if button.get("text") == "Colab":
                     button["url"] = colab_url(launch["colab_url"], theme["repository_url"],
                                               app.config.gridlib_pages_branch, pagename)
+
+
+def _last_name(person: Any) -> str:
+    """A person's last name as plain text (``{\\'e}`` and braces resolved): "LeCun"."""
+    return " ".join(str(Text.from_latex(part)) for part in person.last_names) or str(person)
+
+
+def author_year_label(entry: Any) -> str:
+    """The label of a bibliography entry as the text cites it: "Fischer, 2021",
+    "Scellier and Bengio, 2017", "Menick et al., 2021" (editors where no author; the key
+    where neither)."""
+    persons = entry.persons.get("author") or entry.persons.get("editor") or []
+    names = [_last_name(p) for p in persons]
+    if not names:
+        who = entry.key
+    elif len(names) == 1:
+        who = names[0]
+    elif len(names) == 2:
+        who = f"{names[0]} and {names[1]}"
+    else:
+        who = f"{names[0]} et al."
+    year = entry.fields.get("year", "")
+    return f"{who}, {year}" if year else who
+
+
+class AuthorYearLabelStyle(BaseLabelStyle):
+    """pybtex label style: :func:`author_year_label`, with "a", "b", ... appended to the year
+    of entries whose labels would otherwise be the same."""
+
+    def format_labels(self, sorted_entries: Any) -> Any:
+        labels = [author_year_label(entry) for entry in sorted_entries]
+        total = {label: labels.count(label) for label in labels}
+        seen: dict[str, int] = {}
+        for label in labels:
+            if total[label] == 1:
+                yield label
+            else:
+                seen[label] = seen.get(label, 0) + 1
+                yield label + chr(ord("a") + seen[label] - 1)
+
+
+class AuthorYearStyle(UnsrtStyle):
+    """pybtex formatting style: ``unsrt`` entries, sorted by author, year and title, labelled
+    by :class:`AuthorYearLabelStyle`."""
+
+    default_label_style = "gridlib_authoryear"
+    default_sorting_style = "gridlib_author_year_title"
+
+
+pybtex.plugin.register_plugin("pybtex.style.labels", "gridlib_authoryear", AuthorYearLabelStyle)
+pybtex.plugin.register_plugin("pybtex.style.sorting", "gridlib_author_year_title",
+                              AuthorYearTitleSorting)
+pybtex.plugin.register_plugin("pybtex.style.formatting", "gridlib_authoryear", AuthorYearStyle)
 
 
 def setup(app: Sphinx) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The browser check (tests/browser/check_pages.py) on two hand-written pages: one clean, one bad.
+"""The browser check (tests/browser/check_pages.py) on hand-written pages: one clean, one bad, and
+one per width rule (code input wider than its box; tables that do not scroll at a phone's width).
 
 Needs a Chromium (Debian's ``chromium``; ``make browser-check`` installs it where it can); skips
 without one. MathJax comes from the book's own ``_static/mathjax``.
@@ -42,9 +43,11 @@ def _png(width: int = 4, height: int = 3) -> bytes:
 
 PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
   body {{ margin: 0; font-family: sans-serif; }}
   article.bd-article {{ width: 500px; margin-left: 100px; padding: 0 10px; }}
+  @media (max-width: 600px) {{ article.bd-article {{ width: auto; margin-left: 0; }} }}
   div.math {{ overflow: hidden; }}
   mjx-container[display="true"] {{ overflow-x: auto; }}
   pre {{ overflow-x: auto; }}
@@ -61,6 +64,9 @@ PAGE = """<!DOCTYPE html>
 """
 
 GOOD = """
+<div class="cell_input"><pre>short = "code that fits its box"</pre></div>
+<div class="pst-scrollable-table-container"><table><tr><th>a</th><th>b</th></tr>
+<tr><td>1</td><td>2</td></tr></table></div>
 <p>Inline <span class="math">\\(x^2 + \\R\\)</span>, and a price of $5 or $6 is not math.</p>
 <div class="math" id="equation-short">\\[a + b = c\\]</div>
 <img src="ok.png" alt="a picture" width="40">
@@ -99,11 +105,13 @@ def site(tmp_path_factory) -> Path:
     (site / "ok.png").write_bytes(_png())
     (site / "index.html").write_text(PAGE.format(title="good", body=GOOD))
     (site / "bad.html").write_text(PAGE.format(title="bad", body=BAD))
+    for name, body in WIDTH_PAGES.items():
+        (site / f"{name}.html").write_text(PAGE.format(title=name, body=body))
     return site
 
 
-def _check(site: Path, page: str, out: Path, chromium: str, capsys) -> tuple[int, dict, list[str]]:
-    rc = check_pages.main([str(site), page, "--out", str(out), "--chromium", chromium, "--jobs", "1"])
+def _check(site: Path, page: str, out: Path, chromium: str, capsys, *extra: str) -> tuple[int, dict, list[str]]:
+    rc = check_pages.main([str(site), page, "--out", str(out), "--chromium", chromium, "--jobs", "1", *extra])
     captured = capsys.readouterr()
     if rc == 0 and "SKIPPED" in captured.out:  # installed but cannot start here (off CI only)
         pytest.skip(captured.out.strip())
@@ -113,11 +121,14 @@ def _check(site: Path, page: str, out: Path, chromium: str, capsys) -> tuple[int
 
 def test_clean_page_passes(site, tmp_path, chromium, capsys):
     rc, report, lines = _check(site, "index.html", tmp_path / "out", chromium, capsys)
-    (page,) = report["pages"]
-    assert page["defects"] == [], lines
+    wide, phone = report["pages"]  # the main width, then the phone's
+    assert (wide["width"], phone["width"]) == (1280, 390)
+    assert wide["defects"] == [] and phone["defects"] == [], lines
     assert rc == 0
-    assert page["stats"]["mathjax"] and page["stats"]["math"] == 2
+    assert wide["stats"]["mathjax"] and wide["stats"]["math"] == 2
+    assert wide["stats"]["column"] == 500 and phone["stats"]["column"] < 390
     assert (tmp_path / "out" / "index.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "index-390px.png").stat().st_size > 1000
 
 
 def test_bad_page_is_caught(site, tmp_path, chromium, capsys):
@@ -125,6 +136,7 @@ def test_bad_page_is_caught(site, tmp_path, chromium, capsys):
     assert rc == 1
     assert any(line.startswith("bad.html: math-error: Extra close brace") for line in lines), lines
     details = {}
+    assert report["pages"][0]["width"] == 1280
     for d in report["pages"][0]["defects"]:
         details.setdefault(d["kind"], []).append(d["detail"])
     assert {"math-error", "math-untypeset", "math-too-wide", "broken-image", "output-error",
@@ -135,3 +147,73 @@ def test_bad_page_is_caught(site, tmp_path, chromium, capsys):
     assert any("traceback" in d for d in details["output-error"])
     assert any("`code`" in d for d in details["raw-markdown"])
     assert (tmp_path / "out" / "bad.png").is_file()
+
+
+# ---- the width rules --------------------------------------------------------------------------
+
+# 100 characters of code: wider than the 500 px column at 1280 px, and than a phone
+LONG_CODE = "x = " + " + ".join(f"a{i:02d}" for i in range(19))
+WIDE_TABLE = ("<table><tr>" + "".join(f"<th>column {i}</th>" for i in range(14)) + "</tr><tr>"
+              + "".join(f"<td>{i}.123456</td>" for i in range(14)) + "</tr></table>")
+
+WIDTH_PAGES = {
+    # code that scrolls inside its own box: a defect at the main width only
+    "code-scrolls": f'<div class="cell_input"><pre>{LONG_CODE}</pre></div>',
+    # code cut off by its box: a defect at both widths
+    "code-cut": f'<div class="cell_input"><pre style="overflow: hidden">{LONG_CODE}</pre></div>',
+    # a table 1000+ px wide in a box that scrolls: accepted at both widths
+    "table-scrolls": f'<div style="overflow-x: auto">{WIDE_TABLE}</div>',
+    # a table that fits the 500 px column at 1280 px, in a box that hides what does not fit:
+    # cut at 390 px, where the column is the window's width
+    "table-cut": '<div style="overflow: hidden"><table style="width: 450px"><tr>'
+                 + "".join(f"<th>col {i}</th>" for i in range(6)) + "</tr><tr>"
+                 + "".join(f"<td>{i}.1234</td>" for i in range(6)) + "</tr></table></div>",
+}
+
+
+def _defects(report: dict) -> dict[int, dict[str, list[str]]]:
+    """{width: {kind: [detail, ...]}} of a report."""
+    out: dict[int, dict[str, list[str]]] = {}
+    for page in report["pages"]:
+        for d in page["defects"]:
+            out.setdefault(page["width"], {}).setdefault(d["kind"], []).append(d["detail"])
+    return out
+
+
+def test_code_wider_than_its_box_fails_at_the_main_width(site, tmp_path, chromium, capsys):
+    rc, report, lines = _check(site, "code-scrolls.html", tmp_path / "out", chromium, capsys)
+    found = _defects(report)
+    assert rc == 1
+    assert set(found) == {1280}, lines  # on the phone, scrolling in its own box is fine
+    (detail,) = found[1280]["code-too-wide"]
+    assert "scrolls sideways" in detail and f"longest line {len(LONG_CODE)} columns" in detail
+    assert any(line.startswith("code-scrolls.html: code-too-wide: ") for line in lines), lines
+
+
+def test_code_cut_off_fails_at_both_widths(site, tmp_path, chromium, capsys):
+    rc, report, lines = _check(site, "code-cut.html", tmp_path / "out", chromium, capsys)
+    found = _defects(report)
+    assert rc == 1
+    assert all("cut off" in d for w in (1280, 390) for d in found[w]["code-too-wide"]), found
+    assert any(line.startswith("code-cut.html at 390px: code-too-wide: ") for line in lines), lines
+
+
+def test_a_table_that_scrolls_in_its_own_box_passes(site, tmp_path, chromium, capsys):
+    rc, report, lines = _check(site, "table-scrolls.html", tmp_path / "out", chromium, capsys)
+    assert rc == 0 and _defects(report) == {}, lines
+
+
+def test_a_table_cut_at_a_phones_width_fails(site, tmp_path, chromium, capsys):
+    rc, report, lines = _check(site, "table-cut.html", tmp_path / "out", chromium, capsys)
+    found = _defects(report)
+    assert rc == 1
+    assert set(found) == {390}, lines  # it fits the 500 px column
+    (detail,) = found[390]["table-too-wide"]
+    assert "cut off" in detail and "col 0 | col 1" in detail
+    assert (tmp_path / "out" / "table-cut-390px.png").is_file()
+
+
+def test_narrow_pages_limits_the_phone_width_to_those_pages(site, tmp_path, chromium, capsys):
+    rc, report, lines = _check(site, "table-cut.html", tmp_path / "out", chromium, capsys,
+                               "--narrow-pages", "index.html")
+    assert rc == 0 and [p["width"] for p in report["pages"]] == [1280], lines

@@ -9,8 +9,10 @@ How. The book is served from a localhost HTTP server (a thread of this process) 
 opened in headless Chromium (Debian's ``chromium``), driven over the Chrome DevTools Protocol on
 ``--remote-debugging-pipe``: no port, no websocket, no Python package beyond the standard library,
 and no browser download. ``--jobs`` pages (2 by default) are checked at once, each in its own
-window of one browser, at 1280 x 900 CSS px. After the load event, the images and fonts, and
-MathJax 3's typesetting (``MathJax.startup.promise``), the script ``PAGE_CHECK`` below reports
+window of one browser, at every width of ``--widths``: 1280 CSS px (the main width) and 390 px (a
+phone, laid out with a mobile viewport), 900 px high. After the load event, the images and
+fonts, and MathJax 3's typesetting (``MathJax.startup.promise``), the script ``PAGE_CHECK`` below
+reports at the main width
 
 * ``math-error``      a MathJax error (``mjx-merror`` / ``data-mjx-error``), with its TeX source;
 * ``math-untypeset``  a ``.math`` element holding no ``mjx-container``, raw ``$...$``, ``\\(``,
@@ -20,6 +22,11 @@ MathJax 3's typesetting (``MathJax.startup.promise``), the script ``PAGE_CHECK``
   equation number and the last terms are -- is out of sight. Always a defect, also in outputs;
 * ``output-too-wide`` a cell output wider than the content column (see *widths* below);
 * ``page-too-wide``   the page itself scrolls sideways;
+* ``code-too-wide``   a visible code input (``div.cell_input pre``) wider than its box: its
+  ``scrollWidth`` exceeds its ``clientWidth`` (the reader would scroll code sideways), with its
+  longest line;
+* ``table-too-wide``  a table (in prose or an output) wider than the column that does not scroll
+  inside a box of its own within the column: cut off (columns hidden) or running out of it;
 * ``broken-image``    an ``<img>`` that did not load (``naturalWidth == 0``);
 * ``http-error``      a same-origin request of the page that failed or answered >= 400
   (``favicon.ico`` aside), or a redirect page whose target is missing;
@@ -37,6 +44,12 @@ MathJax 3's typesetting (``MathJax.startup.promise``), the script ``PAGE_CHECK``
 * ``build-message``   a docutils system message or ``problematic`` node left in the page;
 * ``check-failed``    the page could not be checked (time-out, script error).
 
+At the other widths (the phone) only what depends on the width is checked: ``page-too-wide``,
+``table-too-wide``, ``output-too-wide``, ``math-too-wide`` and ``code-too-wide``, where wide
+code, text outputs, tables and display math may scroll sideways inside their own box however
+wide they are (noted, not failed) but must not be cut off or run out of the column; and the
+page's requests (``http-error``). ``--narrow-pages`` limits those widths to a few pages.
+
 Uncaught JavaScript exceptions (``js-error``), outputs accepted as scrolling, redirects and
 external requests are *notes*: written to the report, not failures (``--fail-on-js-errors``
 counts the exceptions).
@@ -48,10 +61,12 @@ than the column up to ``--scroll-tolerance`` (2) column widths -- a few more col
 results table, a long log line -- and are then listed as notes. Wider than that (most of it out
 of sight), or overflowing without such a scroll box, fails.
 
-Output. One line per defect, ``page: kind: detail`` (detail ends with the section or equation
-anchor), then a summary line. A full-page screenshot of every page goes to
-``<out>/<page>.png``; ``<out>`` (default ``<html dir>/../browser-check``) also receives
-``report.txt`` (defects, then notes), ``report.json`` (per page: defects, notes, stats, time)
+Output. One line per defect, ``page: kind: detail`` (``page at 390px: kind: detail`` at another
+width than the main one; detail ends with the section or equation anchor), then a summary
+line. A full-page screenshot of every page goes to ``<out>/<page>.png`` (``<out>/<page>-390px.png``
+at 390 px); ``<out>`` (default ``<html dir>/../browser-check``) also receives
+``report.txt`` (defects, then notes), ``report.json`` (per page and width: defects, notes, stats,
+time)
 and ``chromium.log``. Exit status 1 on defects, 0 when clean, 2 when the check could not run.
 Without a usable Chromium the check is skipped (exit 0, with a message), unless
 ``--require-browser`` is given or the environment variable ``CI`` is set (not 0/false/no): then
@@ -99,6 +114,8 @@ CHROMIUM_FLAGS = (
 )
 SKIP_DIRS = {"_static", "_sources", "_images", "_downloads", "_panels_static"}
 PAGE_TIMEOUT_S = 60.0
+WIDTHS = (1280, 390)  # a laptop and a phone (CSS px); the first is the main width
+PHONE_BELOW = 700  # narrower windows are laid out as a phone's (mobile viewport)
 
 
 class BrowserUnavailable(RuntimeError):
@@ -202,15 +219,22 @@ class Chromium:
         return reply.get("result", {})
 
     def open_tab(self) -> str:
-        """A new tab, with a session that receives Page, Runtime and Network events."""
+        """A new tab, with a session that receives Page, Runtime and Network events (at the
+        browser's width; :meth:`set_width` changes it)."""
         target = self.call("Target.createTarget", {"url": "about:blank", "newWindow": True})["targetId"]
         session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         self.sessions[session] = queue.Queue()
         for method in ("Page.enable", "Runtime.enable", "Network.enable"):
             self.call(method, {}, session)
-        self.call("Emulation.setDeviceMetricsOverride", {
-            "width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False}, session)
+        self.set_width(session, self.width)
         return session
+
+    def set_width(self, session: str, width: int) -> None:
+        """Lay the tab's pages out ``width`` CSS px wide; below ``PHONE_BELOW`` px as a phone
+        (mobile viewport: the page's ``<meta name="viewport">`` applies)."""
+        self.call("Emulation.setDeviceMetricsOverride", {
+            "width": width, "height": self.height, "deviceScaleFactor": 1,
+            "mobile": width < PHONE_BELOW}, session)
 
     def wait_event(self, method: str, session: str, timeout: float, keep: list) -> dict:
         """Wait for event ``method`` of ``session``; the session's other events go to ``keep``."""
@@ -289,9 +313,10 @@ def serve(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
 
 # ---- what is checked in the page -------------------------------------------------------------
 
-# An async function of (scrollTolerance, mathjaxTimeoutMs); returns {defects, stats}.
+# An async function of (scrollTolerance, mathjaxTimeoutMs, narrow); returns {defects, notes,
+# stats}. ``narrow``: a second, phone-sized pass, which checks only what depends on the width.
 PAGE_CHECK = r"""
-async (scrollTolerance, mathjaxTimeoutMs) => {
+async (scrollTolerance, mathjaxTimeoutMs, narrow) => {
   const defects = [], notes = [];
   const add = (kind, detail) => defects.push({kind, detail: String(detail)});
   const note = (kind, detail) => notes.push({kind, detail: String(detail)});
@@ -324,7 +349,7 @@ async (scrollTolerance, mathjaxTimeoutMs) => {
   };
 
   // 2. MathJax errors, with the TeX source where MathJax still knows it.
-  const errorNodes = [...document.querySelectorAll('mjx-merror, [data-mjx-error], [data-mml-node="merror"]')];
+  const errorNodes = narrow ? [] : [...document.querySelectorAll('mjx-merror, [data-mjx-error], [data-mml-node="merror"]')];
   const seenContainers = new Set();
   const texOf = new Map();
   try {
@@ -344,7 +369,7 @@ async (scrollTolerance, mathjaxTimeoutMs) => {
   }
 
   // 3. untypeset math: .math elements without output, raw TeX in text nodes.
-  for (const el of document.querySelectorAll('span.math, div.math')) {
+  for (const el of (narrow ? [] : document.querySelectorAll('span.math, div.math'))) {
     if (!el.querySelector('mjx-container') && !el.closest('mjx-container'))
       add('math-untypeset', `${el.tagName.toLowerCase()}.math not typeset: ${clip(el.textContent, 100)} ${describe(el)}`.trim());
   }
@@ -365,7 +390,7 @@ async (scrollTolerance, mathjaxTimeoutMs) => {
   const root = document.querySelector('article.bd-article') || document.querySelector('[role="main"]') || document.body;
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   const rawHits = new Map();
-  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+  for (let n = narrow ? null : walker.nextNode(); n; n = walker.nextNode()) {
     const text = n.nodeValue;
     if (!/[$\\]/.test(text) || skipped(n.parentElement)) continue;
     // join with the neighbouring text of the same block so that $x$ split by markup is still seen
@@ -433,9 +458,50 @@ async (scrollTolerance, mathjaxTimeoutMs) => {
     const how = cl ? (cl.overflow === 'hidden' || cl.overflow === 'clip' ? 'cut off' : 'scrolls sideways')
                    : (right > colRight + SLACK ? 'runs out of the column' : 'overflows');
     const where = (m.id ? '#' + m.id : describe(m)) + (output ? ' (cell output)' : '');
-    add('math-too-wide', `${eqno ? 'equation ' + clip(eqno.textContent.replace('#', ''), 12) + ' ' : ''}` +
+    // on a phone, an equation wider than the screen may scroll inside its own box
+    const phoneScroll = narrow && how === 'scrolls sideways' && cl.el.getBoundingClientRect().right <= colRight + SLACK;
+    (phoneScroll ? note : add)(phoneScroll ? 'wide-math' : 'math-too-wide', `${eqno ? 'equation ' + clip(eqno.textContent.replace('#', ''), 12) + ' ' : ''}` +
         `${px(needed)} wide, ${px(Math.min(box, colWidth))} available in a ${px(colWidth)} column, ${how}` +
         `${tex ? ': $' + clip(tex, 70) + '$' : ''} ${where}`.trim());
+  }
+
+  // tables (in prose and in outputs) wider than the column must scroll inside their own box:
+  // cut off, they hide columns; running out of the column, they widen the page.
+  const scrollsIn = cl => cl && (cl.overflow === 'auto' || cl.overflow === 'scroll') &&
+                          cl.el.getBoundingClientRect().right <= colRight + SLACK;
+  const badTables = new Set();
+  for (const t of root.querySelectorAll('table')) {
+    if (!visible(t) || t.parentElement.closest('table')) continue;
+    const r = t.getBoundingClientRect();
+    const width = Math.max(r.width, t.scrollWidth);
+    if (r.left + width <= colRight + SLACK) continue;
+    const cl = clipper(t);
+    if (scrollsIn(cl)) continue;
+    badTables.add(t);
+    const tag = cl ? '<' + cl.el.tagName.toLowerCase() + '>' : '';
+    const how = !cl ? 'runs out of the column'
+              : (cl.overflow === 'auto' || cl.overflow === 'scroll') ? `scrolls inside ${tag}, which leaves the column`
+              : `cut off by ${tag} (columns hidden)`;
+    const head = [...t.querySelectorAll('th')].slice(0, 4).map(th => clip(th.textContent, 20)).join(' | ');
+    add('table-too-wide', `table ${px(width)} wide in a ${px(colWidth)} column, ${how}: ${head || clip(t.textContent, 60)} ${describe(t)}`.trim());
+  }
+
+  // code input must fit its box. At the main width a reader never scrolls code sideways (the
+  // house style keeps lines within 79 columns); on a phone it may scroll inside its own box,
+  // but must not be cut off or run out of the column.
+  for (const pre of document.querySelectorAll('div.cell_input pre')) {
+    if (!visible(pre)) continue;
+    const r = pre.getBoundingClientRect();
+    const over = pre.scrollWidth > pre.clientWidth + SLACK;
+    const outside = r.right > colRight + SLACK;
+    if (!over && !outside) continue;
+    const ox = cs(pre).overflowX;
+    const scrolls = ox === 'auto' || ox === 'scroll';
+    if (narrow && scrolls && !outside) continue;
+    const longest = (pre.textContent || '').split('\n').reduce((a, b) => (b.length > a.length ? b : a), '');
+    const how = outside ? 'runs out of the column' : (scrolls ? 'scrolls sideways' : 'cut off');
+    add('code-too-wide', `code input ${px(pre.scrollWidth)} wide in a ${px(pre.clientWidth)} box, ${how}; ` +
+        `longest line ${longest.length} columns: ${clip(longest, 60)} ${describe(pre)}`.trim());
   }
 
   const outputs = [...document.querySelectorAll('.cell_output > *')];
@@ -451,6 +517,7 @@ async (scrollTolerance, mathjaxTimeoutMs) => {
   for (const o of outputs) {
     if (!visible(o)) continue;
     if (mathInOutputs.has(o.closest('.cell_output')) && o.querySelector('mjx-container[display="true"]')) continue;  // reported above
+    if ([...badTables].some(t => o.contains(t))) continue;  // reported above as table-too-wide
     const kind = kindOf(o);
     const left = o.getBoundingClientRect().left;
     const right = contentRight(o);
@@ -461,8 +528,9 @@ async (scrollTolerance, mathjaxTimeoutMs) => {
     const inColumn = cl && cl.el.getBoundingClientRect().right <= colRight + SLACK;
     const what = `${kind} output ${px(width)} wide in a ${px(colWidth)} column`;
     const text = clip(o.innerText || o.textContent, 60);
-    if ((kind === 'text' || kind === 'table') && scrolls && inColumn && width <= scrollTolerance * colWidth + SLACK) {
-      note('wide-output', `${what}, scrolls inside <${cl.el.tagName.toLowerCase()}> (accepted up to ${scrollTolerance}x): ${text} ${describe(o)}`.trim());
+    // on a phone, text and tables may scroll inside their own box however wide they are
+    if ((kind === 'text' || kind === 'table') && scrolls && inColumn && (narrow || width <= scrollTolerance * colWidth + SLACK)) {
+      note('wide-output', `${what}, scrolls inside <${cl.el.tagName.toLowerCase()}> (accepted ${narrow ? 'at a phone\'s width' : 'up to ' + scrollTolerance + 'x'}): ${text} ${describe(o)}`.trim());
       continue;
     }
     const how = cl ? (scrolls ? `scrolls inside <${cl.el.tagName.toLowerCase()}>` : 'cut off') : 'runs out of the column';
@@ -472,7 +540,7 @@ async (scrollTolerance, mathjaxTimeoutMs) => {
   if (docW > viewW + SLACK) add('page-too-wide', `page is ${px(docW)} wide in a ${px(viewW)} window`);
 
   // 5. images.
-  for (const img of document.images) {
+  for (const img of (narrow ? [] : document.images)) {
     if (!img.complete || img.naturalWidth === 0)
       add('broken-image', `${img.getAttribute('src')}${img.alt ? ' (alt: ' + clip(img.alt, 40) + ')' : ''} ${describe(img)}`.trim());
   }
@@ -516,7 +584,7 @@ async (scrollTolerance, mathjaxTimeoutMs) => {
     return parts.join('');
   };
   const lineOf = (text, idx) => { const s = text.lastIndexOf('\n', idx) + 1; const e = text.indexOf('\n', idx); return text.slice(s, e < 0 ? undefined : e); };
-  for (const o of outputs) {
+  for (const o of (narrow ? [] : outputs)) {
     const kind = kindOf(o);
     if (o.classList.contains('stderr')) add('output-error', `stderr output: ${clip(o.textContent, 100)} ${describe(o)}`.trim());
     else if (o.classList.contains('traceback') || o.classList.contains('error')) add('output-error', `error output: ${clip(o.textContent, 100)} ${describe(o)}`.trim());
@@ -539,7 +607,7 @@ async (scrollTolerance, mathjaxTimeoutMs) => {
   }
 
   // 7. leftovers of the build.
-  for (const el of document.querySelectorAll('.system-message, .problematic'))
+  for (const el of (narrow ? [] : document.querySelectorAll('.system-message, .problematic')))
     add('build-message', `${clip(el.textContent, 120)} ${describe(el)}`.trim());
 
   return {defects, notes, stats: {column: Math.round(colWidth), mathjax: mjReady, outputs: outputs.length,
@@ -566,13 +634,19 @@ def pages_of(html_dir: Path) -> list[Path]:
 
 
 def check_page(browser: Chromium, session: str, base: str, rel: Path, html_dir: Path,
-               shot: Path | None, args) -> dict:
-    """Open one page and return its entry of the report: defects, notes, stats, screenshot."""
+               shot: Path | None, args, width: int | None = None) -> dict:
+    """Open one page ``width`` CSS px wide (default: the main width) and return its entry of the
+    report: defects, notes, stats, screenshot. At a width other than the main one only what
+    depends on the width is checked (widths, and the page's requests)."""
+    width = width or args.widths[0]
+    narrow = width != args.widths[0]
     defects: list[dict] = []
     notes: list[dict] = []
     stats: dict = {}
     source = (html_dir / rel).read_text(errors="replace")[:4000]
     redirect = REFRESH.search(source)
+    if redirect and narrow:
+        return {"defects": defects, "notes": notes, "stats": stats, "screenshot": None}
     if redirect:  # e.g. Jupyter Book's index.html: check that the target exists, not the page
         target = (html_dir / rel).parent / redirect.group(1).split("#")[0]
         if not target.is_file():
@@ -581,13 +655,15 @@ def check_page(browser: Chromium, session: str, base: str, rel: Path, html_dir: 
         return {"defects": defects, "notes": notes, "stats": stats, "screenshot": None}
 
     events: list = []
+    browser.set_width(session, width)
     browser.drain_events(session, [])
     nav = browser.call("Page.navigate", {"url": base + rel.as_posix()}, session)
     if nav.get("errorText"):
         defects.append({"kind": "http-error", "detail": f"cannot open the page: {nav['errorText']}"})
         return {"defects": defects, "notes": notes, "stats": stats, "screenshot": None}
     browser.wait_event("Page.loadEventFired", session, PAGE_TIMEOUT_S, events)
-    expr = f"({PAGE_CHECK})({args.scroll_tolerance}, {int(args.mathjax_timeout * 1000)})"
+    expr = (f"({PAGE_CHECK})({args.scroll_tolerance}, {int(args.mathjax_timeout * 1000)}, "
+            f"{'true' if narrow else 'false'})")
     res = browser.call("Runtime.evaluate", {"expression": expr, "awaitPromise": True, "returnByValue": True},
                        session, timeout=PAGE_TIMEOUT_S)
     if "exceptionDetails" in res:
@@ -600,7 +676,7 @@ def check_page(browser: Chromium, session: str, base: str, rel: Path, html_dir: 
 
     if shot is not None:
         h = max(min(int(stats.get("height", 0)), args.max_shot_height), 1)
-        w = max(int(stats.get("width", 0)), args.width)
+        w = max(int(stats.get("width", 0)), width)
         png = browser.call("Page.captureScreenshot", {
             "format": "png", "captureBeyondViewport": True, "optimizeForSpeed": True,
             "clip": {"x": 0, "y": 0, "width": w, "height": h, "scale": 1}}, session)
@@ -635,32 +711,44 @@ def check_page(browser: Chromium, session: str, base: str, rel: Path, html_dir: 
             "screenshot": str(shot) if shot is not None and shot.exists() else None}
 
 
+def shot_path(out: Path, rel: Path, width: int, main_width: int) -> Path:
+    """``<out>/<page>.png`` at the main width, ``<out>/<page>-390px.png`` at another."""
+    suffix = "" if width == main_width else f"-{width}px"
+    return out / rel.parent / f"{rel.stem}{suffix}.png"
+
+
 def check_all(exe: str, base: str, html_dir: Path, pages: list[Path], out: Path, args) -> tuple[list, str]:
-    """Check ``pages`` in ``args.jobs`` tabs of one browser; returns the report, page by page."""
-    browser = Chromium(exe, args.width, args.height, out / "chromium.log")
+    """Check ``pages`` at every width of ``args.widths`` (the pages of ``args.narrow_pages`` only,
+    if given, at the widths after the first) in ``args.jobs`` tabs of one browser; returns the
+    report, page by page, width by width."""
+    browser = Chromium(exe, args.widths[0], args.height, out / "chromium.log")
     todo: queue.Queue = queue.Queue()
-    for rel in pages:
-        todo.put(rel)
-    report: dict[Path, dict] = {}
+    items = [(rel, w) for rel in pages for w in args.widths
+             if w == args.widths[0] or args.narrow_pages is None or rel in args.narrow_pages]
+    for item in items:
+        todo.put(item)
+    report: dict[tuple[Path, int], dict] = {}
 
     def worker() -> None:
         session = browser.open_tab()
         while True:
             try:
-                rel = todo.get_nowait()
+                rel, width = todo.get_nowait()
             except queue.Empty:
                 return
             t0 = time.monotonic()
-            shot = None if args.no_screenshots else out / rel.with_suffix(".png")
+            shot = None if args.no_screenshots else shot_path(out, rel, width, args.widths[0])
             try:
-                entry = check_page(browser, session, base, rel, html_dir, shot, args)
+                entry = check_page(browser, session, base, rel, html_dir, shot, args, width)
             except (TimeoutError, RuntimeError) as exc:
                 entry = {"defects": [{"kind": "check-failed", "detail": str(exc)[:200]}],
                          "notes": [], "stats": {}, "screenshot": None}
-            entry = {"page": rel.as_posix(), **entry, "seconds": round(time.monotonic() - t0, 2)}
-            report[rel] = entry
+            entry = {"page": rel.as_posix(), "width": width, **entry,
+                     "seconds": round(time.monotonic() - t0, 2)}
+            report[(rel, width)] = entry
             if args.verbose:
-                print(f"  {entry['page']}: {len(entry['defects'])} defects, {entry['seconds']} s", file=sys.stderr)
+                print(f"  {entry['page']} at {width}px: {len(entry['defects'])} defects, {entry['seconds']} s",
+                      file=sys.stderr)
 
     try:
         threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, args.jobs))]
@@ -670,10 +758,10 @@ def check_all(exe: str, base: str, html_dir: Path, pages: list[Path], out: Path,
             t.join()
     finally:
         browser.close()
-    missing = [rel for rel in pages if rel not in report]
+    missing = [item for item in items if item not in report]
     if missing:
         raise BrowserUnavailable(f"the browser stopped before {len(missing)} pages were checked")
-    return [report[rel] for rel in pages], browser.version
+    return [report[item] for item in items], browser.version
 
 
 def run(args) -> int:
@@ -683,6 +771,12 @@ def run(args) -> int:
         return 2
     out = Path(args.out).resolve() if args.out else html_dir.parent / "browser-check"
     pages = [Path(p) for p in args.pages] if args.pages else pages_of(html_dir)
+    args.widths = [int(w) for w in str(args.widths).split(",") if w.strip()]
+    if not args.widths or min(args.widths) < 200:
+        print(f"browser-check: --widths must list widths of at least 200 px, got {args.widths}", file=sys.stderr)
+        return 2
+    args.narrow_pages = ([Path(p) for p in args.narrow_pages.split(",") if p.strip()]
+                         if args.narrow_pages else None)
     require = args.require_browser or os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
     def unavailable(why: str) -> int:
@@ -713,14 +807,19 @@ def run(args) -> int:
         server.server_close()
     elapsed = time.monotonic() - t_start
 
-    lines = [f"{e['page']}: {d['kind']}: {d['detail']}" for e in report for d in e["defects"]]
-    note_lines = [f"{e['page']}: note: {d['kind']}: {d['detail']}" for e in report for d in e["notes"]]
+    def where(e: dict) -> str:  # the page, and the width where it is not the main one
+        return e["page"] if e["width"] == args.widths[0] else f"{e['page']} at {e['width']}px"
+
+    lines = [f"{where(e)}: {d['kind']}: {d['detail']}" for e in report for d in e["defects"]]
+    note_lines = [f"{where(e)}: note: {d['kind']}: {d['detail']}" for e in report for d in e["notes"]]
     kinds: dict[str, int] = {}
     for e in report:
         for d in e["defects"]:
             kinds[d["kind"]] = kinds.get(d["kind"], 0) + 1
-    bad_pages = sum(1 for e in report if e["defects"])
-    summary = (f"browser-check: {len(report)} pages, {len(lines)} defects on {bad_pages} pages"
+    bad_pages = len({e["page"] for e in report if e["defects"]})
+    n_pages = len({e["page"] for e in report})
+    summary = (f"browser-check: {n_pages} pages at {'/'.join(map(str, args.widths))} px ({len(report)} views), "
+               f"{len(lines)} defects on {bad_pages} pages"
                + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + ")" if kinds else "")
                + f", {len(note_lines)} notes; {elapsed:.0f} s with {version}; screenshots and report in {out}")
     for line in lines:
@@ -729,7 +828,7 @@ def run(args) -> int:
     (out / "report.txt").write_text("\n".join([*lines, *note_lines, summary]) + "\n")
     (out / "report.json").write_text(json.dumps(
         {"html": str(html_dir), "browser": version, "seconds": round(elapsed, 1),
-         "viewport": [args.width, args.height], "scroll_tolerance": args.scroll_tolerance,
+         "widths": args.widths, "height": args.height, "scroll_tolerance": args.scroll_tolerance,
          "defects": len(lines), "pages": report}, indent=1, ensure_ascii=False) + "\n")
     return 1 if lines else 0
 
@@ -743,7 +842,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--require-browser", action="store_true",
                     help="fail instead of skipping when no browser can be started (implied by $CI)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="pages checked at once")
-    ap.add_argument("--width", type=int, default=1280, help="window width in CSS px (default 1280)")
+    ap.add_argument("--widths", default=",".join(map(str, WIDTHS)),
+                    help="window widths in CSS px, the main one first (default 1280,390: a laptop and "
+                         "a phone; below 700 px as a phone)")
+    ap.add_argument("--narrow-pages", default=None,
+                    help="comma-separated pages to check at the widths after the first (default: all)")
     ap.add_argument("--height", type=int, default=900, help="window height in CSS px (default 900)")
     ap.add_argument("--scroll-tolerance", type=float, default=2.0,
                     help="text/table outputs may scroll sideways up to this many column widths (default 2)")

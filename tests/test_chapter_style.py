@@ -1,0 +1,221 @@
+"""The house style of the book's code cells (notebooks/*.md, book/*.md), checked on the sources.
+
+A cell the reader sees (not tagged ``remove-cell``, ``remove-input``, ``hide-input`` or
+``hide-cell``) must
+
+* have at most 15 non-blank lines (``long-cell``), except a cell tagged ``derivation``
+  (mathematics only, e.g. sympy);
+* have no line over 79 columns (``long-line``);
+* carry no ``# noqa`` (``noqa``) and no CI-only branch, ``scale.is_ci()`` or any ``is_ci(``
+  (``ci-branch``): the page shows one computation, the same at every scale.
+
+Every ``%%ipytest`` cell must be tagged ``hide-input`` (``ipytest-shown``): the tests stay in the
+page and fail the build when wrong, folded under their one-line result.
+
+Each offence is reported as ``file:line: rule: detail`` (the line of the cell's opening fence,
+or of the offending line); the test lists every offence of every page at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = sorted([*ROOT.glob("notebooks/*.md"), *ROOT.glob("book/*.md")])
+
+MAX_LINES = 15
+MAX_COLUMNS = 79
+HIDDEN_TAGS = frozenset({"remove-cell", "remove-input", "hide-input", "hide-cell"})
+OPEN = re.compile(r"^(?P<fence>`{3,}|~{3,})\{code-cell\}")
+NOQA = re.compile(r"#\s*noqa\b", re.IGNORECASE)
+CI_BRANCH = re.compile(r"\bis_ci\s*\(")
+
+
+@dataclass
+class Cell:
+    """One ``{code-cell}`` of a MyST page: where it opens, its tags and its source lines."""
+
+    line: int  # 1-based line of the opening fence
+    tags: frozenset[str]
+    source: list[tuple[int, str]] = field(default_factory=list)  # (line number, text)
+
+    @property
+    def visible(self) -> bool:
+        return not (self.tags & HIDDEN_TAGS)
+
+
+def _tags(options: dict | None) -> frozenset[str]:
+    tags = (options or {}).get("tags") or []
+    if isinstance(tags, str):
+        tags = [tags]
+    return frozenset(str(t) for t in tags)
+
+
+def parse_cells(text: str) -> list[Cell]:
+    """The code cells of a MyST Markdown page, with their options (``:key:`` lines or a
+    ``---`` YAML block right after the opening fence) and their source lines."""
+    lines = text.splitlines()
+    cells: list[Cell] = []
+    i = 0
+    while i < len(lines):
+        m = OPEN.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        fence, start = m.group("fence"), i + 1
+        close = re.compile(rf"^{re.escape(fence[0])}{{{len(fence)},}}\s*$")
+        i += 1
+        options: dict = {}
+        if i < len(lines) and lines[i].strip() == "---":  # YAML block
+            j = i + 1
+            while j < len(lines) and lines[j].strip() != "---":
+                j += 1
+            options = yaml.safe_load("\n".join(lines[i + 1:j])) or {}
+            i = j + 1
+        else:  # :key: value lines
+            while i < len(lines) and re.match(r"^:[\w-]+:", lines[i]):
+                key, _, value = lines[i][1:].partition(":")
+                options[key.strip()] = yaml.safe_load(value.strip() or "null")
+                i += 1
+        cell = Cell(line=start, tags=_tags(options))
+        while i < len(lines) and not close.match(lines[i]):
+            cell.source.append((i + 1, lines[i]))
+            i += 1
+        cells.append(cell)
+        i += 1  # the closing fence
+    return cells
+
+
+def check_text(text: str, name: str) -> list[str]:
+    """Every offence of one page's code cells against the house style, as
+    ``name:line: rule: detail``."""
+    found: list[str] = []
+    for cell in parse_cells(text):
+        body = [(n, s) for n, s in cell.source]
+        first = next((s.strip() for _, s in body if s.strip()), "")
+        if first.startswith("%%ipytest") and "hide-input" not in cell.tags:
+            tags = ", ".join(sorted(cell.tags)) or "none"
+            found.append(f"{name}:{cell.line}: ipytest-shown: a %%ipytest cell must be tagged "
+                         f"hide-input (tags: {tags})")
+        if not cell.visible:
+            continue
+        count = sum(1 for _, s in body if s.strip())
+        if count > MAX_LINES and "derivation" not in cell.tags:
+            found.append(f"{name}:{cell.line}: long-cell: {count} non-blank lines "
+                         f"(at most {MAX_LINES}; fold it, split it or move it to the library)")
+        for n, s in body:
+            if len(s) > MAX_COLUMNS:
+                found.append(f"{name}:{n}: long-line: {len(s)} columns (at most {MAX_COLUMNS}): "
+                             f"{s.strip()[:60]}")
+            if NOQA.search(s):
+                found.append(f"{name}:{n}: noqa: `# noqa` in a visible cell: {s.strip()[:60]}")
+            if CI_BRANCH.search(s):
+                found.append(f"{name}:{n}: ci-branch: a CI-only branch in a visible cell: "
+                             f"{s.strip()[:60]}")
+    return found
+
+
+def check_pages(pages: list[Path]) -> list[str]:
+    found: list[str] = []
+    for page in pages:
+        found += check_text(page.read_text(encoding="utf-8"), page.relative_to(ROOT).as_posix())
+    return found
+
+
+def test_the_book_has_pages_with_cells():
+    assert PAGES and sum(len(parse_cells(p.read_text())) for p in PAGES) > 50
+
+
+def test_every_visible_cell_follows_the_house_style():
+    found = check_pages(PAGES)
+    assert not found, (f"{len(found)} offence(s) of the house style "
+                       "(tests/test_chapter_style.py):\n" + "\n".join(found))
+
+
+# ---- the checker itself, on planted cells -----------------------------------------------------
+
+HEAD = "---\njupytext:\n  formats: md:myst\n---\n\n# A page\n\n"
+
+
+def _page(*cells: str) -> str:
+    return HEAD + "\n\nSome prose.\n\n".join(cells) + "\n"
+
+
+def _cell(body: str, tags: str | None = None, yaml_block: bool = False) -> str:
+    if tags is None:
+        head = ""
+    elif yaml_block:
+        head = f"---\ntags: [{tags}]\n---\n"
+    else:
+        head = f":tags: [{tags}]\n"
+    return f"```{{code-cell}} ipython3\n{head}{body}\n```"
+
+
+LONG = "\n".join(f"x{i} = {i}" for i in range(16))
+WIDE = "y = " + "1 + " * 25 + "1"  # 80 columns
+
+
+def _rules(text: str) -> list[str]:
+    return [line.split(": ")[1] for line in check_text(text, "p.md")]
+
+
+def test_a_clean_page_passes():
+    short = "\n".join(f"x{i} = {i}" for i in range(15))
+    assert check_text(_page(_cell(short), _cell("print(1)", "hide-output")), "p.md") == []
+
+
+@pytest.mark.parametrize("body, rule", [
+    (LONG, "long-cell"),
+    (WIDE, "long-line"),
+    ("import os  # noqa: F401", "noqa"),
+    ("if scale.is_ci():\n    print('small')", "ci-branch"),
+    ("from gridlib.scale import is_ci\nflag = is_ci( )", "ci-branch"),
+])
+def test_each_rule_fires_on_a_visible_cell(body, rule):
+    assert rule in _rules(_page(_cell("a = 1"), _cell(body)))
+
+
+@pytest.mark.parametrize("tags", ["remove-cell", "remove-input", "hide-input", "hide-cell"])
+@pytest.mark.parametrize("yaml_block", [False, True])
+def test_hidden_cells_are_exempt(tags, yaml_block):
+    cells = [_cell(b, tags, yaml_block) for b in (LONG, WIDE, "import os  # noqa", "is_ci()")]
+    assert check_text(_page(*cells), "p.md") == []
+
+
+def test_derivation_cells_may_be_long_but_not_wide():
+    assert _rules(_page(_cell(LONG, "derivation"))) == []
+    assert _rules(_page(_cell(LONG + "\n" + WIDE, "derivation"))) == ["long-line"]
+
+
+@pytest.mark.parametrize("tags, yaml_block, fires", [
+    (None, False, True),
+    ("remove-input", False, True),
+    ("hide-output", True, True),
+    ("hide-input", False, False),
+    ("hide-input", True, False),
+])
+def test_ipytest_cells_must_be_folded(tags, yaml_block, fires):
+    cell = _cell("%%ipytest -q\ndef test_one():\n    assert True", tags, yaml_block)
+    assert ("ipytest-shown" in _rules(_page(cell))) is fires
+
+
+def test_every_offence_is_listed_with_its_line():
+    text = _page(_cell(LONG), _cell("a = 1"), _cell(WIDE + "\nb = 2  # noqa"))
+    found = check_text(text, "p.md")
+    assert [f.split(": ")[1] for f in found] == ["long-cell", "long-line", "noqa"]
+    lines = text.splitlines()
+    first_fence = lines.index("```{code-cell} ipython3") + 1
+    assert found[0].startswith(f"p.md:{first_fence}: ")
+    assert lines[int(found[1].split(":")[1]) - 1] == WIDE
+    assert lines[int(found[2].split(":")[1]) - 1].endswith("# noqa")
+
+
+def test_fences_inside_a_cell_and_longer_fences():
+    text = HEAD + "````{code-cell} ipython3\ns = '''\n```\n'''\n" + WIDE + "\n````\n"
+    assert _rules(text) == ["long-line"]
+    assert len(parse_cells(text)) == 1
