@@ -11,4 +11,12 @@ The library behind the gridlib book. One module per idea:
 - :mod:`gridlib.cli`        ``python -m gridlib <experiment> --key value``
 """
 
-__version__ = "0.1.0"
+from importlib import metadata as _metadata
+
+try:
+    #: The installed distribution's version: ``version`` in ``pyproject.toml``, the one source.
+    __version__: str = _metadata.version("gridlib")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = ["__version__"]

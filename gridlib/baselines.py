@@ -19,6 +19,7 @@ from gridlib import flags, results
 from gridlib.cli import dense_memory, experiment
 from gridlib.experiment import Task, fit, run_dir_for
 
+#: An MLP's parameters: a list of :class:`Dense` layers (any pytree for other models).
 Params = Any
 
 

@@ -65,6 +65,7 @@ EXIT_REFUSED = 2
 #: A bug of the library (``EX_SOFTWARE``): one line, and ``GRIDLIB_TRACEBACK=1`` for the trace.
 EXIT_INTERNAL = 70
 
+#: ``check(args)``: an experiment's own check of its arguments, raising ``ValueError``.
 Check = Callable[[Mapping[str, Any]], None]
 
 
@@ -94,7 +95,7 @@ def experiment(name: str, check: Check | None = None, devices: bool = False,
             judge (e.g. a grid too large for memory, or two flags that must agree); runs before
             any work starts.
         devices: the experiment trains a ``vmap``-ed seed ensemble and reads ``--devices``
-            from the session (:attr:`gridlib.results.Session.devices`).
+            from the session (:class:`gridlib.results.Session`'s ``devices``).
         flags: the domains of this experiment's flags (:class:`gridlib.flags.Domain`), over
             :data:`gridlib.flags.COMMON`. Every parameter must end up with one, and every
             default must lie in it (or be one of its sentinels).
@@ -165,6 +166,11 @@ class OneLineParser(argparse.ArgumentParser):
         self.domains: dict[str, tuple[str, _flags.Domain]] = {}
 
     def error(self, message: str) -> NoReturn:
+        """Raise argparse's complaint ``message`` as one line (a ``FlagError``).
+
+        Raises:
+            gridlib.flags.FlagError: always.
+        """
         raise _flags.FlagError(f"{message}; `{self.prog} --help` lists the flags")
 
     def add_flag(self, flag: str, domain: _flags.Domain, default: Any, help: str = "") -> None:

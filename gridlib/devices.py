@@ -39,6 +39,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+#: The name of the one mesh axis, along which seeds (or a minibatch) are split.
 AXIS = "devices"
 DISTRIBUTED_ENV = "GRIDLIB_DISTRIBUTED"
 
@@ -86,7 +87,7 @@ def ensemble_devices(n_seeds: int, requested: int | None = None) -> int:
 
 
 def ensemble_shardings(state: Any, mesh: Mesh, n_seeds: int) -> Any:
-    """One :class:`NamedSharding` per leaf of ``state``: split along the seed axis, or copied.
+    """One :class:`jax.sharding.NamedSharding` per leaf of ``state``: split along the seed axis, or copied.
 
     A leaf whose leading axis is ``n_seeds`` long is split over the mesh; any other leaf (a step
     counter, a shared constant) is copied to every device. Works on arrays, tracers and
@@ -150,7 +151,7 @@ def data_parallel_task(task, mesh: Mesh):
 
     The compiler inserts the sum of the per-device gradients, so the numbers equal the
     one-device run up to the order of float additions. ``B`` must be a multiple of the mesh
-    size. The minibatch reaches the devices whole and is split there (:func:`fit` does not place
+    size. The minibatch reaches the devices whole and is split there (:func:`~gridlib.experiment.fit` does not place
     batches), which costs host-to-device traffic on GPUs; not wired to the command line.
     """
     if mesh.size == 1:

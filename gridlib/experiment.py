@@ -28,7 +28,9 @@ import numpy as np
 from gridlib import checkpoint, results
 from gridlib.results import to_jsonable
 
+#: A training state: any pytree (parameters, optimiser state, traces).
 State = Any
+#: Metrics by name: arrays (scalars, or one value per seed of an ensemble).
 Metrics = dict[str, Any]
 
 CHECKPOINT_FILE = "checkpoint.npz"

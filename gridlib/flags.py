@@ -44,8 +44,9 @@ class Domain:
 
     Attributes:
         kind: ``int``, ``float``, ``str`` or ``bool``.
-        low, high: inclusive bounds of a number (``None``: unbounded on that side); every
-            number must be finite.
+        low: the inclusive lower bound of a number (``None``: unbounded below); every number
+            must be finite.
+        high: the inclusive upper bound (``None``: unbounded above).
         open_low: ``low`` itself is excluded (``0 < lr`` rather than ``0 <= lr``).
         choices: the allowed strings, or a function returning them (read from the library's
             own constants when the flag is parsed, so they never drift from the code).

@@ -24,7 +24,7 @@ from gridlib.ep.model import DEFAULT, EPConfig, Params, input_drive, option_erro
 
 @partial(jax.jit, static_argnames=("cfg",))
 def contrast(params: Params, x, s_a, s_b, scale, cfg: EPConfig = DEFAULT) -> Params:
-    """``-agg_b scale_b [ dE/dtheta... ]``: the EP contrast between states ``s_a`` and ``s_b``.
+    """The EP contrast between states ``s_a`` and ``s_b``, weighted per example by ``scale``.
 
     Returns ``G`` with ``G.W_k = -agg_b scale_b (rho(a_{k-1})^T rho(a_k) - rho(b_{k-1})^T
     rho(b_k))`` and ``G.b_k = -agg_b scale_b (rho(a_k) - rho(b_k))``, i.e.

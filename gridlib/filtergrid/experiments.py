@@ -190,6 +190,7 @@ _GAIN = (0.0, 0.02, 0.05, 0.1, 0.2)
 WEIGHT_RANGE = 2.0
 """Quantised weights span ``[-WEIGHT_RANGE, WEIGHT_RANGE]``: ``b`` bits is a step of ``2 R / 2**b``."""
 
+#: The original robustness study's sweeps by name, each a perturbation and its values.
 SWEEPS: dict[str, Sweep] = {
     # the original's eight sweeps, with its values (experiments/measurement_robustness/sweeps.py)
     "1a_leak": Sweep("capacitor leak", "delta_leak", (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2),
@@ -249,7 +250,7 @@ def make_robustness_task(conditions: list[dict], *, lr: float = 3e-3, gain: floa
 
     Every condition starts from the same parameters and sees the same batches (as in the
     original study, so that a sweep differs only in its imperfection). The state carries a
-    leading condition axis ``C``; ``train_step`` is :func:`perturbed_snap1_batch_grads` at the
+    leading condition axis ``C``; ``train_step`` is :func:`~gridlib.filtergrid.perturb.perturbed_snap1_batch_grads` at the
     stored (possibly quantised) weights, then Adam on the full-precision weights, ``vmap``-ed
     over the conditions, each with its own noise stream. Evaluation uses the exact forward pass
     at the stored weights. Metrics have shape ``(C,)``.

@@ -1,7 +1,7 @@
 r"""Online SnAP-1: the SnAP-1 rule with a loss at every step, its gradient ready at every step.
 
 With the ``"sum"`` loss :math:`\mathrm{CE}(\mathrm{softmax}(\sum_t r(t)), y^*)` the readout
-gradient is known only after the last step, so :func:`~.snap1.snap1_grads` stores the trajectory
+gradient is known only after the last step, so :func:`~gridlib.filtergrid.snap1.snap1_grads` stores the trajectory
 and sweeps the messages afterwards. Here the loss is **per step**,
 
 .. math:: \ell_t = \mathrm{CE}\big(\mathrm{softmax}(r(t)), y^*\big), \qquad
@@ -11,11 +11,11 @@ so :math:`\partial\ell_t/\partial r(t)` is known as soon as step :math:`t` has r
 SnAP-1 update of step :math:`t` is computed within that step, forward in time:
 
 1. the grid step (wavefront), then the 3 self-traces, :math:`f`, and the 8 cross-traces
-   :math:`\varepsilon^d(t)` (:func:`~.snap1.cross_trace_step`);
+   :math:`\varepsilon^d(t)` (:func:`~gridlib.filtergrid.snap1.cross_trace_step`);
 2. :math:`\partial\ell_t/\partial r(t)` and the within-step messages :math:`m(t)`
-   (:func:`~.stepwise.messages`);
+   (:func:`~gridlib.filtergrid.stepwise.messages`);
 3. :math:`\Delta_t\theta = m f + \sum_d \lambda_d(\varepsilon^d(t) - c_d\kappa_d f)`
-   (:func:`~.snap1.step_gradient`, the rule as written, past-only subtraction included).
+   (:func:`~gridlib.filtergrid.snap1.step_gradient`, the rule as written, past-only subtraction included).
 
 Nothing of the past is stored: the state carried from step to step (:class:`OnlineCarry`) is
 the network state ``s: (N, M)``, the self-traces (3 x ``(N, M)``) and the cross-traces
@@ -120,7 +120,7 @@ def online_snap1_grads(
 ) -> tuple[Array, Array, GridParams]:
     """``(loss, logits, online SnAP-1 gradient)`` of the ``"per_t"`` loss for ``xs: (T, N)``.
 
-    Same signature as :func:`~.snap1.snap1_grads`; only ``mode="per_t"`` is online (the ``"sum"``
+    Same signature as :func:`~gridlib.filtergrid.snap1.snap1_grads`; only ``mode="per_t"`` is online (the ``"sum"``
     loss's gradient waits for the last step) and any other mode raises. The gradient is the sum
     of the per-step gradients over ``T``, accumulated in the scan (memory independent of ``T``).
     """

@@ -7,7 +7,7 @@ within-step message and a temporal carry,
     \frac{dL_t}{d\theta_k} = m_k(t)\, f_{\theta,k}(t)
         + \sum_{d \in \mathrm{cone}(k),\, d \neq k} \lambda_d(t)\, a_d\, J_{d,k}(t-1),
 
-with :math:`m_k = \partial L_t/\partial y_k` (all same-step paths, :func:`~.stepwise.messages`),
+with :math:`m_k = \partial L_t/\partial y_k` (all same-step paths, :func:`~gridlib.filtergrid.stepwise.messages`),
 :math:`\lambda_d = m_d(1-y_d^2)`, :math:`f_{\theta,k} = dy_k/d\theta_k` from the cell's
 three self-traces and :math:`J_{d,k} = ds_d/d\theta_k`. SnAP-:math:`n` keeps the carry of the
 descendants at Manhattan distance :math:`\le n`; **SnAP-0 keeps none of it**:
@@ -59,7 +59,7 @@ def snap0_grads(
     """``(loss, logits, SnAP-0 gradient summed over time)`` for one sequence ``xs: (T, N)``.
 
     The forward pass and the readout gradient come first (the ``"sum"`` loss knows it only at
-    the end), as in :func:`~.snap1.snap1_grads`; then the within-step messages ``m`` of every
+    the end), as in :func:`~gridlib.filtergrid.snap1.snap1_grads`; then the within-step messages ``m`` of every
     step at once (a step's messages need only its ``y(t)`` and ``dL/dr(t)``); then one scan over
     time: self-traces, ``f``, and ``m f`` for every cell and parameter type.
 

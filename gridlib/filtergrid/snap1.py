@@ -3,8 +3,8 @@ r"""SnAP-1: the local learning rule of the analog-filter grid, in one place.
 For a parameter :math:`\theta_k` of cell :math:`k` the exact per-step gradient is
 
 .. math::
-    \frac{dL_t}{d\theta_k} = \sum_j m_j(t)\,(1-y_j^2(t))\,\big[a_j J_{j,k}(t-1)
-        + \delta_{jk}\,\partial s_k(t)/\partial\theta_k|_{\text{imm}}\big]
+    \frac{dL_t}{d\theta_k} &= \sum_j m_j(t)\,(1-y_j^2(t))\,\big[a_j J_{j,k}(t-1) \\
+        &\qquad + \delta_{jk}\,\partial s_k(t)/\partial\theta_k|_{\text{imm}}\big]
         \;(+\,m_k (1-y_k^2) \text{ for } \theta = b),
 
 with :math:`m_j(t) = \partial L_t/\partial y_j(t)` the within-step backward message and
@@ -329,4 +329,5 @@ def snap1_batch_grads(
     return losses, logits, jax.tree.map(lambda g: g / xs.shape[0], grad)
 
 
-__all__ = ["CrossTraces", "cross_trace_step", "default_chain", "snap1_batch_grads", "snap1_grads", "step_gradient"]
+__all__ = ["CHAIN_LANES", "CrossTraces", "ForwardSweep", "cross_trace_step", "default_chain", "forward_sweep",
+           "snap1_batch_grads", "snap1_grads", "step_gradient"]

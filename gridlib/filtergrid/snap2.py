@@ -17,8 +17,9 @@ cross-traces), and **below-below** :math:`bb = (i+2, j)`, **right-right** :math:
 **Trace recursions.** Within a step, :math:`s_d(t) = a_d s_d(t-1) + c_d (w_{L,d} y_{\mathrm{left}(d)}
 + w_{T,d} y_{\mathrm{top}(d)})`, so for :math:`d \ne k` the exact influence obeys
 
-.. math:: J_{d,k}(t) = a_d J_{d,k}(t-1) + c_d\big[w_{L,d}\,(1-y_{\mathrm{left}(d)}^2)\, J_{\mathrm{left}(d),k}(t)
-          + w_{T,d}\,(1-y_{\mathrm{top}(d)}^2)\, J_{\mathrm{top}(d),k}(t)\big],
+.. math:: J_{d,k}(t) &= a_d J_{d,k}(t-1)
+          + c_d\big[w_{L,d}\,(1-y_{\mathrm{left}(d)}^2)\, J_{\mathrm{left}(d),k}(t) \\
+          &\qquad + w_{T,d}\,(1-y_{\mathrm{top}(d)}^2)\, J_{\mathrm{top}(d),k}(t)\big],
 
 where a parent outside the cone of :math:`k` contributes nothing, and a parent that is :math:`k`
 itself contributes :math:`f_{\theta,k} = (1-y_k^2)(J_{k,k}(t) + [\theta = b_k])` in place of
@@ -52,7 +53,7 @@ State carried forward in time: 3 self-traces + (2 + 3) descendants x 4 parameter
 23 ``(N, M)`` arrays, 5.75 floats per parameter (SnAP-1: 11, 2.75).
 
 The implementation is plain: the hyperplane forward, the within-step messages of every step at
-once (:func:`~.stepwise.messages`, vectorised over time), then a scan over time carrying the
+once (:func:`~gridlib.filtergrid.stepwise.messages`, vectorised over time), then a scan over time carrying the
 traces on whole ``(N, M)`` arrays (``T`` sequential steps, each elementwise with shifts). No
 adjoint fast path like SnAP-1's.
 """
@@ -175,7 +176,7 @@ def snap2_grads(
     """``(loss, logits, SnAP-2 gradient summed over time)`` for one sequence ``xs: (T, N)``.
 
     Forward pass and readout gradient first (the ``"sum"`` loss knows it only at the end); the
-    within-step messages of every step at once (:func:`~.stepwise.messages`, which needs only
+    within-step messages of every step at once (:func:`~gridlib.filtergrid.stepwise.messages`, which needs only
     ``y(t)`` and ``dL/dr(t)``); then one scan over time carrying the 23 traces per cell: per step
     the traces advance (:func:`snap2_trace_step`) and :func:`snap2_step_gradient` is added.
 

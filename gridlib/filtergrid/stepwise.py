@@ -61,7 +61,7 @@ def grid_step(params: GridParams, s_prev: Array, x_t: Array,
               dt: float = DT) -> tuple[Array, Array, Array, Array]:
     """One time step of the whole grid: ``(s(t-1) (N, M), x_t (N,)) -> (s, y, u, v)``, each ``(N, M)``.
 
-    ``u``, ``v``: the left and top inputs each cell saw (the wavefront :func:`~.model.step`, then
+    ``u``, ``v``: the left and top inputs each cell saw (the wavefront :func:`~gridlib.filtergrid.model.step`, then
     the inputs read off its outputs).
     """
     s, y = step(params, s_prev, x_t, dt)
@@ -72,7 +72,7 @@ def messages(params: GridParams, y: Array, dep: Array, dt: float = DT) -> Array:
     """Within-step messages ``m: (N, M)`` of one step, from ``y(t): (N, M)`` and the readout
     gradient ``dep = dL/dr(t): (M,)``.
 
-    The forward wavefront of :func:`~.model.step` run backwards: anti-diagonal ``p = i + j`` from
+    The forward wavefront of :func:`~gridlib.filtergrid.model.step` run backwards: anti-diagonal ``p = i + j`` from
     the last (the bottom-right cell) to the first, ``N + M - 1`` stages of length-``N`` vector
     ops. A cell's children lie on the next diagonal, the one below in slot ``i + 1``, the one on
     the right in slot ``i``, so each diagonal's messages are final when it is reached.
@@ -130,6 +130,7 @@ def batched(single: RuleGrads, name: str) -> RuleGrads:
         return losses, logits, jax.tree.map(lambda g: g.mean(0), grads)
 
     batch_grads.__name__ = batch_grads.__qualname__ = f"{name}_batch_grads"
+    batch_grads.__module__ = single.__module__  # documented beside ``single``
     batch_grads.__doc__ = (f"Batched :func:`{name}_grads`: ``xs: (B, T, N)``, ``labels: (B,)`` -> "
                            "``(losses (B,), logits (B, M), gradient averaged over the batch)``; "
                            f"the numbers of ``vmap({name}_grads)`` then a mean.")

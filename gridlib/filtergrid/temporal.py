@@ -7,13 +7,13 @@ logits, batch-mean gradient)``, so one experiment swaps them by name (:func:`rul
 :func:`rule_batch_grads`):
 
 =================  ==============================================================================
-``bptt``           exact, reverse mode through the stored trajectory (:mod:`~.bptt`)
-``rtrl``           exact, the full influence matrix carried forward (:mod:`~.rtrl`)
-``snap0``          temporal carry of no descendant: :math:`m_k f_k` (:mod:`~.snap0`)
-``snap1``          carry of the descendants at distance 1 (:mod:`~.snap1`)
-``snap2``          carry of the descendants at distance :math:`\le 2` (:mod:`~.snap2`)
-``tbptt``          each step's error back-propagated :math:`K` steps (:mod:`~.tbptt`, ``window=K``)
-``online_snap1``   SnAP-1 of the per-step loss, computed within each step (:mod:`~.online`)
+``bptt``           exact, reverse mode through the stored trajectory (:mod:`~gridlib.filtergrid.bptt`)
+``rtrl``           exact, the full influence matrix carried forward (:mod:`~gridlib.filtergrid.rtrl`)
+``snap0``          temporal carry of no descendant: :math:`m_k f_k` (:mod:`~gridlib.filtergrid.snap0`)
+``snap1``          carry of the descendants at distance 1 (:mod:`~gridlib.filtergrid.snap1`)
+``snap2``          carry of the descendants at distance :math:`\le 2` (:mod:`~gridlib.filtergrid.snap2`)
+``tbptt``          each step's error back-propagated :math:`K` steps (:mod:`~gridlib.filtergrid.tbptt`, ``window=K``)
+``online_snap1``   SnAP-1 of the per-step loss, computed within each step (:mod:`~gridlib.filtergrid.online`)
 =================  ==============================================================================
 
 **State carried forward in time** (:func:`carried_state`, :func:`state_floats_per_parameter`):
@@ -22,13 +22,13 @@ read off the code's own structures with ``jax.eval_shape`` (nothing is typed in 
 network state ``s`` (``N M`` floats, which every rule needs to run the grid at all) and the
 gradient accumulator are not counted; the count is divided by the ``4 N M`` parameters.
 
-- SnAP-0: the self-traces (:func:`~.snap0.snap0_init`); SnAP-1 and online SnAP-1: self- and
-  cross-traces (:func:`~.online.online_snap1_init`, less ``s``); SnAP-2:
-  :func:`~.snap2.snap2_init`; truncated BPTT: :func:`~.tbptt.tbptt_init` less ``s``;
+- SnAP-0: the self-traces (:func:`~gridlib.filtergrid.snap0.snap0_init`); SnAP-1 and online SnAP-1: self- and
+  cross-traces (:func:`~gridlib.filtergrid.online.online_snap1_init`, less ``s``); SnAP-2:
+  :func:`~gridlib.filtergrid.snap2.snap2_init`; truncated BPTT: :func:`~gridlib.filtergrid.tbptt.tbptt_init` less ``s``;
 - RTRL: the influence matrix :math:`J = ds(t)/d\theta`, the shape of ``jax.jacfwd`` of one grid
   step with respect to the parameters;
 - BPTT carries nothing forward but keeps the states :math:`s(0..T-1)` for the backward pass:
-  the ``s`` field of :func:`~.model.forward`'s trajectory, which grows with ``T``.
+  the ``s`` field of :func:`~gridlib.filtergrid.model.forward`'s trajectory, which grows with ``T``.
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ from gridlib.filtergrid.snap2 import snap2_batch_grads, snap2_grads, snap2_init
 from gridlib.filtergrid.stepwise import RuleGrads, batched
 from gridlib.filtergrid.tbptt import check_window, tbptt_batch_grads, tbptt_grads, tbptt_init
 
+#: A temporal rule's name, as :func:`rule_grads` and ``filtergrid-mnist --rule`` take it.
 TemporalRule = Literal["bptt", "rtrl", "snap0", "snap1", "snap2", "tbptt", "online_snap1"]
+#: Every temporal rule's name, in the order of the table in this module's docstring.
 TEMPORAL_RULES: tuple[str, ...] = get_args(TemporalRule)
 
 _SINGLE = {"bptt": bptt_grads, "rtrl": rtrl_grads, "snap0": snap0_grads, "snap1": snap1_grads,

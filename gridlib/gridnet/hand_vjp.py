@@ -62,7 +62,7 @@ def _halo_preact(hp: Array, p: CellParams, w_out: Array | None, n: int) -> Array
 def transpose_weights(w: Array) -> Array:
     r"""Weights of the adjoint stencil: ``WT[i, v] = W[26 - i, v + delta_i]`` (0 off the grid).
 
-    With them the transpose of :func:`stencil` is again a stencil,
+    With them the transpose of :func:`~gridlib.gridnet.cell.stencil` is again a stencil,
     ``xbar_v = sum_i WT[i, v] gpad[v + offset_i]``: cell ``v`` collects ``W[delta, u] g_u`` from every
     ``u = v - delta`` that read it. ``w: (27, G, G, G)``; returns the same shape.
     """
@@ -128,9 +128,9 @@ def _step_cm_plain(h: Array, p: CellParams, block: int, inner: int, act: str) ->
 def step_cm(h: Array, p: CellParams, block: int, inner: int = 1, act: str = "silu") -> Array:
     r"""One outer step in cells-major layout ``h: (G, G, G, B)``, ``p`` natural; hand-written VJP.
 
-    Blocked semantics through masks (:func:`same_block_masks`): inside an outer step the source of
+    Blocked semantics through masks (:func:`~gridlib.gridnet.blocking.same_block_masks`): inside an outer step the source of
     cell ``u`` at offset ``delta`` is ``X_current(u + delta)`` if that cell is in ``u``'s block and
-    the frozen ``H(u + delta)`` otherwise. Equal to :func:`block_step_windows` (tested), with no
+    the frozen ``H(u + delta)`` otherwise. Equal to :func:`~gridlib.gridnet.blocking.block_step_windows` (tested), with no
     window copies. The VJP stores only ``h`` and recomputes the ``inner`` updates.
     """
     return _step_cm_plain(h, p, block, inner, act)

@@ -56,7 +56,7 @@ def neighbour_table(grid: int, block: int) -> np.ndarray:
 
 
 def naive_step(h: Array, p: CellParams, block: int, inner: int = 1, act: str = "silu") -> Array:
-    """The same outer step as :func:`blocked_step`, written naively: an explicit gather of 27
+    """The same outer step as :func:`~gridlib.gridnet.blocking.blocked_step`, written naively: an explicit gather of 27
     neighbours per cell (:func:`neighbour_table`) on the flat grid, no block decomposition.
 
     ``h``: ``(B, G, G, G)``. Used as the baseline of the benchmark and as a second reference.
@@ -77,8 +77,8 @@ def naive_step(h: Array, p: CellParams, block: int, inner: int = 1, act: str = "
 
 
 def forward_naive(params: Params, x: Array, cfg: Config) -> Array:
-    """:func:`forward` built on :func:`naive_step` (27-neighbour gather, no blocking, no
-    checkpointing): the baseline of the benchmark; equal to :func:`forward` up to rounding."""
+    """:func:`~gridlib.gridnet.model.forward` built on :func:`naive_step` (27-neighbour gather, no blocking, no
+    checkpointing): the baseline of the benchmark; equal to :func:`~gridlib.gridnet.model.forward` up to rounding."""
     h = initial_grid(params, x, cfg)
 
     def outer(h, _):
