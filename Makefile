@@ -13,7 +13,7 @@ export PYTHONHASHSEED := 0
 export JAX_PLATFORMS ?= cpu
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test env data lint unit recheck notebooks book-ci bench clean chromium browser-check links-check lab lab-env
+.PHONY: book test env data lint unit recheck notebooks book-ci consistency bench clean chromium browser-check links-check lab lab-env
 
 env: $(STAMP)
 
@@ -36,7 +36,7 @@ book: env data
 	@echo "open _build/html/index.html"
 
 # ---- the tests (CI scale) ---------------------------------------------------------------
-test: env data lint chromium unit recheck notebooks book-ci links-check browser-check
+test: env data lint chromium unit recheck notebooks book-ci consistency links-check browser-check
 
 lint:
 	@if git ls-files 'notebooks/*.ipynb' | grep -q .; then \
@@ -69,9 +69,16 @@ book-ci:
 	rm -rf _build/ci
 	GRIDLIB_SCALE=ci $(BIN)/jupyter-book build . --all -W -n --keep-going --path-output _build/ci
 
+# Every keyed number (report.quantity) shows one text on every built page of the CI-scale book.
+consistency:
+	test -d _build/ci/_build/html || { echo "error: no built book in _build/ci (make book-ci)"; exit 1; }
+	GRIDLIB_BUILT_HTML=_build/ci/_build/html $(BIN)/python -m pytest -q -p no:cacheprovider \
+	  tests/test_consistency.py::test_every_page_of_the_built_book_shows_one_text_per_quantity
+
 # ---- the browser check of the built CI-scale pages -------------------------------------
-# Headless Chromium opens every page of _build/ci and fails on visible defects: MathJax errors,
-# untypeset or over-wide math, over-wide outputs, broken images, errors/warnings and raw
+# Headless Chromium opens every page of _build/ci, at 1280 px and at 390 px (a phone), and fails
+# on visible defects: MathJax errors, untypeset or over-wide math, over-wide outputs, code input
+# wider than its box, tables cut off instead of scrolling, broken images, errors/warnings and raw
 # Markdown in outputs (tests/browser/check_pages.py). Screenshots and a report land in
 # _build/ci/_build/browser-check. Without a browser it is skipped, except on CI (CI set in the
 # environment, or REQUIRE_BROWSER=1) where it fails.

@@ -3,7 +3,7 @@
 A chapter states its claims as test functions in a ``%%ipytest`` cell. pytest's terminal
 report (dots streamed one by one, a ``[100%]`` padded to 80 columns) renders badly in a book
 page, so :func:`setup` replaces it with this module's report: one line such as
-``✓ 7 tests passed in 0.41 s``, or the failing tests with their error, and a failure still fails
+``✓ 7 tests passed``, or the failing tests with their error, and a failure still fails
 the page (``raise_on_error``).
 
 Usage, once per chapter::
@@ -17,7 +17,6 @@ then ``%%ipytest`` cells as usual.
 from __future__ import annotations
 
 import io
-import time
 from typing import Any
 
 import pytest
@@ -30,7 +29,6 @@ class _Summary:
     """Counts outcomes and keeps the failures' short reports."""
 
     def __init__(self) -> None:
-        self.t0 = time.perf_counter()
         self.outcomes: dict[str, int] = {}
         self.failures: list[str] = []
 
@@ -44,12 +42,11 @@ class _Summary:
             self.failures.append(f"✗ {report.nodeid.split('::')[-1]}: {message}")
 
     def pytest_sessionfinish(self, session: Any, exitstatus: int) -> None:
-        seconds = time.perf_counter() - self.t0
         passed = self.outcomes.get("passed", 0)
         other = ", ".join(f"{n} {k}" for k, n in self.outcomes.items() if k != "passed")
         mark = "✓" if not self.failures else "✗"
         noun = "test" if passed == 1 else "tests"
-        print(f"{mark} {passed} {noun} passed{', ' + other if other else ''} in {seconds:.2f} s")
+        print(f"{mark} {passed} {noun} passed{', ' + other if other else ''}")
         for line in self.failures:
             print(line)
 

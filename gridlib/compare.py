@@ -14,7 +14,11 @@ The one declared part is the classification of the rules (:data:`LOCALITY`, :dat
 what an update reads, with a one-line reason for each rule -- a reading of the equations, not a
 result.
 
-Why this module is long: the rows, the table, the sentences of the chapter's discussion and the
+The chapter shows one table per task (:func:`task_tables`, a column that is the same in every
+row said once in the caption), the figure (:func:`figure`) and its findings (:func:`findings`,
+:func:`class_sentences`); :func:`table_rows` is the whole table in one piece.
+
+Why this module is long: the rows, the tables, the sentences of the chapter's discussion and the
 figure all read the same measured rows, and the chapter imports only this module; the counting
 itself lives in :mod:`gridlib.footprint`.
 """
@@ -28,7 +32,9 @@ import numpy as np
 
 from gridlib import footprint, index, report, results
 
+#: One results file as loaded: its JSON object.
 Record = Mapping[str, Any]
+#: A group of results files: ``{name: record}``.
 Group = Mapping[str, Record]
 
 # --------------------------------------------------------------------------- what an update reads
@@ -165,6 +171,28 @@ def _grid3d(dataset: str, what: str) -> index.Headline:
         index.seed_values("test_acc"), command=f"python -m gridlib neuralgrid3d --dataset {dataset} --seed S")  # fmt: skip
 
 
+def _fashion(kind: str) -> index.Headline:
+    """Chapter 62's 784-500-10 runs on Fashion-MNIST: EP, the backprop baseline with the same
+    units (``"mlp"``) and its ReLU control (``"relu"``), with chapter 62's expectations."""
+    from gridlib.ep import summary as ep
+
+    ds, arch = "fashion_mnist", ep.CROSS_ARCH
+    if kind == "ep":
+        return index.Headline(
+            "Equilibrium propagation", f"{arch}, Fashion-MNIST", "notebooks/62-ep-fashion-mnist",
+            ep.cross_ep_pattern(ds), ep.cross_ep_expect(ds), index.seed_values("test_acc"),
+            command=ep.cross_commands(ds, 0)[0].replace("--seed 0", "--seed S"))  # fmt: skip
+    relu = kind == "relu"
+    return index.Headline(
+        "Backprop baseline", f"MLP {arch}{', ReLU' if relu else ''}, Fashion-MNIST",
+        "notebooks/62-ep-fashion-mnist",
+        ep.relu_pattern(ds) if relu else f"baselines/{ds}-mlp-{arch}_seed*",
+        {**ep.cross_mlp_expect(ds), **({"activation": "relu"} if relu else {})},
+        index.seed_values("test/acc"),
+        command=(ep.relu_command(ds, 0) if relu else ep.cross_commands(ds, 0)[1]).replace(
+            "--seed 0", "--seed S"))  # fmt: skip
+
+
 def rows() -> list[Row]:
     """Every row of the table, grouped by system: the filter grid's rules
     (:func:`filtergrid_rows`), EP, GLE, NeuralGrid, gridnet and the backprop MLPs."""
@@ -193,6 +221,12 @@ def rows() -> list[Row]:
             no_published="the seed publishes no accuracy"),
         *(Row(h(f"baselines/mnist-mlp-{arch}_seed*"), f"MLP {arch}", "MNIST", "backprop", "Adam",
               fp.mlp_params, no_published=mlp) for arch in ("784-500-10", "784-256-256-10")),
+        Row(_fashion("ep"), "784-500-10", "Fashion-MNIST", "ep", "SGD", fp.ep_params,
+            no_published="the EP paper ran no Fashion-MNIST"),
+        Row(_fashion("mlp"), "MLP 784-500-10", "Fashion-MNIST", "backprop", "Adam", fp.mlp_params,
+            no_published=mlp),
+        Row(_fashion("relu"), "MLP 784-500-10, ReLU", "Fashion-MNIST", "backprop", "Adam",
+            fp.mlp_params, no_published=mlp),
     ]  # fmt: skip
 
 
@@ -258,11 +292,15 @@ def published(m: Measured) -> str:
     return f"none: {m.row.no_published}" if text == "none" and m.row.no_published else text
 
 
-def accuracy_text(values: Sequence[float]) -> str:
-    """``"44.5 ± 5.8 % (n=3)"``, or ``"30.6 % (n=1)"`` for one seed (no spread to show)."""
-    if len(values) == 1:
-        return f"{100 * values[0]:.1f} % (n=1)"
-    return report.format_mean_sd(values, 1, percent=True)
+def accuracy_text(values: Sequence[float], key: str | None = None, n: bool = True) -> str:
+    """``"44.49 ± 5.79 % (n=3)"``, or ``"30.60 % (n=1)"`` for one seed (no spread to show); with
+    ``key`` (:func:`accuracy_key`) the number is keyed (:func:`gridlib.report.quantity`)."""
+    return report.format_mean_sd(values, percent=True, n=n, key=key)
+
+
+def accuracy_key(m: Measured) -> str:
+    """The stable key of a row's test accuracy (:func:`gridlib.index.accuracy_key`)."""
+    return index.accuracy_key(m.row.headline.pattern)
 
 
 def _seconds(m: Measured) -> str:
@@ -275,15 +313,10 @@ def _seconds(m: Measured) -> str:
 #: The columns of :func:`table_rows`, in order.
 COLUMNS = ("#", "system", "task", "rule", "update reads", "training", "parameters", "epochs",
            "state / parameter", "s / epoch", "test accuracy", "published")  # fmt: skip
-#: The table is shown in two halves, so that each fits the page: what each row trains, ...
-SETUP_COLUMNS = ("#", "system", "task", "rule", "update reads", "training", "parameters",
-                 "state / parameter")  # fmt: skip
-#: ... and what it costs and reaches.
-RESULT_COLUMNS = ("#", "system", "epochs", "s / epoch", "test accuracy", "published")
 
 
 def table_rows(measured: Sequence[Measured], link: bool = True) -> list[dict[str, str]]:
-    """The table (:data:`COLUMNS`), one dict per row: its number (as in :func:`figure`), system
+    """The table (:data:`COLUMNS`), one dict per row: its number, system
     and network (linked to its chapter), task, rule, what an update reads, optimiser and batch,
     parameters, epochs, state per parameter, seconds per epoch, test accuracy and the published
     number. A row not run yet shows its command instead of its numbers."""
@@ -302,7 +335,7 @@ def table_rows(measured: Sequence[Measured], link: bool = True) -> list[dict[str
             **row, "training": f"{m.row.optimizer}, batch {batch_size(config)}",
             "parameters": f"{m.params:,}", "epochs": str(config["epochs"]),
             "state / parameter": "–" if m.state is None else f"{m.state:.3g}",
-            "s / epoch": _seconds(m), "test accuracy": accuracy_text(m.accuracies),
+            "s / epoch": _seconds(m), "test accuracy": accuracy_text(m.accuracies, accuracy_key(m)),
             "published": published(m),
         })  # fmt: skip
     return out
@@ -339,81 +372,103 @@ def label(m: Measured) -> str:
     return f"{m.row.rule_name}, {m.row.network} ({m.row.optimizer})"
 
 
+def _spread_words(gap: float, sd: float) -> str:
+    """Where a gap lies against a seed standard deviation, in words."""
+    if gap <= sd:
+        return "within the seeds' spread"
+    return "well beyond the seeds' spread" if gap > 2 * sd else "beyond the seeds' spread"
+
+
+def class_gap(measured: Sequence[Measured], task: str) -> tuple[Measured, Measured, float, float] | None:
+    """On ``task``: the best row of the best locality class, the best row of the runner-up class,
+    the gap of their means and the larger of their seed standard deviations (fractions), or
+    ``None`` where the task has one class only."""
+    best = best_by_class(measured).get(task, {})
+    if len(best) < 2:
+        return None
+    (_, top), (_, second) = sorted(best.items(), key=lambda kv: -mean_accuracy(kv[1]))[:2]  # type: ignore[operator]
+    gap = mean_accuracy(top) - mean_accuracy(second)  # type: ignore[operator]
+    sd = max(report.mean_sd(top.accuracies)[1], report.mean_sd(second.accuracies)[1])  # type: ignore[arg-type]
+    return top, second, gap, sd
+
+
 def class_sentences(measured: Sequence[Measured]) -> list[str]:
-    """Per task with more than one locality class: the best row of each class, best first, and the
-    gap between the best and the runner-up class (Markdown, computed from the table)."""
+    """Per task with more than one locality class: what the best class gains over the runner-up
+    class, answer first (Markdown, at most three numbers, computed from the table)."""
     out = []
-    for task, best in best_by_class(measured).items():
-        if len(best) < 2:
+    for task in dict.fromkeys(m.row.task for m in measured):
+        found = class_gap(measured, task)
+        if found is None:
             continue
-        ranked = sorted(best.items(), key=lambda kv: -mean_accuracy(kv[1]))  # type: ignore[operator]
-        parts = [f"{cls}: {label(m)}, {accuracy_text(m.accuracies)}"  # type: ignore[arg-type]
-                 for cls, m in ranked]  # fmt: skip
-        gap = 100 * (mean_accuracy(ranked[0][1]) - mean_accuracy(ranked[1][1]))  # type: ignore[operator]
-        out.append(f"On {task}, the best of each class is {'; '.join(parts)}. The best “{ranked[0][0]}” row "
-                   f"leads the best “{ranked[1][0]}” row by {gap:.1f} points.")  # fmt: skip
+        top, second, gap, sd = found
+        cls_top, cls_second = RULES[top.row.rule].reads, RULES[second.row.rule].reads
+        out.append(
+            f"On {task}, the best “{cls_top}” rule leads the best “{cls_second}” rule by "
+            f"{100 * gap:.2f} points, {_spread_words(gap, sd)}: {label(top)} reaches "
+            f"{accuracy_text(top.accuracies, accuracy_key(top), n=False)}, {label(second)} "  # type: ignore[arg-type]
+            f"{accuracy_text(second.accuracies, accuracy_key(second), n=False)}.")  # type: ignore[arg-type]
     return out
-
-
-def state_sentence(measured: Sequence[Measured]) -> str:
-    """The rules that carry learning state in time, fewest floats per parameter first (one entry
-    per rule and network), with their seconds per epoch."""
-    seen: dict[tuple[str, str], Measured] = {}
-    for m in sorted((m for m in measured if m.state is not None and m.accuracies), key=lambda m: m.state):
-        seen.setdefault((m.row.rule_name, m.row.network), m)
-    if not seen:
-        return "No row carries learning state in time."
-    parts = []
-    for m in seen.values():
-        grows = f" for T = {footprint.ROWWISE_STEPS} steps, growing with T" if m.row.rule == "bptt" else ""
-        parts.append(f"{m.row.rule_name}, {m.row.network}: {m.state:.3g}{grows}")
-    return "Learning state carried in time, in floats per trained parameter: " + "; ".join(parts) + "."
-
-
-def time_sentences(measured: Sequence[Measured]) -> list[str]:
-    """Per task and parameter count with several rules (the same network, or one as large): their
-    seconds per epoch, fastest first."""
-    groups: dict[tuple[str, int], list[Measured]] = {}
-    for m in measured:
-        if m.epoch_s is not None and m.params is not None:
-            groups.setdefault((m.row.task, m.params), []).append(m)
-    out = []
-    for (task, params), ms in groups.items():
-        if len({m.row.rule for m in ms}) < 2:
-            continue
-        parts = [f"{label(m)} {_seconds(m)} s" for m in sorted(ms, key=lambda m: m.epoch_s)]  # type: ignore[arg-type, return-value]
-        out.append(f"{task}, {params:,} parameters: " + ", ".join(parts) + ".")
-    return out
-
-
-def published_sentence(measured: Sequence[Measured]) -> str:
-    """Ours against the published number, for every row that has one (gap in points, or where
-    the test error lies in the EP range)."""
-    parts = []
-    for m in measured:
-        h = m.row.headline
-        if m.accuracies and (h.ep_range or h.published is not None):
-            parts.append(f"{label(m)}: {index.published_gap(h, report.mean_sd(m.accuracies)[0])}")
-    if not parts:
-        return "No row has a published number yet."
-    return f"Against the published numbers ({len(parts)} rows): " + "; ".join(parts) + "."
 
 
 def findings(measured: Sequence[Measured]) -> list[str]:
-    """The chapter's closing bullets, computed from the table."""
-    done = [m for m in measured if m.accuracies]
-    several = sum(len(m.accuracies) > 1 for m in done)  # type: ignore[arg-type]
-    missing = len(measured) - len(done)
-    out = [f"{len(measured)} rows: {len({m.row.headline.system for m in measured})} systems, "
-           f"{len({m.row.rule for m in measured})} rules, {len({m.row.task for m in measured})} tasks; "
-           f"{several} rows average several seeds, {len(done) - several} rest on one"
-           + (f", and {missing} are not run yet." if missing else ".")]  # fmt: skip
-    out.append(" ".join(class_sentences(measured)) or "No task has rows of more than one locality class.")
-    out.append(state_sentence(measured))
-    out.append("Seconds per epoch, where one task has several rules at the same size: "
-               + " ".join(time_sentences(measured)))
-    out.append(published_sentence(measured))
+    """The chapter's closing bullets, each answer first, with at most three numbers, computed
+    from the table."""
+    out = list(class_sentences(measured))
+    same = []
+    for ep in (m for m in measured if m.row.rule == "ep" and m.accuracies):
+        bp = next((m for m in measured if m.row.task == ep.row.task and m.accuracies
+                   and m.row.network == f"MLP {ep.row.network}"), None)  # fmt: skip
+        if bp is not None:
+            same.append((f"{ep.row.task} ({ep.row.network})",
+                         100 * (mean_accuracy(bp) - mean_accuracy(ep))))  # type: ignore[operator]
+    relu = any("ReLU" in m.row.network and m.accuracies for m in measured)
+    if same:
+        out.append("Against backprop on the same network with the same units, EP is "
+                   + ("at most half a point behind" if all(g <= 0.5 for _, g in same) else "behind")
+                   + ": backprop minus EP is "
+                   + ", ".join(f"{'−' if g < 0 else '+'}{abs(g):.2f} points on {t}" for t, g in same)
+                   + ("; the ReLU control's lead on Fashion-MNIST comes with its units." if relu else "."))
+    state = {m.row.rule: m.state for m in measured if m.state is not None and m.row.task == "row-wise MNIST"}
+    if {"snap1", "bptt", "rtrl"} <= set(state):
+        out.append(
+            f"Exactness is what costs memory: SnAP-1 carries {state['snap1']:.3g} floats of "
+            f"learning state per parameter at any sequence length, BPTT stores {state['bptt']:.3g} "
+            f"at T = {footprint.ROWWISE_STEPS} and more for longer sequences, and exact RTRL "
+            f"carries {state['rtrl']:.3g}.")
+    timed = [m for m in measured if m.epoch_s and m.row.task == "row-wise MNIST" and m.accuracies]
+    if timed:
+        fast, slow = min(timed, key=lambda m: m.epoch_s), max(timed, key=lambda m: m.epoch_s)  # type: ignore[arg-type, return-value]
+        bptt = next((m for m in timed if m.row.rule == "bptt"), None)
+
+        def name(m: Measured) -> str:
+            return f"{m.row.rule_name} with {m.row.optimizer}"
+
+        text = (f"Only {name(slow)} is slow beyond doubt: its epoch takes {_seconds(slow)} s, "
+                f"{slow.epoch_s / fast.epoch_s:.0f}× the fastest ({name(fast)})")  # type: ignore[operator]
+        if bptt is not None and bptt is not fast:
+            ratio = bptt.epoch_s / fast.epoch_s  # type: ignore[operator]
+            text += (". BPTT's epochs are within the factor of two that a shared machine blurs"
+                     if ratio < 2 else f". BPTT's epochs take {ratio:.1f}× as long")
+        out.append(text + ".")
+    with_pub = [m for m in measured if m.accuracies and (m.row.headline.ep_range or m.row.headline.published is not None)]
+    close = [m for m in with_pub if _matches_published(m)]
+    if with_pub:
+        off = [f"{m.row.headline.system}: {m.row.rule_name} with {m.row.optimizer} on {m.row.task}"
+               for m in with_pub if m not in close]  # fmt: skip
+        out.append(f"{len(close)} of the {len(with_pub)} rows with a published number match it, "
+                   "inside the EP paper's range or within one seed standard deviation"
+                   + (f"; the others are {'; '.join(off)}, and the landing page's notes say why."
+                      if off else "."))
     return out
+
+
+def _matches_published(m: Measured) -> bool:
+    h = m.row.headline
+    mean, sd = report.mean_sd(m.accuracies)  # type: ignore[arg-type]
+    if h.ep_range:
+        lo, hi = index.EP_PUBLISHED_TEST_ERR
+        return lo - 1e-9 <= 1 - mean <= hi + 1e-9
+    return abs(mean - h.published) <= max(sd, h.published_sd or 0.0)  # type: ignore[operator]
 
 
 def left_out(measured: Sequence[Measured]) -> list[dict[str, str]]:
@@ -430,73 +485,137 @@ def left_out(measured: Sequence[Measured]) -> list[dict[str, str]]:
     return out
 
 
+# --------------------------------------------------------------------------- one table per task
+
+
+class TaskTable(NamedTuple):
+    """The rows of one task: ``caption`` says, in a sentence, what every row shares (the
+    network where there is one, and why a dash stands under "published")."""
+
+    task: str
+    caption: str
+    rows: list[dict[str, str]]
+
+
+#: The columns of a task's table (a column that is the same in every row moves to the caption).
+TASK_COLUMNS = ("rule", "update reads", "network", "parameters", "training",
+                "learning state (floats / parameter)", "seconds / epoch", "test accuracy",
+                "published")  # fmt: skip
+_ORDER = tuple(LOCALITY)
+
+
+def training_text(m: Measured) -> str:
+    """``"Adam, batch 32, 10 epochs"``: how a row's updates are applied, and for how long."""
+    config = next(iter(m.records.values()))["config"]
+    epochs = config["epochs"]
+    return f"{m.row.optimizer}, batch {batch_size(config)}, {epochs} epoch{'s' if epochs != 1 else ''}"
+
+
+def _task_row(m: Measured, link: bool) -> dict[str, str]:
+    h = m.row.headline
+    row = {"rule": index.doc_link(h.chapter, m.row.rule_name) if link else m.row.rule_name,
+           "update reads": RULES[m.row.rule].reads, "network": f"{h.system}: {m.row.network}"}  # fmt: skip
+    if m.accuracies is None:
+        return {**row, "test accuracy": f"not run yet: `{h.command}`"}
+    text = published(m)
+    return {**row, "parameters": f"{m.params:,}", "training": training_text(m),
+            "learning state (floats / parameter)": "–" if m.state is None else f"{m.state:.3g}",
+            "seconds / epoch": _seconds(m), "test accuracy": accuracy_text(m.accuracies, accuracy_key(m)),
+            "published": "–" if text.startswith("none") else text}  # fmt: skip
+
+
+def task_tables(measured: Sequence[Measured], link: bool = True) -> list[TaskTable]:
+    """One table per task, in the order the tasks first appear: rows by training budget, then
+    by locality class (:data:`LOCALITY`'s order), then best first; each rule linked to the
+    chapter that shows it. A column whose every row says the same (the network of row-wise
+    MNIST) is dropped and said once in the caption."""
+    out = []
+    for task in dict.fromkeys(m.row.task for m in measured):
+        ms = [m for m in measured if m.row.task == task]
+        ms.sort(key=lambda m: (training_text(m).split(",")[0] if m.records else "~",
+                               _ORDER.index(RULES[m.row.rule].reads),
+                               -(mean_accuracy(m) or 0.0)))  # fmt: skip
+        rows = [_task_row(m, link) for m in ms]
+        shared = [c for c in ("network", "parameters", "rule", "update reads")
+                  if len(rows) > 1 and len({r.get(c) for r in rows}) == 1]
+        phrases = {"network": "trains the same network ({})", "parameters": "has {} parameters",
+                   "rule": "learns by {}", "update reads": "has an update that reads “{}”"}
+        said = [phrases[c].format(rows[0][c]) for c in shared]
+        caption = ("Every row " + ", ".join(said[:-1]) + (" and " if len(said) > 1 else "")
+                   + said[-1] + ".") if said else ""
+        state = "learning state (floats / parameter)"
+        if all(r.get(state) == "–" for r in rows):
+            shared.append(state)
+            caption += " Nothing is carried in time: the input is a static image."
+        reasons = list(dict.fromkeys(m.row.no_published for m in ms
+                                     if m.accuracies and published(m).startswith("none")))  # fmt: skip
+        if reasons:
+            caption += " No published number (a dash): " + "; ".join(reasons) + "."
+        columns = [c for c in TASK_COLUMNS if c not in shared]
+        out.append(TaskTable(task, caption.strip(), [{c: r.get(c, "") for c in columns} for r in rows]))
+    return out
+
+
+def task_markdown(table: TaskTable):
+    """A task's table as displayed Markdown: its caption, then the table."""
+    from IPython.display import Markdown
+
+    return Markdown((table.caption + "\n\n" if table.caption else "") + report.markdown_table(table.rows))
+
+
 # --------------------------------------------------------------------------- the figure
 
 _MARKERS = {"neighbour": "o", "two phases": "s", "global": "^"}
 
 
-def _clusters(points: Sequence[tuple[int, float, float]], near: float = 0.06) -> list[list[int]]:
-    """Group ``(number, x, y)`` points (x, y scaled to about [0, 1]) that lie within ``near`` of a
-    member of the group, so that a figure labels them once."""
-    groups: list[list[tuple[int, float, float]]] = []
-    for p in points:
-        hit = [g for g in groups if any(abs(p[1] - q[1]) < near and abs(p[2] - q[2]) < near for q in g)]
-        merged = [p] + [q for g in hit for q in g]
-        groups = [g for g in groups if g not in hit] + [merged]
-    return [sorted(q[0] for q in g) for g in groups]
-
-
-def _draw(ax, points, colours) -> None:
-    """Points ``(number, params, mean %, sd % or None, class)`` with error bars, numbered; points
-    that nearly coincide share one label (to the left where another point lies just right)."""
-    for _, x, y, sd, cls in points:
-        ax.errorbar(x, y, yerr=sd, marker=_MARKERS[cls], color=colours[cls], ms=6, capsize=2, ls="none")
-    lx = {i: float(np.log10(x)) for i, x, *_ in points}
-    ys = {i: y for i, _, y, *_ in points}
-    xspan = (max(lx.values()) - min(lx.values())) or 1.0
-    yspan = (max(ys.values()) - min(ys.values())) or 1.0
-    scaled = [(i, lx[i] / xspan, ys[i] / yspan) for i in lx]
-    for group in _clusters(scaled):
-        top = max(group, key=lambda i: ys[i])
-        crowded = any(0 < lx[j] - lx[top] < 0.25 * xspan for j in lx if j not in group)
-        ax.annotate(", ".join(map(str, group)), (10 ** lx[top], ys[top]), xytext=(-5 if crowded else 5, 3),
-                    textcoords="offset points", ha="right" if crowded else "left", va="bottom", fontsize=7)
+def _point_label(m: Measured, several_networks: bool) -> str:
+    """A figure's label of a row: the rule, its optimiser, and the network where a task has
+    several."""
+    what = m.row.rule_name.replace(" (an update per time step)", ", every step")
+    short = {"per-group SGD": "SGD", "AdamW": "AdamW"}.get(m.row.optimizer, m.row.optimizer)
+    what += f" ({short}, {m.row.network})" if several_networks else f" ({short})"
+    return what
 
 
 def figure(measured: Sequence[Measured]):
-    """Test accuracy against trained parameters (log x), one panel per task, one point per row
-    (mean, with ± 1 sd where there are several seeds), colour and marker by locality class, each
-    point numbered as its row of :func:`table_rows`; points that nearly coincide share a label."""
+    """Test accuracy (%) of every row with results, one panel per task, one line per row (mean,
+    ± 1 sd where there are several seeds; every seed a faint dot), labelled with its rule and
+    optimiser (and network where a task has several), colour and marker by locality class
+    (:data:`LOCALITY`). Rows in the order of :func:`task_tables`."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
     from gridlib import plotting
 
-    have = [(i, m) for i, m in enumerate(measured, 1) if m.accuracies]
-    tasks = list(dict.fromkeys(m.row.task for _, m in have))
     colours = {c: plotting.PALETTE[i] for i, c in enumerate(LOCALITY)}
-    ncol = 2
-    nrow = -(-len(tasks) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(8, 2.9 * nrow), sharex=True, squeeze=False)
-    for ax, task in zip(axes.flat, tasks, strict=False):
-        points = []
-        for i, m in have:
-            if m.row.task == task:
-                mean, sd = report.mean_sd(m.accuracies)  # type: ignore[arg-type]
-                points.append((i, m.params, 100 * mean, 100 * sd if len(m.accuracies) > 1 else None,  # type: ignore[arg-type]
-                               RULES[m.row.rule].reads))  # fmt: skip
-        _draw(ax, points, colours)
-        ax.set_title(task)
-        ax.set_xscale("log")
-        ax.margins(x=0.12, y=0.18)
-        ax.set_ylabel("test accuracy (%)")
-    for ax in axes.flat[len(tasks):]:
-        ax.axis("off")
-    for ax in axes[-1]:
-        ax.set_xlabel("trained parameters")
+    order = {id(m): i for i, m in enumerate(measured)}
+    tables = []
+    for t in task_tables(measured, link=False):
+        ms = [m for m in measured if m.row.task == t.task and m.accuracies]
+        ms.sort(key=lambda m: (training_text(m).split(",")[0], _ORDER.index(RULES[m.row.rule].reads),
+                               -(mean_accuracy(m) or 0.0), order[id(m)]))  # fmt: skip
+        if ms:
+            tables.append((t.task, ms))
+    heights = [len(ms) + 1.2 for _, ms in tables]
+    fig, axes = plt.subplots(len(tables), 1, figsize=(7.5, 0.3 * sum(heights) + 0.9),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)  # fmt: skip
+    for ax, (task, ms) in zip(axes[:, 0], tables, strict=True):
+        several = len({m.row.network for m in ms}) > 1
+        for y, m in enumerate(ms):
+            cls = RULES[m.row.rule].reads
+            acc = 100 * np.asarray(m.accuracies)
+            ax.plot(acc, np.full(acc.shape, y), ".", color=colours[cls], alpha=0.35)
+            ax.errorbar(acc.mean(), y, xerr=acc.std(ddof=1) if acc.size > 1 else None,
+                        marker=_MARKERS[cls], color=colours[cls], ms=6, capsize=2, ls="none")  # fmt: skip
+        ax.set_yticks(range(len(ms)), [_point_label(m, several) for m in ms], fontsize=9)
+        ax.set_ylim(len(ms) - 0.5, -0.5)
+        ax.set_title(task, fontsize=10, loc="left")
+        ax.set_xlabel("test accuracy (%)", fontsize=9)
+        ax.tick_params(axis="x", labelsize=9)
+        ax.grid(axis="x", alpha=0.3)
     handles = [Line2D([], [], marker=_MARKERS[c], color=colours[c], ls="none", label=c)
-               for c in LOCALITY if any(RULES[m.row.rule].reads == c for _, m in have)]  # fmt: skip
-    fig.legend(handles=handles, title="update reads", loc="lower center", ncol=len(handles),
-               bbox_to_anchor=(0.5, -0.02))  # fmt: skip
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+               for c in LOCALITY if any(RULES[m.row.rule].reads == c for _, ms in tables for m in ms)]  # fmt: skip
+    fig.legend(handles=handles, title="the update reads", loc="lower center", ncol=len(handles),
+               fontsize=9, title_fontsize=9, frameon=False)  # fmt: skip
+    fig.tight_layout(rect=(0, 0.6 / (0.3 * sum(heights) + 0.9), 1, 1))
     return fig

@@ -5,6 +5,8 @@ lines of string building. Everything here returns an object that Jupyter display
 HTML), so a cell can end with it.
 
 - :func:`mean_sd`, :func:`format_mean_sd`, :func:`versus`  numbers with their spread and gap
+- :func:`quantity`, :func:`quantities`, :func:`inconsistencies`  a number keyed, so that every
+  page that shows it can be checked to show the same text
 - :func:`markdown_table`, :func:`table`                      Markdown tables from dicts
 - :func:`provenance`                                         a collapsed provenance block
 - :func:`findings`                                           the closing "What this chapter found"
@@ -14,6 +16,7 @@ HTML), so a cell can end with it.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,20 +33,114 @@ def mean_sd(values: Sequence[float]) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
 
 
-def format_mean_sd(values: Sequence[float], digits: int = 3, percent: bool = False,
-                   n: bool = True) -> str:  # fmt: skip
-    """``"0.912 ± 0.004 (n=3)"``, or in percent: ``"91.2 ± 0.4 % (n=3)"``."""
+def _decimals(sd: float, digits: int, most: int = 6) -> int:
+    """``digits``, or more where ``sd`` (not zero) would round to zero at ``digits``."""
+    while sd and round(sd, digits) == 0 and digits < most:
+        digits += 1
+    return digits
+
+
+def format_mean_sd(values: Sequence[float], digits: int | None = None, percent: bool = False,
+                   n: bool = True, key: str | None = None) -> str:  # fmt: skip
+    """``"91.24 ± 0.43 % (n=3)"``: the book's one way to show a number over seeds.
+
+    The rule: a percentage (``percent``, from fractions) gets two decimals, whatever ``digits``
+    says; any other value gets ``digits`` decimals (default 3). A spread that is not zero but
+    would round to zero gets more decimals, mean and spread alike, until it shows
+    (``"97.472 ± 0.004 %"``, never ``"97.47 ± 0.00 %"``). One value shows alone, with no spread.
+
+    With ``key`` (a stable name of the quantity, e.g. ``"ep/mnist_784-500-10_ep/test_acc"``),
+    the number is wrapped by :func:`quantity`, so that every page that shows it can be checked
+    to show the same text (the ``(n=…)`` suffix stays outside).
+    """
     m, s = mean_sd(values)
     k, unit = (100.0, " %") if percent else (1.0, "")
-    return f"{m * k:.{digits}f} ± {s * k:.{digits}f}{unit}" + (f" (n={len(values)})" if n else "")
+    d = _decimals(s * k, 2 if percent else (3 if digits is None else digits))
+    text = f"{m * k:.{d}f}{unit}" if len(values) == 1 else f"{m * k:.{d}f} ± {s * k:.{d}f}{unit}"
+    if key is not None:
+        text = quantity(key, text)
+    return text + (f" (n={len(values)})" if n else "")
 
 
-def versus(ours: Sequence[float], published: float, digits: int = 1, percent: bool = True,
+class InconsistentQuantity(ValueError):
+    """One quantity was about to be shown with two different texts."""
+
+
+#: Every keyed quantity shown in this process: key -> its text (see :func:`quantity`).
+SHOWN: dict[str, str] = {}
+
+_QUANTITY = re.compile(r'<span class="gq" data-q="([^"]+)">(.*?)</span>', re.S)
+
+
+def _plain(text: str) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", text)).replace("\u00a0", " ").split())
+
+
+def quantity_key(name: str, metric: str) -> str:
+    """The stable key of ``metric`` of a configuration, whichever of its names is at hand: the
+    glob of its seeds (``"ep/mnist_784-500-10_ep_seed*"``), one seed's record
+    (``"..._seed0"``) or an ensemble's (``"gle/mnist1d/e2e15k_seeds12-34"``) all give
+    ``"ep/mnist_784-500-10_ep/<metric>"``; chapters that show the same number use the same key."""
+    return re.sub(r"_seeds?(\*|\d[\d\-]*)$", "", name) + f"/{metric}"
+
+
+def group_key(group: Mapping[str, Any], metric: str = "test_acc") -> str:
+    """:func:`quantity_key` of a group of records of one configuration (names -> records).
+
+    Raises:
+        ValueError: the names are not the seeds of one configuration.
+    """
+    keys = {quantity_key(name, metric) for name in group}
+    if len(keys) != 1:
+        raise ValueError(f"records of more than one configuration: {sorted(keys)}")
+    return keys.pop()
+
+
+def quantity(key: str, text: str) -> str:
+    """``text`` wrapped as ``<span class="gq" data-q="key">text</span>`` (inline HTML, rendered
+    in Markdown output), and remembered in :data:`SHOWN`.
+
+    Raises:
+        InconsistentQuantity: this process already showed ``key`` with another text.
+    """
+    if not key or '"' in key:
+        raise ValueError(f"a quantity key is a non-empty name without quotes, got {key!r}")
+    plain = _plain(text)
+    if SHOWN.setdefault(key, plain) != plain:
+        raise InconsistentQuantity(f"{key} shown as {plain!r}, but already as {SHOWN[key]!r}")
+    return f'<span class="gq" data-q="{key}">{text}</span>'
+
+
+def quantities(page: str) -> list[tuple[str, str]]:
+    """The keyed quantities of a page (HTML or Markdown), as ``(key, plain text)`` in order."""
+    return [(k, _plain(t)) for k, t in _QUANTITY.findall(page)]
+
+
+def inconsistencies(pages: Mapping[str, str]) -> dict[str, dict[str, list[str]]]:
+    """Quantities shown with more than one text: ``{key: {text: [pages that show it so]}}``.
+
+    ``pages`` maps a page's name to its text (HTML or Markdown).
+    """
+    seen: dict[str, dict[str, list[str]]] = {}
+    for name, page in pages.items():
+        for key, text in quantities(page):
+            where = seen.setdefault(key, {}).setdefault(text, [])
+            if name not in where:
+                where.append(name)
+    return {k: v for k, v in seen.items() if len(v) > 1}
+
+
+def versus(ours: Sequence[float], published: float, digits: int | None = None, percent: bool = True,
            published_sd: float | None = None) -> str:  # fmt: skip
-    """``"91.5 ± 1.2 % (n=10) against 91.7 ± 0.8 % published: −0.2 points"``."""
+    """``"91.52 ± 1.20 % (n=10) against 91.70 ± 0.80 % published: −0.18 points"``.
+
+    Ours is :func:`format_mean_sd`'s text; the published number and the gap get as many
+    decimals (two for percentages, ``digits`` otherwise, default 3).
+    """
     m, _ = mean_sd(ours)
     k = 100.0 if percent else 1.0
     unit = " %" if percent else ""
+    digits = 2 if percent else (3 if digits is None else digits)
     pub = f"{published * k:.{digits}f}" + (f" ± {published_sd * k:.{digits}f}" if published_sd else "")
     gap = (m - published) * k
     sign = "−" if gap < 0 else "+"

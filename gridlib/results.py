@@ -17,6 +17,10 @@ Where a run's file goes:
   scratch file is never replaced by a different configuration either: the newcomer gets a
   suffix.
 
+Why this module is long: it holds one record's whole life -- its name, the publish guard that
+decides where it may go, the write, the checked read, and the one-line description -- and
+splitting it would scatter one contract over several files.
+
 Readers declare what they expect: :func:`load` and :func:`load_group` refuse a record whose
 config differs from the chapter's expectation, or a group of seeds whose configs differ in
 anything but the seed, with a message naming the file and the field.

@@ -39,3 +39,12 @@ def tmp_results(tmp_path, monkeypatch):
     monkeypatch.setenv("GRIDLIB_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("GRIDLIB_RUNS", str(tmp_path / "runs"))
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _fresh_quantities(monkeypatch):
+    """Each test starts with no keyed quantity shown (``gridlib.report.SHOWN``), so that one
+    test's made-up results never clash with another's real ones in the same process."""
+    from gridlib import report
+
+    monkeypatch.setattr(report, "SHOWN", {})

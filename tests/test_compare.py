@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from gridlib import compare, footprint, index, results
+from gridlib import compare, footprint, index, report, results
 
 
 def _write(root, name, config, metrics, seed=0, history=None, cores=2):
@@ -34,7 +34,8 @@ def test_a_row_averages_seeds_and_reads_size_time_and_cores(tmp_results):
     assert m.accuracies == [0.80, 0.82, 0.84] and m.params == 21 and m.state is None
     assert m.epoch_s == 3.5 and m.cores == (2,) and m.seeds_per_process == 1  # median of all six epochs
     row = compare.table_rows([m], link=False)[0]
-    assert row["test accuracy"] == "82.0 ± 2.0 % (n=3)" and row["training"] == "SGD, batch 20"
+    assert report.quantities(row["test accuracy"]) == [("sys/net/test_acc", "82.00 ± 2.00 %")]
+    assert row["test accuracy"].endswith("</span> (n=3)") and row["training"] == "SGD, batch 20"
     assert row["parameters"] == "21" and row["state / parameter"] == "–" and row["s / epoch"] == "3.5"
     assert row["published"] == "none: none exists"
 
@@ -119,9 +120,17 @@ def test_every_row_has_published_results_and_a_published_number_or_a_reason():
         "a headline of the landing page has no row"
 
 
-def test_labels_of_nearly_coinciding_points_are_shared():
-    groups = compare._clusters([(1, 0.0, 0.0), (2, 0.03, 0.02), (3, 0.5, 0.5), (4, 0.07, 0.0)])
-    assert sorted(groups) == [[1, 2, 4], [3]]
+def test_task_tables_say_shared_columns_once_and_key_accuracies(tmp_results):
+    for s in range(2):
+        _write(tmp_results, f"sys/net_seed{s}", {"epochs": 5, "width": 3, "batch_size": 20, "seed": s},
+               {"test_acc": 0.8 + s / 100}, seed=s, history={"epoch_time_s": [2.0]})
+    [t] = compare.task_tables([compare.measure(_row()), compare.measure(_row(rule="centered_ep"))],
+                              link=False)
+    assert t.task == "MNIST" and "Every row trains the same network (Sys: net), has 21 parameters" in t.caption
+    assert "network" not in t.rows[0] and "learning state (floats / parameter)" not in t.rows[0]
+    assert "none exists" in t.caption and t.rows[0]["published"] == "–"
+    assert t.rows[0]["training"] == "SGD, batch 20, 5 epochs"
+    assert report.quantities(t.rows[0]["test accuracy"]) == [("sys/net/test_acc", "80.50 ± 0.71 %")]
 
 
 def test_short_published_text_drops_the_ep_explanation():

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from gridlib import report
 from gridlib.filtergrid import comparison, summary
 
 
@@ -24,11 +25,12 @@ def test_accuracy_rows_pair_seeds_and_never_mix_groups():
     groups = {"A": {"a0": _record(0, 0.50), "a1": _record(1, 0.40), "a2": _record(2, 0.60)},
               "B": {"b0": _record(0, 0.45), "b2": _record(2, 0.50)}}
     rows = {r["rule"]: r for r in comparison.accuracy_rows(groups, runs, reference="A")}
-    assert rows["A"]["test accuracy (%)"] == "50.0\u00a0±\u00a010.0"
+    assert report.quantities(rows["A"]["test accuracy"]) == [
+        ("filtergrid/snap1_adam_b32_e10_n60000/test_acc", "50.00 ± 10.00 %")]
     assert rows["A"]["minus A (points, paired)"] == "–"
     # only seeds 0 and 2 are paired: -5 and -10 points
     d = np.array([-5.0, -10.0])
-    assert rows["B"]["minus A (points, paired)"] == f"{d.mean():.1f}\u00a0±\u00a0{d.std(ddof=1):.1f}"
+    assert rows["B"]["minus A (points, paired)"] == f"{d.mean():.2f}\u00a0±\u00a0{d.std(ddof=1):.2f}"
     assert rows["B"]["seeds"] == "2" and rows["B"]["s / epoch"] == "11"
     assert rows["B"]["state floats per parameter"] == "0.75"
 

@@ -37,24 +37,25 @@ def test_drops_are_paired_by_seed():
     rows = summary.robustness_rows(_runs([[0.60, 0.58, 0.50], [0.20, 0.18, 0.10]]))
     assert [round(r["drop"], 12) for r in rows] == [0.0, 0.02, 0.1]
     assert max(r["drop_sd"] for r in rows) < 1e-12  # unpaired, the spread would be 0.28
-    breaks = summary.first_breaks(rows)
-    assert breaks["1a_leak"]["ours"] == 0.2 and breaks["1a_leak"]["clear"] is True
+    (breaks,) = summary.clear_breaks(rows)
+    assert breaks["ours: first mean drop ≥ 5"] == "0.2" and breaks["ours: first clear break"] == "0.2"
 
 
 def test_claims_weigh_the_seed_spread():
     original = {"baseline": 0.3, "sweeps": {"1a_leak": {"values": [0.0, 0.1, 0.2], "val_acc": [0.3, 0.3, 0.29]}}}
     clear = summary.robustness_rows(_runs([[0.5, 0.5, 0.49], [0.4, 0.4, 0.39], [0.3, 0.3, 0.29]]), original)
-    claim = next(c for c in _leak_claims(clear))
-    assert claim["verdict"] == "survives" and claim["original"] == "1.0 points"
+    claim = _leak_claim(clear)
+    assert claim["verdict"] == "survives" and claim["original"] == "1.00 (1a_leak at 0.2)"
     # a mean drop of 4 points with a spread of 5: the 5-point line is within two errors
     noisy = summary.robustness_rows(_runs([[0.5, 0.5, 0.41], [0.4, 0.4, 0.40], [0.3, 0.3, 0.27]]), original)
-    assert next(c for c in _leak_claims(noisy))["verdict"] == "unclear"
-    # a clear break
+    assert _leak_claim(noisy)["verdict"] == "not shown"
+    # a clear break: the claim of tolerance is contradicted, and the table agrees
     broken = summary.robustness_rows(_runs([[0.5, 0.5, 0.30], [0.4, 0.4, 0.21], [0.3, 0.3, 0.1]]), original)
-    assert next(c for c in _leak_claims(broken))["verdict"] == "does not survive"
+    assert _leak_claim(broken)["verdict"] == "contradicted"
+    assert summary.clear_breaks(broken)[0]["ours: first clear break"] == "0.2"
+    assert summary.clear_breaks(noisy)[0]["ours: first clear break"] == "none"
 
 
-def _leak_claims(rows):
-    # the claims that need other sweeps are skipped when those sweeps are absent
-    rows = rows + [dict(r, sweep=s) for s in ("2a_eps_noise",) for r in rows[:1]]
-    return [c for c in summary.original_claims(rows) if "leak" in c["claim"]]
+def _leak_claim(rows):
+    (claim,) = [c for c in summary.judged_claims(rows) if c["topic"] == "a capacitor leak"]
+    return claim

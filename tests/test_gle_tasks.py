@@ -1,5 +1,6 @@
 """GLE tasks: adjoint and BPTT baselines, LagLine learning, MNIST-1D networks and ensembles."""
 
+import json
 from functools import partial
 
 import jax
@@ -238,6 +239,12 @@ def test_measured_transfer_equals_the_discrete_filter(x64):
     assert row["forward − H(z)"] < 5e-3 < row["error − continuous"] < 0.05
 
 
+def _plant(path, record):
+    """A published record written as a file, the way a finished run leaves one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+
+
 def _mnist1d_record(arch, seeds, epochs=150, n_train=4000, n_done=3, acc=0.9, **setup):
     from gridlib import results
 
@@ -249,7 +256,7 @@ def _mnist1d_record(arch, seeds, epochs=150, n_train=4000, n_done=3, acc=0.9, **
     name = f"gle/mnist1d/{arch}_seeds{'-'.join(map(str, seeds))}"
     rec = {"name": name, "provenance": {"seed": seeds[0], "scale": "full"}, "config": config,
            "metrics": {}, "history": hist}
-    results._write_json(results.path(name), rec)
+    _plant(results.path(name), rec)
 
 
 def test_mnist1d_loader_merges_seeds_and_refuses_strays(tmp_results):
@@ -283,12 +290,11 @@ def test_lagline_loader_checks_the_published_configuration(tmp_results):
     assert summary.load_lagline(["gle"]) == ({}, ["gle"])
     assert summary.load_lagnet() is None
     base = {"name": "gle/lagline/gle", "provenance": {"seed": 1}, "metrics": {}}
-    results._write_json(results.path("gle/lagline/gle"),
-                        {**base, "config": summary.lagline_expect("gle")})
+    _plant(results.path("gle/lagline/gle"), {**base, "config": summary.lagline_expect("gle")})
     runs, missing = summary.load_lagline(["gle", "bp"])
     assert list(runs) == ["gle"] and missing == ["bp"]
-    results._write_json(results.path("gle/lagline/gle"),
-                        {**base, "config": {**summary.lagline_expect("gle"), "t_train": 400.0}})
+    _plant(results.path("gle/lagline/gle"),
+           {**base, "config": {**summary.lagline_expect("gle"), "t_train": 400.0}})
     with pytest.raises(results.ResultsError, match="t_train"):
         summary.load_lagline(["gle"])
 

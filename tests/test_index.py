@@ -35,8 +35,11 @@ def test_headline_row_reports_mean_sd_published_and_gap(tmp_results):
     for s, acc in enumerate((0.80, 0.82, 0.84)):
         _write(tmp_results, f"sys/net_seed{s}", {"epochs": 5, "seed": s}, {"test_acc": acc}, seed=s)
     row = index.headline_row(_headline(published=0.85, published_note="1 run"), link=False)
-    assert row == {"result": "Sys: net", "ours (test accuracy)": "82.0 ± 2.0 % (n=3)",
-                   "published": "85.0\u00a0% (1 run)", "gap": "−3.0 points"}
+    assert row == {"result": "Sys: net",
+                   "ours (test accuracy)": '<span class="gq" data-q="sys/net/test_acc">82.00 ± 2.00 %'
+                                           "</span> (n=3)",
+                   "published": "85.0\u00a0% (1 run)", "gap": "−3.00 points",
+                   "notes": "beyond one seed standard deviation (2.00 points)"}
     assert index.headline_row(_headline(), link=False)["published"] == "none"
     assert index.headline_row(_headline())["result"] == "{doc}`Sys: net </notebooks/99-x>`"
 
@@ -90,7 +93,8 @@ def test_catalogue_groups_seeds_places_chapters_and_attaches_rechecks(tmp_result
     checks = index.rechecks(records)
     assert set(checks) == {"ep/mnist_net_seed1"}
     [(chapter, rows, recs)] = index.chapter_views(entries, "ep", checks)
-    assert rows == [{"headline": "test accuracy 91.0 ± 1.0 % (n=3)", "result": "mnist_net",
+    assert rows == [{"headline": 'test accuracy <span class="gq" data-q="ep/mnist_net/test_acc">'
+                                 "91.00 ± 1.00 %</span> (n=3)", "result": "mnist_net",
                      "seeds": "0, 1, 2", "re-checked": "1 of 3: bit-identical"}]
     assert len(recs) == 3
     assert index.chapter_views(entries, "other", checks)[0][1][0]["headline"] == "loss 0.5"

@@ -8,9 +8,21 @@ from gridlib import report, results
 def test_mean_sd_and_formats():
     assert report.mean_sd([1.0, 2.0, 3.0]) == (2.0, 1.0)
     assert report.mean_sd([4.0]) == (4.0, 0.0)
-    assert report.format_mean_sd([0.9, 0.92], digits=1, percent=True) == "91.0 ± 1.4 % (n=2)"
+    assert report.format_mean_sd([0.9, 0.92], percent=True) == "91.00 ± 1.41 % (n=2)"
     text = report.versus([0.915, 0.905], 0.917, published_sd=0.008)
-    assert text == "91.0 ± 0.7 % (n=2) against 91.7 ± 0.8 % published: −0.7 points"
+    assert text == "91.00 ± 0.71 % (n=2) against 91.70 ± 0.80 % published: −0.70 points"
+
+
+@pytest.mark.parametrize(("values", "kw", "text"), [
+    ([0.9747, 0.9750, 0.9744], {"percent": True}, "97.47 ± 0.03 %"),  # two decimals in %
+    ([0.97472, 0.97468, 0.97476], {"percent": True}, "97.472 ± 0.004 %"),  # a spread never 0.00
+    ([0.9, 0.92], {"percent": True, "digits": 1}, "91.00 ± 1.41 %"),  # % ignores digits
+    ([0.3056], {"percent": True}, "30.56 %"),  # one value: no spread to show
+    ([1.5, 1.5], {"digits": 1}, "1.5 ± 0.0"),  # a spread of exactly zero stays 0
+    ([3.62, 3.95, 4.1], {"digits": 2}, "3.89 ± 0.25"),
+])
+def test_one_rounding_rule(values, kw, text):
+    assert report.format_mean_sd(values, n=False, **kw) == text
     with pytest.raises(ValueError):
         report.mean_sd([])
 

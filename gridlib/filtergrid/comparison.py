@@ -2,6 +2,11 @@
 
 Chapter "One grid, every temporal rule" shows these tables; nothing in them is typed in:
 
+- :func:`carry_rows`: what each rule carries forward in time and which paths it keeps
+  (:data:`CARRY`);
+- :func:`by_step_rows`, :func:`snapshot_rows`, :func:`rows_against` / :func:`against_rows`,
+  :func:`region_summary` / :func:`region_rows`: the alignment study's tables, one row per rule
+  and one column per snapshot, so that they stay narrow however many rules there are;
 - :func:`memory_rows`: the learning state each rule carries forward in time, per parameter, read
   off the code's own shapes (:func:`~gridlib.filtergrid.temporal.state_floats_per_parameter`);
 - :func:`load_work` / :func:`work_rows`: ``results/bench/filtergrid_rules.json``, every rule's
@@ -43,12 +48,97 @@ ONLINE_RUNS = {
 }
 
 
-def _sd_text(values: Sequence[float], scale: float = 100.0, digits: int = 1) -> str:
-    """Mean ± sd of ``scale * values`` kept on one line, or the value alone for one seed."""
-    scaled = [scale * v for v in values]
-    if len(scaled) == 1:
-        return f"{scaled[0]:.{digits}f}"
-    return report.format_mean_sd(scaled, digits, n=False).replace(" ± ", "\u00a0±\u00a0")
+def _sd_text(values: Sequence[float], scale: float = 100.0, digits: int = 2) -> str:
+    """Mean ± sd of ``scale * values`` (:func:`gridlib.report.format_mean_sd`, points by
+    default), kept on one line; the value alone for one seed."""
+    return report.format_mean_sd([scale * v for v in values], digits, n=False).replace(" ± ", "\u00a0±\u00a0")
+
+
+def accuracy_text(group: Mapping[str, dict], run: MnistRun) -> str:
+    """A configuration's final test accuracies as the book shows them everywhere (mean ± sd in %,
+    keyed by :func:`gridlib.index.accuracy_key` so that every page can be checked to agree)."""
+    from gridlib.index import accuracy_key
+
+    return report.format_mean_sd(final_accuracies(group), percent=True, n=False,
+                                 key=accuracy_key(run.name("*")))
+
+
+#: What each rule carries forward in time and which paths of the exact gradient it keeps:
+#: label -> (rule, window K, carried forward, paths kept).
+CARRY = {
+    "bptt": ("bptt", None, "nothing; stores s(0..T-1) for a backward pass", "all (exact)"),
+    "rtrl": ("rtrl", None, "the influence matrix J = ds/dθ", "all (exact)"),
+    "snap2": ("snap2", None, "J of each cell and of its descendants ≤ 2 hops away",
+              "carry of distance ≤ 2"),
+    "snap1": ("snap1", None, "J of each cell and of its two children", "carry of distance ≤ 1"),
+    "snap0": ("snap0", None, "J of each cell on its own state (self-traces)",
+              "carry of the cell itself"),
+    "tbptt4": ("tbptt", 4, "s(t-4) and the last 3 inputs; the window is rerun",
+               "the last 4 steps of every path"),
+    "tbptt1": ("tbptt", 1, "nothing", "the current step only"),
+    "online_snap1": ("online_snap1", None, "as snap1, for the per-step loss",
+                     "as snap1, computed within each step"),
+}  # fmt: skip
+
+
+def carry_rows(n: int = N, m: int = M, t_len: int = T) -> list[dict[str, str]]:
+    """:data:`CARRY` as a table, with each rule's learning state in floats per parameter on the
+    ``n x m`` grid (BPTT's at ``t_len`` steps)."""
+    return [{"rule": label, "carries forward": what, "keeps": keeps,
+             "state floats / parameter": f"{state_floats_per_parameter(r, n, m, window=k, t_len=t_len):g}"}
+            for label, (r, k, what, keeps) in CARRY.items()]  # fmt: skip
+
+
+def by_step_rows(training: Mapping[str, Mapping[str, Any]], value: str = "cosine",
+                 digits: int = 3) -> list[dict[str, str]]:
+    """One row per rule, one column per snapshot (``training``: ``{step: Comparison}``, as
+    loaded): each rule's ``value`` (a key of its entry, e.g. ``"cosine"``) with the exact
+    gradient after that many steps. Narrow enough for a page however many rules there are."""
+    steps = sorted(training, key=int)
+    rules = list(training[steps[0]]["rules"])
+    return [{"rule": r, **{f"step {s}": f"{training[s]['rules'][r][value]:.{digits}f}" for s in steps}}
+            for r in rules]  # fmt: skip
+
+
+def snapshot_rows(training: Mapping[str, Mapping[str, Any]]) -> list[dict[str, str]]:
+    """The grid's own batch accuracy and loss on the study's digits at each snapshot."""
+    steps = sorted(training, key=int)
+    return [{"": "batch accuracy", **{f"step {s}": f"{training[s]['acc']:.2f}" for s in steps}},
+            {"": "loss", **{f"step {s}": f"{training[s]['loss']:.3f}" for s in steps}}]
+
+
+def rows_against(training: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """``{step: {rule: n}}``: in how many grid rows each rule's gradient points against the exact
+    one (a row cosine below 0), at each snapshot."""
+    return {s: {r: int(np.sum(np.asarray(c["row_cosine"]) < 0)) for r, c in training[s]["cells"].items()}
+            for s in sorted(training, key=int)}  # fmt: skip
+
+
+def against_rows(against: Mapping[str, Mapping[str, int]]) -> list[dict[str, str]]:
+    """:func:`rows_against` as a table: one row per rule, one column per snapshot."""
+    steps = list(against)
+    return [{"rule": r, **{f"step {s}": str(against[s][r]) for s in steps}} for r in against[steps[0]]]
+
+
+def region_summary(comparison: Mapping[str, Any], near_rows: int = 3, upper_rows: int = 14) -> dict[str, dict[str, float]]:
+    """Per rule but RTRL: the mean relative error over the ``near_rows`` grid rows nearest the
+    readout, and the medians of the row cosine and of ``|g| / |g*|`` over the ``upper_rows`` top
+    rows, from one snapshot's cell-by-cell comparison."""
+    out = {}
+    for r, c in comparison["cells"].items():
+        if r == "rtrl":
+            continue
+        out[r] = {"near_rel_error": float(np.mean(c["row_rel_error"][-near_rows:])),
+                  "upper_cosine": float(np.median(c["row_cosine"][:upper_rows])),
+                  "upper_norm_ratio": float(np.median(c["row_norm_ratio"][:upper_rows]))}
+    return out
+
+
+def region_rows(regions: Mapping[str, Mapping[str, float]]) -> list[dict[str, str]]:
+    """:func:`region_summary` as a table."""
+    return [{"rule": r, "rel. error, 3 rows nearest the readout": f"{v['near_rel_error']:.2f}",
+             "upper 14 rows: cosine": f"{v['upper_cosine']:.2f}",
+             "upper 14 rows: |g| / |g*|": f"{v['upper_norm_ratio']:.0e}"} for r, v in regions.items()]
 
 
 def memory_rows(runs: Mapping[str, MnistRun], ts: Sequence[int] = (28, 112)) -> list[dict[str, str]]:
@@ -85,7 +175,7 @@ def work_rows(bench: Mapping[str, Any]) -> list[dict[str, str]]:
 def accuracy_rows(groups: Mapping[str, Mapping[str, dict]], runs: Mapping[str, MnistRun],
                   reference: str) -> list[dict[str, str]]:
     """One row per configuration with published seeds: final full-test accuracy (%, mean ± sd
-    over seeds), the paired difference to ``reference`` (the label of another group: the mean ±
+    over seeds, keyed: :func:`accuracy_text`), the paired difference to ``reference`` (the label of another group: the mean ±
     sd over the seeds both ran), seconds per epoch and the state the rule carries."""
     rows = []
     for label, group in groups.items():
@@ -97,7 +187,7 @@ def accuracy_rows(groups: Mapping[str, Mapping[str, dict]], runs: Mapping[str, M
         rows.append({
             "rule": label,
             "seeds": str(len(acc)),
-            "test accuracy (%)": _sd_text(acc),
+            "test accuracy": accuracy_text(group, run),
             f"minus {reference} (points, paired)": _sd_text(diff) if diff else "–",
             "s / epoch": f"{mean_epoch_time(group):.0f}",
             "state floats per parameter": f"{state_floats_per_parameter(run.rule, N, M, window=run.window, t_len=T):g}",
@@ -219,6 +309,8 @@ def gradient_norms(images, labels, seed: int = 0) -> dict[str, float]:
     return out
 
 
-__all__ = ["ONLINE_RUNS", "accuracy_figure", "accuracy_rows", "alignment_accuracy",
+__all__ = ["CARRY", "ONLINE_RUNS", "accuracy_figure", "accuracy_rows", "accuracy_text", "against_rows",
+           "alignment_accuracy", "by_step_rows", "carry_rows", "region_rows", "region_summary",
+           "rows_against", "snapshot_rows",
            "alignment_accuracy_figure", "gradient_norms", "load_work", "memory_rows",
            "rank_correlation", "seeds_at_chance", "work_rows"]

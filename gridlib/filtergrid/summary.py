@@ -115,7 +115,7 @@ _RUN_NAME = re.compile(r"filtergrid/(?P<label>[a-z0-9_]+?)_(?P<opt>adam|sgd)_b(?
 
 def parse_run_name(name: str) -> tuple[MnistRun, int, str] | None:
     """``(run, n_train, seed)`` of a :func:`~gridlib.filtergrid.experiments.run_name`, or
-    ``None`` for another name: the inverse of :meth:`MnistRun.name`."""
+    ``None`` for another name: the inverse of :attr:`MnistRun.name`."""
     from gridlib.filtergrid.temporal import TEMPORAL_RULES
 
     m = _RUN_NAME.fullmatch(name)
@@ -341,21 +341,6 @@ def _baseline(config: dict) -> int:
     return config["conditions"].index({})
 
 
-def first_breaks(rows: list[dict], threshold: float = BREAK) -> dict[str, dict]:
-    """Per sweep, the first swept value (in the order swept away from 0) whose drop reaches
-    ``threshold``: ours (mean over seeds) and the original's; ``None`` where none does. Also
-    whether our break is clear of the seed spread (mean drop > 2 sd / sqrt(n))."""
-    out: dict[str, dict] = {}
-    for r in sorted(rows, key=lambda r: (r["sweep"], abs(r["value"]))):
-        o = out.setdefault(r["sweep"], {"ours": None, "clear": None, "original": None})
-        if o["ours"] is None and r["drop"] >= threshold:
-            o["ours"] = r["value"]
-            o["clear"] = bool(r["drop"] > 2 * r["drop_sd"] / np.sqrt(max(r["n"], 1)))
-        if o["original"] is None and r.get("original_drop", 0.0) >= threshold:
-            o["original"] = r["value"]
-    return out
-
-
 def robustness_figure(rows: list[dict], labels: dict[str, str], threshold: float = BREAK):
     """One panel per sweep: drop in full-test accuracy (percentage points) at every swept value,
     mean ± sd over seeds, beside the original's single-seed drop (open markers); the dashed line
@@ -399,65 +384,529 @@ def _sem(r: dict) -> float:
     return r["drop_sd"] / np.sqrt(max(r["n"], 1))
 
 
-def _verdict(agree: bool, margin: float, sem: float) -> str:
-    """"survives" / "does not survive", or "unclear" when the deciding drop lies within two
-    standard errors of the line it is judged against."""
-    if abs(margin) < 2 * sem:
-        return "unclear"
-    return "survives" if agree else "does not survive"
+# ------------------------------------------------------------ chapter 13's presentation helpers
+
+CLEAR_SE = 2.0
+"""A measured effect is *clear* when it lies on one side of its line by more than this many
+standard errors over seeds (standard error: sample sd / sqrt(number of seeds))."""
 
 
-def original_claims(rows: list[dict], threshold: float = BREAK) -> list[dict]:
-    """The original report's conclusions, each re-read from the rows (drops with seeds and the
-    full test set): what it claimed, what the same reading gives here, and a verdict.
+def _flat(g) -> jax.Array:
+    return jnp.concatenate([z.ravel() for z in g])
 
-    Claims: (1) the worst noise condition costs more than the worst bias condition; (2) the leak,
-    (3) the symmetric gain and (4) the subtraction mismatch stay below the break line over their
-    whole range; (5) both sign-asymmetric gains break; (6) message noise breaks already at its
-    smallest value.
+
+_JITTED = {}
+
+
+def _perturbed_rule():
+    """The perturbed SnAP-1 rule, jitted once per process."""
+    if "rule" not in _JITTED:
+        from gridlib.filtergrid.perturb import perturbed_snap1_batch_grads
+
+        _JITTED["rule"] = jax.jit(perturbed_snap1_batch_grads, static_argnames=("mode", "dt"))
+    return _JITTED["rule"]
+
+
+def _exact_snap1(params, xs, ys) -> jax.Array:
+    from gridlib.filtergrid.snap1 import snap1_batch_grads
+
+    return _flat(snap1_batch_grads(params, xs, ys)[2])
+
+
+def gradient_distortion(params, xs, ys, key=None, exact=None,
+                        **knobs) -> tuple[float, float]:  # fmt: skip
+    """How far the perturbed rule's gradient is from exact SnAP-1 on one batch.
+
+    Args:
+        params: grid parameters (``GridParams`` of ``(N, M)`` arrays).
+        xs: ``(B, T, N)`` input sequences; ys: ``(B,)`` labels.
+        key: PRNG key for the noise (default ``PRNGKey(1)``).
+        exact: the flattened exact SnAP-1 gradient, if already computed.
+        **knobs: keyword arguments of :func:`~gridlib.filtergrid.perturb.perturbation`
+            (none: the identity, which is SnAP-1).
+
+    Returns:
+        ``(cosine, relative distance)`` of the flattened gradient with the exact SnAP-1 one.
     """
-    by = {s: [r for r in rows if r["sweep"] == s] for s in dict.fromkeys(r["sweep"] for r in rows)}
-    # the worst perturbed condition of each sweep (the unperturbed one is the reference, drop 0)
-    worst = {s: max([r for r in rs if r["value"] != 0] or rs, key=lambda r: r["drop"])
-             for s, rs in by.items()}
+    from gridlib.filtergrid.perturb import perturbation
+
+    exact = _exact_snap1(params, xs, ys) if exact is None else exact
+    key = jax.random.PRNGKey(1) if key is None else key
+    g = _flat(_perturbed_rule()(params, xs, ys, perturbation(**knobs), key)[2])
+    cos = float(g @ exact / (jnp.linalg.norm(g) * jnp.linalg.norm(exact)))
+    return cos, float(jnp.linalg.norm(g - exact) / jnp.linalg.norm(exact))
+
+
+def distortion_rows(params, xs, ys) -> list[dict]:
+    """Table rows: for every sweep of the rule's readings (the weight-bits sweep aside), the
+    gradient's cosine with exact SnAP-1 and relative distance from it, at the sweep's largest
+    value (see :func:`gradient_distortion`; shapes as there)."""
+    from gridlib.filtergrid.experiments import SWEEPS
+
+    rows, exact = [], _exact_snap1(params, xs, ys)
+    for name, sweep in SWEEPS.items():
+        if name.startswith("3"):
+            continue  # weight quantisation changes the network, not the rule's readings
+        value = max(sweep.values, key=abs)
+        cos, rel = gradient_distortion(params, xs, ys, exact=exact, **sweep.knobs(value))
+        rows.append({"sweep": name, "what it models": sweep.label,
+                     "largest value": f"{value:g}", "cosine with exact": f"{cos:.3f}",
+                     "relative distance": f"{rel:.2f}"})
+    return rows
+
+
+def message_noise_by_row(params, xs, ys, sigma: float = 0.01,
+                         draws: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Row by row, the exact SnAP-1 gradient and the change that message noise makes to it.
+
+    Args:
+        params, xs, ys: as in :func:`gradient_distortion`.
+        sigma: the message noise ``sigma_m``.
+        draws: noise draws averaged (keys ``PRNGKey(0 .. draws-1)``).
+
+    Returns:
+        ``(signal, deviation)``, each ``(N,)``: the norm over each grid row (all four parameter
+        types) of the exact gradient, and the mean norm of the noise's change to it.
+    """
+    from gridlib.filtergrid.perturb import perturbation
+    from gridlib.filtergrid.snap1 import snap1_batch_grads
+
+    def by_row(g):
+        return jnp.sqrt(sum(jnp.sum(z**2, axis=1) for z in g))
+
+    rule = _perturbed_rule()
+    g_exact = snap1_batch_grads(params, xs, ys)[2]
+    p = perturbation(message_noise=sigma)
+    dev = [by_row(jax.tree.map(jnp.subtract, rule(params, xs, ys, p, jax.random.PRNGKey(k))[2],
+                               g_exact)) for k in range(draws)]
+    return np.asarray(by_row(g_exact)), np.mean(np.asarray(dev), axis=0)
+
+
+def _bounds(r: dict) -> tuple[float, float]:
+    """``(mean - CLEAR_SE * se, mean + CLEAR_SE * se)`` of a row's drop."""
+    half = CLEAR_SE * _sem(r)
+    return r["drop"] - half, r["drop"] + half
+
+
+def _pts(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def clear_breaks(rows: list[dict], threshold: float = BREAK) -> list[dict]:
+    """Table rows, one per sweep of the original: the first swept value (away from 0) whose drop
+    reaches ``threshold`` in the original's single run, in our mean over seeds, and clearly in
+    ours (mean drop minus :data:`CLEAR_SE` standard errors at or above ``threshold``)."""
     out = []
+    for sweep in dict.fromkeys(r["sweep"] for r in rows):
+        if sweep.startswith("3"):
+            continue
+        rs = sorted((r for r in rows if r["sweep"] == sweep and r["value"] != 0),
+                    key=lambda r: abs(r["value"]))
 
-    def fmt(r: dict) -> str:
-        return f"{100 * r['drop']:.1f} ± {100 * r['drop_sd']:.1f} points ({r['sweep']} at {r['value']:g})"
+        def first(ok, rs=rs):
+            return next((f"{r['value']:g}" for r in rs if ok(r)), "none")
 
-    def orig(r: dict) -> str:
-        return f"{100 * r['original_drop']:.1f} points" if "original_drop" in r else "–"
-
-    wb = max((worst[s] for s in BIAS_SWEEPS if s in worst), key=lambda r: r["drop"])
-    wn = max((worst[s] for s in NOISE_SWEEPS if s in worst), key=lambda r: r["drop"])
-    ob = max((r for s in BIAS_SWEEPS for r in by.get(s, [])), key=lambda r: r.get("original_drop", -1))
-    on = max((r for s in NOISE_SWEEPS for r in by.get(s, [])), key=lambda r: r.get("original_drop", -1))
-    out.append({"claim": "noise costs more than bias (worst condition of each)",
-                "original": f"noise {orig(on)}; bias {orig(ob)}",
-                "this study": f"noise {fmt(wn)}; bias {fmt(wb)}",
-                "verdict": _verdict(wn["drop"] > wb["drop"], wn["drop"] - wb["drop"],
-                                    float(np.hypot(_sem(wn), _sem(wb))))})
-    for sweep, what in (("1a_leak", "the leak is tolerated up to 0.2"),
-                        ("1b_gain_sym", "a symmetric gain error is tolerated up to 0.2"),
-                        ("1c_subtraction", "a subtraction mismatch is tolerated up to ±0.1")):
-        if sweep in worst:
-            w = worst[sweep]
-            out.append({"claim": what, "original": orig(max(by[sweep], key=lambda r: r.get("original_drop", -1))),
-                        "this study": f"worst drop {fmt(w)}",
-                        "verdict": _verdict(w["drop"] < threshold, threshold - w["drop"], _sem(w))})
-    for sweep in ("1b_gain_asym_A", "1b_gain_asym_B"):
-        if sweep in worst:
-            w = worst[sweep]
-            out.append({"claim": f"a sign-asymmetric gain ({sweep[-1]}) breaks within ±0.2",
-                        "original": orig(max(by[sweep], key=lambda r: r.get("original_drop", -1))),
-                        "this study": f"worst drop {fmt(w)}",
-                        "verdict": _verdict(w["drop"] >= threshold, w["drop"] - threshold, _sem(w))})
-    if "2b_msg_noise" in by:
-        first = min((r for r in by["2b_msg_noise"] if r["value"] > 0), key=lambda r: r["value"])
-        out.append({"claim": f"message noise breaks already at sigma = {first['value']:g}",
-                    "original": orig(first), "this study": f"drop {fmt(first)}",
-                    "verdict": _verdict(first["drop"] >= threshold, first["drop"] - threshold,
-                                        _sem(first))})
-    for row in out:
-        row.setdefault("original", "–")
+        out.append({"sweep": sweep,
+                    "original: first break": first(
+                        lambda r: r.get("original_drop", 0.0) >= threshold),
+                    "ours: first mean drop ≥ 5": first(lambda r: r["drop"] >= threshold),
+                    "ours: first clear break": first(lambda r: _bounds(r)[0] >= threshold)})
     return out
+
+
+def judged_claims(rows: list[dict], threshold: float = BREAK) -> list[dict]:
+    """The original report's seven conclusions, each judged by one criterion.
+
+    A claim *survives* only if the measured effect is clear of the seed spread in the stated
+    direction: the deciding quantity lies on the claimed side of its line by more than
+    :data:`CLEAR_SE` standard errors over seeds. It is *contradicted* if it is that clear on the
+    other side, and *not shown* otherwise. The quantities and lines:
+
+    - "noise costs more than bias": worst noise drop minus worst bias drop (worst by mean; errors
+      combined in quadrature) against 0;
+    - "X is tolerated over its range": every value's drop below ``threshold``; the deciding
+      value is the one with the highest upper bound;
+    - "X breaks": some value's drop at or above ``threshold``; the deciding value is the one with
+      the highest lower bound (for message noise, the smallest sigma alone).
+
+    Returns rows with ``claim``, ``original`` (its single-seed drop, points), ``this study``
+    (mean ± sd over seeds, points), ``bound`` (mean ∓ CLEAR_SE se, points), ``verdict``,
+    ``margin`` (a fraction: how far the bound lies on the claimed side of the line; negative
+    where it does not), ``topic`` (a short name) and ``kind`` (``"tolerated"``, ``"breaks"`` or
+    ``"compares"``).
+    """
+    by = {s: [r for r in rows if r["sweep"] == s and r["value"] != 0]
+          for s in dict.fromkeys(r["sweep"] for r in rows)}
+
+    def verdict(low: float, high: float, line: float, above: bool) -> dict:
+        if (low > line) if above else (high < line):
+            word = "survives"
+        elif (high < line) if above else (low >= line):
+            word = "contradicted"
+        else:
+            word = "not shown"
+        return {"verdict": word, "margin": (low - line) if above else (line - high)}
+
+    def where(r: dict) -> str:
+        return f"{r['sweep']} at {r['value']:g}"
+
+    def shown(r: dict) -> str:
+        return f"{_pts(r['drop'])} ± {_pts(r['drop_sd'])} ({where(r)})"
+
+    def orig(rs: list[dict]) -> str:
+        known = [r for r in rs if "original_drop" in r]
+        if not known:
+            return "–"
+        r = max(known, key=lambda r: r["original_drop"])
+        return f"{_pts(r['original_drop'])} ({where(r)})"
+
+    out = []
+    bias = [r for s in BIAS_SWEEPS for r in by.get(s, [])]
+    noise = [r for s in NOISE_SWEEPS for r in by.get(s, [])]
+    if bias and noise:
+        wb = max(bias, key=lambda r: r["drop"])
+        wn = max(noise, key=lambda r: r["drop"])
+        diff = wn["drop"] - wb["drop"]
+        half = CLEAR_SE * float(np.hypot(_sem(wn), _sem(wb)))
+        out.append({"claim": "noise costs more than bias (worst condition of each)",
+                    "original": f"noise {orig(noise)}; bias {orig(bias)}",
+                    "this study": f"noise {shown(wn)}; bias {shown(wb)}",
+                    "bound": f"difference {_pts(diff)}, ≥ {_pts(diff - half)}",
+                    "topic": "noise costs more than bias", "kind": "compares",
+                    **verdict(diff - half, diff + half, 0.0, True)})
+    for sweep, what, topic in (
+            ("1a_leak", "the leak is tolerated up to 0.2", "a capacitor leak"),
+            ("1b_gain_sym", "a symmetric gain error is tolerated up to 0.2",
+             "a symmetric gain error"),
+            ("1c_subtraction", "a subtraction mismatch is tolerated up to ±0.1",
+             "a subtraction mismatch")):
+        if by.get(sweep):
+            r = max(by[sweep], key=lambda r: _bounds(r)[1])
+            low = max(_bounds(q)[0] for q in by[sweep])
+            out.append({"claim": what, "original": orig(by[sweep]), "this study": shown(r),
+                        "bound": f"≤ {_pts(_bounds(r)[1])}", "topic": topic,
+                        "kind": "tolerated",
+                        **verdict(low, _bounds(r)[1], threshold, False)})
+    for sweep in ("1b_gain_asym_A", "1b_gain_asym_B"):
+        if by.get(sweep):
+            r = max(by[sweep], key=lambda r: _bounds(r)[0])
+            high = max(_bounds(q)[1] for q in by[sweep])
+            out.append({"claim": f"a sign-asymmetric gain ({sweep[-1]}) breaks within 0.2",
+                        "original": orig(by[sweep]), "this study": shown(r),
+                        "bound": f"≥ {_pts(_bounds(r)[0])}", "kind": "breaks",
+                        "topic": f"sign-asymmetric gain {sweep[-1]}",
+                        **verdict(_bounds(r)[0], high, threshold, True)})
+    if by.get("2b_msg_noise"):
+        r = min(by["2b_msg_noise"], key=lambda r: r["value"])
+        low, high = _bounds(r)
+        out.append({"claim": f"message noise breaks already at sigma = {r['value']:g}",
+                    "original": orig([r]), "this study": shown(r),
+                    "bound": f"≥ {_pts(low)}", **verdict(low, high, threshold, True),
+                    "topic": f"message noise at sigma = {r['value']:g}", "kind": "breaks"})
+    return out
+
+
+def condition_rows(rows: list[dict]) -> list[dict]:
+    """Table rows of every condition: accuracy and drop (mean ± sd over seeds, in percent and
+    points, two decimals) beside the original's single-seed drop."""
+    out = []
+    for r in rows:
+        orig = r.get("original_drop")
+        out.append({"sweep": r["sweep"], "value": r["label"],
+                    "test acc (%)": f"{_pts(r['acc'])} ± {_pts(r['acc_sd'])}",
+                    "drop (points)": f"{_pts(r['drop'])} ± {_pts(r['drop_sd'])}",
+                    "original drop": "–" if orig is None else _pts(orig)})
+    return out
+
+
+def bits_rows(rows: list[dict]) -> list[dict]:
+    """Table rows of the weight-bits sweep: bits, quantisation step over [-2, 2], accuracy and
+    drop (mean ± sd over seeds)."""
+    out = []
+    for r in rows:
+        if r["sweep"] != "3_weight_bits":
+            continue
+        out.append({"weights": "exact" if not r["value"] else f"{r['label']} bits",
+                    "step": "0" if not r["value"] else f"{4 / 2 ** r['value']:g}",
+                    "test acc (%)": f"{_pts(r['acc'])} ± {_pts(r['acc_sd'])}",
+                    "drop (points)": f"{_pts(r['drop'])} ± {_pts(r['drop_sd'])}"})
+    return out
+
+
+#: What each sweep's value is, for the x axis of its panel.
+SWEEP_AXES = {"1a_leak": r"leak $\delta_\ell$", "1b_gain_sym": r"gain error $\delta$",
+              "1b_gain_asym_A": r"gain error $\delta$", "1b_gain_asym_B": r"gain error $\delta$",
+              "1c_subtraction": r"mismatch $\delta_s$", "2a_eps_noise": r"$\sigma_\varepsilon$",
+              "2b_msg_noise": r"$\sigma_m$", "2c_combined_noise": r"$\sigma_\varepsilon = \sigma_m$",
+              "3_weight_bits": "bits per weight"}
+
+
+def robustness_panels(rows: list[dict], labels: dict[str, str], threshold: float = BREAK):
+    """:func:`robustness_figure` at a readable size: one panel per sweep, drop in points (mean ±
+    sd over seeds, paired by seed) against the swept value, the original's single-seed drop as
+    open squares, the ``threshold`` line dashed; an x label (:data:`SWEEP_AXES`) on every panel
+    and no text below 9 pt at the book's column width (the figure is 6.3 in wide, shown
+    unscaled). Returns the figure."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    from gridlib.plotting import PALETTE
+
+    sweeps = list(dict.fromkeys(r["sweep"] for r in rows))
+    ncols = 3
+    nrows = -(-len(sweeps) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.3, 2.75 * nrows), sharey=True,
+                             squeeze=False)
+    for ax, sweep in zip(axes.flat, sweeps, strict=False):
+        rs = [r for r in rows if r["sweep"] == sweep]
+        x = np.arange(len(rs))
+        ax.errorbar(x, [100 * r["drop"] for r in rs], yerr=[100 * r["drop_sd"] for r in rs],
+                    fmt="o-", ms=4, capsize=2, color=PALETTE[0],
+                    label=f"this study (mean ± sd, {rs[0]['n']} seeds)")
+        xo = [i for i, r in enumerate(rs) if "original_drop" in r]
+        if xo:
+            ax.plot(xo, [100 * rs[i]["original_drop"] for i in xo], "s", mfc="none", ms=5,
+                    color=PALETTE[1], label="original (1 seed, 2k subset)")
+        ax.axhline(100 * threshold, ls="--", lw=0.8, color="0.4")
+        ax.axhline(0, lw=0.6, color="0.6")
+        ax.set_xticks(x, [r["label"] for r in rs], fontsize=9, rotation=60)
+        ax.tick_params(axis="y", labelsize=9)
+        ax.set_xlabel(SWEEP_AXES.get(sweep, "value"), fontsize=9)
+        ax.set_title(textwrap.fill(labels.get(sweep, sweep), 20), fontsize=9)
+    for ax in axes.flat[len(sweeps):]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("drop (points)", fontsize=10)
+    handles, texts = axes.flat[0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.legend(handles, texts, loc="lower center", ncol=1, bbox_to_anchor=(0.5, 0.0),
+               fontsize=9)
+    return fig
+
+
+# ------------------------------------------------------------ chapter 12's presentation helpers
+
+def mnist_rows(groups: dict[str, dict[str, dict]], reported: dict[str, dict],
+               rerun: dict[str, float] | None = None) -> list[dict]:
+    """Like :func:`mnist_table`, in percent with two decimals, and with the original code's own
+    rerun beside its reported number.
+
+    Args:
+        groups: ``{label: {result name: record}}`` from :func:`load_mnist_runs`.
+        reported: ``{label: {"acc": fraction, "epoch_s": seconds}}``, the original's report.
+        rerun: ``{label: full-test accuracy}`` of the original code rerun (as a fraction).
+
+    Returns:
+        One row per configuration with runs.
+    """
+    rows = []
+    for label, group in groups.items():
+        if not group:
+            continue
+        acc = final_accuracies(group)
+        rep = reported.get(label, {})
+        again = (rerun or {}).get(label)
+        rows.append({
+            "run": f"{label} ({len(acc)} seed{'s' if len(acc) > 1 else ''})",
+            "test acc (10k)": report.format_mean_sd(acc, 2, percent=True, n=False)
+            .replace(" ± ", "\u00a0±\u00a0"),
+            "reported (2k)": f"{100 * rep['acc']:.2f} %" if "acc" in rep else "not run",
+            "original's code, rerun (10k)": "–" if again is None else f"{100 * again:.2f} %",
+            "s / epoch": f"{mean_epoch_time(group):.1f}",
+            "reported s / epoch": f"≈ {rep['epoch_s']:g}" if "epoch_s" in rep else "–",
+        })
+    return rows
+
+
+def mnist_curves_figure(groups: dict[str, dict[str, dict]], reported: dict[str, dict]):
+    """Test accuracy after every epoch of every seed, Adam (SnAP-1 and BPTT) and per-group SGD
+    in two panels, with the original's reported SnAP-1 curve (dashed) and chance (dotted).
+
+    Args:
+        groups: as in :func:`mnist_rows` (labels of :data:`MNIST_RUNS`).
+        reported: ``{label: {"curve": [accuracy after each epoch]}}``.
+
+    Returns:
+        The figure.
+    """
+    import matplotlib.pyplot as plt
+
+    from gridlib.plotting import PALETTE
+
+    fig, axes = plt.subplots(1, 2, figsize=(6.3, 3.6), sharey=True)
+    panels = {"Adam, batch 32": ("SnAP-1, Adam", "BPTT, Adam"),
+              "per-group SGD, batch 1": ("SnAP-1, SGD batch 1",)}
+    for ax, (title, labels) in zip(axes, panels.items(), strict=True):
+        for label in labels:
+            color = PALETTE[list(MNIST_RUNS).index(label)]
+            for k, rec in enumerate(groups[label].values()):
+                h = rec["history"]
+                ax.plot(h["epoch"], h["test/acc"], "o-", ms=3, lw=1, color=color,
+                        label=f"{label} ({len(groups[label])} seeds)" if k == 0 else None)
+        curve = reported[labels[0]]["curve"]
+        ax.plot(range(1, len(curve) + 1), curve, "--", color="k", lw=1.2,
+                label="reported, SnAP-1 (1 seed, 2k)")
+        ax.axhline(0.1, color="gray", lw=0.6, ls=":")
+        ax.text(1, 0.11, "chance", fontsize=9, color="gray")
+        ax.set_xticks(range(1, len(curve) + 1))
+        ax.set_xlabel("epoch")
+        ax.set_title(title, fontsize=10)
+    axes[0].set_ylabel("test accuracy (full 10k)")
+    handles, texts = [], []
+    for ax in axes:  # one legend under both panels; the reported curve once
+        for h, txt in zip(*ax.get_legend_handles_labels(), strict=True):
+            if txt not in texts:
+                handles.append(h)
+                texts.append(txt)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    fig.legend(handles, texts, loc="lower center", ncol=2, fontsize=9,
+               bbox_to_anchor=(0.5, 0.0))
+    return fig
+
+
+def short_run_rows(records: dict[str, dict]) -> list[dict]:
+    """Rows for the short training check: per rule, the largest difference of its final
+    parameters from BPTT's (``records`` maps ``"rtrl"``, ``"bptt"``, ``"snap1"`` to loaded
+    records of the same batches from the same initialisation) and its epoch time."""
+    return [{"rule": rule,
+             "max |θ − θ_BPTT| at the end": f"{final_param_distance(rec, records['bptt']):.2e}",
+             "s for the epoch": f"{rec['history']['epoch_time_s'][0]:.1f}"}
+            for rule, rec in records.items()]
+
+
+def epoch_one_rows(named: dict[str, dict]) -> list[dict]:
+    """Rows of test accuracy, test loss and epoch time after the first epoch of each history
+    in ``named`` (``{label: history}``)."""
+    return [{"after epoch 1": name, "test acc (10k)": f"{100 * h['test/acc'][0]:.2f} %",
+             "test loss": f"{h['test/loss'][0]:.4f}",
+             "epoch time (s)": f"{h['epoch_time_s'][0]:.0f}"} for name, h in named.items()]
+
+
+def bench_rows(bench: dict) -> list[dict]:
+    """Rows of the filter-grid benchmark (``results`` record ``bench/filtergrid``): examples per
+    second, seconds per 60k epoch and the ratio to the naive raster loop, per path (the
+    side-by-side entries aside)."""
+    return [{"path": name, "examples / s": f"{r['examples_per_s']:.0f}",
+             "s per 60k epoch": f"{r['epoch_s']:.1f}",
+             "× naive": ("1 (reference)" if not r["speedup_vs_naive"]
+                         else f"{r['speedup_vs_naive']:.1f}" if r["speedup_vs_naive"] >= 1
+                         else f"{r['speedup_vs_naive']:.2g}")}  # RTRL's 0.033, not "0.0"
+            for name, r in bench["metrics"].items() if not name.startswith("side by side")]
+
+
+def side_by_side_rows(bench: dict) -> list[dict]:
+    """Rows of the benchmark's side-by-side runs of the original code's training step and the
+    library's: milliseconds per step, and the ratio with one call per step and as ``fit``
+    runs it (many steps per jitted call)."""
+    return [{"step": k.removeprefix("side by side: "),
+             "original (ms)": f"{r['original_ms_per_step']:.1f}",
+             "library (ms)": f"{r['library_ms_per_step']:.2f}",
+             "× one call per step": f"{r['ratio']:.1f}",
+             "× as fit runs it": f"{r['ratio_fit']:.1f}"}
+            for k, r in bench["metrics"].items() if k.startswith("side by side")]
+
+
+def protocol_rows_percent() -> tuple[list[dict], dict] | None:
+    """:func:`protocol_rows` with the accuracies in percent, two decimals (``None`` as
+    there)."""
+    out = protocol_rows()
+    if out is None:
+        return None
+    _, records = out
+
+    def pct(x):
+        return f"{100 * float(x):.2f} %"
+
+    m = records[ORIGINAL_RUN]["metrics"]
+    rows = [{"code": "original (its README run)", "seed": 0,
+             "2k subset": pct(m["subset2k_acc"]), "full 10k": pct(m["test_acc"])}]
+    rows += [{"code": "this library", "seed": r["seed"], "2k subset": pct(r["subset2k_acc"]),
+              "full 10k": pct(r["test_acc"])}
+             for r in records[PROTOCOLS]["metrics"].values()
+             if r["code"] == "library" and r["optimizer"] == "adam"]
+    return rows, records
+
+
+# ------------------------------------------------------------ chapter 11's presentation helpers
+
+def agreement_rows(agreement: dict[int, dict], reported: dict[int, tuple]) -> list[dict]:
+    """Rows of the gradient-agreement table: per parameter group, SnAP-1's median relative error
+    against BPTT at every ``T`` beside the original's reported one, and exact RTRL's largest.
+
+    Args:
+        agreement: ``{T: row}`` as :func:`gradient_agreement` returns it.
+        reported: ``{T: (w_L, bias, log tau)}``, the original's reported relative errors.
+
+    Returns:
+        Rows with one column per ``T`` (values as ``1.2e-03``).
+    """
+    ts = sorted(agreement)
+    names = {"w_left": "w_L", "w_top": "w_T", "bias": "bias", "log_tau": "log τ"}
+
+    def cols(values):
+        return {f"T = {t}": f"{v:.1e}" for t, v in zip(ts, values, strict=True)}
+
+    rows = []
+    for group, label in names.items():
+        rows.append({"relative error vs BPTT": f"SnAP-1, {label} (median)",
+                     **cols(agreement[t][f"snap1/{group}"] for t in ts)})
+        if group != "w_top":  # the original reported w_L, bias and log tau
+            q = ("w_left", "bias", "log_tau").index(group)
+            rows.append({"relative error vs BPTT": f"original, {label}",
+                         **cols(reported[t][q] for t in ts)})
+    rows.append({"relative error vs BPTT": "exact RTRL (max)",
+                 **cols(agreement[t]["rtrl/max"] for t in ts)})
+    return rows
+
+
+# ------------------------------------------------------------ chapter 10's presentation helpers
+
+def digit_figure(image: np.ndarray, label: int, trajectory, show=(4, 8, 12, 16, 20)):
+    """A digit passing through the grid: the image, the cell outputs ``y`` at the steps in
+    ``show``, and below them the cumulative readout of the bottom row (the logits so far), one
+    line per class in distinct colours, the true class drawn thick.
+
+    Args:
+        image: ``(784,)`` pixels of the digit.
+        label: its class.
+        trajectory: :func:`gridlib.filtergrid.model.forward`'s trajectory for the digit's
+            ``(T, N)`` rows (``y`` of shape ``(T, N, M)``).
+        show: the time steps whose outputs are drawn.
+
+    Returns:
+        The figure.
+    """
+    import matplotlib.pyplot as plt
+
+    from gridlib.filtergrid import model
+
+    fig = plt.figure(figsize=(6.3, 6.6))
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.05])
+    axes = top.subplots(1, len(show) + 1,
+                        gridspec_kw={"width_ratios": [2.2] + [1] * len(show),
+                                     "wspace": 0.35})
+    axes[0].imshow(np.asarray(image).reshape(28, 28), cmap="gray")
+    axes[0].set_title(f"digit ({label})", fontsize=9)
+    for ax, t in zip(axes[1:], show, strict=True):
+        im = ax.imshow(np.asarray(trajectory.y[t]), cmap="RdBu_r", vmin=-1, vmax=1)
+        ax.set_title(f"t = {t}", fontsize=9)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[1].set_ylabel("grid row i", fontsize=9)
+    axes[1].set_xlabel("column j", fontsize=9)
+    top.colorbar(im, ax=list(axes[1:]), shrink=0.9, label="cell output y at step t")
+    ax = bottom.subplots()
+    logits = np.cumsum(np.asarray(model.readout(trajectory)), axis=0)
+    colours = plt.get_cmap("tab10").colors
+    for j in range(logits.shape[1]):
+        ax.plot(np.arange(1, len(logits) + 1), logits[:, j], lw=2.4 if j == label else 1,
+                color=colours[j % len(colours)],
+                label=f"{j} (true class)" if j == label else str(j))
+    ax.set_xlabel("time step t (image row)")
+    ax.set_ylabel("logit so far")
+    ax.set_title("cumulative readout of the bottom row (the logits)", fontsize=10)
+    ax.legend(title="class", fontsize=9, title_fontsize=9, ncol=5, loc="upper center",
+              bbox_to_anchor=(0.5, -0.25), borderaxespad=0)
+    return fig

@@ -5,19 +5,16 @@ A chapter cell reads ``summary.load_lagline()`` or ``summary.mnist1d_rows(found)
 bookkeeping (which config fields a results file must have, how seeds are merged, how rows are
 formatted) lives here, where it is tested.
 
-- :func:`math_rows`, :func:`measure_transfer`,
-  :func:`transfer_rows`                                  chapter 30: typeset sympy, a neuron's
-                                                         measured response
-- :func:`load_lagline`, :func:`lagline_rows`,
-  :func:`lagline_figure`, :func:`trace_figure`,
-  :func:`load_lagnet`, :func:`lagnet_figure`,
-  :func:`lagnet_correlations`                            chapter 31: LagLine and LagNet
-- :func:`mnist1d_expect`, :func:`load_mnist1d`,
-  :func:`mnist1d_rows`, :func:`mnist1d_figure`,
-  :func:`arch_rows`, :func:`timing_rows`,
-  :func:`load_bench`, :func:`bench_rows`, :func:`fraction_rows`,
-  :func:`speed_summary`, :func:`speed_text`,
-  :func:`ceiling_rows`                                   chapter 32: MNIST-1D
+- chapter 30, typeset sympy and a neuron's measured response: :func:`math_rows`,
+  :func:`measure_transfer`, :func:`transfer_rows`, :func:`transfer_figure`;
+- chapter 31, LagLine and LagNet: :func:`load_lagline`, :func:`lagline_rows`,
+  :func:`lagline_figure`, :func:`trace_figure`, :func:`load_lagnet`, :func:`lagnet_figure`,
+  :func:`lagnet_correlations`;
+- chapter 32, MNIST-1D: :func:`mnist1d_expect`, :func:`load_mnist1d`, :func:`mnist1d_rows`,
+  :func:`mnist1d_figure`, :func:`arch_rows`, :func:`timing_rows`,
+  :func:`load_bench`, :func:`bench_rows`, :func:`fraction_rows`, :func:`speed_summary`,
+  :func:`speed_text`, :func:`ceiling_rows`, :func:`ceiling_fraction_rows`,
+  :func:`ceiling_minutes_rows`, :func:`ceiling_fractions`.
 
 Why this module is long: it serves the three GLE chapters (30, 31 and 32), one section each,
 so that what the pages load and show stays next to the configurations they check.
@@ -303,20 +300,23 @@ def published_text(arch: str) -> str:
 
 
 def mnist1d_rows(found: Mapping[str, Mapping[str, Any] | None]) -> list[dict[str, Any]]:
-    """One row per architecture with results: seeds, epochs, our final test accuracy, the
-    published one and the gap in points (only for a finished run)."""
+    """One row per architecture with results: seeds, epochs, our final test accuracy (keyed,
+    two decimals), the published one as the paper states it, and the gap in points (only for a
+    finished run)."""
     rows = []
     for arch, res in found.items():
         if res is None:
             continue
         final = res["acc"][-1]
         done = res["epochs_done"] >= res["epochs"]
+        gap = 100 * (final.mean() - m1d.PUBLISHED[arch]["mean"])
+        key = report.quantity_key(f"gle/mnist1d/{arch}_seeds*", "test_acc")
         rows.append({
             "network": ARCH_LABELS[arch], "seeds": len(res["seeds"]),
             "epochs": f"{res['epochs_done']} / {res['epochs']}",
-            "test accuracy, ours (%)": report.format_mean_sd(100 * final, digits=1, n=False),
+            "test accuracy, ours": report.format_mean_sd(final, percent=True, n=False, key=key),
             "published (%)": published_text(arch),
-            "gap (points)": f"{100 * (final.mean() - m1d.PUBLISHED[arch]['mean']):+.1f}" if done else "unfinished",
+            "gap (points)": f"{gap:+.2f}" if done else "unfinished",
         })  # fmt: skip
     return rows
 
@@ -475,3 +475,66 @@ def speed_summary(bench: Mapping[str, Any], epochs: int = 150, n_batches: int = 
         "network_ceiling_minutes": ceilings[net]["minutes"],
     }  # fmt: skip
 
+
+# --------------------------------------------------------------------------------------------
+# Presentation helpers added for the chapters' tidy cells (chapters 30 and 32)
+# --------------------------------------------------------------------------------------------
+
+
+def transfer_figure(omega: np.ndarray, tau_m: float, tau_r: float):
+    """Gain and phase of the neuron, the GLE error and the exact adjoint (chapter 30).
+
+    Args:
+        omega: angular frequencies, shape ``(K,)``, positive (a log-spaced grid reads best).
+        tau_m, tau_r: the membrane and prospective time constants.
+
+    Returns:
+        A figure of gain (log-log) and phase in degrees (log x) against ``omega``, one colour
+        per transfer function, the adjoint dashed; one legend below both panels.
+    """
+    import matplotlib.pyplot as plt
+
+    from gridlib.gle.model import adjoint_transfer
+
+    curves = [("neuron  $D^+_{\\tau_r} I^-_{\\tau_m}$", forward_transfer, "-"),
+              ("GLE error  $D^+_{\\tau_m} I^-_{\\tau_r}$", error_transfer, "-"),
+              ("adjoint  $I^+_{\\tau_m} D^-_{\\tau_r}$", adjoint_transfer, "--")]  # fmt: skip
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.6))
+    for i, (label, fn, ls) in enumerate(curves):
+        h = fn(omega, tau_m, tau_r)
+        a1.loglog(omega, np.abs(h), label=label, ls=ls, color=f"C{i}")
+        a2.semilogx(omega, np.degrees(np.angle(h)), ls=ls, color=f"C{i}")
+    a1.set(xlabel="$\\omega$", ylabel="gain", title="gain")
+    a1.set_yticks([0.2, 0.5, 1, 2, 5], labels=["0.2", "0.5", "1", "2", "5"])
+    a1.yaxis.set_minor_formatter(plt.NullFormatter())
+    a2.set(xlabel="$\\omega$", ylabel="phase (degrees)", title="phase")
+    fig.legend(loc="lower center", ncol=3, fontsize=10)
+    fig.suptitle(f"transfer functions, $\\tau_m$ = {tau_m}, $\\tau_r$ = {tau_r}")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def ceiling_fraction_rows(benches: Mapping[str, Mapping[str, Any] | None]) -> list[dict[str, str]]:
+    """:func:`fraction_rows` without its goal column: per benchmark run, the fraction of the
+    network-product ceiling that the per-layer ``vmap`` form and the library's packed form reach,
+    both measured in that same run."""
+    return [{k: v for k, v in row.items() if not k.startswith("goal")}
+            for row in fraction_rows(benches)]
+
+
+def ceiling_minutes_rows(speed: Mapping[str, Any]) -> list[dict[str, str]]:
+    """:func:`ceiling_rows` without its comparison column: per product ceiling, its rate and the
+    minutes the ten-seed reproduction would take if nothing but its products ran at that rate."""
+    return [{k: v for k, v in row.items() if not k.startswith("within")}
+            for row in ceiling_rows(speed)]
+
+
+def ceiling_fractions(bench: Mapping[str, Any]) -> dict[str, float]:
+    """The fraction of the network-product ceiling reached in one benchmark run (a record of
+    :func:`load_bench`): ``{"packed": ..., "per-layer": ...}`` for the library's packed ten-seed
+    form and the per-layer ``vmap`` form, as plain floats (0.51 is 51 %)."""
+    by = {r["implementation"]: r for r in bench["metrics"]["rows"]}
+    lib = next(r for k, r in by.items() if k.endswith("(library)"))
+    old = next(r for k, r in by.items() if k.startswith("per-layer") and "seeds" in k)
+    key = "fraction of network-product ceiling"
+    return {"packed": float(lib[key]), "per-layer": float(old[key])}

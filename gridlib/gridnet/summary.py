@@ -111,17 +111,17 @@ def seed_preset_not_run(hours: float | None) -> str:
             "no accuracy: its logs score one random test batch per step.")
 
 
-def short_run_note(cfg, steps: int, n_train: int, n_test: int, seconds: float, acc: float,
-                   chance: float, full_runs: Group) -> str:  # fmt: skip
+def short_run_note(cfg, steps: int, n_train: int, n_test: int, acc: float, chance: float,
+                   full_runs: Group) -> str:
     """What a short in-page run is, and -- computed -- whether it left chance level and why not."""
     at_chance = acc < chance + 0.05
     text = (f"{cfg.grid}³ grid, S = {cfg.block}, I = {cfg.inner}, O = {cfg.outer}: {steps} AdamW steps "
-            f"on {n_train:,} images in {seconds:.0f} s. Test accuracy **{100 * acc:.1f} %** on "
+            f"on {n_train:,} images. Test accuracy **{100 * acc:.1f} %** on "
             f"{n_test:,} images: {'at' if at_chance else 'above'} chance level (the most frequent "
             f"digit is {100 * chance:.1f} % of them).")
     if full_runs and at_chance:
         spe = N_TRAIN // 256
-        after = [report.format_mean_sd(epoch_accuracy(full_runs, e), 1, percent=True) for e in (1, 2)]
+        after = [report.format_mean_sd(epoch_accuracy(full_runs, e), percent=True) for e in (1, 2)]
         text += (f" The full CPU-preset runs show why: after their first epoch ({spe} steps) their test "
                  f"accuracy was {after[0]}, after the second ({2 * spe} steps) {after[1]}; {steps} "
                  "steps are not enough to leave chance.")

@@ -1,0 +1,105 @@
+"""One number per result: every page that shows a published quantity shows the same text.
+
+A headline number is shown through :func:`gridlib.report.format_mean_sd` with a ``key`` (or
+:func:`gridlib.report.quantity`), which wraps it as ``<span class="gq" data-q="KEY">TEXT</span>``
+in the page's Markdown and so in its HTML. These tests
+
+- plant an inconsistency and check that both checks catch it: the in-process registry
+  (:data:`gridlib.report.SHOWN`, which makes a notebook fail when one kernel shows a key twice
+  with two texts) and :func:`gridlib.report.inconsistencies` over several pages;
+- run the functions that the landing page, chapters 60, 61 and the results index call, on the
+  published results (``results/`` holds full-scale files at either scale), and check that every
+  key shows one text across all of them;
+- with ``GRIDLIB_BUILT_HTML`` set to a built book's ``_build/html``, read every page and check
+  the same across the whole book (``make test`` builds the book after the unit tests; point the
+  variable at that build to run it there).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from gridlib import compare, index, report
+
+
+def _pages() -> dict[str, str]:
+    """What the pages that key their numbers show, computed as they compute it."""
+    from gridlib.filtergrid import comparison, summary
+
+    measured = compare.measure_all()
+    entries, checks = index.catalogue(), index.rechecks()
+    pages = {
+        "landing: establishes": "\n".join(index.establishes()),
+        "landing: at a glance": report.markdown_table(index.headline_rows()),
+        "61: task tables": "\n".join(report.markdown_table(t.rows) for t in compare.task_tables(measured)),
+        "61: findings": "\n".join(compare.findings(measured)),
+        "90: results index": "\n".join(
+            report.markdown_table(rows) for section in index.SECTIONS
+            for _, rows, _ in index.chapter_views(entries, section.key, checks)),
+    }
+    for name, runs in (("60: original budget", summary.RULE_RUNS),
+                       ("60: batch-1 budget", comparison.ONLINE_RUNS)):
+        groups, _ = summary.load_mnist_runs(seeds=(0, 1, 2), runs=runs)
+        rows = comparison.accuracy_rows(groups, runs, reference=next(iter(runs)))
+        pages[name] = report.markdown_table(rows) if rows else ""
+    return pages
+
+
+def test_the_registry_refuses_a_second_text_for_a_key():
+    assert report.quantity("t/x", "97.47 ± 0.03 %") == '<span class="gq" data-q="t/x">97.47 ± 0.03 %</span>'
+    report.quantity("t/x", "97.47\u00a0±\u00a00.03\u00a0%")  # the same text, other spaces
+    with pytest.raises(report.InconsistentQuantity, match="t/x"):
+        report.quantity("t/x", "97.5 ± 0.0 %")
+    with pytest.raises(ValueError):
+        report.quantity('bad"key', "1")
+
+
+def test_a_planted_inconsistency_between_two_pages_is_found():
+    text = report.format_mean_sd([3.62, 3.95, 4.28], 2, n=False, key="ng/epoch_s")
+    page_a = f"| epoch time | {text} |"
+    page_b = 'NeuralGrid takes <span class="gq" data-q="ng/epoch_s">3.62</span> s per epoch.'
+    found = report.inconsistencies({"table": page_a, "text": page_b})
+    assert found == {"ng/epoch_s": {"3.95 ± 0.33": ["table"], "3.62": ["text"]}}
+    assert report.inconsistencies({"table": page_a, "again": page_a}) == {}
+
+
+@pytest.fixture(scope="module")
+def pages():
+    return _pages()
+
+
+def test_every_keyed_quantity_shows_one_text_on_every_page(pages):
+    assert report.inconsistencies(pages) == {}
+    shown = {k for page in pages.values() for k, _ in report.quantities(page)}
+    # not vacuous: the headlines are keyed, and shown on several pages
+    assert {index.accuracy_key(h.pattern) for h in index.HEADLINES} <= shown
+    on = {name for name, page in pages.items()
+          if any(k == "ep/mnist_784-500-10_ep/test_acc" for k, _ in report.quantities(page))}
+    assert len(on) >= 3, on
+
+
+def test_a_planted_inconsistency_in_real_pages_is_found(pages):
+    key = index.accuracy_key(index.HEADLINES[2].pattern)
+    [text] = {t for k, t in report.quantities(pages["landing: at a glance"]) if k == key}
+    planted = dict(pages, **{"planted": f'<span class="gq" data-q="{key}">{text[:-3]}9 %</span>'})
+    found = report.inconsistencies(planted)
+    assert set(found) == {key} and found[key][text[:-3] + "9 %"] == ["planted"]
+
+
+def _built_pages() -> dict[str, str]:
+    root = Path(os.environ.get("GRIDLIB_BUILT_HTML", ""))
+    if not os.environ.get("GRIDLIB_BUILT_HTML") or not root.is_dir():
+        pytest.skip("set GRIDLIB_BUILT_HTML to a built book's _build/html to check its pages")
+    return {str(p.relative_to(root)): p.read_text(encoding="utf-8") for p in root.rglob("*.html")
+            if "_static" not in p.parts}
+
+
+def test_every_page_of_the_built_book_shows_one_text_per_quantity():
+    built = _built_pages()
+    found = report.inconsistencies(built)
+    assert not found, "\n".join(f"{k}: " + "; ".join(f"{t!r} on {', '.join(p)}" for t, p in v.items())
+                                for k, v in found.items())
+    assert any(report.quantities(page) for page in built.values()), "no keyed quantity on any page"
