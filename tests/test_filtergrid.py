@@ -9,6 +9,7 @@ import optax
 import pytest
 import sympy as sp
 
+from gridlib import report
 from gridlib.filtergrid import cell, model, reference
 from gridlib.filtergrid.bptt import bptt_grads
 from gridlib.filtergrid.experiments import (
@@ -440,10 +441,12 @@ def test_mnist_runs_are_gathered_checked_and_summarised(tmp_results):
     assert summary.mean_epoch_time(groups["SnAP-1, Adam"]) == pytest.approx(3.0)
     diffs = summary.paired_differences(groups["BPTT, Adam"], groups["SnAP-1, Adam"])
     assert diffs == pytest.approx({0: 0.1, 2: 0.4})
-    rows = summary.mnist_table(groups, {"SnAP-1, Adam": {"acc": 0.522, "epoch_s": 166}})
+    rows = summary.mnist_rows(groups, {"SnAP-1, Adam": {"acc": 0.522, "epoch_s": 166}},
+                              {"SnAP-1, Adam": 0.4588})
     assert [r["run"] for r in rows] == ["SnAP-1, Adam (3 seeds)", "BPTT, Adam (2 seeds)"]  # no empty row
-    assert rows[0]["test acc (10k)"] == "0.400\u00a0±\u00a00.100"
-    assert rows[0]["reported"] == "0.522" and rows[1]["reported"] == "not run"
+    assert report.quantities(rows[0]["test acc (10k)"])[0][1] == "40.00 ± 10.00 %"
+    assert rows[0]["reported (2k)"] == "52.20 %" and rows[1]["reported (2k)"] == "not run"
+    assert rows[0]["original's code, rerun (10k)"] == "45.88 %" and rows[1]["original's code, rerun (10k)"] == "–"
     assert rows[0]["s / epoch"] == "3.0" and rows[0]["reported s / epoch"] == "≈ 166"
     recs = list(groups["SnAP-1, Adam"].values())
     assert summary.final_param_distance(recs[0], recs[2]) == 2.0

@@ -200,27 +200,6 @@ def paired_differences(group_a: dict[str, dict], group_b: dict[str, dict]) -> di
             for s in sorted(set(seed_a) & set(seed_b))}
 
 
-def mnist_table(groups: dict[str, dict[str, dict]], reported: dict[str, dict]) -> list[dict]:
-    """One row per configuration with runs: label and number of seeds, final test accuracy
-    (mean ± sd), the original's reported accuracy and epoch time where ``reported[label]`` has
-    ``acc`` / ``epoch_s``, and our mean epoch time."""
-    rows = []
-    for label, group in groups.items():
-        if not group:
-            continue
-        acc = final_accuracies(group)
-        rep = reported.get(label, {})
-        mean_sd = report.format_mean_sd(acc, 3, n=False) if len(acc) > 1 else f"{acc[0]:.3f}"
-        rows.append({
-            "run": f"{label} ({len(acc)} seed{'s' if len(acc) > 1 else ''})",
-            "test acc (10k)": mean_sd.replace(" ± ", "\u00a0±\u00a0"),  # kept on one line
-            "reported": f"{rep['acc']:.3f}" if "acc" in rep else "not run",
-            "s / epoch": f"{mean_epoch_time(group):.1f}",
-            "reported s / epoch": f"≈ {rep['epoch_s']:g}" if "epoch_s" in rep else "–",
-        })
-    return rows
-
-
 def final_param_distance(record_a: dict, record_b: dict) -> float:
     """Largest absolute difference between the final parameters of two runs."""
     pa, pb = record_a["extra"]["final_params"], record_b["extra"]["final_params"]
@@ -242,20 +221,24 @@ def protocol_rows() -> tuple[list[dict], dict] | None:
     """Rows of the original's rerun and of our Adam runs, each on both evaluation protocols.
 
     Protocols: the original's (a random 2,000-image test subset, drawn as its script draws it
-    after the last epoch) and ours (all 10,000 test images). Returns ``(rows, records)``, or
-    ``None`` when either results file is missing.
+    after the last epoch) and ours (all 10,000 test images), in percent with two decimals.
+    Returns ``(rows, records)``, or ``None`` when either results file is missing.
     """
     if not (results.exists(ORIGINAL_RUN) and results.exists(PROTOCOLS)):
         return None
     original = results.load(ORIGINAL_RUN, expect=ORIGINAL_EXPECT)
     protocols = results.load(PROTOCOLS, expect={"val_subset": 2000})
     m = original["metrics"]
-    rows = [{"code": "original (its README run)", "seed": 0, "2k subset": f"{m['subset2k_acc']:.3f}",
-             "full 10k": f"{m['test_acc']:.3f}"}]
-    for r in protocols["metrics"].values():
-        if r["code"] == "library" and r["optimizer"] == "adam":
-            rows.append({"code": "this library", "seed": r["seed"], "2k subset": f"{r['subset2k_acc']:.3f}",
-                         "full 10k": f"{r['test_acc']:.3f}"})
+
+    def pct(x: float) -> str:
+        return f"{100 * float(x):.2f} %"
+
+    rows = [{"code": "original (its README run)", "seed": 0, "2k subset": pct(m["subset2k_acc"]),
+             "full 10k": pct(m["test_acc"])}]
+    rows += [{"code": "this library", "seed": r["seed"], "2k subset": pct(r["subset2k_acc"]),
+              "full 10k": pct(r["test_acc"])}
+             for r in protocols["metrics"].values()
+             if r["code"] == "library" and r["optimizer"] == "adam"]
     return rows, {ORIGINAL_RUN: original, PROTOCOLS: protocols}
 
 
@@ -689,8 +672,9 @@ def robustness_panels(rows: list[dict], labels: dict[str, str], threshold: float
 
 def mnist_rows(groups: dict[str, dict[str, dict]], reported: dict[str, dict],
                rerun: dict[str, float] | None = None) -> list[dict]:
-    """Like :func:`mnist_table`, in percent with two decimals, and with the original code's own
-    rerun beside its reported number.
+    """The final-accuracy table: per configuration with runs, our full-test accuracy (mean ± sd
+    over seeds, percent, two decimals, keyed), the original's reported number, the original
+    code's own rerun beside it, and epoch times.
 
     Args:
         groups: ``{label: {result name: record}}`` from :func:`load_mnist_runs`.
@@ -709,7 +693,8 @@ def mnist_rows(groups: dict[str, dict[str, dict]], reported: dict[str, dict],
         again = (rerun or {}).get(label)
         rows.append({
             "run": f"{label} ({len(acc)} seed{'s' if len(acc) > 1 else ''})",
-            "test acc (10k)": report.format_mean_sd(acc, 2, percent=True, n=False)
+            "test acc (10k)": report.format_mean_sd(acc, 2, percent=True, n=False,
+                                                    key=report.group_key(group))
             .replace(" ± ", "\u00a0±\u00a0"),
             "reported (2k)": f"{100 * rep['acc']:.2f} %" if "acc" in rep else "not run",
             "original's code, rerun (10k)": "–" if again is None else f"{100 * again:.2f} %",
@@ -805,27 +790,6 @@ def side_by_side_rows(bench: dict) -> list[dict]:
              "× one call per step": f"{r['ratio']:.1f}",
              "× as fit runs it": f"{r['ratio_fit']:.1f}"}
             for k, r in bench["metrics"].items() if k.startswith("side by side")]
-
-
-def protocol_rows_percent() -> tuple[list[dict], dict] | None:
-    """:func:`protocol_rows` with the accuracies in percent, two decimals (``None`` as
-    there)."""
-    out = protocol_rows()
-    if out is None:
-        return None
-    _, records = out
-
-    def pct(x):
-        return f"{100 * float(x):.2f} %"
-
-    m = records[ORIGINAL_RUN]["metrics"]
-    rows = [{"code": "original (its README run)", "seed": 0,
-             "2k subset": pct(m["subset2k_acc"]), "full 10k": pct(m["test_acc"])}]
-    rows += [{"code": "this library", "seed": r["seed"], "2k subset": pct(r["subset2k_acc"]),
-              "full 10k": pct(r["test_acc"])}
-             for r in records[PROTOCOLS]["metrics"].values()
-             if r["code"] == "library" and r["optimizer"] == "adam"]
-    return rows, records
 
 
 # ------------------------------------------------------------ chapter 11's presentation helpers
