@@ -78,7 +78,7 @@ def test_a_tiny_run_writes_results_and_resumes(tmp_results, monkeypatch):
         (["ep-mnist", "--beta", "1e30"], "--beta '1e30'"),
         (["filtergrid-mnist", "--gain", "1e30"], "--gain '1e30'"),
         (["filtergrid-mnist", "--tau-min", "0.5", "--tau-max", "0.1"], "exceeds --tau-max"),
-        (["filtergrid-mnist", "--window", "4"], "only rule tbptt takes a window"),
+        (["filtergrid-mnist", "--window", "4"], "--window K >= 1 goes with --rule tbptt"),
     ],
 )
 def test_bad_input_is_one_line_before_any_work(tmp_results, capsys, argv, message):

@@ -17,7 +17,6 @@ from gridlib.ep import experiments as epx
 TINY = dict(hidden="8", epochs=1, n_free=2, n_nudge=1, n_eval=2, progress=False)
 
 
-
 def _plain(text: str) -> str:
     """A table cell's text without the key span around a number."""
     return re.sub(r"<[^>]+>", "", text)

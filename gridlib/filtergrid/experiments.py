@@ -319,11 +319,15 @@ def check_taus(args: dict[str, Any]) -> None:
 
 
 def _check_mnist(args: dict[str, Any]) -> None:
+    """filtergrid-mnist's flags that must agree: the taus, the window, per-step updates."""
     check_taus(args)
-    if args["window"] and args["rule"] != "tbptt":
-        raise ValueError(f"--window {args['window']}: only rule tbptt takes a window")
-    if args["update_every_step"] and args["rule"] != "online_snap1":
-        raise ValueError("--update-every-step: only rule online_snap1 updates inside a sequence")
+    rule, window = args["rule"], args["window"]
+    if (rule == "tbptt") != (window > 0):
+        raise ValueError(f"--window K >= 1 goes with --rule tbptt and only with it "
+                         f"(got --rule {rule} --window {window})")
+    if args["update_every_step"] and rule != "online_snap1":
+        raise ValueError(f"--update-every-step true goes with --rule online_snap1 only "
+                         f"(got --rule {rule})")
 
 
 def _register() -> None:
@@ -361,12 +365,8 @@ def _register() -> None:
         """
         from gridlib import data, experiment, results
 
-        if (rule == "tbptt") != (window > 0):
-            raise ValueError(f"--window K >= 1 goes with --rule tbptt and only with it "
-                             f"(got --rule {rule} --window {window})")
-        if update_every_step and rule != "online_snap1":
-            raise ValueError(f"--update-every-step true goes with --rule online_snap1 only "
-                             f"(got --rule {rule})")
+        _check_mnist({"rule": rule, "window": window, "update_every_step": update_every_step,
+                      "tau_min": tau_min, "tau_max": tau_max})  # also when called from Python
         loss = "per_t" if rule == "online_snap1" else "sum"
         splits = data.load_mnist(n_train=n_train, n_test=n_test)
         config = dict(rule=rule, optimizer=optimizer, lr=lr, eta0=eta0, epochs=epochs,
