@@ -5,7 +5,9 @@
 The recorded command runs again in a subprocess, with results and checkpoints redirected to a
 temporary folder and ``--stop-after-epochs``, at the record's scale. Its history for those
 epochs is compared number by number with the record's (timings excluded). The verdict is
-``bit-identical``, ``within tolerance`` (relative difference <= ``rtol``) or ``different``,
+``bit-identical``, ``within tolerance`` (relative difference <= ``rtol``), ``other hardware``
+(the record's own commit, re-run here, gives this code's numbers: the machine moved them, not
+the code) or ``different``,
 together with the source files changed since the record's commit. ``--publish`` keeps the
 verdict as ``results/rechecks/<name>.json``, which the book shows next to the record's
 provenance (it is how an old "uncommitted changes" flag is shown to be harmless).
@@ -94,8 +96,60 @@ def compare(recorded: dict[str, list], fresh: dict[str, list], epochs: int) -> t
     return n, worst, worst_key
 
 
+def _rerun(command: str, prov: dict, epochs: int, root: Path,
+           timeout: float | None) -> tuple[dict | None, str]:
+    """``(record, "")`` of ``command``'s first ``epochs`` re-run from the source tree ``root``,
+    with results and checkpoints in a temporary folder; ``(None, why)`` when it failed."""
+    with tempfile.TemporaryDirectory(prefix="gridlib-recheck-") as tmp:
+        env = {**os.environ, results.ENV_VAR: f"{tmp}/results", results.RUNS_ENV_VAR: f"{tmp}/runs",
+               "GRIDLIB_SCALE": prov.get("scale") or "full", "PYTHONPATH": str(root)}  # fmt: skip
+        argv = [*shlex.split(command)[3:], "--stop-after-epochs", str(epochs)]
+        proc = subprocess.run([sys.executable, "-m", "gridlib", *argv], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        outputs = sorted(Path(tmp).rglob("*.json"))
+        if proc.returncode != 0 or len(outputs) != 1:
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            return None, f"the re-run failed (exit {proc.returncode}): {last}"
+        return results.read(outputs[0]), ""
+
+
+def _reference_commits(name: str, prov: dict) -> list[str]:
+    """Commits whose code is known to give the record's numbers, newest first: the commit of
+    its published re-check (when that re-check matched), then the record's own."""
+    out = []
+    if results.exists(f"rechecks/{name}"):
+        check = results.load(f"rechecks/{name}")
+        if check["metrics"].get("status") in ("bit-identical", "within tolerance"):
+            out.append(check["provenance"].get("git_commit"))
+    out.append(prov.get("git_commit"))
+    return [c for c in dict.fromkeys(out) if c]
+
+
+def _rerun_at(commit: str, command: str, prov: dict, epochs: int,
+              timeout: float | None) -> tuple[dict | None, str]:
+    """:func:`_rerun` from a temporary checkout of ``commit`` (``(None, why)`` when that commit
+    is not in this repository or its command fails there)."""
+    if results._git("cat-file", "-e", f"{commit}^{{commit}}") is None:
+        return None, f"commit {commit[:7]} is not in this repository"
+    with tempfile.TemporaryDirectory(prefix="gridlib-recheck-tree-") as tmp:
+        tree = Path(tmp) / "tree"
+        if results._git("worktree", "add", "--detach", str(tree), commit) is None:
+            return None, f"cannot check out {commit[:7]}"
+        try:
+            return _rerun(command, prov, epochs, tree, timeout)
+        finally:
+            results._git("worktree", "remove", "--force", str(tree))
+
+
 def recheck(name: str, epochs: int = 1, rtol: float = 1e-5, timeout: float | None = None) -> Verdict:
-    """Re-run the first ``epochs`` of the published result ``name`` and compare (see module doc)."""
+    """Re-run the first ``epochs`` of the published result ``name`` and compare (see module doc).
+
+    When the numbers differ from the record's, the same command is also re-run on this machine
+    from a commit known to give the record's numbers (its published re-check's, else its own).
+    If that gives this code's numbers, the code did not move them -- the machine did (XLA
+    compiles for the CPU it runs on, and float rounding follows its vector instructions) -- and
+    the verdict is ``other hardware``, not ``different``.
+    """
     record = results.load(name)
     prov = record["provenance"]
     changed = _changed_since(prov.get("git_commit"))
@@ -109,18 +163,10 @@ def recheck(name: str, epochs: int = 1, rtol: float = 1e-5, timeout: float | Non
         return verdict("not recheckable", detail=f"made by {command!r}, not a gridlib command")
     if len(history.get("epoch") or []) < epochs:
         return verdict("not recheckable", detail=f"the record has no per-epoch history for {epochs} epoch(s)")
-    with tempfile.TemporaryDirectory(prefix="gridlib-recheck-") as tmp:
-        env = {**os.environ, results.ENV_VAR: f"{tmp}/results", results.RUNS_ENV_VAR: f"{tmp}/runs",
-               "GRIDLIB_SCALE": prov.get("scale") or "full"}  # fmt: skip
-        argv = [*shlex.split(command)[3:], "--stop-after-epochs", str(epochs)]
-        proc = subprocess.run([sys.executable, "-m", "gridlib", *argv], cwd=results.REPO_ROOT, env=env,
-                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
-        outputs = sorted(Path(tmp).rglob("*.json"))
-        if proc.returncode != 0 or len(outputs) != 1:
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            return verdict("different", detail=f"the re-run failed (exit {proc.returncode}): {last}")
-        fresh_record = results.read(outputs[0])
-        fresh = fresh_record.get("history") or {}
+    fresh_record, why = _rerun(command, prov, epochs, results.REPO_ROOT, timeout)
+    if fresh_record is None:
+        return verdict("different", detail=why)
+    fresh = fresh_record.get("history") or {}
     differs = results.config_differences(record.get("config") or {}, fresh_record.get("config") or {})
     if differs:
         return verdict("different", detail="the recorded config differs from the one its command "
@@ -129,8 +175,26 @@ def recheck(name: str, epochs: int = 1, rtol: float = 1e-5, timeout: float | Non
         n, rel, worst = compare(history, fresh, epochs)
     except ValueError as err:
         return verdict("different", detail=str(err))
-    status = "bit-identical" if rel == 0.0 else "within tolerance" if rel <= rtol else "different"
-    return verdict(status, n, rel, worst)
+    if rel <= rtol:
+        return verdict("bit-identical" if rel == 0.0 else "within tolerance", n, rel, worst)
+    why = "no commit known to give the record's numbers"
+    for commit in _reference_commits(name, prov):
+        then, why = _rerun_at(commit, command, prov, epochs, timeout)
+        if then is None:
+            continue
+        try:
+            _, rel_here, _ = compare(then.get("history") or {}, fresh, epochs)
+        except ValueError as err:
+            return verdict("different", n, rel, worst, detail=str(err))
+        if rel_here <= rtol:
+            return verdict("other hardware", n, rel, worst, detail=(
+                f"commit {commit[:7]}, which gave the record's numbers, gives this code's numbers "
+                f"on this machine (max rel diff {rel_here:.2g}): the machine moved them, not the "
+                f"code (the record was made on: {prov.get('cpu', '?')})"))
+        return verdict("different", n, rel, worst, detail=(
+            f"on this machine commit {commit[:7]} and this code differ too (max rel diff "
+            f"{rel_here:.2g})"))
+    return verdict("different", n, rel, worst, detail=why)
 
 
 def describe(v: Verdict) -> str:

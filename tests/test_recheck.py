@@ -54,3 +54,24 @@ def test_a_record_whose_config_was_edited_is_different(published_mlp):
     published_mlp.write_text(json.dumps(rec))
     v = recheck.recheck("t/mlp", epochs=1)
     assert v.status == "different" and "lr" in v.detail and "mystery_field" in v.detail
+
+
+@pytest.mark.parametrize(("at_commit", "status"), [(0.30, "other hardware"), (0.31, "different")])
+def test_numbers_moved_by_the_machine_are_told_from_numbers_moved_by_the_code(
+        tmp_results, monkeypatch, at_commit, status):
+    """The record says 0.20; this code gives 0.30 here. Re-run here from a commit known to give
+    the record's numbers: 0.30 means the machine moved them; anything else, the code did."""
+    monkeypatch.setenv("GRIDLIB_SCALE", "full")
+    monkeypatch.setattr("sys.argv", ["/x/gridlib/__main__.py", "mlp", "--epochs", "1"])
+    results.save("t/hw", config={"epochs": 1}, metrics={"a": 1.0}, publish=True,
+                 history={"epoch": [1], "test/acc": [0.20]})
+
+    def fake(acc):
+        return {"config": {"epochs": 1}, "history": {"epoch": [1], "test/acc": [acc]}}, ""
+
+    monkeypatch.setattr(recheck, "_rerun", lambda *a, **k: fake(0.30))
+    monkeypatch.setattr(recheck, "_reference_commits", lambda name, prov: ["c" * 40])
+    monkeypatch.setattr(recheck, "_rerun_at", lambda *a, **k: fake(at_commit))
+    v = recheck.recheck("t/hw")
+    assert v.status == status and v.max_rel_diff == pytest.approx(1 / 3)
+    assert ("the machine moved them" in v.detail) == (status == "other hardware")
