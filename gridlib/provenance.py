@@ -66,6 +66,20 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_isa() -> str:
+    """The widest vector instruction set of this CPU that XLA compiles for (``avx512f``,
+    ``avx2``, ``avx``, ``sse4_2``, or the machine's name): float rounding can follow it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                have = set(line.split(":", 1)[1].split())
+                return next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in have),
+                            platform.machine())
+    except OSError:
+        pass
+    return platform.machine() or "unknown"
+
+
 def _command() -> str:
     argv = list(sys.argv)
     if argv and argv[0].endswith(("gridlib/__main__.py", "gridlib/cli.py")):
@@ -100,6 +114,7 @@ def provenance(seed: int | None = None) -> dict[str, Any]:
         "date_utc": _now(),
         "platform": platform.platform(),
         "cpu": _cpu_name(),
+        "cpu_isa": cpu_isa(),
         "cpu_count": os.cpu_count(),
         "jax_backend": jax.default_backend(),
         "jax_devices": [str(d) for d in jax.devices()],

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from gridlib import flags, results
+from gridlib import provenance as provenance_module
 
 PREFIX = "python -m gridlib "
 
@@ -144,7 +145,8 @@ def _rerun_at(commit: str, command: str, prov: dict, epochs: int,
 def recheck(name: str, epochs: int = 1, rtol: float = 1e-5, timeout: float | None = None) -> Verdict:
     """Re-run the first ``epochs`` of the published result ``name`` and compare (see module doc).
 
-    When the numbers differ from the record's, the same command is also re-run on this machine
+    When the numbers differ from the record's, and the record was made on a CPU with another
+    vector instruction set (or says nothing of it), the same command is also re-run on this machine
     from a commit known to give the record's numbers (its published re-check's, else its own).
     If that gives this code's numbers, the code did not move them -- the machine did (XLA
     compiles for the CPU it runs on, and float rounding follows its vector instructions) -- and
@@ -177,6 +179,10 @@ def recheck(name: str, epochs: int = 1, rtol: float = 1e-5, timeout: float | Non
         return verdict("different", detail=str(err))
     if rel <= rtol:
         return verdict("bit-identical" if rel == 0.0 else "within tolerance", n, rel, worst)
+    if prov.get("cpu_isa") == provenance_module.cpu_isa():
+        return verdict("different", n, rel, worst, detail=(
+            f"the record was made with this CPU's instruction set ({prov['cpu_isa']}), so the "
+            "machine cannot explain it"))
     why = "no commit known to give the record's numbers"
     for commit in _reference_commits(name, prov):
         then, why = _rerun_at(commit, command, prov, epochs, timeout)

@@ -56,15 +56,27 @@ def test_a_record_whose_config_was_edited_is_different(published_mlp):
     assert v.status == "different" and "lr" in v.detail and "mystery_field" in v.detail
 
 
-@pytest.mark.parametrize(("at_commit", "status"), [(0.30, "other hardware"), (0.31, "different")])
+@pytest.mark.parametrize(("isa", "at_commit", "status"), [
+    ("another", 0.30, "other hardware"),  # another CPU, and the old commit agrees with this code
+    (None, 0.30, "other hardware"),       # an old record that does not say: the same
+    ("another", 0.31, "different"),       # the old commit disagrees with this code: the code moved
+    ("this", 0.30, "different"),          # the same instruction set: the machine cannot explain it
+])
 def test_numbers_moved_by_the_machine_are_told_from_numbers_moved_by_the_code(
-        tmp_results, monkeypatch, at_commit, status):
+        tmp_results, monkeypatch, isa, at_commit, status):
     """The record says 0.20; this code gives 0.30 here. Re-run here from a commit known to give
     the record's numbers: 0.30 means the machine moved them; anything else, the code did."""
+    from gridlib import provenance
+
     monkeypatch.setenv("GRIDLIB_SCALE", "full")
     monkeypatch.setattr("sys.argv", ["/x/gridlib/__main__.py", "mlp", "--epochs", "1"])
-    results.save("t/hw", config={"epochs": 1}, metrics={"a": 1.0}, publish=True,
-                 history={"epoch": [1], "test/acc": [0.20]})
+    path = results.save("t/hw", config={"epochs": 1}, metrics={"a": 1.0}, publish=True,
+                        history={"epoch": [1], "test/acc": [0.20]})
+    rec = json.loads(path.read_text())
+    rec["provenance"]["cpu_isa"] = {"another": "a-wider-one", "this": provenance.cpu_isa()}.get(isa)
+    if isa is None:
+        del rec["provenance"]["cpu_isa"]
+    path.write_text(json.dumps(rec))
 
     def fake(acc):
         return {"config": {"epochs": 1}, "history": {"epoch": [1], "test/acc": [acc]}}, ""
