@@ -19,14 +19,11 @@ from gridlib import flags, results
 from gridlib.cli import dense_memory, experiment
 from gridlib.experiment import Task, fit, run_dir_for
 
-#: An MLP's parameters: a list of :class:`Dense` layers (any pytree for other models).
-Params = Any
-
 
 class SupervisedState(NamedTuple):
     """Parameters and optimiser state of a model trained by gradient descent."""
 
-    params: Params
+    params: Any
     opt_state: optax.OptState
 
 
@@ -36,8 +33,8 @@ def cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def supervised_task(
-    init_params: Callable[[jax.Array], Params],
-    apply: Callable[[Params, jax.Array], jax.Array],
+    init_params: Callable[[jax.Array], Any],
+    apply: Callable[[Any, jax.Array], jax.Array],
     optimizer: optax.GradientTransformation,
 ) -> Task:
     """A :class:`Task` that trains ``apply(params, x) -> logits`` by backprop on mean cross-entropy."""
@@ -46,7 +43,7 @@ def supervised_task(
         params = init_params(key)
         return SupervisedState(params, optimizer.init(params))
 
-    def loss_fn(params: Params, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def loss_fn(params: Any, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
         logits = apply(params, x)
         return cross_entropy(logits, y).mean(), logits
 

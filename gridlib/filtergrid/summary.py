@@ -115,7 +115,7 @@ _RUN_NAME = re.compile(r"filtergrid/(?P<label>[a-z0-9_]+?)_(?P<opt>adam|sgd)_b(?
 
 def parse_run_name(name: str) -> tuple[MnistRun, int, str] | None:
     """``(run, n_train, seed)`` of a :func:`~gridlib.filtergrid.experiments.run_name`, or
-    ``None`` for another name: the inverse of :attr:`MnistRun.name`."""
+    ``None`` for another name: the inverse of ``MnistRun.name``."""
     from gridlib.filtergrid.temporal import TEMPORAL_RULES
 
     m = _RUN_NAME.fullmatch(name)
