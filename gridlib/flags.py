@@ -178,7 +178,8 @@ class Domain:
         if self.low is not None:
             step = 1 if self.kind is int else max(abs(self.low) * 1e-3, 1e-12)
             out.append(_fmt(self.low) if self.open_low else _fmt(self.low - step))
-            out += ["0", "-1"] if self.low >= 0 and self.open_low else ["-1"] if self.low >= 0 else []
+            if self.low >= 0:
+                out += ["0", "-1"] if self.open_low else ["-1"]
         if self.high is not None:
             step = 1 if self.kind is int else max(abs(self.high) * 1e-3, 1e-12)
             out.append(_fmt(self.high + step))

@@ -194,7 +194,8 @@ def progress(record: Mapping[str, Any]) -> tuple[int, int] | None:
     """``(epochs done, epochs asked for)`` of a record, when it says: from its history's
     ``epoch`` entries and its config's ``epochs``; ``None`` for records without epochs."""
     planned = (record.get("config") or {}).get("epochs")
-    done = ((record.get("history") or {}).get("epoch")) if isinstance(record.get("history"), Mapping) else None
+    history = record.get("history")
+    done = history.get("epoch") if isinstance(history, Mapping) else None
     if not isinstance(planned, int) or isinstance(planned, bool) or not isinstance(done, list):
         return None
     return len(done), planned
