@@ -746,6 +746,13 @@ def _mnist1d_ok(target: Path, args: dict[str, Any]) -> bool:
 
 # --------------------------------------------------------------------------- splits
 
+#: MNIST's validation split: the **last 10,000 of the 60,000 training images**, in the file's
+#: order (indices 50000..59999; the validation set of ``mnist.pkl.gz``), held out from
+#: training (``load_mnist(validation=MNIST_VALIDATION)``).
+#: Fixed, and independent of every seed, so that every run and every tuning search sees the
+#: same split; settings are chosen on it, and the 10,000 test images are never used to choose.
+MNIST_VALIDATION = 10_000
+
 
 def _check_count(name: str, value: int | None, available: int) -> int:
     if value is None:
@@ -766,16 +773,20 @@ def make_splits(
     validation: int = 0,
     seed: int | None = None,
     scale: float = 1.0,
+    n_val: int | None = None,
 ) -> Splits:
     """Hold out the last ``validation`` training examples, then take ``n_train``/``n_test``.
 
     With ``seed=None`` the subsets are the first examples (deterministic, as the files order
-    them); with an integer seed they are a random subset drawn with that seed.
+    them); with an integer seed they are a random subset drawn with that seed. The held-out
+    examples never depend on ``seed``: they are always the last ``validation``, of which
+    ``n_val`` (default: all) keeps the first.
     """
     if not isinstance(validation, (int, np.integer)) or not 0 <= validation < len(x):
         raise ValueError(f"validation={validation!r}: must be an integer in [0, {len(x) - 1}]")
     cut = len(x) - validation
-    x_tr, y_tr, x_val, y_val = x[:cut], y[:cut], x[cut:], y[cut:]
+    n_v = _check_count("n_val", n_val, validation) if validation else 0
+    x_tr, y_tr, x_val, y_val = x[:cut], y[:cut], x[cut:cut + n_v], y[cut:cut + n_v]
     n_tr = _check_count("n_train", n_train, len(x_tr))
     n_te = _check_count("n_test", n_test, len(x_test))
     if seed is None:
@@ -796,7 +807,8 @@ def make_splits(
 
 
 def load_mnist(
-    n_train: int | None = None, n_test: int | None = None, validation: int = 0, seed: int | None = None
+    n_train: int | None = None, n_test: int | None = None, validation: int = 0,
+    seed: int | None = None, n_val: int | None = None,
 ) -> Splits:
     """MNIST, the standard 60k/10k split; pixels ``k/256`` in ``[0, 1)``, ``x: (n, 784)``.
 
@@ -804,11 +816,13 @@ def load_mnist(
         n_train: use only this many training examples (after holding out ``validation``).
         n_test: use only this many test examples.
         validation: hold out the last ``validation`` of the 60k training examples
-            (``validation=10000`` gives the classic 50k/10k/10k split).
+            (``validation=MNIST_VALIDATION`` gives the classic 50k/10k/10k split).
         seed: ``None`` takes the first examples; an integer draws a random subset.
+        n_val: evaluate on only the first ``n_val`` held-out examples (default: all).
     """
     x, y, xt, yt = _load_mnist_arrays()
-    return make_splits(x, y, xt, yt, n_train=n_train, n_test=n_test, validation=validation, seed=seed)
+    return make_splits(x, y, xt, yt, n_train=n_train, n_test=n_test, validation=validation,
+                       seed=seed, n_val=n_val)
 
 
 def load_fashion_mnist(

@@ -221,6 +221,7 @@ def fit(
     config: Mapping[str, Any] | None = None,
     callback: Callable[[int, State, dict[str, list]], None] | None = None,
     fresh: bool | None = None,
+    until: Callable[[dict[str, list]], bool] | None = None,
 ) -> Run:
     """Train ``task`` on ``splits`` for ``epochs`` epochs.
 
@@ -242,6 +243,8 @@ def fit(
         callback: ``callback(epoch, state, history)`` after every epoch (epochs count from 1).
         fresh: discard an existing checkpoint instead of resuming (default: the command
             line's ``--fresh``).
+        until: ``until(history)``: end the run before ``epochs`` once it is true (checked
+            after every epoch's checkpoint, and on resuming), e.g. early stopping on validation.
 
     Inside a command-line :func:`gridlib.results.session`, the run's earlier starts are read
     from its checkpoint (so the results file records where it started and every resume), and
@@ -306,8 +309,14 @@ def fit(
             dynamic_ncols=True,
         )
         completed = start_epoch  # the last epoch whose checkpoint (if any) is on disk
+
+        def done() -> bool:  # ``until`` holds for the epochs so far
+            return until is not None and bool(history) and bool(until(history))
+
         try:
             for epoch in range(start_epoch + 1, last_epoch + 1):
+                if done():
+                    break
                 state, row = _train_epoch(chunk_fn, state, x_train, y_train, seed, epoch, batch_size,
                                           k, train_key, bar)  # fmt: skip
                 for split in eval_on:
@@ -329,7 +338,7 @@ def fit(
             raise Stopped(stop.signum, completed, epochs) from None
         finally:
             bar.close()
-    if session is not None and last_epoch < epochs:
+    if session is not None and last_epoch < epochs and not done():
         session.stopped_early = True
     return Run(state=state, history=history, config=config)
 

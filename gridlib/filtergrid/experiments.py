@@ -21,6 +21,7 @@ import optax
 from jax import Array
 
 from gridlib import flags
+from gridlib.data import MNIST_VALIDATION
 from gridlib.filtergrid.cell import DT, GridParams
 from gridlib.filtergrid.model import (
     check_loss_mode,
@@ -48,12 +49,18 @@ def batch_grads(rule: str, params: GridParams, xs: Array, labels: Array, mode: s
     return rule_batch_grads(rule, window)(params, xs, labels, mode, dt)
 
 
+def loss_mode_for(rule: str) -> str:
+    """The loss ``rule`` trains on: ``"per_t"`` for ``online_snap1`` (the one it can compute
+    online), ``"sum"`` for every other rule."""
+    return "per_t" if rule == "online_snap1" else "sum"
+
+
 def per_group_sgd(eta0: float) -> optax.GradientTransformation:
     """Stateless SGD with one step size per parameter group.
 
     ``eta_w = eta0`` (``w_left``, ``w_top``), ``eta_b = eta0 / 20``, ``eta_logtau = 4 eta0``.
     """
-    if eta0 <= 0:
+    if not isinstance(eta0, jax.Array) and eta0 <= 0:  # an array: injected (tuning.py)
         raise ValueError(f"eta0 must be positive, got {eta0}")
     return optax.multi_transform(
         {"w": optax.sgd(eta0), "b": optax.sgd(eta0 / 20.0), "tau": optax.sgd(4.0 * eta0)},
@@ -104,6 +111,27 @@ def eval_sums(params: GridParams, seqs: Array, y: Array, loss_mode: str, dt: flo
     return {"loss": losses.sum(), "acc": jnp.sum(pred == y)}
 
 
+def grid_step(opt: optax.GradientTransformation, state: TrainState, seqs: Array, y: Array, *,
+              rule: str, loss_mode: str, dt: float = DT, window: int | None = None,
+              update_every_step: bool = False) -> tuple[TrainState, dict]:
+    """One training step of ``rule`` on the drives ``seqs: (B, T, N)``, labels ``y: (B,)``.
+
+    One step of ``opt`` on the batch-mean gradient, or, with ``update_every_step``, ``T`` steps
+    inside the sequence (:func:`~gridlib.filtergrid.online.online_snap1_batch_learn`). Returns
+    the new state and the batch-mean ``loss`` and ``acc``. :func:`make_task`'s ``train_step``
+    and the tuning search (:mod:`~gridlib.filtergrid.tuning`, ``vmap``-ed over candidates) share it.
+    """
+    if update_every_step:  # T optimiser steps inside the sequence
+        out = online_snap1_batch_learn(opt, state.params, state.opt_state, seqs, y, dt)
+        params, opt_state, losses, logits = out.params, out.opt_state, out.losses, out.logits
+    else:  # one optimiser step on the batch-mean gradient
+        losses, logits, grads = batch_grads(rule, state.params, seqs, y, loss_mode, dt, window)
+        updates, opt_state = opt.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+    acc = jnp.mean(jnp.argmax(logits, -1) == y)
+    return TrainState(params, opt_state, state.routing), {"loss": losses.mean(), "acc": acc}
+
+
 def make_task(
     *, rule: str = "snap1", optimizer: str = "adam", lr: float = 3e-3, eta0: float = 1e-2,
     n_rows: int = 28, n_cols: int = 10, n_inputs: int = 28, gain: float = 10.0,
@@ -140,15 +168,8 @@ def make_task(
     def train_step(state, x, y, key):
         del key  # the rule and the optimiser are deterministic
         seqs = sequences(state.routing, x, n_inputs, gain, pixel_scale)
-        if update_every_step:  # T optimiser steps inside the sequence
-            out = online_snap1_batch_learn(opt, state.params, state.opt_state, seqs, y, dt)
-            params, opt_state, losses, logits = out.params, out.opt_state, out.losses, out.logits
-        else:  # one optimiser step on the batch-mean gradient
-            losses, logits, grads = batch_grads(rule, state.params, seqs, y, loss_mode, dt, window)
-            updates, opt_state = opt.update(grads, state.opt_state, state.params)
-            params = optax.apply_updates(state.params, updates)
-        acc = jnp.mean(jnp.argmax(logits, -1) == y)
-        return TrainState(params, opt_state, state.routing), {"loss": losses.mean(), "acc": acc}
+        return grid_step(opt, state, seqs, y, rule=rule, loss_mode=loss_mode, dt=dt,
+                         window=window, update_every_step=update_every_step)
 
     def eval_step(state, x, y):
         seqs = sequences(state.routing, x, n_inputs, gain, pixel_scale)
@@ -158,13 +179,19 @@ def make_task(
 
 
 def run_name(rule: str, optimizer: str, batch_size: int, epochs: int, n_train: int,
-             seed: int, window: int | None = None, update_every_step: bool = False) -> str:
+             seed: int, window: int | None = None, update_every_step: bool = False,
+             n_val: int = 0, patience: int = 0, folder: str = "") -> str:
     """Results name, e.g. ``filtergrid/snap1_adam_b32_e10_n60000_seed0`` (``tbptt4_...`` for
     truncated BPTT with a window of 4, ``online_snap1_everystep_...`` for online SnAP-1 with
-    an update at every time step)."""
+    an update at every time step; ``..._n50000v10000_...`` with ``n_val`` validation images,
+    ``..._max40p5_...`` for at most 40 epochs with a patience of 5, and ``folder`` between,
+    e.g. ``filtergrid/tuned/...``)."""
     label = f"{rule}{window}" if rule == "tbptt" else rule
     label += "_everystep" if update_every_step else ""
-    return f"filtergrid/{label}_{optimizer}_b{batch_size}_e{epochs}_n{n_train}_seed{seed}"
+    budget = f"max{epochs}p{patience}" if patience else f"e{epochs}"
+    data = f"n{n_train}" + (f"v{n_val}" if n_val else "")
+    where = f"filtergrid/{folder}/" if folder else "filtergrid/"
+    return f"{where}{label}_{optimizer}_b{batch_size}_{budget}_{data}_seed{seed}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -310,6 +337,13 @@ def robustness_run_name(epochs: int, n_train: int, seed: int, sweeps: str = "all
 #: the input gain multiplies pixels in [0, 1], and time constants are in seconds (DT = 1 ms).
 GAIN = flags.real(0.0, 1000.0, open_low=True, meaning="the input gain")
 TAU = flags.real(0.0, 1.0, open_low=True, meaning="a time constant in seconds")
+#: Truncated BPTT's window ``K`` (0: not truncated BPTT).
+WINDOW = flags.integer(1, 1000, special=(0,), meaning="0: none; tbptt's K")
+#: Minibatches per jitted call (0: :func:`gridlib.experiment.fit` chooses).
+STEPS_PER_CALL = flags.integer(1, 100_000, special=(0,), meaning="0: automatic")
+#: What ``--validation true`` holds out, as a run's config records it.
+VALIDATION_IMAGES = ("the first n_val of the last 10000 training images (data.MNIST_VALIDATION); "
+                     "--patience decides on them, nothing decides on the test images")
 
 
 def check_taus(args: dict[str, Any]) -> None:
@@ -318,8 +352,9 @@ def check_taus(args: dict[str, Any]) -> None:
         raise ValueError(f"--tau-min {args['tau_min']:g} exceeds --tau-max {args['tau_max']:g}")
 
 
-def _check_mnist(args: dict[str, Any]) -> None:
-    """filtergrid-mnist's flags that must agree: the taus, the window, per-step updates."""
+def _check_rule(args: dict[str, Any]) -> None:
+    """The flags that must agree in every filter-grid run: the taus, the window, per-step
+    updates."""
     check_taus(args)
     rule, window = args["rule"], args["window"]
     if (rule == "tbptt") != (window > 0):
@@ -328,6 +363,54 @@ def _check_mnist(args: dict[str, Any]) -> None:
     if args["update_every_step"] and rule != "online_snap1":
         raise ValueError(f"--update-every-step true goes with --rule online_snap1 only "
                          f"(got --rule {rule})")
+
+
+#: Training images left beside MNIST's validation split (:data:`gridlib.data.MNIST_VALIDATION`).
+N_TRAIN_WITH_VALIDATION = 60_000 - MNIST_VALIDATION
+
+
+def _check_mnist(args: dict[str, Any]) -> None:
+    """filtergrid-mnist's flags that must agree: those of :func:`_check_rule`, validation with
+    patience and the training images, and the settings a tuning search chose."""
+    _check_rule(args)
+    if args.get("patience") and not args.get("validation"):
+        raise ValueError("--patience stops on validation accuracy: it needs --validation true")
+    if args.get("validation") and args["n_train"] > N_TRAIN_WITH_VALIDATION:
+        raise ValueError(f"--validation true holds out 10000 of the 60000 training images: "
+                         f"--n-train must be at most {N_TRAIN_WITH_VALIDATION}")
+    if args.get("tuned_from"):
+        _tuned(args)
+
+
+def _tuned(args: dict[str, Any]) -> tuple[dict[str, float], dict]:
+    """The setting and protocol of ``--tuned-from``, checked against this run's flags."""
+    from gridlib.filtergrid.tuning import tuned_settings
+
+    expect = {"rule": args["rule"], "optimizer": args["optimizer"],
+              "batch_size": args["batch_size"], "tau_min": args["tau_min"],
+              "tau_max": args["tau_max"], "window": args["window"] or None,
+              "update_every_step": bool(args["update_every_step"])}
+    return tuned_settings(args["tuned_from"], expect)
+
+
+def _floats(text: str) -> list[float]:
+    """``"1e-3,3e-3"`` -> ``[0.001, 0.003]`` (``""`` -> ``[]``)."""
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def _tune_memory(args: dict[str, Any]) -> float:
+    """filtergrid-tune's peak bytes: per candidate and sequence of the batch, the state its
+    rule carries forward (:func:`~gridlib.filtergrid.temporal.state_floats_per_parameter`) and
+    the trajectory, each a few times over; then the data and the runtime."""
+    from gridlib.cli import DATA_BYTES, RUNTIME_BYTES
+    from gridlib.filtergrid.temporal import state_floats_per_parameter
+
+    rule = args["rule"]  # an optimiser's state is a few copies of 1120 parameters: negligible
+    n_steps = len(_floats(args["lrs"])) or 6  # the largest preset grid
+    n_cands = n_steps * len(_floats(args["gains"]))
+    per_param = state_floats_per_parameter(rule, 28, 10, window=args["window"] or None, t_len=28)
+    per_sequence = 4 * 280 * per_param + 28 * 280 * 8  # traces, trajectory and its partners
+    return 4.0 * 4 * n_cands * args["batch_size"] * per_sequence + DATA_BYTES + RUNTIME_BYTES
 
 
 def _register() -> None:
@@ -339,22 +422,31 @@ def _register() -> None:
         "n_train": flags.integer(1, 60_000),
         "n_test": flags.integer(1, 10_000),
         "gain": GAIN, "tau_min": TAU, "tau_max": TAU,
-        "window": flags.integer(1, 1000, special=(0,), meaning="0: none; tbptt's K"),
-        "steps_per_call": flags.integer(1, 100_000, special=(0,), meaning="0: automatic"),
+        "window": WINDOW,
+        "steps_per_call": STEPS_PER_CALL,
+        "validation": flags.BOOL,
+        "n_val": flags.integer(1, MNIST_VALIDATION),
+        "patience": flags.integer(1, 1000, special=(0,), meaning="0: train all --epochs"),
+        "tuned_from": flags.Domain(str, pattern=flags.RESULT_NAME.pattern, special=("",),
+                                   meaning="'' for none; a filtergrid-tune result"),
     })
     def filtergrid_mnist(
         rule: str = "snap1", optimizer: str = "adam", lr: float = 3e-3, eta0: float = 1e-2,
         epochs: int = 10, batch_size: int = 32, n_train: int = 60000, n_test: int = 10000,
         seed: int = 0, gain: float = 10.0, tau_min: float = 1e-3, tau_max: float = 20e-3,
         window: int = 0, steps_per_call: int = 0, progress: bool = True, name: str = "",
-        update_every_step: bool = False,
+        update_every_step: bool = False, validation: bool = False, n_val: int = 10000,
+        patience: int = 0, tuned_from: str = "",
     ) -> dict:
         """Row-wise MNIST on the 28x10 analog-filter grid, by any temporal rule (Adam / SGD).
 
         Evaluates on the first ``n_test`` test images (all 10k by default) after every epoch,
         checkpoints to runs/<name> (an interrupted run resumes), and writes
         results/<name>.json. Defaults are the original Adam run; the batch-1 run is
-        ``--optimizer sgd --batch-size 1 --epochs 3``.
+        ``--optimizer sgd --batch-size 1 --epochs 3``. With ``--validation true`` the
+        validation images are evaluated every epoch too; with ``--patience P`` the run ends
+        once validation accuracy has not improved for P epochs (at most ``--epochs``), and
+        its metrics add the best validation epoch and the test accuracy there.
 
         Args:
             rule: snap1, snap0, snap2, bptt, rtrl, tbptt (with --window) or online_snap1
@@ -362,34 +454,138 @@ def _register() -> None:
             window: truncated BPTT's window K (rule tbptt only).
             update_every_step: online_snap1 only: the optimiser steps at every time step,
                 inside the sequence (its gradient scaled by 1/T), not once per sequence.
+            validation: hold out MNIST's validation split (the last 10000 training images,
+                ``data.MNIST_VALIDATION``; then --n-train is at most 50000) and evaluate the
+                first ``n_val`` of them after every epoch.
+            patience: with --validation true: stop once validation accuracy has not improved
+                for this many epochs; --epochs is then the cap (0: train all --epochs).
+            tuned_from: a filtergrid-tune result: train at the setting it chose on validation
+                (it replaces --lr or --eta0, and --gain), and record its protocol.
         """
         from gridlib import data, experiment, results
+        from gridlib.filtergrid import tuning
 
-        _check_mnist({"rule": rule, "window": window, "update_every_step": update_every_step,
-                      "tau_min": tau_min, "tau_max": tau_max})  # also when called from Python
-        loss = "per_t" if rule == "online_snap1" else "sum"
-        splits = data.load_mnist(n_train=n_train, n_test=n_test)
-        config = dict(rule=rule, optimizer=optimizer, lr=lr, eta0=eta0, epochs=epochs,
+        args = dict(rule=rule, optimizer=optimizer, window=window, batch_size=batch_size,
+                    update_every_step=update_every_step, tau_min=tau_min, tau_max=tau_max,
+                    validation=validation, patience=patience, n_train=n_train,
+                    tuned_from=tuned_from)
+        _check_mnist(args)  # also when called from Python
+        tuned = {}
+        if tuned_from:
+            chosen, protocol = _tuned(args)
+            lr, eta0 = chosen.get("lr", lr), chosen.get("eta0", eta0)
+            gain, tuned = chosen["gain"], {"tuning": protocol}
+        loss = loss_mode_for(rule)
+        held_out = MNIST_VALIDATION if validation else 0
+        splits = data.load_mnist(n_train=n_train, n_test=n_test, validation=held_out,
+                                 n_val=n_val if validation else None)
+        budget = {"max_epochs": epochs, "patience": patience} if patience else {"epochs": epochs}
+        config = dict(rule=rule, optimizer=optimizer, lr=lr, eta0=eta0, **budget,
                       batch_size=batch_size, n_train=n_train, n_test=n_test, gain=gain,
                       tau_min=tau_min, tau_max=tau_max, grid=[28, 10], dt=DT, loss=loss,
                       pixel_scale=MNIST_PIXEL_SCALE, **({"window": window} if window else {}),
-                      **({"update_every_step": True} if update_every_step else {}))
+                      **({"update_every_step": True} if update_every_step else {}),
+                      **({"validation": {"images": VALIDATION_IMAGES, "n_val": n_val}}
+                         if validation else {}),
+                      **tuned)
         task = make_task(rule=rule, optimizer=optimizer, lr=lr, eta0=eta0, gain=gain,
                          tau_min=tau_min, tau_max=tau_max, loss_mode=loss, window=window or None,
                          update_every_step=update_every_step)
         name = name or run_name(rule, optimizer, batch_size, epochs, n_train, seed, window or None,
-                                update_every_step)
+                                update_every_step, n_val if validation else 0, patience,
+                                "tuned" if tuned_from else "")
+        until = (lambda h: tuning.patience_reached(h, patience)) if patience else None
         run = experiment.fit(task, splits, epochs=epochs, batch_size=batch_size, seed=seed,
                              run_dir=experiment.run_dir_for(name), name=name,
-                             steps_per_call=steps_per_call or None, eval_on=("test",),
-                             progress=progress, config=config)
+                             steps_per_call=steps_per_call or None,
+                             eval_on=("val", "test") if validation else ("test",),
+                             progress=progress, config=config, until=until)
         final = {k: v for k, v in run.last.items() if k != "epoch"}
         final["total_train_time_s"] = float(np.sum(run.history["epoch_time_s"]))
+        if patience:
+            best = tuning.best_epoch(run.history)
+            final.update({"epochs_run": len(run.history["epoch"]), "best_epoch": best,
+                          "best/val/acc": run.history["val/acc"][best - 1],
+                          "best/test/acc": run.history["test/acc"][best - 1]})
         results.save(name, config=config, metrics=final, history=run.history, seed=seed,
                      extra={"final_params": run.state.params._asdict()})
         print(f"{name}: test acc {final.get('test/acc'):.4f}")
         return final
 
+
+    @experiment("filtergrid-tune", check=_check_rule, memory=_tune_memory, flags={
+        "rule": flags.choice(RULES),
+        "optimizer": flags.choice(OPTIMIZERS),
+        "lrs": flags.real(0.0, 10.0, open_low=True, many=True, unique=True, special=("",),
+                          meaning="'': the preset grid of the optimiser and loss"),
+        "gains": flags.real(0.0, 1000.0, open_low=True, many=True, unique=True,
+                            meaning="input gains"),
+        "n_train": flags.integer(1, N_TRAIN_WITH_VALIDATION),
+        "n_val": flags.integer(1, MNIST_VALIDATION),
+        "tau_min": TAU, "tau_max": TAU, "window": WINDOW, "steps_per_call": STEPS_PER_CALL,
+    })
+    def filtergrid_tune(
+        rule: str = "snap1", optimizer: str = "adam", lrs: str = "", gains: str = "10",
+        epochs: int = 3, batch_size: int = 32, n_train: int = 50000, n_val: int = 10000,
+        seed: int = 0, tau_min: float = 1e-3, tau_max: float = 20e-3, window: int = 0,
+        update_every_step: bool = False, steps_per_call: int = 0, progress: bool = True,
+        name: str = "",
+    ) -> dict:
+        """Choose one rule's step size (and input gain) on validation data: every candidate of
+        the grid trained at once (vmap), the test set never evaluated.
+
+        Trains on the first ``n_train`` of the 50000 training images beside MNIST's validation
+        split (the last 10000, ``data.MNIST_VALIDATION``), evaluates the first ``n_val``
+        validation images after every epoch, and picks the candidate with the best
+        validation accuracy after the last epoch (``filtergrid.tuning``). Checkpoints to
+        runs/<name>; writes results/filtergrid/tune/<...>.json, whose config is the protocol
+        and whose metrics are every candidate's validation accuracy and the choice.
+        ``filtergrid-mnist --tuned-from <name>`` then trains at the chosen setting.
+
+        Args:
+            rule: any temporal rule, as filtergrid-mnist's --rule.
+            optimizer: adam (--lrs are learning rates) or sgd (--lrs are eta0, the per-group
+                step size; batch 1 is --batch-size 1).
+            lrs: the step sizes searched, comma-separated (default: ``STEP_GRIDS`` of the
+                optimizer and the rule's loss).
+            gains: the input gains searched, comma-separated (crossed with --lrs).
+            epochs: the search's budget, in passes over the training images.
+        """
+        from gridlib import data, experiment, results
+        from gridlib.filtergrid import tuning
+
+        _check_rule({"rule": rule, "window": window, "update_every_step": update_every_step,
+                     "tau_min": tau_min, "tau_max": tau_max})
+        loss = loss_mode_for(rule)
+        steps = _floats(lrs) or tuning.STEP_GRIDS[optimizer, loss]
+        cands = tuning.candidates(optimizer, steps, _floats(gains))
+        splits = data.load_mnist(n_train=n_train, n_test=1, validation=MNIST_VALIDATION,
+                                 n_val=n_val)
+        step_name = tuning.STEP_NAME[optimizer]
+        config = dict(rule=rule, optimizer=optimizer, loss=loss, epochs=epochs,
+                      batch_size=batch_size, n_train=n_train, n_val=n_val,
+                      split=tuning.SPLIT, search={step_name: list(steps), "gain": _floats(gains)},
+                      selection=tuning.SELECTION, tau_min=tau_min, tau_max=tau_max,
+                      window=window or None, update_every_step=update_every_step,
+                      grid=[28, 10], dt=DT, pixel_scale=MNIST_PIXEL_SCALE)
+        name = name or run_name(rule, optimizer, batch_size, epochs, n_train, seed, window or None,
+                                update_every_step, n_val, folder="tune")
+        found = tuning.search(splits, cands, rule=rule, optimizer=optimizer, epochs=epochs,
+                              batch_size=batch_size, seed=seed, window=window or None,
+                              update_every_step=update_every_step,
+                              run_dir=experiment.run_dir_for(name), name=name, progress=progress,
+                              steps_per_call=steps_per_call or None, config=config,
+                              tau_min=tau_min, tau_max=tau_max)
+        best = found.candidates[found.chosen]
+        metrics = {"val/acc": found.val_acc, "val/loss": found.val_loss,
+                   "diverged": found.diverged, "chosen": best, "chosen_index": found.chosen,
+                   "chosen_val_acc": found.val_acc[found.chosen],
+                   "at_edge": {k: tuning.at_edge(found.candidates, found.chosen, k) for k in best},
+                   "total_train_time_s": float(np.sum(found.run.history["epoch_time_s"]))}
+        results.save(name, config=config, metrics=metrics, history=found.run.history, seed=seed)
+        print(f"{name}: chose {best} at validation acc {found.val_acc[found.chosen]:.4f} "
+              f"({len(cands)} candidates, {sum(found.diverged)} diverged)")
+        return metrics
 
     @experiment("filtergrid-robustness", flags={
         "sweeps": flags.choice(lambda: ("all", *SWEEPS), many=True),

@@ -1,0 +1,215 @@
+"""The tuning protocol of the filter grid (gridlib.filtergrid.tuning): a validation split that
+touches neither training nor test images, a vmapped search whose every candidate is the run a
+separate training would make, a choice blind to the test set, and early stopping that stops
+where its patience says.
+
+Small grids (4 x 3 cells, 3 time steps, BPTT: it compiles fastest) keep the searches to a few
+seconds; the rule enters only through the shared training step.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gridlib import data, experiment, results
+from gridlib.filtergrid import tuning
+from gridlib.filtergrid.experiments import _check_mnist, make_task, per_group_sgd
+
+GRID = {"n_rows": 4, "n_cols": 3, "n_inputs": 28, "pixel_scale": 1.0}
+RUN = {"rule": "bptt", "epochs": 2, "batch_size": 16, "seed": 1}
+
+
+def _splits(test_labels_shift: int = 0) -> data.Splits:
+    """32 training, 16 validation and 8 test sequences of 3 steps, 3 classes; the test set
+    rolled by ``test_labels_shift`` labels and, when shifted, its images replaced by noise."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(56, 3 * 28)).astype(np.float32)
+    y = (np.arange(56) % 3).astype(np.int32)
+    x_test, y_test = x[48:], y[48:]
+    if test_labels_shift:
+        x_test = rng.normal(size=x_test.shape).astype(np.float32)
+        y_test = (y_test + test_labels_shift) % 3
+    return data.Splits(x[:32], y[:32], x[32:48], y[32:48], x_test, y_test)
+
+
+@pytest.fixture(scope="module")
+def adam_search():
+    """A 3 x 2 grid whose largest step size (1e6) diverges at once."""
+    cands = tuning.candidates("adam", (1e-3, 1e-2, 1e6), (5.0, 10.0))
+    return tuning.search(_splits(), cands, optimizer="adam", **RUN, **GRID)
+
+
+# ---------------------------------------------------------------------------- the split
+
+
+def test_validation_split_is_disjoint_from_train_and_test_and_ignores_the_seed():
+    """Rows tagged by their index: the held-out rows are the last 10000 of the 60000, never
+    trained on, whatever the seed; n_val keeps the first of them; test rows stay test rows."""
+    x = np.arange(60_000, dtype=np.float32)[:, None]
+    y = np.zeros(60_000, np.int32)
+    xt = -np.arange(1, 10_001, dtype=np.float32)[:, None]
+    for seed in (None, 0, 7):
+        s = data.make_splits(x, y, xt, y[:10_000], validation=data.MNIST_VALIDATION,
+                             n_train=20_000 if seed is not None else None, seed=seed)
+        train, val, test = (set(a[:, 0].tolist()) for a in (s.x_train, s.x_val, s.x_test))
+        assert val == set(range(50_000, 60_000))
+        assert not train & val and not train & test and not val & test
+        assert max(train) < 50_000
+    s = data.make_splits(x, y, xt, y[:10_000], validation=data.MNIST_VALIDATION, n_val=300)
+    np.testing.assert_array_equal(s.x_val[:, 0], np.arange(50_000, 50_300))
+    with pytest.raises(ValueError, match="n_val"):
+        data.make_splits(x, y, xt, y[:10_000], validation=100, n_val=101)
+
+
+# ---------------------------------------------------------------------------- the search
+
+
+def test_every_candidate_is_the_run_a_separate_training_makes(adam_search):
+    """A candidate that is neither the first step size nor the first gain, trained alone by
+    filtergrid-mnist's task with the same seed: the same losses, accuracies and parameters;
+    and the finite candidates differ from each other."""
+    assert adam_search.candidates[:4] == [
+        {"lr": 1e-3, "gain": 5.0}, {"lr": 1e-3, "gain": 10.0},
+        {"lr": 1e-2, "gain": 5.0}, {"lr": 1e-2, "gain": 10.0}]
+    assert len(set(adam_search.val_loss[:4])) == 4
+    i, c = 3, adam_search.candidates[3]
+    task = make_task(rule="bptt", optimizer="adam", lr=c["lr"], gain=c["gain"], **GRID)
+    alone = experiment.fit(task, _splits(), eval_on=("val",), progress=False,
+                           **{k: v for k, v in RUN.items() if k != "rule"})
+    for key in ("train/loss", "train/acc", "val/loss", "val/acc"):
+        together = [epoch[i] for epoch in adam_search.run.history[key]]
+        np.testing.assert_allclose(together, alone.history[key], rtol=2e-5, err_msg=key)
+    for a, b in zip(alone.state.params, adam_search.run.state.train.params, strict=True):
+        np.testing.assert_allclose(b[i], a, rtol=1e-4, atol=1e-6)
+
+
+def test_the_choice_never_looks_at_the_test_set(adam_search):
+    """The same search with other test labels and images: the same history, the same choice;
+    and the search evaluates no test metric at all."""
+    other = tuning.search(_splits(test_labels_shift=1), adam_search.candidates,
+                          optimizer="adam", **RUN, **GRID)
+    assert other.chosen == adam_search.chosen
+    assert other.run.history.keys() == adam_search.run.history.keys()
+    assert not [k for k in other.run.history if k.startswith("test/")]
+    for key in ("val/acc", "val/loss", "train/loss"):
+        np.testing.assert_array_equal(other.run.history[key], adam_search.run.history[key])
+    assert other.chosen == int(np.argmax(adam_search.val_acc[:4]))
+
+
+def test_a_diverged_candidate_is_frozen_and_never_chosen(adam_search):
+    """Adam at a step of 1e6 diverges at once: both its candidates are marked, their
+    parameters stay finite, the others train on, and the choice is one of the others."""
+    assert adam_search.diverged == [False] * 4 + [True] * 2
+    assert adam_search.chosen < 4
+    assert all(np.isfinite(p).all() for p in adam_search.run.state.train.params)
+    assert np.isfinite(adam_search.val_acc).all()
+    assert [epoch[4] for epoch in adam_search.run.history["train/diverged"]][-1] == 1.0
+
+
+def test_the_injected_sgd_steps_like_the_per_group_sgd():
+    """The search's SGD (eta0 injected into the state) makes per_group_sgd's update."""
+    params = make_task(**GRID).init(jax.random.PRNGKey(0)).params
+    grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
+    want, _ = per_group_sgd(0.03).update(grads, per_group_sgd(0.03).init(params))
+    opt = tuning.injected_optimizer("sgd")(0.03)
+    got, _ = opt.update(grads, opt.init(params))
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_choose_takes_the_best_finite_candidate_and_the_first_of_ties():
+    assert tuning.choose([0.3, 0.5, 0.5, 0.9], [False, False, False, True]) == 1
+    with pytest.raises(ValueError, match="every candidate"):
+        tuning.choose([0.3, 0.5], [True, True])
+    cands = tuning.candidates("adam", (1e-3, 1e-2, 1e-1), (10.0,))
+    assert tuning.at_edge(cands, 0, "lr") and not tuning.at_edge(cands, 1, "lr")
+    assert not tuning.at_edge(cands, 1, "gain")  # a grid of one gain has no edge
+
+
+def test_preset_grids_are_log_grids_of_five_or_more_holding_the_original_settings():
+    for (optimizer, loss), grid in tuning.STEP_GRIDS.items():
+        assert len(grid) >= 5 and list(grid) == sorted(grid), (optimizer, loss)
+        ratios = np.diff(np.log10(grid))
+        np.testing.assert_allclose(ratios, 0.5, atol=0.03)
+        assert (3e-3 if optimizer == "adam" else 1e-2) in grid
+
+
+# ---------------------------------------------------------------------------- early stopping
+
+
+def test_patience_stops_counting_from_the_first_best_epoch():
+    h = {"val/acc": [0.1, 0.3, 0.2, 0.3], "test/acc": [0.9, 0.0, 0.0, 0.0]}
+    assert tuning.best_epoch(h) == 2
+    assert tuning.patience_reached(h, 2) and not tuning.patience_reached(h, 3)
+    assert not tuning.patience_reached({"val/acc": [0.1, 0.2, 0.3]}, 1)
+    assert not tuning.patience_reached({}, 1)
+
+
+class _Scripted:
+    """A task whose validation accuracy after epoch e is ``VAL[e - 1]`` and whose test
+    accuracy is its opposite: the state counts steps, x's first pixel says the split."""
+
+    VAL = jnp.asarray([0.1, 0.4, 0.2, 0.4, 0.3, 0.9, 0.9, 0.9])
+
+    def __init__(self, steps_per_epoch: int):
+        self.k = steps_per_epoch
+
+    def task(self) -> experiment.Task:
+        def eval_step(state, x, y):
+            v = self.VAL[state // self.k - 1]
+            acc = jnp.where(x[0, 0] == 0, v, 1 - v)
+            return {"acc": acc * x.shape[0]}
+
+        return experiment.Task(lambda key: jnp.zeros((), jnp.int32),
+                               lambda s, x, y, key: (s + 1, {"loss": jnp.float32(0)}), eval_step)
+
+
+def test_fit_until_stops_where_patience_says_and_a_resume_trains_no_further(tmp_results):
+    x = np.zeros((8, 1), np.float32)
+    y = np.zeros(8, np.int32)
+    splits = data.Splits(x, y, x, y, x + 1, y)
+    task = _Scripted(steps_per_epoch=2).task()
+    kw = {"epochs": 8, "batch_size": 4, "eval_on": ("val", "test"), "progress": False,
+          "run_dir": tmp_results / "runs" / "patience",
+          "until": lambda h: tuning.patience_reached(h, 2)}
+    run = experiment.fit(task, splits, **kw)
+    assert run.history["epoch"] == [1, 2, 3, 4]  # best at 2 (0.4), not bettered at 3 or 4
+    np.testing.assert_allclose(run.history["test/acc"], [0.9, 0.6, 0.8, 0.6], rtol=1e-6)
+    again = experiment.fit(task, splits, **kw)
+    assert again.history["epoch"] == [1, 2, 3, 4] and int(again.state) == 8
+    longer = experiment.fit(task, splits, **{**kw, "until": lambda h: tuning.patience_reached(h, 4)})
+    assert longer.history["epoch"] == [1, 2, 3, 4, 5, 6, 7, 8]  # resumed, on to 0.9, capped
+
+
+# ---------------------------------------------------------------------------- --tuned-from
+
+
+def test_tuned_from_reads_the_choice_and_refuses_another_configuration(tmp_results):
+    config = {"rule": "snap1", "optimizer": "adam", "batch_size": 32, "tau_min": 1e-3,
+              "tau_max": 20e-3, "window": None, "update_every_step": False, "epochs": 1,
+              "n_train": 320, "n_val": 100, "split": tuning.SPLIT,
+              "search": {"lr": [1e-3, 1e-2], "gain": [10.0]}, "selection": tuning.SELECTION}
+    metrics = {"val/acc": [0.2, 0.3], "diverged": [False, False],
+               "chosen": {"lr": 1e-2, "gain": 10.0}}
+    results.save("filtergrid/tune/fake", config=config, metrics=metrics,
+                 history={"epoch": [1]}, seed=0)
+    args = {"rule": "snap1", "optimizer": "adam", "batch_size": 32, "tau_min": 1e-3,
+            "tau_max": 20e-3, "window": 0, "update_every_step": False, "validation": True,
+            "patience": 0, "n_train": 320, "tuned_from": "filtergrid/tune/fake"}
+    chosen, protocol = tuning.tuned_settings("filtergrid/tune/fake", {"rule": "snap1"})
+    assert chosen == {"lr": 1e-2, "gain": 10.0} and protocol["val_acc"] == [0.2, 0.3]
+    assert protocol["published"] is False and protocol["search"] == config["search"]
+    _check_mnist(args)
+    with pytest.raises(ValueError, match="rule: 'snap1' there, 'bptt' here"):
+        _check_mnist({**args, "rule": "bptt"})
+    with pytest.raises(ValueError, match="batch_size"):
+        _check_mnist({**args, "batch_size": 1})
+    with pytest.raises(FileNotFoundError, match="no search"):
+        _check_mnist({**args, "tuned_from": "filtergrid/tune/none"})
+    with pytest.raises(ValueError, match="needs --validation true"):
+        _check_mnist({**args, "validation": False, "patience": 3, "tuned_from": ""})
+    with pytest.raises(ValueError, match="at most 50000"):
+        _check_mnist({**args, "n_train": 60_000, "tuned_from": ""})
