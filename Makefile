@@ -13,7 +13,7 @@ export PYTHONHASHSEED := 0
 export JAX_PLATFORMS ?= cpu
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test env data lint unit recheck notebooks book-ci consistency bench clean chromium browser-check links-check lab lab-env
+.PHONY: book test env data lint unit recheck fingerprints notebooks book-ci consistency bench clean chromium browser-check links-check lab lab-env
 
 env: $(STAMP)
 
@@ -36,7 +36,7 @@ book: env data
 	@echo "open _build/html/index.html"
 
 # ---- the tests (CI scale) ---------------------------------------------------------------
-test: env data lint chromium unit recheck notebooks book-ci consistency links-check browser-check
+test: env data lint chromium unit fingerprints notebooks book-ci consistency links-check browser-check
 
 lint:
 	@if git ls-files 'notebooks/*.ipynb' | grep -q .; then \
@@ -50,8 +50,14 @@ WORKERS ?= 2
 unit:
 	GRIDLIB_SCALE=ci $(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile tests
 
-# Re-run the first epoch of two cheap published results and compare with their records: a change
-# that moves the library's numbers fails here (python -m gridlib recheck, exit 1 if different).
+# Every published run's fingerprint (its first minibatches, taken from the commit that made it)
+# against this code's: a change that moves any published number fails here until the record is
+# remade or its drift declared (python -m gridlib reproduce --check; gridlib/fingerprint.py).
+fingerprints:
+	$(BIN)/python -m gridlib reproduce --check --workers $(if $(filter 0,$(WORKERS)),1,$(WORKERS))
+
+# Re-run the first epoch of published results and compare with their records (not part of
+# make test: the fingerprints above cover every record in a fraction of the time).
 RECHECK ?= baselines/mnist-mlp-784-500-10_seed0 ep/mnist_784-500-10_ep_seed0
 
 recheck:

@@ -90,7 +90,7 @@ def main() -> None:
     step = rows[-1]
     print(f"one outer step 32^3, batch 2, I=10: fast {step['fast_ms_per_call']:.1f} ms per call "
           f"(the seed's CUDA kernel: 0.39-1.8 ms on an unnamed GPU)")
-    results.save("bench/gridnet" + ("_ci" if ci else ""), config={"device": str(jax.devices()[0])},
+    results.save("bench/gridnet", config={"device": str(jax.devices()[0])},
                  metrics={"rows": rows})
 
 

@@ -53,6 +53,9 @@ EXPERIMENT_MODULES = [
     "gridlib.neuralgrid.experiments",
 ]
 
+#: Commands that are not experiments, each a module with ``main(argv) -> exit status``.
+COMMANDS = {"recheck": "gridlib.recheck", "reproduce": "gridlib.reproduce"}
+
 #: Exceptions that are the user's to fix: shown as one line, exit code 2.
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FloatingPointError, MemoryError,
                checkpoint.CheckpointError, DataUnavailableError, StoredFileError)  # fmt: skip
@@ -348,7 +351,8 @@ def _print_list(experiments: Mapping[str, Callable[..., Any]]) -> None:
     for name, fn in experiments.items():
         summary = (inspect.getdoc(fn) or "").split("\n")[0]
         print(f"  {name:28s} {summary}")
-    print(f"  {'recheck':28s} re-run the first epoch(s) of published results and compare")
+    for name, module in COMMANDS.items():
+        print(f"  {name:28s} {importlib.import_module(module).__doc__.split(': ', 1)[-1].splitlines()[0]}")
 
 
 def _raise_stopped(signum: int, frame: Any) -> None:
@@ -419,10 +423,8 @@ def _main(argv: list[str]) -> int:
             _print_list(experiments)
             return 0
         name, rest = argv[0], argv[1:]
-        if name == "recheck":
-            from gridlib import recheck
-
-            return recheck.main(rest)
+        if name in COMMANDS:
+            return importlib.import_module(COMMANDS[name]).main(rest)
         if name not in experiments:
             print(f"error: unknown experiment {name!r}; `python -m gridlib --list` shows them", file=sys.stderr)
             return 2

@@ -28,12 +28,27 @@ from gridlib import scale
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+#: True when the library runs from its source checkout (the book's repository), False when it
+#: is installed (a wheel in site-packages): only a checkout has its book beside the package.
+#: Outside the checkout there is no git provenance and no published folder of the book's.
+IN_REPOSITORY = all((REPO_ROOT / f).is_file() for f in ("pyproject.toml", "_toc.yml", "gridlib/__init__.py"))
+
+
+def user_folder() -> Path:
+    """Where an installed gridlib keeps its results and runs: ``$XDG_DATA_HOME/gridlib``, or
+    ``~/.local/share/gridlib`` (never inside the installed package)."""
+    base = os.environ.get("XDG_DATA_HOME", "").strip()
+    return (Path(base).expanduser() if base else Path.home() / ".local" / "share") / "gridlib"
+
 #: Paths whose changes can change a number: a run is "dirty" if any of them differs from HEAD
 #: (untracked files included). ``results/`` and prose are not among them.
 SOURCE_PATHS = ("gridlib", "benchmarks", "notebooks", "pyproject.toml", "requirements-lock.txt")
 
 
 def _git(*args: str) -> str | None:
+    if not IN_REPOSITORY:
+        # An installed package may sit inside somebody else's repository: its commit is not ours.
+        return None
     try:
         out = subprocess.run(
             ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True
@@ -92,6 +107,12 @@ def _command() -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
+def _version() -> str:
+    from gridlib import __version__
+
+    return __version__
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
@@ -120,6 +141,7 @@ def provenance(seed: int | None = None) -> dict[str, Any]:
         "jax_devices": [str(d) for d in jax.devices()],
         "python": platform.python_version(),
         "jax_version": jax.__version__,
+        "gridlib_version": _version(),
         "seed": seed,
         "scale": scale.current(),
     }

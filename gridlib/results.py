@@ -76,14 +76,22 @@ class ResultsError(ValueError):
 # --------------------------------------------------------------------------- folders and names
 
 
+def _home() -> Path:
+    # The checkout for the book; a user folder for an installed package (never site-packages).
+    return REPO_ROOT if provenance_module.IN_REPOSITORY else provenance_module.user_folder()
+
+
 def results_dir() -> Path:
-    """The folder of the book's published results (``GRIDLIB_RESULTS`` or ``results/``)."""
-    return env_folder(ENV_VAR, REPO_ROOT / "results")
+    """The folder of published results: ``GRIDLIB_RESULTS``, else the book's ``results/`` in
+    the source checkout, else ``~/.local/share/gridlib/results`` for an installed package
+    (:func:`gridlib.provenance.user_folder`)."""
+    return env_folder(ENV_VAR, _home() / "results")
 
 
 def runs_dir() -> Path:
-    """The folder of checkpoints and scratch results (``GRIDLIB_RUNS`` or ``runs/``)."""
-    return env_folder(RUNS_ENV_VAR, REPO_ROOT / "runs")
+    """The folder of checkpoints and scratch results: ``GRIDLIB_RUNS``, else ``runs/`` of the
+    checkout, else ``~/.local/share/gridlib/runs`` for an installed package."""
+    return env_folder(RUNS_ENV_VAR, _home() / "runs")
 
 
 def scratch_dir() -> Path:
@@ -282,8 +290,13 @@ def save(
     extra: Mapping[str, Any] | None = None,
     publish: bool | None = None,
     overwrite: bool | None = None,
+    arrays: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the record of one run and return its path (see the module docstring for where).
+
+    ``arrays`` (name -> array, e.g. a model's final parameters) go to an ``.npz`` file beside
+    the record, written first; the record names it with its SHA-256, and
+    :func:`load_arrays` reads it back (never with pickle).
 
     Raises:
         FloatingPointError: if a metric is NaN or infinite (nothing is written).
@@ -316,11 +329,60 @@ def save(
     complete = is_complete(record) and not (s is not None and s.stopped_early)
     out, why = destination(name, config, seed, publish=publish, overwrite=overwrite,
                            complete=complete)
+    if arrays:
+        blob = _npz_bytes(arrays)
+        record["arrays"] = {"file": out.with_suffix(".npz").name, "sha256": hashlib.sha256(blob).hexdigest(),
+                            "shapes": {k: list(np.shape(v)) for k, v in arrays.items()}}
+        with storage.publishing(out.with_suffix(".npz")):
+            storage.write_bytes(out.with_suffix(".npz"), blob)
     with storage.publishing(out):
         storage.write_json(out, record)
     if not out.is_relative_to(results_dir()):
         print(f"note: {name} written to {out} ({why})", file=sys.stderr)
     return out
+
+
+def tree_arrays(tree: Any) -> dict[str, np.ndarray]:
+    """A pytree's leaves as ``{path: array}`` (e.g. ``".grid.weight"``), for ``save(arrays=)``:
+    the names say where each array lives in the model's parameters."""
+    import jax
+
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {jax.tree_util.keystr(p) or "value": np.asarray(v) for p, v in leaves}
+
+
+#: Fields added to a published record after its run, by :func:`annotate`: its fingerprint, a
+#: declared drift (:mod:`gridlib.fingerprint`), and what a remake replaced
+#: (:func:`gridlib.reproduce.remake`, shown by :func:`remake_note`). Nothing else may change.
+ANNOTATIONS = ("fingerprint", "drift", "remade")
+
+
+def annotate(name: str, field: str, value: Any) -> Path:
+    """Set one annotation field (:data:`ANNOTATIONS`) of the published record ``name``, keeping
+    every other field as it is; ``value=None`` removes it.
+
+    Raises:
+        ResultsError: for another field, or a record that is not published.
+    """
+    if field not in ANNOTATIONS:
+        raise ResultsError(f"{field!r} is not an annotation of a record (only {', '.join(ANNOTATIONS)})")
+    target = path(name)
+    record = read(target)
+    if value is None:
+        record.pop(field, None)
+    else:
+        record[field] = to_jsonable(value)
+    with storage.publishing(target):
+        storage.write_json(target, record)
+    return target
+
+
+def _npz_bytes(arrays: Mapping[str, Any]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, allow_pickle=False, **{k: np.asarray(v) for k, v in arrays.items()})
+    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------- reading
@@ -351,6 +413,31 @@ def read(file: str | os.PathLike) -> dict[str, Any]:
         if not isinstance(record[key], Mapping):
             raise storage.StoredFileError(f"results file {file} is damaged ({key} is not an object); {_FIX}")
     return record
+
+
+def load_arrays(name: str) -> dict[str, np.ndarray]:
+    """The arrays saved with the published record ``name`` (``save(..., arrays=)``), checked
+    against the SHA-256 the record holds.
+
+    Raises:
+        gridlib.storage.StoredFileError: when the record has no arrays, or its ``.npz`` is
+            missing, damaged or not the one the record names.
+    """
+    import io
+
+    record = load(name)
+    entry = record.get("arrays")
+    if not isinstance(entry, Mapping) or "sha256" not in entry:
+        raise storage.StoredFileError(f"results/{name}.json has no saved arrays; {_FIX}")
+    file = path(name).with_suffix(".npz")
+    try:
+        blob = file.read_bytes()
+    except OSError as err:
+        raise storage.StoredFileError(f"{file} cannot be read ({err.strerror}); {_FIX}") from None
+    if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
+        raise storage.StoredFileError(f"{file} is not the file its record names (checksum differs); {_FIX}")
+    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
 
 
 def load_scratch(name: str) -> dict[str, Any]:
@@ -455,6 +542,33 @@ def dirty_note(record: Mapping[str, Any]) -> str:
     return "tree differed from the commit (old flag: may count results files only)"
 
 
+def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+            and "time" not in k and "wall" not in k}  # fmt: skip
+
+
+def replaced(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What a remake keeps of the record it replaces (for the ``remade`` annotation): its
+    commit, tree state, date and scalar metrics."""
+    p = record["provenance"]
+    return {"git_commit": p.get("git_commit"), "git_dirty": p.get("git_dirty"),
+            "date_utc": p.get("date_utc"), "metrics": _scalars(record["metrics"])}
+
+
+def remake_note(record: Mapping[str, Any]) -> str:
+    """'' unless the record remade an older one; then which numbers moved, old -> new."""
+    old = record.get("remade")
+    if not isinstance(old, Mapping):
+        return ""
+    was = "a modified tree" if old.get("git_dirty") else f"commit {str(old.get('git_commit'))[:7]}"
+    now, then = _scalars(record["metrics"]), old.get("metrics") or {}
+    moved = [f"{k} {then[k]:.4g} -> {now[k]:.4g}" for k in sorted(now) if k in then and then[k] != now[k]]
+    if not moved:
+        return f"remade; the record it replaced (from {was}) had the same numbers"
+    return f"remade; the record it replaced (from {was}) had " + ", ".join(moved[:3]) + (
+        f" and {len(moved) - 3} more changes" if len(moved) > 3 else "")
+
+
 def describe(record: Mapping[str, Any]) -> str:
     """A compact one-line provenance statement (plain text, no Markdown)."""
     p = record["provenance"]
@@ -462,8 +576,10 @@ def describe(record: Mapping[str, Any]) -> str:
     dirty = dirty_note(record)
     seed = f", seed {p['seed']}" if p.get("seed") is not None else ""
     resumed = f", resumed {len(p['resumed'])}x" if p.get("resumed") else ""
+    remade = remake_note(record)
     return (
         f"{short_command(record)} · commit {commit}{f' ({dirty})' if dirty else ''} · "
         f"{str(p.get('date_utc', '?'))[:10]}{resumed} · {p.get('cpu_count', '?')} cores, "
         f"JAX {p.get('jax_backend', '?')}{seed}, scale {p.get('scale', '?')}"
+        + (f" · {remade}" if remade else "")
     )

@@ -99,8 +99,9 @@ def roots() -> list[Path]:
     static files (``_static/``), resolved."""
     from gridlib import data, results
 
-    folders = [results.results_dir(), results.runs_dir(), data.cache_root(),
-               results.REPO_ROOT / "_static"]
+    folders = [results.results_dir(), results.runs_dir(), data.cache_root()]
+    if results.provenance_module.IN_REPOSITORY:
+        folders.append(results.REPO_ROOT / "_static")
     return [f.resolve() for f in folders]
 
 

@@ -219,3 +219,35 @@ def test_fences_inside_a_cell_and_longer_fences():
     text = HEAD + "````{code-cell} ipython3\ns = '''\n```\n'''\n" + WIDE + "\n````\n"
     assert _rules(text) == ["long-line"]
     assert len(parse_cells(text)) == 1
+
+
+# --------------------------------------------------------------------------- library names link
+
+
+PLAIN_NAME = re.compile(r"(?<![}\w<])`(gridlib(?:\.[A-Za-z_][A-Za-z0-9_]*)+)(?:\(\))?`")
+FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
+
+
+def plain_library_names(text: str) -> list[tuple[int, str]]:
+    """``(line, name)`` of every library name written as plain code in prose (outside fenced
+    blocks): it must be a ``{py:...}`` role, so that the reference links it and a nitpicky
+    build (``-n``) fails when the reference lacks it."""
+    out, fence = [], None
+    for i, line in enumerate(text.splitlines(), 1):
+        m = FENCE.match(line)
+        if m:
+            fence = m.group(1) if fence is None else (None if line.strip().startswith(fence) else fence)
+            continue
+        if fence is None:
+            out += [(i, mt.group(1)) for mt in PLAIN_NAME.finditer(line)]
+    return out
+
+
+def test_prose_names_library_objects_through_the_reference():
+    found = [f"{p.relative_to(ROOT)}:{i}: `{n}`" for p in PAGES for i, n in plain_library_names(p.read_text())]
+    assert not found, "write {py:func}`...` (or mod/class) instead of plain code:\n" + "\n".join(found)
+
+
+def test_the_link_check_sees_plain_names_and_spares_roles_and_code():
+    text = "a `gridlib.ep.forces` b {py:func}`gridlib.ep.forces` c\n```python\n`gridlib.x`\n```\n"
+    assert plain_library_names(text) == [(1, "gridlib.ep.forces")]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gridlib import cli, flags, recheck, results
+from gridlib import cli, flags, recheck, reproduce, results
 
 ENTRIES = cli.entries()
 
@@ -85,6 +85,14 @@ def test_recheck_flags_refuse_bad_values(sandbox, capsys, key):
     flag = f"--{key}"
     for value in recheck.FLAGS[key].bad_values():
         _refused(capsys, ["recheck", "mlp-anything", flag, value], flag)
+    assert not _files(sandbox)
+
+
+@pytest.mark.parametrize("key", ["run", "workers"])
+def test_reproduce_flags_refuse_bad_values(sandbox, capsys, key):
+    flag = f"--{key}"
+    for value in reproduce.FLAGS[key].bad_values():
+        _refused(capsys, ["reproduce", "--stale", flag, value], flag)
     assert not _files(sandbox)
 
 

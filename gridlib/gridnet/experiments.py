@@ -97,5 +97,5 @@ def gridnet_mnist(preset: str = "cpu", epochs: int = 0, batch_size: int = 256, l
                "n_test": len(splits.x_test),
                "train_time_s": float(sum(run.history["epoch_time_s"]))}
     results.save(name, config={**run.config, "preset": preset}, metrics=metrics,
-                 history=run.history, seed=seed)
+                 history=run.history, seed=seed, arrays=results.tree_arrays(run.state.params))
     return metrics

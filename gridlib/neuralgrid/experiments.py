@@ -282,7 +282,7 @@ def neuralgrid_fashion(preset: str = "blog", seed: int = 0, epochs: int = 0, hei
     config = {**cfg._asdict(), "preset": preset, "is_preset": not variant,
               "n_train": n_train or 60000, "n_test": n_test or 10000}  # fmt: skip
     path = results.save(name, config=config, metrics=metrics, history=run.history, seed=seed,
-                        extra=extra)  # fmt: skip
+                        extra=extra, arrays=results.tree_arrays(run.state.params))  # fmt: skip
     print(f"{name}: test acc {metrics['test_acc']:.4f} -> {path}")
     return metrics
 
@@ -305,6 +305,7 @@ def neuralgrid3d(dataset: str = "fashion_mnist", seed: int = 0, epochs: int = 10
     metrics = {"test_acc": run.history["test/acc"][-1], "test_loss": run.history["test/loss"][-1],
                "mean_epoch_time_s": float(np.mean(run.history["epoch_time_s"]))}  # fmt: skip
     config = {**cfg._asdict(), "n_train": n_train or 60000, "n_test": n_test or 10000}
-    results.save(name, config=config, metrics=metrics, history=run.history, seed=seed)
+    results.save(name, config=config, metrics=metrics, history=run.history, seed=seed,
+                 arrays=results.tree_arrays(run.state.params))
     print(f"{name}: test acc {metrics['test_acc']:.4f}")
     return metrics
