@@ -31,6 +31,7 @@ data: env
 # ---- the book (full scale) --------------------------------------------------------------
 book: env data
 	rm -rf _build/html _build/jupyter_execute _build/.doctrees
+	$(BIN)/python -m gridlib export-web
 	GRIDLIB_SCALE=full $(BIN)/jupyter-book build . --all
 	$(BIN)/python tests/browser/check_links.py _build/html
 	@echo "open _build/html/index.html"
@@ -73,6 +74,7 @@ notebooks:
 
 book-ci:
 	rm -rf _build/ci
+	$(BIN)/python -m gridlib export-web
 	GRIDLIB_SCALE=ci $(BIN)/jupyter-book build . --all -W -n --keep-going --path-output _build/ci
 
 # Every keyed number (report.quantity) shows one text on every built page of the CI-scale book.

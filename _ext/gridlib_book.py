@@ -20,6 +20,7 @@
    once plain from there (before ``window.MathJax`` holds the configuration) and once, deferred,
    from ``mathjax_path`` by ``sphinx.ext.mathjax``. The plain entry is dropped; MathJax is loaded
    by ``sphinx.ext.mathjax`` alone, after its configuration, on the pages that have math.
+   The live page's ES modules (``_static/live/``) are dropped too: only that page loads them.
 
 4. **Author-year labels in the bibliography.** The text cites author-year
    (``bibtex_reference_style: author_year``: "Scellier and Bengio, 2017"), but pybtex's default
@@ -70,7 +71,9 @@ def _drop_static_mathjax(app: Sphinx, config: Any) -> None:
     def filename(entry: Any) -> str:
         return entry[0] if isinstance(entry, tuple | list) else entry
 
-    config.html_js_files = [e for e in config.html_js_files if filename(e) != mathjax]
+    # the live page's ES modules (_static/live, gridlib.web) are loaded by that page alone
+    config.html_js_files = [e for e in config.html_js_files
+                            if filename(e) != mathjax and not filename(e).startswith("live/")]
 
 
 def _executed_notebook(app: Sphinx, pagename: str) -> Path | None:

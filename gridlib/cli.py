@@ -54,7 +54,7 @@ EXPERIMENT_MODULES = [
 ]
 
 #: Commands that are not experiments, each a module with ``main(argv) -> exit status``.
-COMMANDS = {"recheck": "gridlib.recheck", "reproduce": "gridlib.reproduce"}
+COMMANDS = {"recheck": "gridlib.recheck", "reproduce": "gridlib.reproduce", "export-web": "gridlib.web"}
 
 #: Exceptions that are the user's to fix: shown as one line, exit code 2.
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FloatingPointError, MemoryError,

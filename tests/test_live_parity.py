@@ -1,0 +1,189 @@
+"""The live page's JavaScript (``web/``) against the library, in headless Chromium.
+
+``gridlib.web.export`` writes the page's files and the library's float64 fixtures into a
+temporary folder (a subprocess: JAX's x64 switch stays out of this process); the folder is served
+on localhost and opened in Debian's Chromium, driven like ``tests/browser/check_pages.py``.
+
+- ``tests/browser/live_parity.html`` runs the modules on the fixtures' inputs: the filter grid's
+  readout and SnAP-1/SnAP-0 gradients agree to 1e-9 relative, 50 Adam steps of SnAP-1 to 1e-6,
+  NeuralGrid's and gridnet's logits to 1e-5 and their predictions on the shipped held-out digits
+  exactly;
+- the page itself (the HTML of ``book/live.md`` between its ``live:begin``/``live:end`` marks)
+  classifies a synthetic stroke drawn on its pad with pointer events, trains in its worker, and
+  logs no error and requests nothing outside the site.
+
+Skipped without a Chromium, except on CI. ``GRIDLIB_LIVE_EXPORT=<folder>`` reuses an export
+already made there (``python -m gridlib export-web`` writes one to ``_static/live``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BROWSER = ROOT / "tests" / "browser"
+
+_spec = importlib.util.spec_from_file_location("check_pages", BROWSER / "check_pages.py")
+check_pages = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(check_pages)
+
+READOUT_RTOL = 1e-9
+ADAM_RTOL = 1e-6
+LOGITS_RTOL = 1e-5
+
+
+def live_html() -> str:
+    """The live elements of ``book/live.md`` as one page, with the scripts' path of this site."""
+    text = (ROOT / "book" / "live.md").read_text()
+    start, end = text.index("<!-- live:begin -->"), text.index("<!-- live:end -->")
+    style = text[text.index("<style>"): text.index("</style>") + len("</style>")]
+    body = text[start:end].replace("../_static/live/", "live/")
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>live</title>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            "<link rel='icon' href='data:,'>"
+            f"{style}</head><body>{body}</body></html>")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("live-site")
+    reuse = os.environ.get("GRIDLIB_LIVE_EXPORT", "").strip()
+    if reuse:
+        shutil.copytree(reuse, root / "live")
+        for src in (ROOT / "web").glob("*.js"):  # the sources under test, not the copy's
+            shutil.copy(src, root / "live" / src.name)
+    else:
+        env = {**os.environ, "GRIDLIB_RUNS": str(root), "JAX_PLATFORMS": "cpu"}
+        code = "import sys; from gridlib import web; web.export(sys.argv[1])"
+        subprocess.run([sys.executable, "-c", code, str(root / "live")], check=True, env=env,
+                       cwd=ROOT, timeout=600)
+    for name in ("live_parity.html", "live_parity.js"):
+        shutil.copy(BROWSER / name, root / name)
+    (root / "page.html").write_text(live_html())
+    return root
+
+
+@pytest.fixture(scope="module")
+def browser():
+    exe = check_pages.find_chromium()
+    if exe is None:
+        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+            pytest.fail("no Chromium on CI")
+        pytest.skip("no Chromium (apt-get install chromium)")
+    b = check_pages.Chromium(exe, 1280, 900)
+    yield b
+    b.close()
+
+
+def open_page(browser, base: str, page: str, expression: str, timeout: float = 240.0):
+    """Open ``page``, evaluate the async ``expression`` in it; returns ``(value, problems)``,
+    problems being console errors, uncaught exceptions, failed and external requests."""
+    session = browser.open_tab()
+    browser.call("Log.enable", {}, session)
+    events: list = []
+    browser.call("Page.navigate", {"url": base + page}, session)
+    browser.wait_event("Page.loadEventFired", session, 60, events)
+    res = browser.call("Runtime.evaluate", {"expression": expression, "awaitPromise": True,
+                                            "returnByValue": True}, session, timeout=timeout)
+    browser.drain_events(session, events)
+    if "exceptionDetails" in res:
+        d = res["exceptionDetails"]
+        raise AssertionError(d.get("exception", {}).get("description") or d.get("text"))
+    problems = []
+    for ev in events:
+        m, p = ev["method"], ev.get("params", {})
+        if m == "Runtime.exceptionThrown":
+            problems.append(f"exception: {p['exceptionDetails'].get('text')}")
+        elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+            problems.append(f"console.{p['type']}: {json.dumps(p.get('args'))[:200]}")
+        elif m == "Log.entryAdded" and p["entry"].get("level") == "error":
+            problems.append(f"log: {p['entry'].get('text')}")
+        elif m == "Network.requestWillBeSent":
+            url = p["request"]["url"]
+            if not url.startswith((base, "data:", "blob:")):
+                problems.append(f"external request: {url}")
+        elif m == "Network.responseReceived" and p["response"]["status"] >= 400:
+            problems.append(f"HTTP {p['response']['status']}: {p['response']['url']}")
+    return res["result"].get("value"), problems
+
+
+@pytest.fixture(scope="module")
+def served(site):
+    server, base = check_pages.serve(site)
+    yield base
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def parity(browser, served):
+    value, problems = open_page(browser, served, "live_parity.html", "window.parity")
+    assert not problems, problems
+    return value
+
+
+def test_filtergrid_readout_and_gradients_match_the_library(parity):
+    assert parity["readout"] < READOUT_RTOL, parity
+    for key in ("snap1", "snap0", "snap1.loss", "snap0.loss"):
+        assert parity[key] < READOUT_RTOL, (key, parity)
+
+
+def test_fifty_adam_steps_of_snap1_match_the_library(parity):
+    assert parity["adam"] < ADAM_RTOL, parity
+    assert parity["examples_per_s"] > 0
+
+
+def test_neuralgrid_and_gridnet_logits_and_predictions_match_the_library(parity):
+    assert parity["neuralgrid"] < LOGITS_RTOL, parity
+    assert parity["gridnet"] < LOGITS_RTOL, parity
+    assert parity["ng_pred_mismatch"] == 0 and parity["gn_pred_mismatch"] == 0, parity
+
+
+# Draw a vertical stroke (a "1") with pointer events, then train for a moment in the worker.
+PAGE_SCRIPT = r"""
+(async () => {
+  const $ = (id) => document.getElementById(id);
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  async function until(cond, ms, what) {
+    const t0 = performance.now();
+    while (!cond()) {
+      if (performance.now() - t0 > ms) throw new Error("timed out waiting for " + what);
+      await sleep(50);
+    }
+  }
+  await until(() => $("live-root").dataset.ready === "true", 60000, "the page");
+  $("live-clear").click();
+  const pad = $("live-pad");
+  const box = pad.getBoundingClientRect();
+  const at = (type, fy) => pad.dispatchEvent(new PointerEvent(type, {bubbles: true,
+    pointerId: 1, clientX: box.left + 0.5 * box.width, clientY: box.top + fy * box.height}));
+  at("pointerdown", 0.15);
+  for (let k = 1; k <= 20; k++) at("pointermove", 0.15 + 0.7 * k / 20);
+  at("pointerup", 0.85);
+  const pred = $("live-fg-pred").dataset;
+  const drawn = {pred: pred.pred, ink: Number(pred.ink), centre: Number(pred.centre),
+                 label: $("live-label").textContent};
+  $("live-run").click();
+  await until(() => Number($("live-rate").dataset.value || 0) > 0, 60000, "training");
+  await sleep(2500);
+  $("live-run").click();
+  return {...drawn, rate: Number($("live-rate").dataset.value),
+          heldout: Number($("live-heldout").dataset.value)};
+})()
+"""
+
+
+def test_the_page_classifies_a_drawn_stroke_and_trains_cleanly(browser, served):
+    value, problems = open_page(browser, served, "page.html", PAGE_SCRIPT)
+    assert not problems, problems
+    assert value["label"] == "your drawing" and value["pred"] in list("0123456789"), value
+    # the stroke arrived as a 28 x 28 digit: ink, centred in column 13-14 like MNIST's ones
+    assert value["ink"] > 1000 and 12 <= value["centre"] <= 15, value
+    assert value["rate"] > 0 and 0 <= value["heldout"] <= 1, value

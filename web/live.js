@@ -1,0 +1,376 @@
+// The live page (book/live.md): draw or pick a digit, watch the filter grid's wave and readout,
+// see NeuralGrid's and gridnet's answers, and train the grid with SnAP-1 or SnAP-0 in a worker.
+// Everything it loads comes from this folder (written by `python -m gridlib export-web`).
+import { loadBundle, f64 } from "./bundle.js";
+import * as fgm from "./filtergrid.js";
+import { network_apply } from "./neuralgrid.js";
+import * as gnm from "./gridnet.js";
+
+const here = (name) => new URL(name, import.meta.url);
+const $ = (id) => document.getElementById(id);
+const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+  "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+const FASHION = ["T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
+  "sneaker", "bag", "ankle boot"];
+
+// ---- colour maps ------------------------------------------------------------------------------
+
+// diverging map for values in [-1, 1]: blue (negative), white (0), red (positive)
+function diverging(v) {
+  const x = Math.max(-1, Math.min(1, v));
+  const a = Math.round(255 * (1 - Math.abs(x)));
+  return x >= 0 ? `rgb(255,${a},${a})` : `rgb(${a},${a},255)`;
+}
+
+function heatmap(canvas, values, rows, cols, scale) {
+  const ctx = canvas.getContext("2d");
+  const cw = canvas.width / cols;
+  const ch = canvas.height / rows;
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) {
+      ctx.fillStyle = diverging(values[i * cols + j] / scale);
+      ctx.fillRect(j * cw, i * ch, Math.ceil(cw), Math.ceil(ch));
+    }
+  }
+}
+
+function maxAbs(a) {
+  let m = 0;
+  for (const v of a) m = Math.max(m, Math.abs(v));
+  return m || 1;
+}
+
+// ---- the drawing pad --------------------------------------------------------------------------
+
+// A 280 x 280 pad drawn in white on black; to28 turns it into an MNIST-like 28 x 28 digit
+// (bounding box scaled into 20 x 20, centred by its centre of mass), pixels as bytes k.
+class Pad {
+  constructor(canvas, onChange) {
+    this.canvas = canvas;
+    this.ctx = canvas.getContext("2d");
+    this.onChange = onChange;
+    this.drawing = false;
+    this.clear();
+    canvas.addEventListener("pointerdown", (e) => this.down(e));
+    canvas.addEventListener("pointermove", (e) => this.move(e));
+    for (const t of ["pointerup", "pointerleave", "pointercancel"]) canvas.addEventListener(t, () => this.up());
+  }
+
+  clear() {
+    this.ctx.fillStyle = "#000";
+    this.ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
+    this.empty = true;
+  }
+
+  at(e) {
+    const r = this.canvas.getBoundingClientRect();
+    return [((e.clientX - r.left) * this.canvas.width) / r.width, ((e.clientY - r.top) * this.canvas.height) / r.height];
+  }
+
+  down(e) {
+    e.preventDefault();
+    this.drawing = true;
+    this.last = this.at(e);
+    this.line(this.last, this.last);
+  }
+
+  move(e) {
+    if (!this.drawing) return;
+    e.preventDefault();
+    const p = this.at(e);
+    this.line(this.last, p);
+    this.last = p;
+  }
+
+  up() {
+    if (!this.drawing) return;
+    this.drawing = false;
+    this.onChange();
+  }
+
+  line(a, b) {
+    const ctx = this.ctx;
+    ctx.strokeStyle = "#fff";
+    ctx.lineWidth = 22;
+    ctx.lineCap = "round";
+    ctx.beginPath();
+    ctx.moveTo(a[0], a[1]);
+    ctx.lineTo(b[0], b[1]);
+    ctx.stroke();
+    this.empty = false;
+  }
+
+  show(pixels) {
+    const img = this.ctx.createImageData(28, 28);
+    for (let p = 0; p < 784; p++) {
+      img.data.set([pixels[p], pixels[p], pixels[p], 255], 4 * p);
+    }
+    const tmp = document.createElement("canvas");
+    tmp.width = tmp.height = 28;
+    tmp.getContext("2d").putImageData(img, 0, 0);
+    this.ctx.imageSmoothingEnabled = false;
+    this.ctx.drawImage(tmp, 0, 0, this.canvas.width, this.canvas.height);
+    this.empty = false;
+  }
+
+  to28() {
+    const w = this.canvas.width;
+    const src = this.ctx.getImageData(0, 0, w, w).data;
+    let [x0, y0, x1, y1] = [w, w, -1, -1];
+    for (let y = 0; y < w; y++) {
+      for (let x = 0; x < w; x++) {
+        if (src[4 * (y * w + x)] > 20) {
+          x0 = Math.min(x0, x); x1 = Math.max(x1, x);
+          y0 = Math.min(y0, y); y1 = Math.max(y1, y);
+        }
+      }
+    }
+    const out = new Uint8Array(784);
+    if (x1 < 0) return out;
+    const side = Math.max(x1 - x0 + 1, y1 - y0 + 1);
+    const small = document.createElement("canvas");
+    small.width = small.height = 20;
+    const sctx = small.getContext("2d");
+    sctx.fillStyle = "#000";
+    sctx.fillRect(0, 0, 20, 20);
+    const cx = (x0 + x1 + 1) / 2;
+    const cy = (y0 + y1 + 1) / 2;
+    sctx.drawImage(this.canvas, cx - side / 2, cy - side / 2, side, side, 0, 0, 20, 20);
+    const s = sctx.getImageData(0, 0, 20, 20).data;
+    let [mass, mx, my] = [0, 0, 0];
+    for (let y = 0; y < 20; y++) {
+      for (let x = 0; x < 20; x++) {
+        const v = s[4 * (y * 20 + x)];
+        mass += v; mx += v * x; my += v * y;
+      }
+    }
+    const dx = Math.round(14 - mx / mass - 0.5);
+    const dy = Math.round(14 - my / mass - 0.5);
+    for (let y = 0; y < 20; y++) {
+      for (let x = 0; x < 20; x++) {
+        const [tx, ty] = [x + dx, y + dy];
+        if (tx >= 0 && tx < 28 && ty >= 0 && ty < 28) out[ty * 28 + tx] = s[4 * (y * 20 + x)];
+      }
+    }
+    return out;
+  }
+}
+
+// ---- line charts ------------------------------------------------------------------------------
+
+function chart(canvas, series, { xMax, yMin, yMax, xLabel, yLabel, highlight = -1 }) {
+  const ctx = canvas.getContext("2d");
+  const [w, h] = [canvas.width, canvas.height];
+  const [l, r, t, b] = [46, 10, 10, 34];
+  ctx.clearRect(0, 0, w, h);
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, w, h);
+  ctx.strokeStyle = "#555";
+  ctx.lineWidth = 1;
+  ctx.strokeRect(l, t, w - l - r, h - t - b);
+  ctx.fillStyle = "#222";
+  ctx.font = "13px sans-serif";
+  ctx.textAlign = "center";
+  ctx.fillText(xLabel, l + (w - l - r) / 2, h - 6);
+  ctx.fillText("0", l, h - b + 14);
+  ctx.fillText(String(xMax), w - r - 8, h - b + 14);
+  ctx.save();
+  ctx.translate(12, t + (h - t - b) / 2);
+  ctx.rotate(-Math.PI / 2);
+  ctx.fillText(yLabel, 0, 0);
+  ctx.restore();
+  ctx.textAlign = "right";
+  ctx.fillText(String(yMax), l - 4, t + 10);
+  ctx.fillText(String(yMin), l - 4, h - b);
+  const X = (x) => l + (x / xMax) * (w - l - r);
+  const Y = (y) => t + (1 - (y - yMin) / (yMax - yMin)) * (h - t - b);
+  series.forEach((pts, q) => {
+    if (!pts.length) return;
+    ctx.strokeStyle = COLOURS[q % COLOURS.length];
+    ctx.lineWidth = q === highlight ? 3 : 1.5;
+    ctx.beginPath();
+    pts.forEach(([x, y], k) => (k ? ctx.lineTo(X(x), Y(y)) : ctx.moveTo(X(x), Y(y))));
+    ctx.stroke();
+  });
+}
+
+// ---- the page ---------------------------------------------------------------------------------
+
+async function main() {
+  const root = $("live-root");
+  if (!root) return;
+  const status = $("live-status");
+  const manifest = await (await fetch(here("manifest.json"))).json();
+  const [digits, fg] = await Promise.all([loadBundle(here("digits.bin")), loadBundle(here("filtergrid.bin"))]);
+  const ng = manifest.neuralgrid ? await loadBundle(here("neuralgrid.bin")) : null;
+  const gn = manifest.gridnet ? await loadBundle(here("gridnet.bin")) : null;
+  const settings = fg.meta.settings;
+  const { n_rows: n, n_cols: m, gain, pixel_scale, dt } = settings;
+  const trained = Object.fromEntries(fgm.FIELDS.map((f) => [f, f64(fg.arrays[`trained.${f}`])]));
+  const init = Object.fromEntries(fgm.FIELDS.map((f) => [f, f64(fg.arrays[`init.${f}`])]));
+  const ngParams = ng && Object.fromEntries(Object.entries(ng.arrays).map(([k, v]) => [k, f64(v)]));
+  const gnParams = gn && Object.fromEntries(Object.entries(gn.arrays).map(([k, v]) => [k, f64(v)]));
+  const gnTable = gn && gnm.neighbour_table(gn.meta.config.grid, gn.meta.config.block);
+  const nTest = digits.meta.n_test;
+  const acc = fg.meta.trained.metrics["test/acc"];
+  $("live-provenance").textContent = `Filter grid: ${fg.meta.trained.name}, test accuracy ${(100 * acc).toFixed(2)} % on the 10,000 test digits (${fg.meta.trained.describe}).`;
+
+  // -- classify and animate --------------------------------------------------------------------
+  let y = null;
+  let r = null;
+  let frame = 0;
+  let timer = null;
+  const gridCanvas = $("live-wave");
+  const traces = $("live-traces");
+  const slider = $("live-t");
+
+  function drawFrame(t) {
+    frame = t;
+    slider.value = String(t);
+    $("live-t-label").textContent = `time step ${t + 1} of ${settings.t_len}`;
+    heatmap(gridCanvas, y.subarray(t * n * m, (t + 1) * n * m), n, m, 1);
+    const series = [];
+    for (let j = 0; j < m; j++) {
+      const pts = [];
+      for (let s = 0; s <= t; s++) pts.push([s + 1, r[s * m + j]]);
+      series.push(pts);
+    }
+    const pred = fgm.argmax(fgm.logits_of(r, settings.t_len, m));
+    chart(traces, series, { xMax: settings.t_len, yMin: -1, yMax: 1, xLabel: "time step t", yLabel: "readout r(t)", highlight: pred });
+  }
+
+  function play() {
+    clearInterval(timer);
+    let t = 0;
+    timer = setInterval(() => {
+      drawFrame(t);
+      t += 1;
+      if (t >= settings.t_len) clearInterval(timer);
+    }, 90);
+  }
+
+  function classify(pixels, label = null) {
+    const { xs, t_len } = fgm.image_rows(pixels, gain, pixel_scale, n);
+    ({ y, r } = fgm.forward(trained, xs, t_len, n, m, dt));
+    const logits = fgm.logits_of(r, t_len, m);
+    const pred = fgm.argmax(logits);
+    const out = $("live-fg-pred");
+    out.textContent = String(pred);
+    out.dataset.pred = String(pred);
+    let [ink, moment] = [0, 0];
+    pixels.forEach((k, p) => { ink += k; moment += k * (p % 28); });
+    out.dataset.ink = String(ink); // what the tests read: the digit's mass and mean column
+    out.dataset.centre = String(ink ? moment / ink : -1);
+    $("live-label").textContent = label === null ? "your drawing" : `test digit, label ${label}`;
+    $("live-legend").innerHTML = COLOURS.map((c, j) => `<span style="color:${c}">&#9632;&nbsp;${j}</span>`).join(" ");
+    const x01 = Float64Array.from(pixels, (k) => k / 256);
+    if (ngParams) {
+      const res = network_apply(ngParams, x01, ng.meta.config);
+      const p = fgm.argmax(res.logits);
+      const names = ng.meta.trained.config.dataset === "fashion_mnist" ? FASHION : null;
+      $("live-ng-pred").textContent = names ? `${p} (${names[p]})` : String(p);
+      const { height: hh, width: ww } = ng.meta.config;
+      const acts = new Float64Array(hh * ww); // (H, W): rows = neuron, columns = layer
+      for (let l = 0; l < ww; l++) for (let i = 0; i < hh; i++) acts[i * ww + l] = res.acts[l * hh + i];
+      heatmap($("live-ng-acts"), acts, hh, ww, 1);
+    }
+    if (gnParams) {
+      const cfg = gn.meta.config;
+      const res = gnm.forward(gnParams, x01, cfg, gnTable);
+      $("live-gn-pred").textContent = String(fgm.argmax(res.logits));
+      const g = cfg.grid;
+      const last = res.grids[res.grids.length - 1];
+      ["live-gn-k0", "live-gn-kmid", "live-gn-klast"].forEach((id, q) => {
+        const k = [0, g / 2, g - 1][q];
+        const face = new Float64Array(g * g);
+        for (let p = 0; p < g * g; p++) face[p] = last[p * g + k];
+        heatmap($(id), face, g, g, maxAbs(face));
+      });
+    }
+    play();
+  }
+
+  const pad = new Pad($("live-pad"), () => classify(pad.to28()));
+  let testIndex = 0;
+  function showTest() {
+    const px = digits.arrays.x_test.subarray(testIndex * 784, (testIndex + 1) * 784);
+    pad.show(px);
+    classify(px, digits.arrays.y_test[testIndex]);
+    testIndex = (testIndex + 1) % nTest;
+  }
+  $("live-clear").addEventListener("click", () => { pad.clear(); });
+  $("live-next").addEventListener("click", showTest);
+  slider.max = String(settings.t_len - 1);
+  slider.addEventListener("input", () => { clearInterval(timer); drawFrame(Number(slider.value)); });
+  $("live-play").addEventListener("click", play);
+  if (!ngParams) $("live-ng").hidden = true;
+  if (!gnParams) $("live-gn").hidden = true;
+  const said = (b, what) => `${what}: ${b.meta.trained.name} (${b.meta.trained.describe}).`;
+  $("live-models-note").textContent = [ng && said(ng, "NeuralGrid"), gn && said(gn, "gridnet"),
+    ngParams && gnParams ? "" : "NeuralGrid and gridnet appear here once their published runs carry their final parameters."]
+    .filter(Boolean).join(" ");
+
+  // -- training in a worker --------------------------------------------------------------------
+  const worker = new Worker(here("worker.js"), { type: "module" });
+  const history = [];
+  const sp = settings.state_per_parameter;
+  $("live-state").textContent = `Learning state carried per parameter: SnAP-1 ${sp.snap1}, SnAP-0 ${sp.snap0} floats; BPTT stores ${sp.bptt} per parameter for ${settings.t_len} steps, and more for longer sequences.`;
+  const accChart = $("live-acc");
+  function drawAcc() {
+    const xMax = Math.max(3200, ...history.map((h) => h[0]));
+    chart(accChart, [history.map(([x, a]) => [x, 100 * a])], { xMax, yMin: 0, yMax: 100, xLabel: "training examples seen", yLabel: "held-out accuracy (%)" });
+  }
+  worker.onmessage = (ev) => {
+    const msg = ev.data;
+    if (msg.type === "progress") {
+      $("live-rate").textContent = `${Math.round(msg.examples_per_s)} examples/s`;
+      $("live-rate").dataset.value = String(msg.examples_per_s);
+      $("live-seen").textContent = `${msg.seen} examples, ${msg.steps} steps, batch loss ${msg.loss.toFixed(3)}`;
+    } else if (msg.type === "eval") {
+      if (history.length && msg.seen < history[history.length - 1][0]) history.length = 0;
+      history.push([msg.seen, msg.acc]);
+      $("live-heldout").textContent = `${(100 * msg.acc).toFixed(2)} %`;
+      $("live-heldout").dataset.value = String(msg.acc);
+      drawAcc();
+      fgm.FIELDS.forEach((f) => {
+        // weights and biases around 0; log tau (all negative) around the middle of its range
+        let v = msg.params[f];
+        if (f === "log_tau") {
+          const [lo, hi] = [Math.min(...v), Math.max(...v)];
+          v = v.map((x) => x - (lo + hi) / 2);
+        }
+        heatmap($(`live-p-${f}`), v, n, m, maxAbs(v));
+      });
+    }
+  };
+  worker.postMessage({
+    cmd: "init", settings, init,
+    digits: { x_train: digits.arrays.x_train, y_train: digits.arrays.y_train, x_test: digits.arrays.x_test,
+              y_test: digits.arrays.y_test, n_train: digits.meta.n_train, n_test: nTest },
+  });
+  const run = $("live-run");
+  run.addEventListener("click", () => {
+    const start = run.dataset.state !== "running";
+    worker.postMessage({ cmd: start ? "start" : "pause" });
+    run.dataset.state = start ? "running" : "paused";
+    run.textContent = start ? "Pause" : "Train";
+  });
+  $("live-reset").addEventListener("click", () => {
+    worker.postMessage({ cmd: "reset" });
+    run.dataset.state = "paused";
+    run.textContent = "Train";
+  });
+  $("live-lr").addEventListener("change", (e) => worker.postMessage({ cmd: "lr", value: Number(e.target.value) }));
+  $("live-rule").addEventListener("change", (e) => worker.postMessage({ cmd: "rule", value: e.target.value }));
+  $("live-lr").value = String(settings.lr);
+  drawAcc();
+  showTest();
+  status.textContent = `Ready: ${digits.meta.n_train} training and ${nTest} held-out MNIST digits loaded.`;
+  root.dataset.ready = "true";
+}
+
+main().catch((err) => {
+  const status = $("live-status");
+  if (status) status.textContent = `The live page could not start: ${err.message}`;
+  throw err;
+});
