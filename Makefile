@@ -42,7 +42,7 @@ test: env data lint chromium unit fingerprints notebooks book-ci consistency lin
 lint:
 	@if git ls-files 'notebooks/*.ipynb' | grep -q .; then \
 	  echo "error: .ipynb files are committed under notebooks/ (the sources are MyST .md)"; exit 1; fi
-	$(BIN)/ruff check gridlib tests benchmarks _ext
+	$(BIN)/ruff check gridlib tests benchmarks _ext examples
 
 # Test files (and notebooks) run in WORKERS processes (pytest-xdist), each file whole on one
 # worker, so module fixtures and a notebook's cells keep their order; WORKERS=0 runs serially.

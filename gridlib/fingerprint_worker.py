@@ -3,7 +3,7 @@
 It runs with *another* source tree's gridlib on ``sys.path`` -- the commit that made a record,
 or this one -- and replaces that tree's ``gridlib.experiment.fit`` before its experiments are
 imported. Each job's recorded command then runs as it did, up to its first call of ``fit``;
-there, instead of training, the first :data:`STEPS` minibatches run through the task's own
+there, instead of training, the first ``gridlib.fingerprint.STEPS`` minibatches run through the task's own
 ``init`` and ``train_step`` and the process reports what they gave. Only the ``Task`` interface
 (``init``, ``train_step``) is used, which every commit since the first results shares, so
 the same procedure fingerprints old and new code alike.

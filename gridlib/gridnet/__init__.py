@@ -13,6 +13,23 @@ global LayerNorm, carry an image from the input face to the readout face.
 - :mod:`~gridlib.gridnet.summary`     what the chapter loads and shows, checked against the configuration
   the prose describes
 - :mod:`~gridlib.gridnet.experiments` presets, the backprop task and ``python -m gridlib gridnet-mnist``
+
+Example:
+    A 4 x 4 x 4 cube in blocks of 2 x 2 x 2, three outer steps: two images in, ten logits
+    out. The fast forward pass (cells-major steps with a hand-written VJP) equals the naive
+    one built on the 27-neighbour gather:
+
+    >>> import jax, jax.numpy as jnp
+    >>> from gridlib import gridnet
+    >>> cfg = gridnet.Config(grid=4, block=2, outer=3)
+    >>> params = gridnet.init(jax.random.PRNGKey(0), cfg)
+    >>> x = jax.random.uniform(jax.random.PRNGKey(1), (2, 784))  # two images
+    >>> logits = gridnet.forward(params, x, cfg)
+    >>> logits.shape
+    (2, 10)
+    >>> naive = gridnet.forward_naive(params, x, cfg)
+    >>> bool(jnp.allclose(logits, naive, atol=1e-4))
+    True
 """
 
 from gridlib.gridnet.blocking import (
