@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from gridlib.flops import count_flops
+from gridlib.flops import count_flops, count_ops, count_stages
 
 A, B = jnp.ones((4, 3)), jnp.ones((3, 5))
 
@@ -57,3 +57,54 @@ def test_while_loop_needs_a_trip_count():
         count_flops(g, A, 3)
     assert count_flops(g, A, 3, trip_count=3) == 3 * 12
     assert count_flops(f, A) == 3 * 12  # a static fori_loop is a scan
+
+
+# ----------------------------------------------------------------- by kind, and sequential stages
+
+
+def test_count_ops_splits_products_transcendentals_and_the_rest():
+    """sin(a @ b) * 2 + sqrt(a @ b): one product, 20 sines, 60 other operations (a multiply,
+    a square root and an add per output element; sqrt is not a transcendental)."""
+    def f(a, b):
+        p = a @ b
+        return jnp.sin(p) * 2.0 + jnp.sqrt(p)
+
+    c = count_ops(f, A, B)
+    assert (c.matmul, dict(c.transcendental), c.other) == (2 * 4 * 5 * 3, {"sin": 20}, 3 * 20)
+    assert c.total == count_flops(f, A, B)
+
+
+def test_count_ops_multiplies_loops_and_sums_to_count_flops_under_grad():
+    def loss(w, x):
+        h = jax.lax.scan(lambda c, _: (jnp.tanh(c @ w), None), x, None, length=6)[0]
+        return jnp.sum(jnp.exp(h))
+
+    w, x = jnp.ones((5, 5)) * 0.1, jnp.ones((3, 5))
+    c = count_ops(loss, w, x)
+    assert c.matmul == 6 * 2 * 3 * 5 * 5 and c.transcendental == {"tanh": 6 * 15, "exp": 15}
+    g = count_ops(jax.grad(loss), w, x)
+    assert g.total == count_flops(jax.grad(loss), w, x) and g.matmul > c.matmul
+
+
+def test_typed_prng_keys_count_zero():
+    f = lambda k, x: x * jax.random.uniform(jax.random.fold_in(k, 1), x.shape)  # noqa: E731
+    assert count_ops(f, jax.random.key(0), A).total == count_flops(f, jax.random.key(0), A)
+
+
+def _scan(x, n, f=lambda c: c * 2.0, unroll=1):
+    return jax.lax.scan(lambda c, _: (f(c), None), x, None, length=n, unroll=unroll)[0]
+
+
+def test_stages_add_along_a_dependency_chain_and_not_across_independent_loops():
+    assert count_stages(lambda x: _scan(x, 7), A) == 7
+    assert count_stages(lambda x: _scan(_scan(x, 7), 5), A) == 12  # the second reads the first
+    assert count_stages(lambda x: _scan(x, 7) + _scan(x, 5), A) == 7  # independent: the longer
+    assert count_stages(lambda x: x * 2.0 + 1.0, A) == 0  # no loop, no stage
+
+
+def test_stages_multiply_through_nested_loops_and_divide_by_unrolling():
+    assert count_stages(lambda x: _scan(x, 4, lambda c: _scan(c, 3)), A) == 12
+    assert count_stages(lambda x: _scan(x, 8, unroll=4), A) == 2  # two trips of four fused bodies
+    assert count_stages(lambda x: _scan(x, 4, lambda c: _scan(c, 3), unroll=2), A) == 12
+    # a gradient runs the loop forwards, then its transpose backwards
+    assert count_stages(jax.grad(lambda x: jnp.sum(_scan(x, 7, jnp.sin))), A) == 14
