@@ -536,6 +536,7 @@ SECTIONS: tuple[Section, ...] = (
         ("notebooks/60-temporal-rules", ("filtergrid/alignment", "filtergrid/snap0_*",
                                          "filtergrid/snap2_*", "filtergrid/tbptt*",
                                          "filtergrid/online_snap1*", "bench/filtergrid_rules")),
+        ("notebooks/61-every-system", ("bench/ceiling",)),
         ("notebooks/62-ep-fashion-mnist", ("ep/fashion_mnist_*", "baselines/fashion_mnist-*",
                                            "baselines/mnist-mlp-relu-*")))),
 )  # fmt: skip

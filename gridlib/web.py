@@ -11,6 +11,9 @@ beside the pages):
   :data:`GRIDNET_RUN`, where :func:`gridlib.results.load_arrays` finds them (absent otherwise);
 - ``digits.bin``: the first ``n_train`` MNIST training digits and the first ``n_test`` test
   digits (the held-out set), pixels ``k`` as bytes (the library reads them as ``k/256``);
+- ``garments.bin``: the first ``n_garments`` Fashion-MNIST test images (held out from
+  NeuralGrid's training), bytes ``k`` (the library reads them as ``float32(k) * float32(1/255)``),
+  with their labels and the class names :data:`gridlib.data.FASHION_CLASSES`;
 - ``manifest.json``: which of the files above this export holds;
 - ``fixtures.bin``: what the library computes in float64 (JAX with x64) on fixed inputs, for the
   parity tests of the JavaScript (``tests/test_live_parity.py``).
@@ -47,10 +50,12 @@ GRIDNET_RUN = "gridnet/cpu_seed0"
 
 #: Held-out digits of the filter grid's readout and SnAP-1/SnAP-0 gradient fixtures.
 FIXTURE_DIGITS = 3
-#: Held-out digits of the NeuralGrid and gridnet logit fixtures.
+#: Held-out images of the NeuralGrid (Fashion-MNIST) and gridnet (MNIST) logit fixtures.
 LOGIT_DIGITS = 20
-#: Held-out digits of gridnet's prediction fixture (NeuralGrid's covers the whole held-out set).
+#: Held-out digits of gridnet's prediction fixture (NeuralGrid's covers every shipped garment).
 GRIDNET_PRED_DIGITS = 100
+#: Fashion-MNIST test images the page ships for NeuralGrid (its published run's data set).
+GARMENTS = 300
 #: Adam steps of SnAP-1 training in the fixtures, from the initialisation.
 ADAM_STEPS = 50
 #: Batch size of the fixtures' training steps, and of the page's (the published runs' 32).
@@ -113,6 +118,21 @@ def _digits(n_train: int, n_test: int) -> tuple[dict[str, np.ndarray], dict[str,
     meta = {"dataset": "mnist", "pixels": "k/256", "n_train": n_train, "n_test": n_test,
             "train": f"the first {n_train} of the 60,000 training digits",
             "test": f"the first {n_test} of the 10,000 test digits (held out)"}
+    return arrays, meta
+
+
+def _garments(n: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The first ``n`` Fashion-MNIST test images as bytes ``k``, their labels and class names."""
+    from gridlib import data
+
+    s = data.load_fashion_mnist(n_train=1, n_test=n)
+    k = np.rint(np.asarray(s.x_test, np.float64) * 255).astype(np.uint8)
+    if not np.array_equal(k.astype(np.float32) * np.float32(1 / 255), s.x_test):
+        raise ValueError("Fashion-MNIST pixels are not float32(k) * float32(1/255)")
+    arrays = {"x_test": k, "y_test": s.y_test.astype(np.uint8)}
+    meta = {"dataset": "fashion_mnist", "pixels": "float32(k) * float32(1/255), in float32",
+            "n_test": n, "classes": list(data.FASHION_CLASSES),
+            "test": f"the first {n} of the 10,000 Fashion-MNIST test images (held out)"}
     return arrays, meta
 
 
@@ -225,7 +245,7 @@ def filtergrid_fixtures(fg: Mapping[str, np.ndarray], digits: Mapping[str, np.nd
     scale = s["gain"] * s["pixel_scale"]
 
     def seqs(x):  # digits k -> (B, T, N) drives: pixel k/256 times gain and pixel scale
-        return jnp.asarray(x.astype(np.float64) / 256.0).reshape(-1, 28, 28) * scale
+        return jnp.asarray((x.astype(np.float64) / 256.0).reshape(-1, 28, 28) * scale)
 
     fields = GridParams._fields
     init = GridParams(*(_as64(fg[f"init.{f}"]) for f in fields))
@@ -261,10 +281,13 @@ def filtergrid_fixtures(fg: Mapping[str, np.ndarray], digits: Mapping[str, np.nd
 
 
 def model_fixtures(ng: Mapping[str, np.ndarray], gn: Mapping[str, np.ndarray],
-                   digits: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """NeuralGrid and gridnet logits on the first :data:`LOGIT_DIGITS` held-out digits and
-    their predictions on the held-out set (gridnet: its first :data:`GRIDNET_PRED_DIGITS`),
-    in float64 from the parameters the page ships. Call inside ``jax.enable_x64(True)``."""
+                   digits: Mapping[str, np.ndarray], garments: Mapping[str, np.ndarray]
+                   ) -> dict[str, np.ndarray]:
+    """In float64, from the parameters the page ships: NeuralGrid's logits on the first
+    :data:`LOGIT_DIGITS` shipped garments (Fashion-MNIST, its published run's data set) and its
+    predictions on all of them; gridnet's logits on the first :data:`LOGIT_DIGITS` held-out
+    MNIST digits and its predictions on the first :data:`GRIDNET_PRED_DIGITS`.
+    Call inside ``jax.enable_x64(True)``."""
     import jax
     import jax.numpy as jnp
 
@@ -274,10 +297,12 @@ def model_fixtures(ng: Mapping[str, np.ndarray], gn: Mapping[str, np.ndarray],
     from gridlib.neuralgrid.model import GridParams, NetworkParams, network_apply
 
     x = jnp.asarray(digits["x_test"].astype(np.float64) / 256.0)
+    # the pixels as gridlib.data.load_fashion_mnist gives them (float32), widened exactly
+    garment_x = garments["x_test"].astype(np.float32) * np.float32(1 / 255)
     a = _as64(dict(ng))
     net = NetworkParams(a["w_in"], a["b_in"], GridParams(a["grid.weight"], a["grid.bias"]),
                         a["w_out"], a["b_out"])
-    ng_logits = np.asarray(jax.jit(network_apply)(net, x))
+    ng_logits = np.asarray(jax.jit(network_apply)(net, _as64(garment_x)))
     g = _as64(dict(gn))
     gp = Params(CellParams(g["cells.w"], g["cells.b"], g["cells.r"]), g["embed"], g["ln_g"],
                 g["ln_b"], g["ro_g"], g["ro_b"], g["ro_w"], g["ro_c"])
@@ -290,21 +315,26 @@ def model_fixtures(ng: Mapping[str, np.ndarray], gn: Mapping[str, np.ndarray],
 # the command
 
 
-def export(out: str | Path | None = None, n_train: int = 3000, n_test: int = 1000) -> list[Path]:
+def export(out: str | Path | None = None, n_train: int = 3000, n_test: int = 1000,
+           n_garments: int = GARMENTS) -> list[Path]:
     """Write the live page's files into ``out`` (default :data:`LIVE_DIR`); returns their paths.
 
     Every write goes through :func:`gridlib.storage.write_bytes` (atomic, confined)."""
     import jax
 
     out = Path(out) if out is not None else LIVE_DIR
-    if n_test < max(LOGIT_DIGITS, GRIDNET_PRED_DIGITS, FIXTURE_DIGITS) or n_train < ADAM_STEPS * BATCH:
-        raise ValueError(f"need n_train >= {ADAM_STEPS * BATCH} and n_test >= "
-                         f"{max(LOGIT_DIGITS, GRIDNET_PRED_DIGITS)} for the fixtures")
+    if (n_test < max(LOGIT_DIGITS, GRIDNET_PRED_DIGITS, FIXTURE_DIGITS)
+            or n_train < ADAM_STEPS * BATCH or n_garments < LOGIT_DIGITS):
+        raise ValueError(f"need n_train >= {ADAM_STEPS * BATCH}, n_test >= "
+                         f"{max(LOGIT_DIGITS, GRIDNET_PRED_DIGITS)} and n_garments >= "
+                         f"{LOGIT_DIGITS} for the fixtures")
     written = []
     for src in sorted(WEB_DIR.glob("*.js")):
         written.append(storage.write_bytes(out / src.name, src.read_bytes()))
     digits, digits_meta = _digits(n_train, n_test)
     written.append(storage.write_bytes(out / "digits.bin", pack(digits, digits_meta)))
+    garments, garments_meta = _garments(n_garments)
+    written.append(storage.write_bytes(out / "garments.bin", pack(garments, garments_meta)))
     fg, fg_meta = _filtergrid()
     written.append(storage.write_bytes(out / "filtergrid.bin", pack(fg, fg_meta)))
     ng, ng_meta, ng_trained = _model("neuralgrid", NEURALGRID_RUN, _neuralgrid_init)
@@ -320,12 +350,13 @@ def export(out: str | Path | None = None, n_train: int = 3000, n_test: int = 100
         elif target.exists():  # stale weights of an earlier export must not stay
             target.unlink()
     manifest = {"neuralgrid": ng_trained, "gridnet": gn_trained, "digits": digits_meta,
-                "filtergrid": FILTERGRID_RUN}
+                "garments": garments_meta, "filtergrid": FILTERGRID_RUN}
     written.append(storage.write_json(out / "manifest.json", manifest))
     with jax.enable_x64(True):
-        fix = {**filtergrid_fixtures(fg, digits), **model_fixtures(ng, gn, digits)}
+        fix = {**filtergrid_fixtures(fg, digits), **model_fixtures(ng, gn, digits, garments)}
     fix_meta = {"digits": FIXTURE_DIGITS, "logit_digits": LOGIT_DIGITS,
-                "gridnet_pred_digits": GRIDNET_PRED_DIGITS, "adam_steps": ADAM_STEPS,
+                "gridnet_pred_digits": GRIDNET_PRED_DIGITS, "garments": n_garments,
+                "adam_steps": ADAM_STEPS,
                 "batch_size": BATCH, "filtergrid": fg_meta["settings"],
                 "neuralgrid": ng_meta, "gridnet": gn_meta,
                 "how": "gridlib.web.export in float64 (jax x64)"}
@@ -335,15 +366,17 @@ def export(out: str | Path | None = None, n_train: int = 3000, n_test: int = 100
 
 
 def main(argv: list[str]) -> int:
-    """``python -m gridlib export-web [--n-train N] [--n-test N]``."""
+    """``python -m gridlib export-web [--n-train N] [--n-test N] [--n-garments N]``."""
     from gridlib import flags
     from gridlib.cli import OneLineParser
 
     parser = OneLineParser(prog="python -m gridlib export-web", description=__doc__.split("\n")[0])
     parser.add_flag("--n-train", flags.COMMON["n_train"], 3000, help="MNIST training digits shipped")
     parser.add_flag("--n-test", flags.COMMON["n_test"], 1000, help="MNIST test digits shipped (held out)")
+    parser.add_flag("--n-garments", flags.integer(LOGIT_DIGITS, 10_000), GARMENTS,
+                    help="Fashion-MNIST test images shipped for NeuralGrid (held out)")
     args = parser.parse_args(argv)
-    paths = export(n_train=args.n_train, n_test=args.n_test)
+    paths = export(n_train=args.n_train, n_test=args.n_test, n_garments=args.n_garments)
     size = sum(p.stat().st_size for p in paths)
     print(f"export-web: {len(paths)} files, {size / 1e6:.1f} MB in {LIVE_DIR.relative_to(REPO_ROOT)}")
     return 0

@@ -6,11 +6,19 @@ on localhost and opened in Debian's Chromium, driven like ``tests/browser/check_
 
 - ``tests/browser/live_parity.html`` runs the modules on the fixtures' inputs: the filter grid's
   readout and SnAP-1/SnAP-0 gradients agree to 1e-9 relative, 50 Adam steps of SnAP-1 to 1e-6,
-  NeuralGrid's and gridnet's logits to 1e-5 and their predictions on the shipped held-out digits
-  exactly;
+  NeuralGrid's logits on the shipped Fashion-MNIST test garments (its published run's data set)
+  and gridnet's on the held-out MNIST digits to 1e-5, and their predictions exactly;
 - the page itself (the HTML of ``book/live.md`` between its ``live:begin``/``live:end`` marks)
   classifies a synthetic stroke drawn on its pad with pointer events, trains in its worker, and
-  logs no error and requests nothing outside the site.
+  logs no error and requests nothing outside the site; it hides the NeuralGrid and gridnet
+  panels where the export has no trained parameters for them;
+- the garment panel shows NeuralGrid's prediction, for the garments a reader picks, equal to the
+  library's. Until NeuralGrid's published run carries its parameters, the panel is checked on a
+  copy of the export whose ``neuralgrid.bin`` holds the fixtures' parameters (the library's
+  initialisation), standing in for the trained ones.
+
+The export is made with the fewest digits the fixtures need (:data:`N_TRAIN`, :data:`N_TEST`):
+every check stays, on less data to load and evaluate.
 
 Skipped without a Chromium, except on CI. ``GRIDLIB_LIVE_EXPORT=<folder>`` reuses an export
 already made there (``python -m gridlib export-web`` writes one to ``_static/live``).
@@ -26,6 +34,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,14 +47,16 @@ _spec.loader.exec_module(check_pages)
 READOUT_RTOL = 1e-9
 ADAM_RTOL = 1e-6
 LOGITS_RTOL = 1e-5
+#: The smallest export the fixtures allow: 50 Adam steps of batch 32, gridnet's 100 predictions.
+N_TRAIN, N_TEST = 1600, 100
 
 
-def live_html() -> str:
-    """The live elements of ``book/live.md`` as one page, with the scripts' path of this site."""
+def live_html(folder: str = "live") -> str:
+    """The live elements of ``book/live.md`` as one page, loading its scripts from ``folder``."""
     text = (ROOT / "book" / "live.md").read_text()
     start, end = text.index("<!-- live:begin -->"), text.index("<!-- live:end -->")
     style = text[text.index("<style>"): text.index("</style>") + len("</style>")]
-    body = text[start:end].replace("../_static/live/", "live/")
+    body = text[start:end].replace("../_static/live/", f"{folder}/")
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>live</title>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             "<link rel='icon' href='data:,'>"
@@ -62,7 +73,8 @@ def site(tmp_path_factory) -> Path:
             shutil.copy(src, root / "live" / src.name)
     else:
         env = {**os.environ, "GRIDLIB_RUNS": str(root), "JAX_PLATFORMS": "cpu"}
-        code = "import sys; from gridlib import web; web.export(sys.argv[1])"
+        code = ("import sys; from gridlib import web; "
+                f"web.export(sys.argv[1], n_train={N_TRAIN}, n_test={N_TEST})")
         subprocess.run([sys.executable, "-c", code, str(root / "live")], check=True, env=env,
                        cwd=ROOT, timeout=600)
     for name in ("live_parity.html", "live_parity.js"):
@@ -143,6 +155,9 @@ def test_fifty_adam_steps_of_snap1_match_the_library(parity):
 def test_neuralgrid_and_gridnet_logits_and_predictions_match_the_library(parity):
     assert parity["neuralgrid"] < LOGITS_RTOL, parity
     assert parity["gridnet"] < LOGITS_RTOL, parity
+    # NeuralGrid on Fashion-MNIST garments, every one of those shipped: same predictions
+    assert parity["ng_dataset"] == "fashion_mnist", parity
+    assert parity["ng_preds"] == parity["ng_images"] >= 20, parity
     assert parity["ng_pred_mismatch"] == 0 and parity["gn_pred_mismatch"] == 0, parity
 
 
@@ -169,7 +184,8 @@ PAGE_SCRIPT = r"""
   at("pointerup", 0.85);
   const pred = $("live-fg-pred").dataset;
   const drawn = {pred: pred.pred, ink: Number(pred.ink), centre: Number(pred.centre),
-                 label: $("live-label").textContent};
+                 label: $("live-label").textContent, ng_hidden: $("live-ng").hidden,
+                 gn_hidden: $("live-gn").hidden, note: $("live-models-note").textContent};
   $("live-run").click();
   await until(() => Number($("live-rate").dataset.value || 0) > 0, 60000, "training");
   await sleep(2500);
@@ -180,10 +196,88 @@ PAGE_SCRIPT = r"""
 """
 
 
-def test_the_page_classifies_a_drawn_stroke_and_trains_cleanly(browser, served):
+def test_the_page_classifies_a_drawn_stroke_and_trains_cleanly(browser, served, site):
     value, problems = open_page(browser, served, "page.html", PAGE_SCRIPT)
     assert not problems, problems
     assert value["label"] == "your drawing" and value["pred"] in list("0123456789"), value
     # the stroke arrived as a 28 x 28 digit: ink, centred in column 13-14 like MNIST's ones
     assert value["ink"] > 1000 and 12 <= value["centre"] <= 15, value
     assert value["rate"] > 0 and 0 <= value["heldout"] <= 1, value
+    # a model without trained parameters in the export: its panel hidden, the note names it
+    manifest = json.loads((site / "live" / "manifest.json").read_text())
+    for model, key in (("neuralgrid", "ng_hidden"), ("gridnet", "gn_hidden")):
+        assert value[key] is not manifest[model], (model, value)
+    if not manifest["neuralgrid"]:
+        assert "NeuralGrid" in value["note"] and "not shown" in value["note"], value
+
+
+@pytest.fixture(scope="module")
+def garment_page(site) -> str:
+    """The page whose garment panel the test drives: the export's own where it ships NeuralGrid's
+    trained parameters, else a copy whose ``neuralgrid.bin`` holds the fixtures' parameters."""
+    from gridlib import web
+
+    live = site / "live"
+    if json.loads((live / "manifest.json").read_text())["neuralgrid"]:
+        return "page.html"
+    stand_in = site / "live_ng"
+    shutil.copytree(live, stand_in)
+    arrays, meta = web.unpack((live / "fixtures.bin").read_bytes())
+    params = {k.removeprefix("ng.param."): v for k, v in arrays.items() if k.startswith("ng.param.")}
+    trained = {"name": "stand-in: the library's initialisation", "describe": "test only",
+               "config": {}, "metrics": {"test_acc": 0.0}}
+    ng_meta = {**meta["neuralgrid"], "trained": trained}
+    (stand_in / "neuralgrid.bin").write_bytes(web.pack(params, ng_meta))
+    manifest = json.loads((live / "manifest.json").read_text())
+    (stand_in / "manifest.json").write_text(json.dumps({**manifest, "neuralgrid": True}))
+    (site / "page_ng.html").write_text(live_html("live_ng"))
+    return "page_ng.html"
+
+
+# Pick garments as a reader does: next, next, previous, then a class from the menu.
+GARMENT_SCRIPT = r"""
+(async () => {
+  const $ = (id) => document.getElementById(id);
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const t0 = performance.now();
+  while ($("live-root").dataset.ready !== "true") {
+    if (performance.now() - t0 > 60000) throw new Error("timed out waiting for the page");
+    await sleep(50);
+  }
+  const shown = [];
+  const read = () => {
+    const d = $("live-ng-pred").dataset;
+    shown.push({index: Number(d.index), pred: Number(d.pred), text: $("live-ng-pred").textContent,
+                truth: $("live-ng-true").textContent});
+  };
+  read();
+  $("live-ng-next").click(); read();
+  $("live-ng-next").click(); read();
+  $("live-ng-prev").click(); read();
+  const pick = $("live-ng-class");
+  pick.value = "8";
+  pick.dispatchEvent(new Event("change"));
+  read();
+  return {hidden: $("live-ng").hidden, shown, right: Number($("live-ng-score").dataset.right),
+          reset: pick.value};
+})()
+"""
+
+
+def test_the_garment_panel_shows_the_librarys_neuralgrid_predictions(browser, served, site,
+                                                                      garment_page):
+    from gridlib import web
+
+    value, problems = open_page(browser, served, garment_page, GARMENT_SCRIPT)
+    assert not problems, problems
+    fix, _ = web.unpack((site / "live" / "fixtures.bin").read_bytes())
+    garments, meta = web.unpack((site / "live" / "garments.bin").read_bytes())
+    names, labels, preds = meta["classes"], garments["y_test"], fix["ng.pred"]
+    assert not value["hidden"], value
+    assert [s["index"] for s in value["shown"]] == [0, 1, 2, 1, int(np.argmax(labels[2:] == 8)) + 2]
+    for s in value["shown"]:
+        assert s["pred"] == preds[s["index"]] and s["text"] == names[s["pred"]], (s, value)
+        assert f"true class: {names[labels[s['index']]]}" in s["truth"], s
+    assert labels[value["shown"][-1]["index"]] == 8 and value["reset"] == "", value
+    # the panel's count of right answers over every shipped garment is the library's
+    assert value["right"] == int(np.sum(preds == labels)), value

@@ -1,17 +1,16 @@
-// The live page (book/live.md): draw or pick a digit, watch the filter grid's wave and readout,
-// see NeuralGrid's and gridnet's answers, and train the grid with SnAP-1 or SnAP-0 in a worker.
+// The live page (book/live.md): draw or pick a digit, watch the filter grid's wave and readout
+// and gridnet's answer; pick a Fashion-MNIST garment for NeuralGrid (trained on Fashion-MNIST);
+// train the grid with SnAP-1 or SnAP-0 in a worker.
 // Everything it loads comes from this folder (written by `python -m gridlib export-web`).
 import { loadBundle, f64 } from "./bundle.js";
 import * as fgm from "./filtergrid.js";
-import { network_apply } from "./neuralgrid.js";
+import { network_apply, fashion_pixels } from "./neuralgrid.js";
 import * as gnm from "./gridnet.js";
 
 const here = (name) => new URL(name, import.meta.url);
 const $ = (id) => document.getElementById(id);
 const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
   "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
-const FASHION = ["T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
-  "sneaker", "bag", "ankle boot"];
 
 // ---- colour maps ------------------------------------------------------------------------------
 
@@ -32,6 +31,19 @@ function heatmap(canvas, values, rows, cols, scale) {
       ctx.fillRect(j * cw, i * ch, Math.ceil(cw), Math.ceil(ch));
     }
   }
+}
+
+// a 28 x 28 image of bytes k (white on black, as MNIST and Fashion-MNIST store them),
+// scaled to fill the canvas without smoothing
+function showBytes(canvas, pixels) {
+  const img = new ImageData(28, 28);
+  for (let p = 0; p < 784; p++) img.data.set([pixels[p], pixels[p], pixels[p], 255], 4 * p);
+  const tmp = document.createElement("canvas");
+  tmp.width = tmp.height = 28;
+  tmp.getContext("2d").putImageData(img, 0, 0);
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(tmp, 0, 0, canvas.width, canvas.height);
 }
 
 function maxAbs(a) {
@@ -101,15 +113,7 @@ class Pad {
   }
 
   show(pixels) {
-    const img = this.ctx.createImageData(28, 28);
-    for (let p = 0; p < 784; p++) {
-      img.data.set([pixels[p], pixels[p], pixels[p], 255], 4 * p);
-    }
-    const tmp = document.createElement("canvas");
-    tmp.width = tmp.height = 28;
-    tmp.getContext("2d").putImageData(img, 0, 0);
-    this.ctx.imageSmoothingEnabled = false;
-    this.ctx.drawImage(tmp, 0, 0, this.canvas.width, this.canvas.height);
+    showBytes(this.canvas, pixels);
     this.empty = false;
   }
 
@@ -203,6 +207,7 @@ async function main() {
   const manifest = await (await fetch(here("manifest.json"))).json();
   const [digits, fg] = await Promise.all([loadBundle(here("digits.bin")), loadBundle(here("filtergrid.bin"))]);
   const ng = manifest.neuralgrid ? await loadBundle(here("neuralgrid.bin")) : null;
+  const garments = ng && await loadBundle(here("garments.bin"));
   const gn = manifest.gridnet ? await loadBundle(here("gridnet.bin")) : null;
   const settings = fg.meta.settings;
   const { n_rows: n, n_cols: m, gain, pixel_scale, dt } = settings;
@@ -264,16 +269,6 @@ async function main() {
     $("live-label").textContent = label === null ? "your drawing" : `test digit, label ${label}`;
     $("live-legend").innerHTML = COLOURS.map((c, j) => `<span style="color:${c}">&#9632;&nbsp;${j}</span>`).join(" ");
     const x01 = Float64Array.from(pixels, (k) => k / 256);
-    if (ngParams) {
-      const res = network_apply(ngParams, x01, ng.meta.config);
-      const p = fgm.argmax(res.logits);
-      const names = ng.meta.trained.config.dataset === "fashion_mnist" ? FASHION : null;
-      $("live-ng-pred").textContent = names ? `${p} (${names[p]})` : String(p);
-      const { height: hh, width: ww } = ng.meta.config;
-      const acts = new Float64Array(hh * ww); // (H, W): rows = neuron, columns = layer
-      for (let l = 0; l < ww; l++) for (let i = 0; i < hh; i++) acts[i * ww + l] = res.acts[l * hh + i];
-      heatmap($("live-ng-acts"), acts, hh, ww, 1);
-    }
     if (gnParams) {
       const cfg = gn.meta.config;
       const res = gnm.forward(gnParams, x01, cfg, gnTable);
@@ -298,16 +293,68 @@ async function main() {
     classify(px, digits.arrays.y_test[testIndex]);
     testIndex = (testIndex + 1) % nTest;
   }
+  // -- NeuralGrid on held-out Fashion-MNIST garments ------------------------------------------
+  let garment = 0;
+  function showGarment(i) {
+    const nG = garments.meta.n_test;
+    garment = ((i % nG) + nG) % nG;
+    const names = garments.meta.classes;
+    const k = garments.arrays.x_test.subarray(garment * 784, (garment + 1) * 784);
+    showBytes($("live-ng-img"), k);
+    const res = network_apply(ngParams, fashion_pixels(k), ng.meta.config);
+    const pred = fgm.argmax(res.logits);
+    const truth = garments.arrays.y_test[garment];
+    const out = $("live-ng-pred");
+    out.textContent = names[pred];
+    out.dataset.pred = String(pred); // what the tests read
+    out.dataset.index = String(garment);
+    $("live-ng-true").textContent = `test image ${garment + 1} of ${nG} · true class: ${names[truth]}` +
+      (pred === truth ? " · right" : " · wrong");
+    const { height: hh, width: ww } = ng.meta.config;
+    const acts = new Float64Array(hh * ww); // (H, W): rows = neuron, columns = layer
+    for (let l = 0; l < ww; l++) for (let i = 0; i < hh; i++) acts[i * ww + l] = res.acts[l * hh + i];
+    heatmap($("live-ng-acts"), acts, hh, ww, 1);
+  }
+  if (ngParams) {
+    const names = garments.meta.classes;
+    const pick = $("live-ng-class");
+    names.forEach((c, j) => pick.add(new Option(c, String(j))));
+    // the next shipped garment of the chosen class, after the one shown
+    pick.addEventListener("change", () => {
+      if (pick.value === "") return;
+      const want = Number(pick.value);
+      const nG = garments.meta.n_test;
+      for (let s = 1; s <= nG; s++) {
+        if (garments.arrays.y_test[(garment + s) % nG] === want) { showGarment(garment + s); break; }
+      }
+      pick.value = ""; // so that the same class can be picked again
+    });
+    $("live-ng-prev").addEventListener("click", () => showGarment(garment - 1));
+    $("live-ng-next").addEventListener("click", () => showGarment(garment + 1));
+    let right = 0;
+    for (let i = 0; i < garments.meta.n_test; i++) {
+      const k = garments.arrays.x_test.subarray(i * 784, (i + 1) * 784);
+      right += fgm.argmax(network_apply(ngParams, fashion_pixels(k), ng.meta.config).logits) === garments.arrays.y_test[i] ? 1 : 0;
+    }
+    const run = ng.meta.trained;
+    const pct = (a) => `${(100 * a).toFixed(2)} %`;
+    $("live-ng-score").textContent = `NeuralGrid classifies ${right} of these ${garments.meta.n_test} test garments correctly (${pct(right / garments.meta.n_test)}); its published run scores ${pct(run.metrics.test_acc)} on the whole Fashion-MNIST test set.`;
+    $("live-ng-score").dataset.right = String(right);
+    showGarment(0);
+  }
+
   $("live-clear").addEventListener("click", () => { pad.clear(); });
   $("live-next").addEventListener("click", showTest);
   slider.max = String(settings.t_len - 1);
   slider.addEventListener("input", () => { clearInterval(timer); drawFrame(Number(slider.value)); });
   $("live-play").addEventListener("click", play);
-  if (!ngParams) $("live-ng").hidden = true;
-  if (!gnParams) $("live-gn").hidden = true;
+  $("live-ng").hidden = !ngParams;
+  $("live-gn").hidden = !gnParams;
   const said = (b, what) => `${what}: ${b.meta.trained.name} (${b.meta.trained.describe}).`;
-  $("live-models-note").textContent = [ng && said(ng, "NeuralGrid"), gn && said(gn, "gridnet"),
-    ngParams && gnParams ? "" : "NeuralGrid and gridnet appear here once their published runs carry their final parameters."]
+  const absent = [!ng && "NeuralGrid", !gn && "gridnet"].filter(Boolean);
+  if (ng) $("live-ng-provenance").textContent = said(ng, "NeuralGrid");
+  $("live-models-note").textContent = [gn && said(gn, "gridnet"),
+    absent.length ? `This build of the book has no saved parameters for ${absent.join(" or ")}, so ${absent.length > 1 ? "their panels are" : "its panel is"} not shown.` : ""]
     .filter(Boolean).join(" ");
 
   // -- training in a worker --------------------------------------------------------------------
@@ -365,7 +412,8 @@ async function main() {
   $("live-lr").value = String(settings.lr);
   drawAcc();
   showTest();
-  status.textContent = `Ready: ${digits.meta.n_train} training and ${nTest} held-out MNIST digits loaded.`;
+  status.textContent = `Ready: ${digits.meta.n_train} training and ${nTest} held-out MNIST digits loaded` +
+    (garments ? `, and ${garments.meta.n_test} held-out Fashion-MNIST garments.` : ".");
   root.dataset.ready = "true";
 }
 

@@ -2,6 +2,13 @@
 // Parameters as the export ships them: w_in (D, H), b_in (H), grid.weight and grid.bias (W, H),
 // w_out (H, C), b_out (C), flat in C order.
 
+// gridlib.data.load_fashion_mnist's pixels: float32(k) * float32(1/255), rounded to float32
+// (the product of two float32 values is exact in float64, so fround rounds it as float32 does).
+const INV255 = Math.fround(1 / 255);
+export function fashion_pixels(k) {
+  return Float64Array.from(k, (v) => Math.fround(v * INV255));
+}
+
 // gridlib.neuralgrid.model.normalise: (x - 0.5) / 0.5 of pixels in [0, 1].
 export function normalise(x) {
   return x.map((v) => 2.0 * v - 1.0);
