@@ -544,12 +544,13 @@ def dirty_note(record: Mapping[str, Any]) -> str:
 
 def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-            and "time" not in k and "wall" not in k}  # fmt: skip
+            and "time" not in k and "wall" not in k and not k.endswith("_per_s")}  # fmt: skip
 
 
 def replaced(record: Mapping[str, Any]) -> dict[str, Any]:
     """What a remake keeps of the record it replaces (for the ``remade`` annotation): its
-    commit, tree state, date and scalar metrics."""
+    commit, tree state, date and scalar metrics (timings and speeds aside: they measure the
+    machine)."""
     p = record["provenance"]
     return {"git_commit": p.get("git_commit"), "git_dirty": p.get("git_dirty"),
             "date_utc": p.get("date_utc"), "metrics": _scalars(record["metrics"])}

@@ -348,6 +348,140 @@ def test_online_snap1_is_snap1_of_the_per_step_loss_computed_forwards():
 
 
 # ---------------------------------------------------------------------------------------------
+# the hyperplane forms against the step-by-step forms they replace
+
+
+def _snap0_by_step(params, xs, label, mode):
+    """SnAP-0 one time step at a time, as the rule reads: all messages, then a scan over time of
+    the self-traces and ``m f``."""
+    from gridlib.filtergrid.cell import output_sensitivities, self_trace_step, zero_self_traces
+    from gridlib.filtergrid.stepwise import loss_head, messages
+
+    value, logits, traj, dr = loss_head(params, xs, label, mode, model.DT)
+    msgs = jax.vmap(messages, in_axes=(None, 0, 0))(params, traj.y, dr)
+
+    def body(carry, inp):
+        traces, grad = carry
+        s_prev, u, v, y, m = inp
+        traces = self_trace_step(traces, s_prev, u, v, params.log_tau, params.w_left, params.w_top)
+        f = output_sensitivities(traces, y, params.log_tau)
+        return (traces, jax.tree.map(lambda g, fk: g + m * fk, grad, f)), None
+
+    init = (zero_self_traces(params.w_left.shape, xs.dtype), jax.tree.map(jnp.zeros_like, params))
+    (_, grad), _ = jax.lax.scan(body, init, (traj.s_prev, traj.u, traj.v, traj.y, msgs))
+    return value, logits, grad
+
+
+def _snap2_by_step(params, xs, label, mode):
+    """SnAP-2 one time step at a time: the 23 traces carried forward (snap2_trace_step) and
+    snap2_step_gradient added per step, with the messages of every step."""
+    from gridlib.filtergrid.snap2 import snap2_init, snap2_step_gradient, snap2_trace_step
+    from gridlib.filtergrid.stepwise import loss_head, messages
+
+    value, logits, traj, dr = loss_head(params, xs, label, mode, model.DT)
+    msgs = jax.vmap(messages, in_axes=(None, 0, 0))(params, traj.y, dr)
+
+    def body(carry, inp):
+        traces, grad = carry
+        s_prev, u, v, y, m = inp
+        new, f = snap2_trace_step(traces, s_prev, u, v, y, params)
+        return (new, jax.tree.map(jnp.add, grad, snap2_step_gradient(m, y, f, traces, params))), None
+
+    init = (snap2_init(params), jax.tree.map(jnp.zeros_like, params))
+    (_, grad), _ = jax.lax.scan(body, init, (traj.s_prev, traj.u, traj.v, traj.y, msgs))
+    return value, logits, grad
+
+
+def _tbptt_by_step(params, xs, label, mode, window):
+    """Truncated BPTT as defined: tbptt_step reruns each step's window and back-propagates."""
+    from gridlib.filtergrid.stepwise import loss_head
+    from gridlib.filtergrid.tbptt import tbptt_init, tbptt_step
+
+    value, logits, _, dr = loss_head(params, xs, label, mode, model.DT)
+
+    def body(carry, inp):
+        state, grad = carry
+        state, g = tbptt_step(params, state, *inp)
+        return (state, jax.tree.map(jnp.add, grad, g)), None
+
+    init = (tbptt_init(params, window), jax.tree.map(jnp.zeros_like, params))
+    (_, grad), _ = jax.lax.scan(body, init, (xs, dr, jnp.arange(xs.shape[0])))
+    return value, logits, grad
+
+
+#: rule: (windows, loss modes) of every step-wise rule now on hyperplanes (K below, at, past T)
+BY_STEP = {"snap0": (None, MODES), "snap2": (None, MODES), "tbptt": ((1, 3, 40), MODES)}
+REF = {"snap0": _snap0_by_step, "snap2": _snap2_by_step, "tbptt": _tbptt_by_step}
+
+
+def _cases(rule):
+    windows, modes = BY_STEP[rule]
+    return [(mode, k) for mode in modes for k in (windows or (None,))]
+
+
+def _ref(rule, k):
+    return REF[rule] if k is None else functools.partial(REF[rule], window=k)
+
+
+# (N, M, T) not all equal: more columns, more rows, T = 1, T longer than the grid's depth
+SHAPES = [(3, 4, 5), (5, 2, 7), (2, 3, 1), (2, 2, 13)]
+
+
+@pytest.mark.parametrize("rule", list(BY_STEP))
+def test_hyperplane_form_equals_the_step_by_step_form(rule):
+    """On four grids (N x M, T) the per-sequence function of each rule gives the loss, the logits
+    and the gradient of its step-by-step form, to 1e-10 relative in float64, in every loss mode
+    it takes (truncated BPTT at K = 1, 3 and past T). The step-by-step forms are written out
+    above from the per-step pieces; a dropped term (a path, an age, an adjoint) breaks this."""
+    cases = _cases(rule)
+
+    def both(p, x, lab):
+        return [(temporal.rule_grads(rule, k)(p, x, lab, mode), _ref(rule, k)(p, x, lab, mode))
+                for mode, k in cases]
+
+    run = jax.jit(both)
+    for n, m, t in SHAPES:
+        params, xs = _problem(n, m, t, seed=n + 5 * m + 11 * t)
+        label = (n + t) % m
+        for (mode, k), (got, want) in zip(cases, run(params, xs, label), strict=True):
+            where = (rule, mode, k, (n, m, t))
+            np.testing.assert_allclose(got[0], want[0], rtol=1e-12, err_msg=str(where))
+            np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=1e-14, err_msg=str(where))
+            scale = float(jnp.linalg.norm(flatten(want[2])))
+            assert float(jnp.linalg.norm(flatten(got[2]) - flatten(want[2]))) <= 1e-10 * scale, where
+            if m > 1:  # one column: one class, constant loss, zero gradient
+                assert scale > 1e-8, where
+
+
+@pytest.mark.parametrize("rule", list(BY_STEP))
+def test_batched_hyperplane_form_with_chained_lanes(rule):
+    """A batch of 8 sequences (4 x 3, T = 5) through the batched function, with 1, 2, 4 and 8
+    examples chained per lane and the default, equals the step-by-step form of each sequence,
+    averaged: the lanes restart every trace and adjoint at each example's first step."""
+    params, _ = _problem(4, 3, 5, seed=9)
+    xs = 0.5 * jax.random.normal(jax.random.PRNGKey(10), (8, 5, 4), jnp.float64)
+    labels = jnp.arange(8) % 3
+    cases = _cases(rule)
+
+    def everything(p, x, lab):
+        out = []
+        for mode, k in cases:
+            fn = temporal.rule_batch_grads(rule, k)
+            want = jax.vmap(lambda xi, li, mode=mode, k=k: _ref(rule, k)(p, xi, li, mode))(x, lab)
+            got = [fn(p, x, lab, mode, chain=chain) for chain in (1, 2, 4, 8)]
+            out.append((got + [fn(p, x, lab, mode)], want))
+        return out
+
+    for (mode, k), (gots, (losses, logits, grads)) in zip(cases, jax.jit(everything)(params, xs, labels),
+                                                         strict=True):
+        mean = jax.tree.map(lambda g: g.mean(0), grads)
+        for got in gots:
+            np.testing.assert_allclose(got[0], losses, rtol=1e-12, err_msg=f"{rule} {mode} {k}")
+            np.testing.assert_allclose(got[1], logits, rtol=1e-12, atol=1e-14)
+            assert _rel(got[2], mean) < 1e-10, (rule, mode, k)
+
+
+# ---------------------------------------------------------------------------------------------
 # common ground: registry, batched forms, state counts
 
 

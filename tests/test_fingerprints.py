@@ -227,9 +227,9 @@ def test_this_checkout_is_recognised_as_one():
 
 def test_a_remade_record_says_which_numbers_moved_and_from_what():
     old = {"provenance": {"git_commit": "abcdef012", "git_dirty": True, "date_utc": "d"},
-           "metrics": {"test_acc": 0.5, "epoch_time_s": 3.0, "n": 2}}
+           "metrics": {"test_acc": 0.5, "epoch_time_s": 3.0, "steps_per_s": 9.0, "n": 2}}
     kept = results.replaced(old)
-    assert kept["metrics"] == {"test_acc": 0.5, "n": 2.0}  # timings are not results
+    assert kept["metrics"] == {"test_acc": 0.5, "n": 2.0}  # timings and speeds are not results
     new = {"provenance": {}, "metrics": {"test_acc": 0.52, "n": 2}, "remade": kept}
     note = results.remake_note(new)
     assert "modified tree" in note and "test_acc 0.5 -> 0.52" in note and "n " not in note

@@ -9,7 +9,8 @@
 - :mod:`~gridlib.filtergrid.snap2`     SnAP-2: SnAP-1 plus the 12 traces of the descendants at distance 2
 - :mod:`~gridlib.filtergrid.tbptt`     truncated BPTT: each step's error back-propagated ``K`` steps
 - :mod:`~gridlib.filtergrid.online`    online SnAP-1 of the per-step loss, computed within each step (and an update per step)
-- :mod:`~gridlib.filtergrid.stepwise`  the per-step pieces those rules share (messages of one step)
+- :mod:`~gridlib.filtergrid.stepwise`  what those rules share: the per-step messages, and the backward
+  sweep on SnAP-1's hyperplanes that SnAP-0, SnAP-2 and truncated BPTT run on
 - :mod:`~gridlib.filtergrid.temporal`  every temporal rule by name, one signature, state carried per parameter
 - :mod:`~gridlib.filtergrid.perturb`   SnAP-1 with biased or noisy measurements, and quantised weights
 - :mod:`~gridlib.filtergrid.alignment` each temporal rule's gradient against the exact one on real

@@ -29,6 +29,12 @@ the bias has no self-trace, :math:`\partial s_k/\partial b_k = 0`). Like e-prop,
 product of a cell-local eligibility (:math:`f`) and a learning signal (:math:`m_k`); unlike
 e-prop's single-step signal, :math:`m_k` carries the credit of the whole downstream cone of the
 current step.
+
+**Schedule.** Every step's update needs the step's messages, and the ``"sum"`` loss knows its
+readout gradient only after the last step, so the rule runs as SnAP-1 does: the forward pass on
+hyperplanes with the self-traces (:func:`~gridlib.filtergrid.snap1.forward_sweep`), then one
+backward sweep over the same ``T + N + M - 2`` hyperplanes that forms the messages and adds
+:math:`m_k f_k`. It is SnAP-1's backward sweep without the adjoint cross-traces.
 """
 
 from __future__ import annotations
@@ -42,10 +48,15 @@ from gridlib.filtergrid.cell import (
     GridParams,
     SelfTraces,
     output_sensitivities,
-    self_trace_step,
     zero_self_traces,
 )
-from gridlib.filtergrid.stepwise import batched, loss_head, messages
+from gridlib.filtergrid.snap1 import forward_sweep
+from gridlib.filtergrid.stepwise import (
+    batch_on_hyperplanes,
+    hyperplane_constants,
+    on_hyperplanes,
+    shift,
+)
 
 
 def snap0_init(params: GridParams) -> SelfTraces:
@@ -53,15 +64,45 @@ def snap0_init(params: GridParams) -> SelfTraces:
     return zero_self_traces(params.w_left.shape, params.w_left.dtype)
 
 
+def _snap0_core(params: GridParams, xs: Array, labels: Array, mode: str, dt: float,
+                chain: int = 1) -> tuple[Array, Array, GridParams]:
+    """SnAP-0 of a batch laid out cell-major, ``xs: (T, N, B)``, ``labels: (B,)``: per-example
+    losses ``(B,)``, logits ``(B, M)`` and the gradient **summed** over the batch.
+
+    Backward stage ``q`` (descending): the two children of every cell at the same step are on
+    hyperplane ``q + 1``, so ``m = dep + m_b (1-y_b^2) c_b w_T,b + m_r (1-y_r^2) c_r w_L,r`` is
+    final, and ``m f`` is added. Nothing runs from one step to the next in this sweep (no
+    temporal carry), so chained examples need no cut.
+    """
+    sweep = forward_sweep(params, xs, labels, mode, dt, chain)
+    k = hyperplane_constants(params, dt)
+
+    def backward_stage(carry, inp):
+        gm_next, grad = carry  # gm_next: m (1 - y^2) on hyperplane q + 1, (N, M, L)
+        dep, y, tr, on = inp
+        f = output_sensitivities(tr, y, k.params.log_tau)
+        m = shift(gm_next, 1, 0) * k.couple_below + shift(gm_next, 0, 1) * k.couple_right
+        m = m.at[-1].add(dep)
+        # cells that have not started (t < 0) have f = 0: only cells at t >= 0 contribute
+        grad = jax.tree.map(lambda g, fk: g + on * m * fk, grad, f)
+        return (m * (1.0 - y**2), grad), None
+
+    zero = jnp.zeros(sweep.y.shape[1:], xs.dtype)
+    init = (zero, GridParams(zero, zero, zero, zero))
+    (_, grad), _ = jax.lax.scan(backward_stage, init,
+                                (sweep.deposit, sweep.y, sweep.traces, sweep.started),
+                                reverse=True)
+    return sweep.losses, sweep.readout.sum(0).T, jax.tree.map(lambda g: g.sum(-1), grad)
+
+
 def snap0_grads(
     params: GridParams, xs: Array, label: Array, mode: str = "sum", dt: float = DT
 ) -> tuple[Array, Array, GridParams]:
     """``(loss, logits, SnAP-0 gradient summed over time)`` for one sequence ``xs: (T, N)``.
 
-    The forward pass and the readout gradient come first (the ``"sum"`` loss knows it only at
-    the end), as in :func:`~gridlib.filtergrid.snap1.snap1_grads`; then the within-step messages ``m`` of every
-    step at once (a step's messages need only its ``y(t)`` and ``dL/dr(t)``); then one scan over
-    time: self-traces, ``f``, and ``m f`` for every cell and parameter type.
+    Shapes: ``loss ()``, ``logits (M,)``, each gradient ``(N, M)``. On SnAP-1's schedule (module
+    docstring): the hyperplane forward with self-traces, then one backward sweep that forms each
+    step's messages ``m`` and sums ``m f`` over time.
 
     >>> import jax, jax.numpy as jnp
     >>> from gridlib.filtergrid import init_params, bptt_grads, snap0_grads
@@ -71,23 +112,17 @@ def snap0_grads(
     >>> bool(jnp.allclose(g0.w_left, g.w_left, atol=1e-6))  # T = 1: exact
     True
     """
-    value, logits, traj, dr = loss_head(params, xs, label, mode, dt)
-    msgs = jax.vmap(messages, in_axes=(None, 0, 0, None))(params, traj.y, dr, dt)  # (T, N, M)
-
-    def body(carry, inp):
-        traces, grad = carry
-        s_prev, u, v, y, m = inp
-        traces = self_trace_step(traces, s_prev, u, v, params.log_tau, params.w_left,
-                                 params.w_top, dt)
-        f = output_sensitivities(traces, y, params.log_tau)
-        return (traces, jax.tree.map(lambda g, fk: g + m * fk, grad, f)), None
-
-    zero = jax.tree.map(jnp.zeros_like, params)
-    (_, grad), _ = jax.lax.scan(body, (snap0_init(params), zero),
-                                (traj.s_prev, traj.u, traj.v, traj.y, msgs))
-    return value, logits, grad
+    return on_hyperplanes(_snap0_core, params, xs, label, mode, dt)
 
 
-snap0_batch_grads = batched(snap0_grads, "snap0")
+def snap0_batch_grads(
+    params: GridParams, xs: Array, labels: Array, mode: str = "sum", dt: float = DT,
+    chain: int | None = None,
+) -> tuple[Array, Array, GridParams]:
+    """Batched :func:`snap0_grads`: ``xs: (B, T, N)``, ``labels: (B,)`` -> ``(losses (B,),
+    logits (B, M), gradient averaged over the batch)``; the numbers of ``vmap(snap0_grads)``
+    then a mean. ``chain``: as for :func:`~gridlib.filtergrid.snap1.snap1_batch_grads`."""
+    return batch_on_hyperplanes(_snap0_core, params, xs, labels, mode, dt, chain)
+
 
 __all__ = ["snap0_batch_grads", "snap0_grads", "snap0_init"]

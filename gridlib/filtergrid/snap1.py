@@ -140,6 +140,9 @@ class ForwardSweep(NamedTuple):
         readout: ``r(t)`` per example, ``(T, M, B)``.
         dr: ``dL/dr(t)`` per example, ``(T, M, B)``.
         deposit: ``dL/dr`` on the bottom row in hyperplane layout, ``(Q, M, L)``.
+        inputs: ``(s_prev, u, v)``, each ``(Q, N, M, L)``: every cell's state before its step and
+            the left and top inputs of the step; only with ``keep_inputs=True`` (truncated BPTT
+            needs them), else ``None``.
     """
 
     y: Array
@@ -150,10 +153,11 @@ class ForwardSweep(NamedTuple):
     readout: Array
     dr: Array
     deposit: Array
+    inputs: tuple[Array, Array, Array] | None = None
 
 
 def forward_sweep(params: GridParams, xs: Array, labels: Array, mode: str, dt: float,
-                  chain: int = 1) -> ForwardSweep:
+                  chain: int = 1, keep_inputs: bool = False) -> ForwardSweep:
     """The forward pass on hyperplanes with self-traces, and the loss head, for ``xs: (T, N, B)``.
 
     Cell-major layout ``(N, M, B)`` keeps the batch as the contiguous (vectorised) axis and makes
@@ -197,10 +201,10 @@ def forward_sweep(params: GridParams, xs: Array, labels: Array, mode: str, dt: f
         s_prev, self_tr = jax.tree.map(lambda z: (1.0 - fresh) * z, (s_prev, self_tr))
         s, y, u, v = hyperplane_stage(pb, a, c, s_prev, y, x_col, on)  # the shared forward
         self_tr = self_trace_step(self_tr, s_prev, u, v, pb.log_tau, pb.w_left, pb.w_top, dt)
-        return (s, y, self_tr), (y, self_tr)
+        return (s, y, self_tr), (y, self_tr, *([(s_prev, u, v)] if keep_inputs else []))
 
     init = (zero, zero, zero_self_traces(zero.shape, xs.dtype))
-    _, (y_q, tr_q) = jax.lax.scan(forward_stage, init, (x_in, started, restart))
+    _, (y_q, tr_q, *inputs) = jax.lax.scan(forward_stage, init, (x_in, started, restart))
 
     # readout r(t)_j = y[N-1, j] at time t, found on hyperplane t + N - 1 + j: (K T, M, L),
     # then per example (T, M, B)
@@ -216,7 +220,8 @@ def forward_sweep(params: GridParams, xs: Array, labels: Array, mode: str, dt: f
     tq = np.arange(n_stages)[:, None] - (n - 1) - j_idx
     deposit = jnp.where(((tq >= 0) & (tq < t_chain))[..., None],
                         dr_chain[np.clip(tq, 0, t_chain - 1), j_idx], 0.0)
-    return ForwardSweep(y_q, tr_q, started, last_step, losses, r, dr, deposit)
+    return ForwardSweep(y_q, tr_q, started, last_step, losses, r, dr, deposit,
+                        inputs[0] if keep_inputs else None)
 
 
 def _snap1_core(params: GridParams, xs: Array, labels: Array, mode: str, dt: float, chain: int = 1):

@@ -52,10 +52,34 @@ distance :math:`\ge 3`.
 State carried forward in time: 3 self-traces + (2 + 3) descendants x 4 parameter types =
 23 ``(N, M)`` arrays, 5.75 floats per parameter (SnAP-1: 11, 2.75).
 
-The implementation is plain: the hyperplane forward, the within-step messages of every step at
-once (:func:`~gridlib.filtergrid.stepwise.messages`, vectorised over time), then a scan over time carrying the
-traces on whole ``(N, M)`` arrays (``T`` sequential steps, each elementwise with shifts). No
-adjoint fast path like SnAP-1's.
+**Schedule: adjoint traces on hyperplanes.** The traces enter the gradient only through sums
+:math:`\sum_t w(t)\, a\, \varepsilon(t-1)` of linear recursions, so, as SnAP-1 does
+(``_snap1_core`` in :mod:`~gridlib.filtergrid.snap1`), the sums are evaluated backwards in time
+with adjoints, in one backward sweep over the ``T + N + M - 2`` hyperplanes after the hyperplane
+forward (:func:`~gridlib.filtergrid.snap1.forward_sweep`). With :math:`\lambda = m (1-y^2)` of
+each cell, :math:`g = 1 - y^2`, and sequences cut at their last step:
+
+- every cell :math:`d` carries its own *past-only adjoint*
+  :math:`\rho_d(t) = a_d\,(\lambda_d(t+1) + \rho_d(t+1))
+  = \sum_{t' > t} a_d^{t'-t} \lambda_d(t')`, so that
+  :math:`\sum_t \lambda_{bb}(t)\, a_{bb}\, \varepsilon^{bb}(t-1) = \sum_t \mathrm{drive}_{bb}(t)\,\rho_{bb}(t)`;
+- the far traces are driven by the near ones of the same step, so their adjoints fold into a
+  weight on :math:`\varepsilon^b(t)` and :math:`\varepsilon^r(t)`. That weight depends only on the
+  child :math:`d` (:math:`b` or :math:`r`) of the owner:
+  :math:`\sigma_d(t) = g_d(t)\,[c_{d'} w_{T,d'}\,\rho_{d'}(t) + c_{d''} w_{L,d''}\,\rho_{d''}(t)]`
+  with :math:`d'` below and :math:`d''` right of :math:`d` (for :math:`d = b` these are
+  :math:`bb` and :math:`br`; for :math:`d = r`, :math:`br` and :math:`rr`: the two paths into
+  :math:`br` are the two children of :math:`br`'s parents);
+- the owner's adjoint of each near trace, :math:`\Lambda_d(t) = \lambda_d(t) + \sigma_d(t) + a_d
+  \Lambda_d(t+1)`, then gives the whole update as SnAP-1's does with :math:`\Lambda` in place of
+  its :math:`\lambda`: :math:`\sum_t f(t)\,[\partial L/\partial r(t) + c_b w_{T,b} \Lambda_b(t)
+  + c_r w_{L,r} \Lambda_r(t)]` (the first term on the readout row only).
+
+:math:`\rho` and :math:`\sigma` of a cell at step :math:`t` need its own values at :math:`t+1` and
+its children's at :math:`t`: both on hyperplane ``q + 1``, just left by the reverse sweep. So
+SnAP-2 costs SnAP-1's sweep plus two arrays per cell, where the step-by-step form carried 23.
+The tests check this form against that one (:func:`snap2_trace_step`, :func:`snap2_step_gradient`
+in a scan over time), which stays for :func:`snap2_traces` and the state count.
 """
 
 from __future__ import annotations
@@ -75,8 +99,15 @@ from gridlib.filtergrid.cell import (
     zero_self_traces,
     zoh_coefficients,
 )
-from gridlib.filtergrid.snap1 import CrossTraces, cross_trace_step
-from gridlib.filtergrid.stepwise import batched, loss_head, messages, past_carry, shift
+from gridlib.filtergrid.snap1 import CrossTraces, cross_trace_step, forward_sweep
+from gridlib.filtergrid.stepwise import (
+    batch_on_hyperplanes,
+    hyperplane_constants,
+    loss_head,
+    on_hyperplanes,
+    past_carry,
+    shift,
+)
 
 
 class FarTraces(NamedTuple):
@@ -170,15 +201,53 @@ def snap2_traces(params: GridParams, xs: Array, dt: float = DT) -> Snap2Traces:
     return jax.lax.scan(body, snap2_init(params), (traj.s_prev, traj.u, traj.v, traj.y))[1]
 
 
+def _snap2_core(params: GridParams, xs: Array, labels: Array, mode: str, dt: float,
+                chain: int = 1) -> tuple[Array, Array, GridParams]:
+    """SnAP-2 of a batch laid out cell-major, ``xs: (T, N, B)``, ``labels: (B,)``: per-example
+    losses ``(B,)``, logits ``(B, M)`` and the gradient **summed** over the batch.
+
+    The backward sweep of the module docstring; every array of a stage is ``(N, M, L)``.
+    """
+    sweep = forward_sweep(params, xs, labels, mode, dt, chain)
+    k = hyperplane_constants(params, dt)
+
+    def backward_stage(carry, inp):
+        # on hyperplane q + 1: lam = m (1 - y^2), rho and sigma of every cell
+        lam_next, rho_next, sigma_next, big_b, big_r, grad = carry
+        dep, y, tr, on, last = inp
+        gain = 1.0 - y**2
+        f = output_sensitivities(tr, y, k.params.log_tau)
+        lam_b, lam_r = shift(lam_next, 1, 0), shift(lam_next, 0, 1)  # the children, same step
+        m = (lam_b * k.couple_below + lam_r * k.couple_right).at[-1].add(dep)
+        keep = 1.0 - last  # the adjoints run back from t + 1 only within one example
+        # rho: own lam and rho at t + 1 (same cell, hyperplane q + 1)
+        rho = k.a * keep * (lam_next + rho_next)
+        # sigma: the children's rho at t (hyperplane q + 1), through the couplings into them
+        sigma = gain * (shift(rho_next, 1, 0) * k.couple_below
+                        + shift(rho_next, 0, 1) * k.couple_right)
+        big_b = lam_b + shift(sigma_next, 1, 0) + k.a_below * keep * big_b
+        big_r = lam_r + shift(sigma_next, 0, 1) + k.a_right * keep * big_r
+        mu = (big_b * k.couple_below + big_r * k.couple_right).at[-1].add(dep)
+        grad = jax.tree.map(lambda g, fk: g + on * mu * fk, grad, f)
+        return (m * gain, rho, sigma, big_b, big_r, grad), None
+
+    zero = jnp.zeros(sweep.y.shape[1:], xs.dtype)
+    init = (zero, zero, zero, zero, zero, GridParams(zero, zero, zero, zero))
+    (*_, grad), _ = jax.lax.scan(backward_stage, init,
+                                 (sweep.deposit, sweep.y, sweep.traces, sweep.started,
+                                  sweep.last_step), reverse=True)
+    return sweep.losses, sweep.readout.sum(0).T, jax.tree.map(lambda g: g.sum(-1), grad)
+
+
 def snap2_grads(
     params: GridParams, xs: Array, label: Array, mode: str = "sum", dt: float = DT
 ) -> tuple[Array, Array, GridParams]:
     """``(loss, logits, SnAP-2 gradient summed over time)`` for one sequence ``xs: (T, N)``.
 
-    Forward pass and readout gradient first (the ``"sum"`` loss knows it only at the end); the
-    within-step messages of every step at once (:func:`~gridlib.filtergrid.stepwise.messages`, which needs only
-    ``y(t)`` and ``dL/dr(t)``); then one scan over time carrying the 23 traces per cell: per step
-    the traces advance (:func:`snap2_trace_step`) and :func:`snap2_step_gradient` is added.
+    Shapes: ``loss ()``, ``logits (M,)``, each gradient ``(N, M)``. The hyperplane forward with
+    self-traces, then one backward sweep with the adjoint traces of the module docstring
+    (``T + N + M - 2`` stages each way); the numbers of the step-by-step form (the traces
+    carried forward by :func:`snap2_trace_step`, :func:`snap2_step_gradient` added per step).
 
     >>> import jax, jax.numpy as jnp
     >>> from gridlib.filtergrid import init_params, bptt_grads, snap2_grads
@@ -188,23 +257,18 @@ def snap2_grads(
     >>> bool(jnp.allclose(g2.w_left, g.w_left, rtol=1e-4, atol=1e-7))  # 2 x 2: exact at any T
     True
     """
-    value, logits, traj, dr = loss_head(params, xs, label, mode, dt)
-    msgs = jax.vmap(messages, in_axes=(None, 0, 0, None))(params, traj.y, dr, dt)  # (T, N, M)
-
-    def body(carry, inp):
-        traces, grad = carry
-        s_prev, u, v, y, m = inp
-        new, f = snap2_trace_step(traces, s_prev, u, v, y, params, dt)
-        step_grad = snap2_step_gradient(m, y, f, traces, params, dt)
-        return (new, jax.tree.map(jnp.add, grad, step_grad)), None
-
-    zero = jax.tree.map(jnp.zeros_like, params)
-    (_, grad), _ = jax.lax.scan(body, (snap2_init(params), zero),
-                                (traj.s_prev, traj.u, traj.v, traj.y, msgs))
-    return value, logits, grad
+    return on_hyperplanes(_snap2_core, params, xs, label, mode, dt)
 
 
-snap2_batch_grads = batched(snap2_grads, "snap2")
+def snap2_batch_grads(
+    params: GridParams, xs: Array, labels: Array, mode: str = "sum", dt: float = DT,
+    chain: int | None = None,
+) -> tuple[Array, Array, GridParams]:
+    """Batched :func:`snap2_grads`: ``xs: (B, T, N)``, ``labels: (B,)`` -> ``(losses (B,),
+    logits (B, M), gradient averaged over the batch)``; the numbers of ``vmap(snap2_grads)``
+    then a mean. ``chain``: as for :func:`~gridlib.filtergrid.snap1.snap1_batch_grads`."""
+    return batch_on_hyperplanes(_snap2_core, params, xs, labels, mode, dt, chain)
+
 
 __all__ = [
     "FarTraces",

@@ -1,12 +1,21 @@
-r"""One time step at a time: the pieces that the forward-in-time rules share.
+r"""What the forward-in-time rules share: the hyperplane sweep, and the pieces of one time step.
 
-SnAP-0 (:mod:`~gridlib.filtergrid.snap0`), SnAP-2 (:mod:`~gridlib.filtergrid.snap2`), online
-SnAP-1 (:mod:`~gridlib.filtergrid.online`) and truncated BPTT (:mod:`~gridlib.filtergrid.tbptt`)
-all run a scan over time steps on whole ``(N, M)`` arrays, where :mod:`~gridlib.filtergrid.snap1`
-runs on hyperplanes. What they have in common lives here:
+SnAP-0 (:mod:`~gridlib.filtergrid.snap0`), SnAP-2 (:mod:`~gridlib.filtergrid.snap2`) and truncated
+BPTT (:mod:`~gridlib.filtergrid.tbptt`) run on SnAP-1's schedule (:mod:`~gridlib.filtergrid.snap1`):
+the forward pass on hyperplanes :math:`q = t + i + j` (:func:`~gridlib.filtergrid.snap1.forward_sweep`,
+``T + N + M - 2`` stages, a batch as chained lanes), then one backward sweep over the same
+hyperplanes in which every cell meets its two children of the same step on hyperplane ``q + 1``.
+Each rule differs only in what its backward stage carries. The helpers here:
 
+- :func:`on_hyperplanes`, :func:`batch_on_hyperplanes`: a rule's backward core as the
+  per-sequence and the batched function of :mod:`~gridlib.filtergrid.temporal`;
+- :func:`hyperplane_constants`: the coefficients a backward stage needs, cell-major;
 - :func:`shift`: the value at the cell ``(i + di, j + dj)``, zero past the grid (the coefficients
-  of a descendant that does not exist are zero, so its traces stay zero);
+  of a descendant that does not exist are zero, so nothing flows from it).
+
+The step-by-step pieces stay for the forms that must run one time step at a time (online
+SnAP-1's per-step update, :func:`~gridlib.filtergrid.snap2.snap2_traces`, the tests' references):
+
 - :func:`grid_step`: one step of the grid with the inputs ``u, v`` each cell saw;
 - :func:`messages`: the within-step backward message :math:`m_k(t) = \partial L_t/\partial y_k(t)`
   with :math:`s(t-1)` held fixed, from the readout gradient of the step;
@@ -21,12 +30,14 @@ The messages obey (chapter {ref}`snap1-chapter`, eq. ``message``)
 with :math:`\kappa = w_T` of the child below and :math:`w_L` of the child on the right. Within a
 step the grid is a DAG whose children of a cell on anti-diagonal :math:`p` lie on diagonal
 :math:`p + 1`, so one backward pass over the diagonals, the forward wavefront reversed, gives the
-messages exactly.
+messages exactly. On hyperplanes the same children sit on hyperplane ``q + 1``, which the reverse
+sweep has just left, so the messages of all ``T`` steps come out of one sweep.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,15 +57,86 @@ from gridlib.filtergrid.model import (
     top_inputs,
     unskew,
 )
+from gridlib.filtergrid.snap1 import default_chain
 
 RuleGrads = Callable[..., tuple[Array, Array, GridParams]]
 
 
 def shift(x: Array, di: int, dj: int) -> Array:
-    """``x[i + di, j + dj]`` for ``di, dj >= 0`` on ``(N, M)`` arrays, zero past the last row/column."""
-    n, m = x.shape
-    out = jnp.zeros_like(x)
-    return out.at[: max(n - di, 0), : max(m - dj, 0)].set(x[di:, dj:])
+    """``x[i + di, j + dj, ...]`` for ``di, dj >= 0``: the value at the cell ``di`` rows below and
+    ``dj`` columns to the right, zero past the last row/column.
+
+    ``x: (N, M, *rest)``, cell-major (any trailing axes, e.g. a batch, ride along).
+    """
+    n, m = x.shape[:2]
+    di, dj = min(di, n), min(dj, m)
+    pad = [(0, di, 0), (0, dj, 0)] + [(0, 0, 0)] * (x.ndim - 2)
+    return jax.lax.pad(x[di:, dj:], jnp.zeros((), x.dtype), pad)
+
+
+class HyperplaneConstants(NamedTuple):
+    """What a backward stage on hyperplanes needs of the parameters, each ``(N, M, 1)`` (the
+    trailing axis broadcasts over the lanes of :func:`~gridlib.filtergrid.snap1.forward_sweep`).
+
+    Attributes:
+        params: the parameters, expanded.
+        a: each cell's retention ``a``.
+        c: each cell's input gain ``c = 1 - a``.
+        couple_below: ``c_d w_T,d`` of the child below ``d`` (0 in the last row): how much a
+            message at ``d`` passes up to this cell.
+        couple_right: ``c_d w_L,d`` of the child on the right (0 in the last column).
+        a_below: ``a`` of the child below (0 in the last row).
+        a_right: ``a`` of the child on the right (0 in the last column).
+    """
+
+    params: GridParams
+    a: Array
+    c: Array
+    couple_below: Array
+    couple_right: Array
+    a_below: Array
+    a_right: Array
+
+
+def hyperplane_constants(params: GridParams, dt: float = DT) -> HyperplaneConstants:
+    """The :class:`HyperplaneConstants` of ``params`` (each ``(N, M)``)."""
+    a, c = zoh_coefficients(params.log_tau, dt)
+    pb = jax.tree.map(lambda z: z[..., None], params)
+    a, c = a[..., None], c[..., None]
+    return HyperplaneConstants(pb, a, c, shift(c * pb.w_top, 1, 0), shift(c * pb.w_left, 0, 1),
+                               shift(a, 1, 0), shift(a, 0, 1))
+
+
+def on_hyperplanes(core: RuleGrads, params: GridParams, xs: Array, label: Array, mode: str,
+                   dt: float, **kwargs) -> tuple[Array, Array, GridParams]:
+    """One sequence ``xs: (T, N)`` through a hyperplane core: ``(loss, logits (M,), gradient)``.
+
+    ``core(params, xs (T, N, B), labels (B,), mode, dt, chain, **kwargs)`` returns per-example
+    losses ``(B,)``, logits ``(B, M)`` and the gradient summed over the batch; here ``B = 1``.
+    """
+    check_inputs(params, xs)
+    check_loss_mode(mode)
+    losses, logits, grad = core(params, xs[:, :, None], jnp.reshape(label, (1,)), mode, dt, 1,
+                                **kwargs)
+    return losses[0], logits[0], grad
+
+
+def batch_on_hyperplanes(core: RuleGrads, params: GridParams, xs: Array, labels: Array, mode: str,
+                         dt: float, chain: int | None = None,
+                         **kwargs) -> tuple[Array, Array, GridParams]:
+    """A batch ``xs: (B, T, N)``, ``labels: (B,)`` through a hyperplane core (see
+    :func:`on_hyperplanes`): ``(losses (B,), logits (B, M), gradient averaged over the batch)``.
+
+    ``chain``: examples run back to back per lane (:func:`~gridlib.filtergrid.snap1.forward_sweep`);
+    by default :func:`~gridlib.filtergrid.snap1.default_chain` of the batch size, as for SnAP-1.
+    """
+    if np.ndim(xs) != 3 or np.shape(labels) != np.shape(xs)[:1]:
+        raise ValueError(f"need xs (B, T, N) and labels (B,), got {np.shape(xs)}, {np.shape(labels)}")
+    check_inputs(params, xs[0])
+    check_loss_mode(mode)
+    chain = default_chain(xs.shape[0]) if chain is None else chain
+    losses, logits, grad = core(params, jnp.moveaxis(xs, 0, -1), labels, mode, dt, chain, **kwargs)
+    return losses, logits, jax.tree.map(lambda g: g / xs.shape[0], grad)
 
 
 def grid_step(params: GridParams, s_prev: Array, x_t: Array,

@@ -18,16 +18,34 @@ is BPTT exactly. This is the "every step gets its own :math:`K`-step window" for
 (Williams and Peng's BPTT(:math:`h`) with :math:`h' = 1`), not the cheaper chunked form that
 cuts the sequence into blocks.
 
-**Implementation.** A scan over time that at step :math:`t` reruns the grid over the window from
-:math:`s(t-K)` (detached) with the inputs :math:`x(t-K+1..t)` and takes one vector-Jacobian
-product with :math:`\partial L/\partial r(t)`: :math:`K` forward steps and their backward per
-step, :math:`O(TK)` in all. The carried state is the network state :math:`s(t-1)`, the window's
-start state :math:`s(t-K)` (absent when :math:`K = 1`: the window then starts at
-:math:`s(t-1)`) and the :math:`K-1` inputs :math:`x(t-K+1..t-1)`: :math:`NM + (K-1)N` floats of
-learning state for :math:`K \ge 2`, none for :math:`K = 1`, and the :math:`K-1` intermediate
-states are recomputed rather than stored. With the ``"per_t"`` loss the readout gradient of
-step :math:`t` is known at step :math:`t` and the scan is online; with the ``"sum"`` loss it is
-known only after the last step, so (as for SnAP-1) it is computed by a forward pass first.
+**Implementation: the adjoint by age, on hyperplanes.** Reverse mode splits the error of step
+:math:`t` into a stream that runs back through steps :math:`t, t-1, \dots`; at step
+:math:`\tau` it has *age* :math:`\alpha = t - \tau`, and truncation drops it at age :math:`K`.
+All streams obey the same linear backward recursion, so the adjoint of the state is kept per age,
+an axis of length :math:`K` (:math:`\min(K, T)`): at step :math:`\tau`
+
+.. math:: \bar s_\alpha(\tau) = a\,\bar s_{\alpha-1}(\tau+1)
+          + (1 - y^2)\Big([\alpha = 0]\,\frac{\partial L}{\partial r(\tau)}
+          + \sum_{d} \bar s_{\alpha,d}(\tau)\, c_d \kappa_d\Big)
+
+(the readout term on the bottom row; :math:`d` the children, :math:`\kappa_d` the weight of the
+link into :math:`d`), and a parameter's gradient at step :math:`\tau` is its local derivative of
+:math:`s(\tau)` times :math:`\sum_\alpha \bar s_\alpha(\tau)` (the bias: times the :math:`(1-y^2)`
+term alone). The children at step :math:`\tau` sit on hyperplane ``q + 1``, and so does the cell
+itself at :math:`\tau + 1`: one backward sweep over the ``T + N + M - 2`` hyperplanes after
+SnAP-1's forward (:func:`~gridlib.filtergrid.snap1.forward_sweep`, which keeps each cell's
+``s(t-1), u, v`` for the local derivatives) gives the whole gradient, whatever :math:`K`. The
+arithmetic per stage grows with :math:`K` (the age axis is :math:`K` wide); the number of
+sequential stages does not.
+
+The step-by-step form stays as :func:`tbptt_step`: at step :math:`t` it reruns the grid over the
+window from :math:`s(t-K)` (detached) and takes one vector-Jacobian product with
+:math:`\partial L/\partial r(t)`, the definition as written, :math:`O(TK)` sequential steps. It is
+what a learner that sees one step at a time (``"per_t"`` loss) would run, its carry is what
+:func:`~gridlib.filtergrid.temporal.carried_state` counts (the network state :math:`s(t-1)`, the
+window's start state :math:`s(t-K)`, absent when :math:`K = 1`, and the :math:`K-1` inputs
+:math:`x(t-K+1..t-1)`: :math:`NM + (K-1)N` floats for :math:`K \ge 2`, none for :math:`K = 1`),
+and the tests check the hyperplane form against it.
 """
 
 from __future__ import annotations
@@ -41,7 +59,13 @@ from jax import Array
 
 from gridlib.filtergrid.cell import DT, GridParams
 from gridlib.filtergrid.model import step
-from gridlib.filtergrid.stepwise import batched, loss_head
+from gridlib.filtergrid.snap1 import forward_sweep
+from gridlib.filtergrid.stepwise import (
+    batch_on_hyperplanes,
+    hyperplane_constants,
+    on_hyperplanes,
+    shift,
+)
 
 
 class TbpttCarry(NamedTuple):
@@ -102,13 +126,64 @@ def tbptt_step(params: GridParams, carry: TbpttCarry, x_t: Array, dep: Array, t:
     return new, grad
 
 
+def _tbptt_core(params: GridParams, xs: Array, labels: Array, mode: str, dt: float,
+                chain: int = 1, *, window: int = 1) -> tuple[Array, Array, GridParams]:
+    """Truncated BPTT of a batch laid out cell-major, ``xs: (T, N, B)``, ``labels: (B,)``:
+    per-example losses ``(B,)``, logits ``(B, M)`` and the gradient **summed** over the batch.
+
+    The backward sweep of the module docstring; the adjoint by age is ``(N, M, K, L)``.
+    """
+    ages = min(check_window(window), xs.shape[0])  # an error older than the sequence is none
+    sweep = forward_sweep(params, xs, labels, mode, dt, chain, keep_inputs=True)
+    k = hyperplane_constants(params, dt)
+    pk = k.params
+    by_age = lambda z: z[:, :, None]  # (N, M, L) -> (N, M, 1, L), to broadcast over ages
+    couple_below, couple_right, a = by_age(k.couple_below), by_age(k.couple_right), by_age(k.a)
+    tau = jnp.exp(pk.log_tau)
+
+    def backward_stage(carry, inp):
+        s_bar_next, grad = carry  # the adjoint of s by age on hyperplane q + 1, (N, M, K, L)
+        dep, y, (s_prev, u, v), on, last = inp
+        # dL/dy of every age: the children at the same step (hyperplane q + 1), and the readout
+        # gradient, which is the error of this very step (age 0)
+        y_bar = shift(s_bar_next, 1, 0) * couple_below + shift(s_bar_next, 0, 1) * couple_right
+        y_bar = y_bar.at[-1, :, 0].add(dep)
+        # the same cell at the next step, one age younger; an error at age K is dropped, and
+        # nothing runs back across the boundary between two chained examples
+        older = jnp.concatenate([jnp.zeros_like(s_bar_next[:, :, :1]), s_bar_next[:, :, :-1]],
+                                axis=2)
+        through_y = y_bar * by_age(1.0 - y**2)
+        s_bar = by_age(on) * (a * by_age(1.0 - last) * older + through_y)
+        total = s_bar.sum(2)  # every age's error reaches this step's parameters alike
+        drive = pk.w_left * u + pk.w_top * v
+        local = GridParams(
+            log_tau=k.a * (dt / tau) * (s_prev - drive),  # ds/da da/dlog_tau
+            w_left=k.c * u,
+            w_top=k.c * v,
+            bias=jnp.zeros_like(u),
+        )
+        grad = jax.tree.map(lambda g, ds: g + total * ds, grad, local)
+        grad = grad._replace(bias=grad.bias + on * through_y.sum(2))
+        return (s_bar, grad), None
+
+    n, m_cols, lanes = sweep.y.shape[1:]
+    zero = jnp.zeros((n, m_cols, lanes), xs.dtype)
+    init = (jnp.zeros((n, m_cols, ages, lanes), xs.dtype), GridParams(zero, zero, zero, zero))
+    (_, grad), _ = jax.lax.scan(backward_stage, init,
+                                (sweep.deposit, sweep.y, sweep.inputs, sweep.started,
+                                 sweep.last_step), reverse=True)
+    return sweep.losses, sweep.readout.sum(0).T, jax.tree.map(lambda g: g.sum(-1), grad)
+
+
 def tbptt_grads(
     params: GridParams, xs: Array, label: Array, mode: str = "sum", dt: float = DT, *, window: int = 1
 ) -> tuple[Array, Array, GridParams]:
     """``(loss, logits, truncated-BPTT gradient)`` for one sequence ``xs: (T, N)`` and window ``K``.
 
-    ``window >= T`` gives BPTT exactly; ``window = 1`` back-propagates each step's error through
-    that step only.
+    Shapes: ``loss ()``, ``logits (M,)``, each gradient ``(N, M)``. ``window >= T`` gives BPTT
+    exactly; ``window = 1`` back-propagates each step's error through that step only. Computed
+    by the adjoint by age on hyperplanes (module docstring); the numbers of :func:`tbptt_step`
+    summed over the steps.
 
     >>> import jax, jax.numpy as jnp
     >>> from gridlib.filtergrid import init_params, bptt_grads, tbptt_grads
@@ -118,21 +193,17 @@ def tbptt_grads(
     >>> bool(jnp.allclose(g5.w_left, g.w_left, rtol=1e-5, atol=1e-7))
     True
     """
-    k = check_window(window)
-    value, logits, _, dr = loss_head(params, xs, label, mode, dt)
-
-    def body(carry, inp):
-        state, grad = carry
-        x_t, dep, t = inp
-        state, g = tbptt_step(params, state, x_t, dep, t, dt)
-        return (state, jax.tree.map(jnp.add, grad, g)), None
-
-    zero = jax.tree.map(jnp.zeros_like, params)
-    t_idx = jnp.arange(xs.shape[0])
-    (_, grad), _ = jax.lax.scan(body, (tbptt_init(params, k), zero), (xs, dr, t_idx))
-    return value, logits, grad
+    return on_hyperplanes(_tbptt_core, params, xs, label, mode, dt, window=window)
 
 
-tbptt_batch_grads = batched(tbptt_grads, "tbptt")
+def tbptt_batch_grads(
+    params: GridParams, xs: Array, labels: Array, mode: str = "sum", dt: float = DT,
+    chain: int | None = None, *, window: int = 1,
+) -> tuple[Array, Array, GridParams]:
+    """Batched :func:`tbptt_grads`: ``xs: (B, T, N)``, ``labels: (B,)`` -> ``(losses (B,),
+    logits (B, M), gradient averaged over the batch)``; the numbers of ``vmap(tbptt_grads)``
+    then a mean. ``chain``: as for :func:`~gridlib.filtergrid.snap1.snap1_batch_grads`."""
+    return batch_on_hyperplanes(_tbptt_core, params, xs, labels, mode, dt, chain, window=window)
+
 
 __all__ = ["TbpttCarry", "tbptt_batch_grads", "tbptt_grads", "tbptt_init", "tbptt_step"]
