@@ -556,6 +556,12 @@ def replaced(record: Mapping[str, Any]) -> dict[str, Any]:
             "date_utc": p.get("date_utc"), "metrics": _scalars(record["metrics"])}
 
 
+def _differing(a: float, b: float) -> str:
+    """``"a -> b"`` with the fewest significant digits (at least 4) that tell them apart."""
+    digits = next((d for d in range(4, 18) if f"{a:.{d}g}" != f"{b:.{d}g}"), 17)
+    return f"{a:.{digits}g} -> {b:.{digits}g}"
+
+
 def remake_note(record: Mapping[str, Any]) -> str:
     """'' unless the record remade an older one; then which numbers moved, old -> new."""
     old = record.get("remade")
@@ -563,7 +569,7 @@ def remake_note(record: Mapping[str, Any]) -> str:
         return ""
     was = "a modified tree" if old.get("git_dirty") else f"commit {str(old.get('git_commit'))[:7]}"
     now, then = _scalars(record["metrics"]), old.get("metrics") or {}
-    moved = [f"{k} {then[k]:.4g} -> {now[k]:.4g}" for k in sorted(now) if k in then and then[k] != now[k]]
+    moved = [f"{k} {_differing(then[k], now[k])}" for k in sorted(now) if k in then and then[k] != now[k]]
     if not moved:
         return f"remade; the record it replaced (from {was}) had the same numbers"
     return f"remade; the record it replaced (from {was}) had " + ", ".join(moved[:3]) + (
