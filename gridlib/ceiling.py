@@ -94,9 +94,10 @@ def lower_bound(ops: OpCounts, stages: int, rates: Rates) -> dict[str, Any]:
     """The least time of a step with ``ops`` and ``stages`` at ``rates``.
 
     Returns:
-        ``{"terms_s": {term: seconds for each of TERMS}, "compute_s", "sequential_s",
-        "bound_s", "limit"}``: the compute time is the sum of the first three terms, the bound
-        the larger of the compute and sequential times, and ``limit`` the term that sets it.
+        A dict with ``terms_s`` (seconds for each of ``TERMS``), ``compute_s``,
+        ``sequential_s``, ``bound_s`` and ``limit``: the compute time is the sum of the first
+        three terms, the bound the larger of the compute and sequential times, and ``limit``
+        the term that sets it.
 
     >>> r = Rates(matmul=1e9, elementwise=1e9, transcendental={"sin": 1e8, "exp": 1e8,
     ...           "tanh": 1e8}, scan_step=1e-6)

@@ -108,7 +108,7 @@ class OpCounts:
 
     @property
     def total(self) -> int:
-        """Every operation: matrix-product FLOPs, transcendentals and the rest."""
+        """The count of every operation (matrix-product FLOPs, transcendentals and the rest)."""
         return self.matmul + self.transcendental_total + self.other
 
     def __add__(self, other: OpCounts) -> OpCounts:
