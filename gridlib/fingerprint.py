@@ -172,13 +172,13 @@ def _batches(jobs: Sequence[tuple[str, str]], workers: int) -> list[list[tuple[s
     return [b for b in batches if b]
 
 
-def take_current(names: Iterable[str], timeout: float | None = None, workers: int = 1
-                 ) -> dict[str, dict[str, Any]]:
+def take_current(names: Iterable[str], timeout: float | None = None, workers: int = 1,
+                 records: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """This code's fingerprints of the records ``names`` that carry a start fingerprint (in
-    ``workers`` processes), keyed by name."""
+    ``workers`` processes), keyed by name (``records``: those records, already loaded)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    records = {n: results.load(n) for n in names}
+    records = {n: results.load(n) for n in names} if records is None else records
     todo = [(n, str(r["provenance"].get("command", ""))) for n, r in records.items()
             if (expected(r) or {}).get("kind") == "start"]  # fmt: skip
     scale = _scale(records)
@@ -193,11 +193,11 @@ def take_current(names: Iterable[str], timeout: float | None = None, workers: in
 def check(names: Iterable[str], timeout: float | None = None, workers: int = 1) -> list[Comparison]:
     """Take each record's fingerprint with this code (in ``workers`` processes) and compare it
     with the one it carries."""
-    names = list(names)
-    fresh = take_current(names, timeout, workers)
+    records = {n: results.load(n) for n in names}
+    fresh = take_current(records, timeout, workers, records)
     out = []
-    for n in names:
-        want = expected(results.load(n))
+    for n in records:
+        want = expected(records[n])
         out.append(compare(n, want, fresh[n]) if n in fresh else compare(n, want, want or {}))
     return out
 
@@ -211,17 +211,13 @@ def _scale(records: Mapping[str, Mapping[str, Any]]) -> str:
 
 def at_commit(jobs: Sequence[tuple[str, str]], commit: str, timeout: float | None = None
               ) -> dict[str, dict[str, Any]]:
-    """:func:`take` from a temporary checkout of ``commit`` (the code that made the records)."""
-    if results._git("cat-file", "-e", f"{commit}^{{commit}}") is None:
-        raise ValueError(f"commit {commit[:7]} is not in this repository (a shallow clone?)")
-    with tempfile.TemporaryDirectory(prefix="gridlib-fingerprint-tree-") as tmp:
-        tree = Path(tmp) / "tree"
-        if results._git("worktree", "add", "--detach", str(tree), commit) is None:
-            raise ValueError(f"cannot check out {commit[:7]}")
-        try:
-            return take(jobs, tree, timeout=timeout)
-        finally:
-            results._git("worktree", "remove", "--force", str(tree))
+    """:func:`take` from a temporary checkout of ``commit`` (the code that made the records).
+
+    Raises:
+        ValueError: when the commit is not in this repository or cannot be checked out.
+    """
+    with results.provenance_module.checkout(commit, "gridlib-fingerprint-tree-") as tree:
+        return take(jobs, tree, timeout=timeout)
 
 
 def declare_drift(name: str, reason: str, fingerprint: Mapping[str, Any]) -> None:

@@ -58,6 +58,28 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip()
 
 
+@contextlib.contextmanager
+def checkout(commit: str, prefix: str = "gridlib-tree-") -> Iterator[Path]:
+    """A temporary worktree of ``commit`` (removed afterwards): the code that made a record.
+
+    Raises:
+        ValueError: when the commit is not in this repository (a shallow clone?) or cannot be
+            checked out.
+    """
+    import tempfile
+
+    if _git("cat-file", "-e", f"{commit}^{{commit}}") is None:
+        raise ValueError(f"commit {commit[:7]} is not in this repository (a shallow clone?)")
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        tree = Path(tmp) / "tree"
+        if _git("worktree", "add", "--detach", str(tree), commit) is None:
+            raise ValueError(f"cannot check out {commit[:7]}")
+        try:
+            yield tree
+        finally:
+            _git("worktree", "remove", "--force", str(tree))
+
+
 def source_changes() -> list[str] | None:
     """Source files (:data:`SOURCE_PATHS`, untracked ones included) that differ from HEAD.
 

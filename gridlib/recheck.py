@@ -130,16 +130,11 @@ def _rerun_at(commit: str, command: str, prov: dict, epochs: int,
               timeout: float | None) -> tuple[dict | None, str]:
     """:func:`_rerun` from a temporary checkout of ``commit`` (``(None, why)`` when that commit
     is not in this repository or its command fails there)."""
-    if results._git("cat-file", "-e", f"{commit}^{{commit}}") is None:
-        return None, f"commit {commit[:7]} is not in this repository"
-    with tempfile.TemporaryDirectory(prefix="gridlib-recheck-tree-") as tmp:
-        tree = Path(tmp) / "tree"
-        if results._git("worktree", "add", "--detach", str(tree), commit) is None:
-            return None, f"cannot check out {commit[:7]}"
-        try:
+    try:
+        with provenance_module.checkout(commit, "gridlib-recheck-tree-") as tree:
             return _rerun(command, prov, epochs, tree, timeout)
-        finally:
-            results._git("worktree", "remove", "--force", str(tree))
+    except ValueError as err:  # not in this repository, or cannot be checked out
+        return None, str(err)
 
 
 def recheck(name: str, epochs: int = 1, rtol: float = 1e-5, timeout: float | None = None) -> Verdict:

@@ -112,10 +112,11 @@ def store_fingerprints(names: Sequence[str]) -> None:
     records made from a modified tree are refused (their code is in no commit)."""
     by_commit: dict[str, list[tuple[str, str]]] = {}
     for name in names:
-        prov = results.load(name)["provenance"]
+        record = results.load(name)
+        prov = record["provenance"]
         if prov.get("git_dirty") is not False or not prov.get("git_commit"):
             raise ValueError(f"{name} was not made from a clean commit; remake it first")
-        history = results.load(name).get("history") or {}
+        history = record.get("history") or {}
         if not (isinstance(history, Mapping) and history.get("epoch")):
             results.annotate(name, fingerprint.FIELD, {
                 "kind": "none", "why": "not trained epoch by epoch through fit, so it has no "
