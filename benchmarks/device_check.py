@@ -238,7 +238,7 @@ def part_gridnet(p: dict[str, Any], name: str) -> dict[str, Any]:
     path = results.save(name, config=config, metrics=metrics, history=history, seed=0,
                         extra={"device": _device_info()})  # fmt: skip
     like_seed = (g, p["step_batch"], p["step_inner"]) == (32, 2, 10)  # the seed's CUDA benchmark
-    ref = f"seed CUDA outer step {lo}-{hi} ms: ours {1e3 * st_s:.2f} ms" if like_seed else "quick sizes: none"
+    ref = f"seed CUDA outer step {lo}-{hi} ms: ours {1e3 * st_s:.2f} ms" if like_seed else "none like for like"
     if "cpu_bench_ms_per_example" in metrics:
         ref += f"; CPU bench {metrics['cpu_bench_ms_per_example']:.1f} ms/example"
     return {"result": f"fwd+bwd {metrics['fwd_bwd_ms_per_example']:.3g} ms/example (B={p['batch']}); {result}",
@@ -303,7 +303,7 @@ def part_neuralgrid(p: dict[str, Any], name: str) -> dict[str, Any]:
     print(f"the original (PyTorch unfold, GPU, 128x128, batch {batch}): {blog_s} ± {blog_sd} s/epoch; "
           + (f"ours here: {ours:.3f} s, {blog_s / ours:.1f}x the original's speed" if like_blog
              else "not comparable at quick sizes"), flush=True)  # fmt: skip
-    ref = f"original {blog_s} s/epoch (GPU, unfold): {blog_s / ours:.1f}x" if like_blog else "quick sizes: none"
+    ref = f"original {blog_s} s/epoch (GPU, unfold): {blog_s / ours:.1f}x" if like_blog else "none like for like"
     if cpu is not None:
         ref += f"; CPU bench {cpu:.2f} s"
     return {"result": f"{ours:.3g} s/epoch ours, {metrics['unfold_epoch_s']:.3g} s unfold "
@@ -361,7 +361,7 @@ def part_gle(p: dict[str, Any], name: str) -> dict[str, Any]:
                         metrics=metrics, extra={"device": _device_info()})  # fmt: skip
     ref = (f"CPU bench {metrics['cpu_bench_seed_steps_per_s']:.3g} seed-steps/s: "
            f"{seed_steps / metrics['cpu_bench_seed_steps_per_s']:.1f}x") if "cpu_bench_seed_steps_per_s" in metrics \
-        else "quick sizes: none"
+        else "none like for like"
     return {"result": f"{ex_s:.3g} examples/s x {len(seeds)} seeds ({seed_steps:.3g} seed-steps/s)",
             "reference": ref, "file": str(path)}
 
