@@ -59,3 +59,18 @@ def test_every_public_name_has_a_docstring(system):
         obj = getattr(pkg, name)
         if callable(obj) or isinstance(obj, type):
             assert (getattr(obj, "__doc__", None) or "").strip(), f"gridlib.{system}.{name} has no docstring"
+
+
+def test_a_failing_chapter_cell_fails_the_test_command():
+    """make test runs the chapters once, in book-ci: that holds only while a raising cell is an
+    error there (allow_errors false, -W) and book-ci is part of make test."""
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    execute = yaml.safe_load((root / "_config.yml").read_text())["execute"]
+    assert execute["allow_errors"] is False and execute["execute_notebooks"] == "force"
+    make = (root / "Makefile").read_text()
+    test_line = next(line for line in make.splitlines() if line.startswith("test:"))
+    assert "book-ci" in test_line.split()
+    recipe = make.split("\nbook-ci:")[1].split("\n\n")[0]
+    assert "jupyter-book build" in recipe and " -W " in recipe and "GRIDLIB_SCALE=ci" in recipe
