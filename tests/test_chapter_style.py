@@ -12,6 +12,10 @@ A cell the reader sees (not tagged ``remove-cell``, ``remove-input``, ``hide-inp
 Every ``%%ipytest`` cell must be tagged ``hide-input`` (``ipytest-shown``): the tests stay in the
 page and fail the build when wrong, folded under their one-line result.
 
+No cell, shown or hidden, asserts on a time (``timed-assert``): a speed is measured by a
+benchmark that prints its ratio to a reference in the same run, never by a test of how long a
+stored training run took on whatever else the machine was doing.
+
 Each offence is reported as ``file:line: rule: detail`` (the line of the cell's opening fence,
 or of the offending line); the test lists every offence of every page at once.
 """
@@ -34,6 +38,7 @@ HIDDEN_TAGS = frozenset({"remove-cell", "remove-input", "hide-input", "hide-cell
 OPEN = re.compile(r"^(?P<fence>`{3,}|~{3,})\{code-cell\}")
 NOQA = re.compile(r"#\s*noqa\b", re.IGNORECASE)
 CI_BRANCH = re.compile(r"\bis_ci\s*\(")
+TIMED_ASSERT = re.compile(r"\bassert\b.*(time|seconds|epoch_s\b|per_s\b|speed)", re.IGNORECASE)
 
 
 @dataclass
@@ -102,6 +107,8 @@ def check_text(text: str, name: str) -> list[str]:
             tags = ", ".join(sorted(cell.tags)) or "none"
             found.append(f"{name}:{cell.line}: ipytest-shown: a %%ipytest cell must be tagged "
                          f"hide-input (tags: {tags})")
+        found += [f"{name}:{n}: timed-assert: a test of a time (benchmark it instead): {s.strip()[:60]}"
+                  for n, s in body if TIMED_ASSERT.search(s)]  # fmt: skip
         if not cell.visible:
             continue
         count = sum(1 for _, s in body if s.strip())
@@ -175,6 +182,8 @@ def test_a_clean_page_passes():
     ("import os  # noqa: F401", "noqa"),
     ("if scale.is_ci():\n    print('small')", "ci-branch"),
     ("from gridlib.scale import is_ci\nflag = is_ci( )", "ci-branch"),
+    ("assert np.median(times) <= 10.0", "timed-assert"),
+    ("assert rec['mean_epoch_time_s'] < 5", "timed-assert"),
 ])
 def test_each_rule_fires_on_a_visible_cell(body, rule):
     assert rule in _rules(_page(_cell("a = 1"), _cell(body)))
