@@ -98,7 +98,8 @@ CHROMIUM           ?= /usr/bin/chromium
 BROWSER_CHECK_HTML ?= _build/ci/_build/html
 REQUIRE_BROWSER    ?=
 
-# Debian's chromium, installed when missing where that is possible (root and apt-get).
+# Debian's chromium, installed when missing where that is possible (root and apt-get); and
+# Debian's firefox-esr, for the live page's tests in Firefox (tests/test_live_parity.py).
 chromium:
 	@if [ -x "$(CHROMIUM)" ] || command -v chromium >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -108,6 +109,14 @@ chromium:
 	  || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "warning: could not install chromium; the browser check will be skipped (fail on CI)"; \
 	else echo "note: chromium is missing and cannot be installed here (needs root and apt-get)"; fi
+	@if command -v firefox-esr >/dev/null 2>&1 || command -v firefox >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's firefox-esr (for the live page's tests in Firefox)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq firefox-esr >/dev/null 2>&1 \
+	  || { apt-get update -qq && apt-get install -y -qq firefox-esr >/dev/null; } \
+	  || echo "warning: could not install firefox-esr; the live page's Firefox tests will be skipped"; \
+	else echo "note: firefox-esr is missing and cannot be installed here; its tests will be skipped"; fi
 
 browser-check: chromium
 	CHROMIUM=$(CHROMIUM) $(BIN)/python tests/browser/check_pages.py $(BROWSER_CHECK_HTML)$(if $(REQUIRE_BROWSER), --require-browser)

@@ -1,8 +1,10 @@
-"""The live page's JavaScript (``web/``) against the library, in headless Chromium.
+"""The live page's JavaScript (``web/``) against the library, in headless Chromium and Firefox.
 
 ``gridlib.web.export`` writes the page's files and the library's float64 fixtures into a
 temporary folder (a subprocess: JAX's x64 switch stays out of this process); the folder is served
-on localhost and opened in Debian's Chromium, driven like ``tests/browser/check_pages.py``.
+on localhost and opened in Debian's Chromium, driven like ``tests/browser/check_pages.py``, and in
+Debian's Firefox (``firefox-esr``), driven over WebDriver BiDi (``tests/browser/live_firefox.py``).
+Every test runs in both browsers.
 
 - ``tests/browser/live_parity.html`` runs the modules on the fixtures' inputs: the filter grid's
   readout and SnAP-1/SnAP-0 gradients agree to 1e-9 relative, 50 Adam steps of SnAP-1 to 1e-6,
@@ -20,8 +22,10 @@ on localhost and opened in Debian's Chromium, driven like ``tests/browser/check_
 The export is made with the fewest digits the fixtures need (:data:`N_TRAIN`, :data:`N_TEST`):
 every check stays, on less data to load and evaluate.
 
-Skipped without a Chromium, except on CI. ``GRIDLIB_LIVE_EXPORT=<folder>`` reuses an export
-already made there (``python -m gridlib export-web`` writes one to ``_static/live``).
+The Chromium cases are skipped without a Chromium, except on CI (there they fail); the Firefox
+cases are skipped without a Firefox (``make chromium`` installs both where it can), and without
+a working one except on CI. ``GRIDLIB_LIVE_EXPORT=<folder>`` reuses an export already made there
+(``python -m gridlib export-web`` writes one to ``_static/live``).
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ BROWSER = ROOT / "tests" / "browser"
 _spec = importlib.util.spec_from_file_location("check_pages", BROWSER / "check_pages.py")
 check_pages = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(check_pages)
+_spec = importlib.util.spec_from_file_location("live_firefox", BROWSER / "live_firefox.py")
+live_firefox = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(live_firefox)
 
 READOUT_RTOL = 1e-9
 ADAM_RTOL = 1e-6
@@ -83,8 +90,21 @@ def site(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def browser():
+@pytest.fixture(scope="module", params=["chromium", "firefox"])
+def browser(request):
+    if request.param == "firefox":
+        exe = live_firefox.find_firefox()
+        if exe is None:
+            pytest.skip("no Firefox (apt-get install firefox-esr)")
+        try:
+            b = live_firefox.Firefox(exe, 1280, 900)
+        except live_firefox.FirefoxUnavailable as exc:
+            if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+                raise  # installed on CI (make chromium) but not working: a failure there
+            pytest.skip(f"Firefox unusable: {exc}")
+        yield b
+        b.close()
+        return
     exe = check_pages.find_chromium()
     if exe is None:
         if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
@@ -98,6 +118,8 @@ def browser():
 def open_page(browser, base: str, page: str, expression: str, timeout: float = 240.0):
     """Open ``page``, evaluate the async ``expression`` in it; returns ``(value, problems)``,
     problems being console errors, uncaught exceptions, failed and external requests."""
+    if isinstance(browser, live_firefox.Firefox):
+        return browser.open_page(base, page, expression, timeout)
     session = browser.open_tab()
     browser.call("Log.enable", {}, session)
     events: list = []

@@ -390,6 +390,11 @@ async function main() {
       });
     }
   };
+  // a worker that fails (an old browser without module workers, an error in training) says so
+  // on the page; the error still reaches the console
+  worker.onerror = (e) => {
+    $("live-seen").textContent = `Training stopped: ${e.message || "the worker failed"}.`;
+  };
   worker.postMessage({
     cmd: "init", settings, init,
     digits: { x_train: digits.arrays.x_train, y_train: digits.arrays.y_train, x_test: digits.arrays.x_test,
