@@ -75,6 +75,22 @@ def published_runs() -> list[str]:
     return [n for n in results.load_all("") if not n.startswith(NOT_RUNS)]
 
 
+def _copy_inputs(commands: Iterable[str], folder: Path) -> None:
+    """Copy into the worker's (otherwise empty) results ``folder`` every published record that a
+    command names as a flag's value (``--tuned-from filtergrid/tune/...``): the run reads it at
+    start, and the commit that made the run may predate the record's commit."""
+    for command in commands:
+        for token in shlex.split(command):
+            try:
+                named = "/" in token and results.exists(token)
+            except results.ResultsError:  # a flag value that is not a record's name
+                named = False
+            if named:
+                target = folder / f"{token}.json"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(results.path(token).read_bytes())
+
+
 def take(jobs: Sequence[tuple[str, str]], root: str | os.PathLike = results.REPO_ROOT,
          scale: str = "full", timeout: float | None = None) -> dict[str, dict[str, Any]]:
     """Fingerprints of ``jobs`` (``(name, recorded command)``) taken with the source tree
@@ -93,6 +109,7 @@ def take(jobs: Sequence[tuple[str, str]], root: str | os.PathLike = results.REPO
     if not lines:
         return out
     with tempfile.TemporaryDirectory(prefix="gridlib-fingerprint-") as tmp:
+        _copy_inputs([c for _, c in jobs], Path(tmp) / "results")
         flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_max_isa={ISA}".strip()
         env = {**os.environ, "XLA_FLAGS": flags, "PYTHONPATH": str(root), "GRIDLIB_SCALE": scale,
                results.ENV_VAR: f"{tmp}/results", results.RUNS_ENV_VAR: f"{tmp}/runs",

@@ -102,6 +102,16 @@ def test_a_command_that_is_not_an_experiment_has_no_fingerprint():
     assert out["bench/x"]["kind"] == "none"
 
 
+def test_a_record_that_a_command_reads_travels_to_the_worker(published, tmp_path):
+    """A run made with ``--tuned-from NAME`` reads that record at start; the worker's results
+    folder is empty otherwise, so without the copy such a run has no fingerprint."""
+    folder = tmp_path / "worker"
+    fingerprint._copy_inputs(["python -m gridlib x --tuned-from t/run --name t/other --seed 0",
+                              "python -m gridlib y --hidden 8,8 --path a/../b"], folder)  # fmt: skip
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.json")) == ["t/run.json"]
+    assert (folder / "t/run.json").read_bytes() == results.path("t/run").read_bytes()
+
+
 # --------------------------------------------------------------------------- the published records
 
 
