@@ -538,7 +538,8 @@ SECTIONS: tuple[Section, ...] = (
     Section("neuralgrid", "NeuralGrid", (("notebooks/40-neuralgrid", ("neuralgrid/*", "bench/neuralgrid")),)),
     Section("gridnet", "gridnet", (("notebooks/50-gridnet", ("gridnet/*", "bench/gridnet*")),)),
     Section("locality", "The price of locality", (
-        ("notebooks/60-temporal-rules", ("filtergrid/alignment", "filtergrid/snap0_*",
+        ("notebooks/60-temporal-rules", ("filtergrid/alignment", "filtergrid/tune/*", "filtergrid/tuned/*",
+                                         "filtergrid/snap0_*",
                                          "filtergrid/snap2_*", "filtergrid/tbptt*",
                                          "filtergrid/online_snap1*", "bench/filtergrid_rules")),
         ("notebooks/61-every-system", ("bench/ceiling", "device/*")),
@@ -703,6 +704,12 @@ def _bench_neuralgrid(rec: Record) -> str:
             f"{row['unfold ÷ ours']} as long")
 
 
+def _search(rec: Record) -> str:
+    m = rec["metrics"]
+    return (f"chose {', '.join(f'{k} {v:g}' for k, v in m['chosen'].items())} on validation "
+            f"({100 * m['chosen_val_acc']:.1f} % after {rec['config']['epochs']} epochs)")
+
+
 def _device(rec: Record) -> str:
     from gridlib import accelerator
 
@@ -723,6 +730,7 @@ SPECIAL: dict[str, Callable[[Record], str]] = {
     "bench/gridnet*": _bench_gridnet,
     "bench/neuralgrid": _bench_neuralgrid,
     "device/*": _device,
+    "filtergrid/tune/*": _search,
 }
 
 

@@ -213,3 +213,46 @@ def test_tuned_from_reads_the_choice_and_refuses_another_configuration(tmp_resul
         _check_mnist({**args, "validation": False, "patience": 3, "tuned_from": ""})
     with pytest.raises(ValueError, match="at most 50000"):
         _check_mnist({**args, "n_train": 60_000, "tuned_from": ""})
+
+
+# --------------------------------------------------------------------------- the fair table
+
+
+def _fake_fair(monkeypatch, tuned_lr=1e-2):
+    """A search for SnAP-1 and BPTT and three tuned seeds of each, made up, published."""
+    from gridlib.filtergrid import fair, summary
+
+    monkeypatch.setenv("GRIDLIB_SCALE", "full")
+    accs = {"SnAP-1": (0.40, 0.45, 0.50), "BPTT": (0.50, 0.52, 0.49)}
+    with results.session(publish=True):
+        for label, chosen in (("SnAP-1", 3e-3), ("BPTT", 1e-2)):
+            run = fair.TUNED_RUNS[label]
+            name = fair.search_name(run)
+            results.save(name, config={"rule": run.rule, "optimizer": "adam", "epochs": 3,
+                                       "search": {"lr": [3e-3, 1e-2], "gain": [10.0]}},
+                         metrics={"chosen": {"lr": chosen, "gain": 10.0}, "chosen_index": 0,
+                                  "val/acc": [0.4, 0.3], "diverged": [False, False], "chosen_val_acc": 0.4})
+            lr = chosen if label == "SnAP-1" else tuned_lr
+            for seed, acc in enumerate(accs[label]):
+                config = {**summary.mnist_expect(run), "lr": lr, "tuning": {"record": name}}
+                config.pop("provenance.scale")
+                results.save(fair.tuned_name(run, seed), config=config, metrics={"test/acc": acc},
+                             seed=seed)  # fmt: skip
+    return fair
+
+
+def test_the_fair_table_pairs_seeds_and_counts_where_the_sign_holds(tmp_results, monkeypatch):
+    fair = _fake_fair(monkeypatch)
+    runs = fair.load(seeds=(0, 1, 2))
+    rows = {r["rule"]: r for r in fair.rows(runs)}
+    # BPTT - SnAP-1 per seed: +10, +7, -1 points: mean +5.3, positive on 2 of 3 seeds
+    assert rows["BPTT"]["minus SnAP-1 (paired)"].startswith("5.3") and "(2 of 3)" in rows["BPTT"]["minus SnAP-1 (paired)"]
+    assert rows["SnAP-1"]["minus BPTT (paired)"].startswith("-5.3") and "(2 of 3)" in rows["SnAP-1"]["minus BPTT (paired)"]
+    assert "0.01" in rows["BPTT"]["chosen step (validation)"]
+    assert any("filtergrid-tune --rule snap0" in c for c in runs.missing)
+
+
+def test_a_tuned_run_at_another_setting_than_its_search_chose_is_refused(tmp_results, monkeypatch):
+    fair = _fake_fair(monkeypatch, tuned_lr=3e-3)  # BPTT's search chose 1e-2
+    with pytest.raises(results.ResultsError):
+        fair.load(seeds=(0, 1, 2))
