@@ -246,7 +246,7 @@ def test_the_fair_table_pairs_seeds_and_counts_where_the_sign_holds(tmp_results,
     runs = fair.load(seeds=(0, 1, 2))
     rows = {r["rule"]: r for r in fair.rows(runs)}
     # BPTT - SnAP-1 per seed: +10, +7, -1 points: mean +5.3, positive on 2 of 3 seeds
-    assert rows["BPTT"]["minus SnAP-1 (paired)"].startswith("5.3") and "(2 of 3)" in rows["BPTT"]["minus SnAP-1 (paired)"]
+    assert rows["BPTT"]["minus SnAP-1 (paired)"].startswith("+5.3") and "(2 of 3)" in rows["BPTT"]["minus SnAP-1 (paired)"]
     assert rows["SnAP-1"]["minus BPTT (paired)"].startswith("-5.3") and "(2 of 3)" in rows["SnAP-1"]["minus BPTT (paired)"]
     assert "0.01" in rows["BPTT"]["chosen step (validation)"]
     assert any("filtergrid-tune --rule snap0" in c for c in runs.missing)
@@ -256,3 +256,21 @@ def test_a_tuned_run_at_another_setting_than_its_search_chose_is_refused(tmp_res
     fair = _fake_fair(monkeypatch, tuned_lr=3e-3)  # BPTT's search chose 1e-2
     with pytest.raises(results.ResultsError):
         fair.load(seeds=(0, 1, 2))
+
+
+def _group(accs, seed0=0):
+    return {f"r_seed{seed0 + i}": {"metrics": {"test/acc": a}, "provenance": {"seed": seed0 + i}}
+            for i, a in enumerate(accs)}
+
+
+@pytest.mark.parametrize(("tuned", "beyond"), [((0.50, 0.52, 0.48), False), ((0.70, 0.71, 0.69), True)])
+def test_a_move_counts_only_beyond_two_standard_errors(tuned, beyond):
+    from gridlib.filtergrid import fair
+
+    runs = fair.Fair({}, {"BPTT": _group(tuned), "SnAP-1": _group((0.4, 0.3, 0.35))},
+                     {"BPTT": _group((0.49, 0.53, 0.50))}, [])  # fmt: skip
+    (d, b), = fair.moves(runs).values()
+    assert b is beyond and d == pytest.approx(100 * (np.mean(tuned) - 0.5066666), abs=1e-3)
+    text = fair.findings(runs)
+    assert text[0].startswith("Tuning each rule's step size" if not beyond else "Tuning on validation data moves BPTT")
+    assert text[1].startswith("At each rule's own best setting the exact gradient still trains")
