@@ -274,3 +274,27 @@ def test_a_move_counts_only_beyond_two_standard_errors(tuned, beyond):
     text = fair.findings(runs)
     assert text[0].startswith("Tuning each rule's step size" if not beyond else "Tuning on validation data moves BPTT")
     assert text[1].startswith("At each rule's own best setting the exact gradient still trains")
+
+
+def _curve(val, test, seed):
+    best = int(np.argmax(val)) + 1
+    return {"metrics": {"epochs_run": len(val), "best_epoch": best, "best/val/acc": val[best - 1],
+                        "best/test/acc": test[best - 1]},
+            "history": {"val/acc": list(val), "test/acc": list(test)}, "provenance": {"seed": seed}}  # fmt: skip
+
+
+def test_the_curves_report_the_best_epoch_and_whether_the_gap_closes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from gridlib.filtergrid import fair
+
+    rise = np.linspace(0.3, 0.6, 20)  # SnAP-1 keeps climbing past epoch 10
+    flat = np.r_[np.linspace(0.5, 0.7, 10), np.full(6, 0.69)]  # BPTT peaks at epoch 10
+    curves = {"SnAP-1": {f"s{i}": _curve(rise + 0.01 * i, rise, i) for i in range(2)},
+              "BPTT": {f"b{i}": _curve(flat + 0.01 * i, flat, i) for i in range(2)}}
+    rows = {r["rule"]: r for r in fair.curve_rows(curves)}
+    assert rows["SnAP-1"]["best epoch (validation)"] == "20, 20" and rows["BPTT"]["epochs run"] == "16, 16"
+    text = fair.curve_finding(curves)
+    assert text.startswith("Given as many epochs as help it, SnAP-1's gap to BPTT closes")
+    fair.curve_figure(curves)

@@ -160,6 +160,116 @@ def search_rows(fair: Fair) -> list[dict[str, str]]:
     return out
 
 
+#: The rules trained until validation accuracy stops improving, and the budget of those runs.
+CONVERGE = ("SnAP-1", "BPTT")
+CONVERGE_EPOCHS, CONVERGE_PATIENCE = 40, 5
+
+
+def converge_name(run: MnistRun, seed: int | str) -> str:
+    """``filtergrid/tuned/<rule>_adam_b32_max40p5_n50000v10000_seed<seed>``: a run at the chosen
+    setting on the 50,000 training images, until validation accuracy has not improved for 5
+    epochs (at most 40)."""
+    from gridlib.filtergrid.experiments import run_name
+
+    return run_name(run.rule, run.optimizer, run.batch_size, CONVERGE_EPOCHS, SEARCH_TRAIN, seed,
+                    run.window, run.every_step, n_val=SEARCH_VAL, patience=CONVERGE_PATIENCE,
+                    folder="tuned")  # fmt: skip
+
+
+def load_curves(fair: Fair, seeds: Sequence[int] = (0, 1, 2)) -> tuple[dict[str, Group], list[str]]:
+    """The runs to convergence of :data:`CONVERGE` (``{label: {name: record}}``), each refused
+    unless it trains at the step its rule's search chose, and the commands of the missing ones."""
+    curves, missing = {}, []
+    for label in CONVERGE:
+        run = TUNED_RUNS[label]
+        if label not in fair.searches:
+            continue
+        chosen = fair.searches[label]["metrics"]["chosen"]
+        expect = {"rule": run.rule, "lr": chosen["lr"], "gain": chosen["gain"], "n_train": SEARCH_TRAIN,
+                  "max_epochs": CONVERGE_EPOCHS, "patience": CONVERGE_PATIENCE,
+                  "tuning.record": search_name(run), "provenance.scale": "full"}  # fmt: skip
+        group = results.load_group(converge_name(run, "*"), expect=expect, allow_empty=True)
+        curves[label] = {converge_name(run, s): group[converge_name(run, s)] for s in seeds
+                         if converge_name(run, s) in group}  # fmt: skip
+        missing += [f"{_command(run, s)} --validation true --n-train {SEARCH_TRAIN} --patience "
+                    f"{CONVERGE_PATIENCE} --epochs {CONVERGE_EPOCHS}"
+                    for s in seeds if converge_name(run, s) not in group]  # fmt: skip
+    return curves, missing
+
+
+def _by_epoch(group: Group, metric: str) -> np.ndarray:
+    """``(epochs, seeds)`` of ``metric`` in %, NaN after a seed's run stopped."""
+    hs = [np.asarray(r["history"][metric], float) for r in group.values()]
+    out = np.full((max(map(len, hs)), len(hs)), np.nan)
+    for j, h in enumerate(hs):
+        out[: len(h), j] = 100 * h
+    return out
+
+
+def curve_rows(curves: Mapping[str, Group]) -> list[dict[str, str]]:
+    """Per rule: the epochs each seed ran, the epoch of best validation accuracy, and the
+    validation and test accuracy there (%, mean ± sd), beside the test accuracy after 10 epochs."""
+    out = []
+    for label, group in curves.items():
+        if not group:
+            continue
+        ms = [r["metrics"] for r in group.values()]
+        at10 = [r["history"]["test/acc"][9] for r in group.values() if len(r["history"]["test/acc"]) >= 10]
+        out.append({
+            "rule": label,
+            "epochs run": ", ".join(str(m["epochs_run"]) for m in ms),
+            "best epoch (validation)": ", ".join(str(m["best_epoch"]) for m in ms),
+            "validation accuracy there": report.format_mean_sd([m["best/val/acc"] for m in ms], percent=True, n=False),
+            "test accuracy there": report.format_mean_sd([m["best/test/acc"] for m in ms], percent=True, n=True),
+            "test accuracy at epoch 10": report.format_mean_sd(at10, percent=True, n=False) if at10 else "–",
+        })  # fmt: skip
+    return out
+
+
+def curve_figure(curves: Mapping[str, Group]):
+    """Validation accuracy against epochs for each rule: every seed as a thin line, the mean
+    ± sd over the seeds still running as a band, each seed's best epoch as a dot."""
+    import matplotlib.pyplot as plt
+
+    from gridlib.plotting import PALETTE
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    for i, (label, group) in enumerate((k, g) for k, g in curves.items() if g):
+        acc, color = _by_epoch(group, "val/acc"), PALETTE[i % len(PALETTE)]
+        epochs = np.arange(1, len(acc) + 1)
+        ax.plot(epochs, acc, color=color, lw=0.7, alpha=0.5)
+        mean, sd = np.nanmean(acc, axis=1), np.nan_to_num(np.nanstd(acc, axis=1))
+        ax.plot(epochs, mean, color=color, lw=2, label=f"{label} ({acc.shape[1]} seeds)")
+        ax.fill_between(epochs, mean - sd, mean + sd, color=color, alpha=0.15)
+        best = [r["metrics"]["best_epoch"] for r in group.values()]
+        ax.plot(best, [acc[b - 1, j] for j, b in enumerate(best)], "o", color=color, ms=5)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def curve_finding(curves: Mapping[str, Group]) -> str:
+    """Whether SnAP-1's gap to BPTT closes, stays or grows from 10 epochs to each rule's best
+    epoch on validation, on the seeds both ran (empty without both)."""
+    if not all(curves.get(k) for k in CONVERGE):
+        return ""
+    gaps = {}
+    for when in ("at 10", "best"):
+        val = {}
+        for label in CONVERGE:
+            rs = curves[label].values()
+            val[label] = [r["metrics"]["best/val/acc"] if when == "best" else r["history"]["val/acc"][9]
+                          for r in rs if when == "best" or len(r["history"]["val/acc"]) >= 10]  # fmt: skip
+        gaps[when] = 100 * (np.mean(val["BPTT"]) - np.mean(val["SnAP-1"]))
+    change = gaps["best"] - gaps["at 10"]
+    word = "closes" if change < -2 else "grows" if change > 2 else "stays about the same"
+    return (f"Given as many epochs as help it, SnAP-1's gap to BPTT {word}: on validation data it is "
+            f"{gaps['at 10']:.1f} points after 10 epochs and {gaps['best']:.1f} points at each "
+            "rule's best epoch.")
+
+
 def moves(fair: Fair) -> dict[str, tuple[float, bool]]:
     """``{label: (points, beyond)}``: how far each rule's mean test accuracy moved from the
     original's setting to its own, and whether by more than two standard errors of that
@@ -200,5 +310,6 @@ def findings(fair: Fair) -> list[str]:
     return out
 
 
-__all__ = ["SEARCH_EPOCHS", "SEARCH_TRAIN", "SEARCH_VAL", "TUNED_RUNS", "Fair", "findings", "load", "moves", "rows",
-           "search_name", "search_rows", "tuned_name"]
+__all__ = ["CONVERGE", "CONVERGE_EPOCHS", "CONVERGE_PATIENCE", "SEARCH_EPOCHS", "SEARCH_TRAIN", "SEARCH_VAL",
+           "TUNED_RUNS", "Fair", "converge_name", "curve_figure", "curve_finding", "curve_rows", "findings",
+           "load", "load_curves", "moves", "rows", "search_name", "search_rows", "tuned_name"]
