@@ -383,8 +383,26 @@ def _locality_on_grid() -> str | None:
     return (f"**Locality costs the analog-filter grid about {100 * gap:.0f} points on row-wise "
             f"MNIST.** On the same grid and budget, BPTT reaches {_rule_acc(accs, 'BPTT')}, the "
             f"best rule whose update reads only neighbours ({best}) {_rule_acc(accs, best)}, "
-            f"{len(accs[best])} seeds each. "
+            f"{len(accs[best])} seeds each. " + _locality_tuned()
             + doc_link("notebooks/60-temporal-rules", "One grid, every temporal rule"))
+
+
+def _locality_tuned() -> str:
+    """BPTT against SnAP-1 with each rule's step size chosen on validation data (chapter 16's
+    fair table), on the same seeds; empty until both have three tuned seeds."""
+    from gridlib.filtergrid import fair
+    from gridlib.filtergrid.summary import paired_differences
+
+    runs = fair.load()
+    bptt, snap1 = runs.tuned.get("BPTT") or {}, runs.tuned.get("SnAP-1") or {}
+    d = [100 * x for x in paired_differences(bptt, snap1).values()]
+    if len(d) < 3:
+        return ""
+    mean, sd = report.mean_sd(d)
+    held = sum((x > 0) == (mean > 0) for x in d)
+    return (f"With each rule's step size chosen on validation data, BPTT "
+            f"{'still leads' if mean > 0 else 'trails'} SnAP-1 by {abs(mean):.1f} ± {sd:.1f} points "
+            f"on the same seeds ({held} of {len(d)}). ")
 
 
 def _what_locality_buys() -> str | None:
