@@ -130,6 +130,45 @@ def inconsistencies(pages: Mapping[str, str]) -> dict[str, dict[str, list[str]]]
     return {k: v for k, v in seen.items() if len(v) > 1}
 
 
+#: Two-sided 95 % quantiles of Student's t by degrees of freedom (1 to 30; beyond, 1.96).
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042)  # fmt: skip
+
+#: What "beyond the seeds' spread" means everywhere in the book, in words (for a page to state).
+SPREAD_RULE = ("a difference is beyond the seeds' spread when its 95 % t interval over the seeds "
+               "excludes zero (for a single published number: when it falls outside the 95 % "
+               "prediction interval of our seeds)")
+
+
+def t95(df: int) -> float:
+    """The two-sided 95 % quantile of Student's t with ``df`` degrees of freedom (``df >= 1``)."""
+    if df < 1:
+        raise ValueError(f"t95 needs at least one degree of freedom, got {df}")
+    return _T95[df - 1] if df <= len(_T95) else 1.96
+
+
+def beyond_spread(values: Sequence[float], reference: float = 0.0, single: bool = False) -> bool:
+    """The book's one criterion (:data:`SPREAD_RULE`) for whether ``values`` (one number per seed:
+    paired differences, or one configuration's accuracies) differ from ``reference``.
+
+    By default the question is whether their *mean* differs: ``|mean - reference| > t * sd /
+    sqrt(n)``. With ``single``, ``reference`` is one further draw (a published single run) and
+    the question is whether it lies outside where a new seed would fall:
+    ``|mean - reference| > t * sd * sqrt(1 + 1/n)``. Fewer than two values: never beyond."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size < 2:
+        return False
+    m, sd = mean_sd(v)
+    half = t95(v.size - 1) * sd * (np.sqrt(1 + 1 / v.size) if single else 1 / np.sqrt(v.size))
+    return bool(abs(m - reference) > half)
+
+
+def spread_words(values: Sequence[float], reference: float = 0.0, single: bool = False) -> str:
+    """``"beyond the seeds' spread"`` or ``"within the seeds' spread"`` by :func:`beyond_spread`."""
+    return "beyond the seeds' spread" if beyond_spread(values, reference, single) else "within the seeds' spread"
+
+
 def versus(ours: Sequence[float], published: float, digits: int | None = None, percent: bool = True,
            published_sd: float | None = None) -> str:  # fmt: skip
     """``"91.52 ± 1.20 % (n=10) against 91.70 ± 0.80 % published: −0.18 points"``.

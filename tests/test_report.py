@@ -46,3 +46,17 @@ def test_findings_need_content():
     assert report.findings(["one", "two"]).data == "- one\n- two"
     with pytest.raises(ValueError):
         report.findings([])
+
+
+def test_one_spread_rule_a_t_interval_over_the_seeds():
+    from gridlib import report
+
+    assert report.t95(2) == 4.303 and report.t95(100) == 1.96
+    # n = 3, sd = 1: the mean's half-width is 4.303 / sqrt(3) = 2.48
+    assert report.beyond_spread([2.0, 3.0, 4.0]) is True  # mean 3 > 2.48
+    assert report.beyond_spread([1.5, 2.5, 3.5]) is True  # 2.5 > 2.484, just
+    assert report.beyond_spread([1.4, 2.4, 3.4]) is False  # 2.4 < 2.484
+    # a single published run against three seeds: half-width 4.303 * sqrt(4/3) = 4.97
+    assert report.beyond_spread([10.0, 11.0, 12.0], 6.0, single=True) is True
+    assert report.beyond_spread([10.0, 11.0, 12.0], 7.0, single=True) is False
+    assert report.spread_words([5.0]) == "within the seeds' spread"
