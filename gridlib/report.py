@@ -164,6 +164,16 @@ def beyond_spread(values: Sequence[float], reference: float = 0.0, single: bool 
     return bool(abs(m - reference) > half)
 
 
+def groups_differ(a: Sequence[float], b: Sequence[float]) -> bool:
+    """:data:`SPREAD_RULE` for two sets of seeds that are not paired (different settings or
+    code): whether ``|mean(a) - mean(b)| > t * sqrt(sd_a^2 / n_a + sd_b^2 / n_b)``, with the
+    conservative ``min(n_a, n_b) - 1`` degrees of freedom. Fewer than two of either: never."""
+    if len(a) < 2 or len(b) < 2:
+        return False
+    (ma, sa), (mb, sb) = mean_sd(a), mean_sd(b)
+    return bool(abs(ma - mb) > t95(min(len(a), len(b)) - 1) * np.sqrt(sa**2 / len(a) + sb**2 / len(b)))
+
+
 def spread_words(values: Sequence[float], reference: float = 0.0, single: bool = False) -> str:
     """``"beyond the seeds' spread"`` or ``"within the seeds' spread"`` by :func:`beyond_spread`."""
     return "beyond the seeds' spread" if beyond_spread(values, reference, single) else "within the seeds' spread"

@@ -60,3 +60,6 @@ def test_one_spread_rule_a_t_interval_over_the_seeds():
     assert report.beyond_spread([10.0, 11.0, 12.0], 6.0, single=True) is True
     assert report.beyond_spread([10.0, 11.0, 12.0], 7.0, single=True) is False
     assert report.spread_words([5.0]) == "within the seeds' spread"
+    # unpaired: |10 - 5| = 5 against 4.303 * sqrt(1/3 + 1/3) = 3.51 (sd 1 each)
+    assert report.groups_differ([9.0, 10.0, 11.0], [4.0, 5.0, 6.0]) is True
+    assert report.groups_differ([9.0, 10.0, 11.0], [6.0, 7.0, 8.0]) is False

@@ -264,7 +264,7 @@ def _group(accs, seed0=0):
 
 
 @pytest.mark.parametrize(("tuned", "beyond"), [((0.50, 0.52, 0.48), False), ((0.70, 0.71, 0.69), True)])
-def test_a_move_counts_only_beyond_two_standard_errors(tuned, beyond):
+def test_a_move_counts_only_beyond_the_seeds_spread(tuned, beyond):
     from gridlib.filtergrid import fair
 
     runs = fair.Fair({}, {"BPTT": _group(tuned), "SnAP-1": _group((0.4, 0.3, 0.35))},

@@ -272,15 +272,13 @@ def curve_finding(curves: Mapping[str, Group]) -> str:
 
 def moves(fair: Fair) -> dict[str, tuple[float, bool]]:
     """``{label: (points, beyond)}``: how far each rule's mean test accuracy moved from the
-    original's setting to its own, and whether by more than two standard errors of that
-    difference (the seeds' spread at both settings); only rules with runs at both."""
+    original's setting to its own, and whether beyond the seeds' spread at both settings
+    (:func:`gridlib.report.groups_differ`); only rules with runs at both."""
     out = {}
     for label, group in fair.tuned.items():
         a, b = final_accuracies(group), final_accuracies(fair.untuned.get(label) or {})
         if len(a) > 1 and len(b) > 1:
-            d = 100 * (np.mean(a) - np.mean(b))
-            se = 100 * np.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b))
-            out[label] = (float(d), bool(abs(d) > 2 * se))
+            out[label] = (float(100 * (np.mean(a) - np.mean(b))), report.groups_differ(a, b))
     return out
 
 
