@@ -32,8 +32,12 @@ from gridlib.filtergrid.summary import (
 
 #: The rules searched and trained at their best (truncated BPTT at the window the book studies).
 TUNED_RUNS = {label: run for label, run in RULE_RUNS.items() if label != "truncated BPTT, K = 1"}
-#: The search's budget (``filtergrid-tune``'s defaults): 3 epochs on 50,000 images, 10,000 held out.
-SEARCH_EPOCHS, SEARCH_TRAIN, SEARCH_VAL = 3, 50000, 10000
+#: The search's epochs (``filtergrid-tune``'s default).
+SEARCH_EPOCHS = 3
+#: The search's training images (the first 50,000 of MNIST's training set).
+SEARCH_TRAIN = 50000
+#: The search's validation images (the last 10,000 of MNIST's training set).
+SEARCH_VAL = 10000
 
 Group = dict[str, dict]
 
@@ -160,9 +164,12 @@ def search_rows(fair: Fair) -> list[dict[str, str]]:
     return out
 
 
-#: The rules trained until validation accuracy stops improving, and the budget of those runs.
+#: The rules trained until validation accuracy stops improving.
 CONVERGE = ("SnAP-1", "BPTT")
-CONVERGE_EPOCHS, CONVERGE_PATIENCE = 40, 5
+#: The most epochs those runs may train.
+CONVERGE_EPOCHS = 40
+#: Those runs stop after this many epochs without a better validation accuracy.
+CONVERGE_PATIENCE = 5
 
 
 def converge_name(run: MnistRun, seed: int | str) -> str:
