@@ -85,6 +85,25 @@ def test_sincos_float64_is_exact(x64):
     np.testing.assert_array_equal(c, jnp.cos(z))
 
 
+@pytest.mark.parametrize("fn, ref", [("fast_sin", np.sin), ("fast_cos", np.cos)])
+def test_fast_sin_cos_float32_accuracy(fn, ref):
+    """One polynomial after a reduction modulo pi: within 2e-7 of float64 for |z| <= 1e5,
+    including the multiples of pi/2 (where the reduction and the sign flips turn over)."""
+    rng = np.random.default_rng(1)
+    z = np.concatenate([rng.uniform(-1e5, 1e5, 200_000), rng.uniform(-10, 10, 100_000),
+                        np.arange(-4000, 4001) * np.pi / 2]).astype(np.float32)  # fmt: skip
+    z[:6] = [0.0, -0.0, -1e-8, 1e5, -1e5, np.float32(np.pi)]
+    got = jax.jit(getattr(ng.model, fn))(jnp.asarray(z))
+    assert got.dtype == jnp.float32
+    assert np.abs(np.asarray(got, np.float64) - ref(z.astype(np.float64))).max() < 2e-7
+
+
+def test_fast_sin_cos_float64_are_the_library_functions(x64):
+    z = _rand(40, (100,), -50, 50)
+    np.testing.assert_array_equal(ng.model.fast_sin(z), jnp.sin(z))
+    np.testing.assert_array_equal(ng.model.fast_cos(z), jnp.cos(z))
+
+
 def test_layer_custom_vjp_matches_autodiff(x64):
     """The hand-written backward of the fast layer equals autodiff of sin(explicit form)."""
     x, w, b, g = _rand(13, (4, 7)), _rand(14, (7,)), _rand(15, (7,)), _rand(16, (4, 7))
@@ -140,6 +159,113 @@ def test_network_forms_agree(x64):
     ref = ng.network_apply(p, x, "explicit")
     for form in ("fast", "sparse", "unfold"):
         np.testing.assert_allclose(ng.network_apply(p, x, form), ref, atol=1e-13)
+
+
+def _plain_apply(params, x):
+    """The network written plainly: the explicit pre-activation and ``jnp.sin``, differentiated
+    by autodiff (no custom VJP, no polynomial), column after column in a Python loop."""
+    h = ng.normalise(x) @ params.w_in + params.b_in
+    for w, b in zip(params.grid.weight, params.grid.bias, strict=True):
+        h = jnp.sin(ng.preact_explicit(h, w, b))
+    return h @ params.w_out + params.b_out
+
+
+def _sincos_layer():
+    """The layer as it was before the one-polynomial functions: :func:`sincos` in the forward
+    pass and the same hand-written VJP (the form the float32 comparison is against)."""
+
+    @jax.custom_vjp
+    def f(x, w, b):
+        return ng.sincos(ng.preact_fast(x, w, b))[0]
+
+    def fwd(x, w, b):
+        a, c = ng.sincos(ng.preact_fast(x, w, b))
+        return a, (x, w, c)
+
+    def bwd(res, g):
+        x, w, c = res
+        s = ng.neighbour_sum(g * c)
+        return w * s, (x * s).sum(0), (g * c).sum(0)
+
+    f.defvjp(fwd, bwd)
+    return f
+
+
+_SINCOS_LAYER = _sincos_layer()
+
+
+def _sincos_apply(params, x):
+    h = ng.normalise(x) @ params.w_in + params.b_in
+    grid = (params.grid.weight, params.grid.bias)
+    h = jax.lax.scan(lambda h, p: (_SINCOS_LAYER(h, p[0], p[1]), None), h, grid)[0]
+    return h @ params.w_out + params.b_out
+
+
+def _loss_and_grads(apply, params, x, y):
+    def loss(p):
+        return ngx.cross_entropy(apply(p, x), y).mean()
+
+    return jax.value_and_grad(loss)(params), apply(params, x)
+
+
+# uneven shapes: (n_in, height, width, classes, batch); heights 1 and 2 have no interior neuron
+UNEVEN = [(7, 5, 3, 4, 6), (5, 9, 6, 3, 2), (3, 1, 4, 2, 5), (4, 2, 7, 3, 3), (6, 13, 2, 5, 1)]
+
+
+def _max_differences(apply, ref_apply, shape, dtype, seed=0):
+    """Largest |difference| of the logits and of every gradient leaf, ``apply`` vs ``ref_apply``,
+    on a random network of ``shape`` (weights and biases of the grid drawn, not zero)."""
+    n_in, h, w, c, batch = shape
+    keys = jax.random.split(jax.random.PRNGKey(seed), 4)
+    p = ng.init_network(keys[0], n_in, h, w, c, dtype=dtype)
+    grid = ng.GridParams(jax.random.uniform(keys[1], (w, h), dtype, -1.5, 1.5),
+                         jax.random.uniform(keys[2], (w, h), dtype, -1.0, 1.0))  # fmt: skip
+    p = p._replace(grid=grid)
+    x = jax.random.uniform(keys[3], (batch, n_in), dtype)
+    y = jnp.arange(batch) % c
+    (l1, g1), z1 = _loss_and_grads(apply, p, x, y)
+    (l2, g2), z2 = _loss_and_grads(ref_apply, p, x, y)
+    grads = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2), strict=True))
+    return float(jnp.abs(z1 - z2).max()), abs(float(l1 - l2)), grads
+
+
+@pytest.mark.parametrize("shape", UNEVEN)
+def test_network_equals_plain_form_float64(x64, shape):
+    """Logits, loss and every gradient of the production network (fast_sin / fast_cos layer,
+    hand-written VJP, lax.scan) equal the plain form (explicit sum, jnp.sin, autodiff)."""
+    logits, loss, grads = _max_differences(ng.network_apply, _plain_apply, shape, jnp.float64)
+    assert logits < 1e-10 and loss < 1e-10 and grads < 1e-10, (logits, loss, grads)
+
+
+@pytest.mark.parametrize("shape", UNEVEN[:3] + [(20, 32, 16, 10, 8)])
+def test_network_float32_equals_previous_and_plain_forms(shape):
+    """float32: the network with fast_sin / fast_cos equals the previous sincos layer and the
+    plain jnp.sin form to float32 rounding (a few 1e-7 per column, over the grid's depth)."""
+    for ref in (_sincos_apply, _plain_apply):
+        logits, loss, grads = _max_differences(ng.network_apply, ref, shape, jnp.float32)
+        assert logits < 2e-5 and loss < 2e-5 and grads < 2e-5, (ref.__name__, logits, loss, grads)
+
+
+@pytest.mark.parametrize("planted", ["cos_is_sin", "no_neighbours_backward", "no_sign_flip"])
+def test_planted_bugs_fail_the_equality(x64, monkeypatch, planted):
+    """The equality tests above see each planted bug: the comparison fails by far more than its
+    tolerance (so a passing test is evidence, not a tolerance too loose to fail)."""
+    if planted == "cos_is_sin":  # the stored derivative is the wrong function
+        monkeypatch.setattr(ng.model, "fast_cos", lambda z: jnp.sin(z))
+    elif planted == "no_neighbours_backward":  # the backward pass forgets the neighbour sum
+        broken = ng.model._sine_layer(ng.preact_fast, lambda u: u, 1, "planted")
+        monkeypatch.setattr(ng.model, "grid_layer", broken)
+    else:  # the float32 polynomial without its (-1)^q sign: wrong wherever |z| > pi/2
+        real = ng.model._odd_sin
+        monkeypatch.setattr(ng.model, "_odd_sin", lambda r, q: real(r, jnp.zeros_like(q)))
+    shape = UNEVEN[0]
+    if planted == "no_sign_flip":
+        jax.config.update("jax_enable_x64", False)
+        logits, loss, grads = _max_differences(ng.network_apply, _plain_apply, shape, jnp.float32)
+        assert max(logits, grads) > 1e-2, (logits, grads)
+    else:
+        logits, loss, grads = _max_differences(ng.network_apply, _plain_apply, shape, jnp.float64)
+        assert logits < 1e-10 and grads > 1e-3, (logits, grads)  # the forward pass is still right
 
 
 def test_network_gradient_matches_finite_differences(x64):
