@@ -11,8 +11,9 @@ its folder is absent, the naive loop above then stands in for it): the original'
 step (its scripts' jitted step, one Python call per step) and the library's, on identical
 batches and from identical parameters, alternated round by round in this one process, at
 batch 32 (SnAP-1 + Adam) and batch 1 (SnAP-1 + per-group SGD). The library is timed both one
-jitted call per step (like for like) and as ``fit`` runs it (many steps per call). Ratios taken
-in one run are fair under load; absolute times are not.
+jitted call per step (like for like: :func:`gridlib.experiment.make_train_step`, each step's
+minibatch handed over as a ready array, as to the original) and as ``fit`` runs it (many steps
+per call). Ratios taken in one run are fair under load; absolute times are not.
 
     flock /tmp/gridlib-cpu.lock .venv/bin/python benchmarks/filtergrid.py
     .venv/bin/python benchmarks/filtergrid.py --only-side-by-side   # prints, saves nothing
@@ -28,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gridlib import cli, flags, results
-from gridlib.experiment import make_epoch_chunk
+from gridlib.experiment import make_epoch_chunk, make_train_step
 from gridlib.filtergrid import model, reference
 from gridlib.filtergrid.bptt import bptt_grads
 from gridlib.filtergrid.experiments import MNIST_PIXEL_SCALE, image_rows, make_task
@@ -65,9 +66,11 @@ def side_by_side(rounds: int = 3, steps: dict[int, int] | None = None) -> list[d
     """Rows timing the original's training step against the library's (see the module docstring).
 
     Every round runs, from the same start: the original for ``steps[b]`` steps, the library one
-    jitted call per step on the same batches, and the library as ``fit`` runs it (one call of
-    ``chunk[b]`` steps whose first ``steps[b]`` batches are the same). Per-step times are the
-    best round of each; the median round is kept beside it.
+    jitted call per step on the same batches (:func:`gridlib.experiment.make_train_step`), and
+    the library as ``fit`` runs it (one call of ``chunk[b]`` steps whose first ``steps[b]``
+    batches are the same). Both codes get each step's minibatch as a ready array; the library's
+    one-call loop is also timed indexing the epoch per step (``library_indexed``). Per-step
+    times are the best round of each; the median round is kept beside it.
     """
     from gridlib.filtergrid import anchor
 
@@ -92,39 +95,57 @@ def side_by_side(rounds: int = 3, steps: dict[int, int] | None = None) -> list[d
         y_img = jax.random.randint(jax.random.PRNGKey(6), (chunk_k, bs), 0, M)
         # the original's input: exactly the sequences the library's step builds from the images
         seqs = image_rows(x_img.reshape(-1, N * T), N, 10.0, MNIST_PIXEL_SCALE).reshape(chunk_k, bs, T, N)
-        lib_step = jax.jit(task.train_step)
-        chunk = make_epoch_chunk(task.train_step)
+        lib_step = make_train_step(task.train_step, task.compiler_options)  # state donated
+        chunk = make_epoch_chunk(task.train_step, task.compiler_options)
         step_ids = jnp.arange(chunk_k, dtype=jnp.uint32)
+        # Each step's minibatch as a ready array, for both codes, as a data loader hands them
+        # over: indexing the epoch per step (x[i]) is an eager dispatch of its own, timed
+        # separately below ("library_indexed").
+        pick = (lambda a, i: a[i]) if opt == "adam" else (lambda a, i: a[i, 0])
+        orig_in = jax.block_until_ready([(pick(seqs, i), pick(y_img, i)) for i in range(n)])
+        lib_in = jax.block_until_ready([(x_img[i], y_img[i]) for i in range(n)])
 
-        def original(n=n, p0=p0, o0=o0, seqs=seqs, y_img=y_img, opt=opt):
+        def original(_, orig_in=orig_in, p0=p0, o0=o0, opt=opt):
             p, o, losses = p0, o0, []
-            for i in range(n):
+            for seq, tgt in orig_in:
                 if opt == "adam":
-                    p, o, loss, _ = fns.train_step(p, o, seqs[i], y_img[i])
+                    p, o, loss, _ = fns.train_step(p, o, seq, tgt)
                 else:
-                    p, loss, _ = fns.sgd_step(p, seqs[i, 0], y_img[i, 0])
+                    p, loss, _ = fns.sgd_step(p, seq, tgt)
                 losses.append(float(loss))  # the scripts read every step's loss
             return losses
 
-        def library(n=n, state0=state0, x_img=x_img, y_img=y_img, lib_step=lib_step):
-            s, losses = state0, []
+        def library(s, lib_in=lib_in, lib_step=lib_step):
+            losses = []
+            for x, y in lib_in:
+                s, m = lib_step(s, x, y, key)
+                losses.append(float(m["loss"]))  # read every step's loss, as the original
+            return losses
+
+        def library_indexed(s, n=n, x_img=x_img, y_img=y_img, lib_step=lib_step):
+            losses = []
             for i in range(n):
                 s, m = lib_step(s, x_img[i], y_img[i], key)
                 losses.append(float(m["loss"]))
             return losses
 
-        def library_fit(state0=state0, x_img=x_img, y_img=y_img, chunk=chunk, step_ids=step_ids):
+        def library_fit(_, state0=state0, x_img=x_img, y_img=y_img, chunk=chunk, step_ids=step_ids):
             _, m = chunk(state0, x_img, y_img, step_ids, key)
             return np.asarray(m["loss"]).tolist()
 
-        runs = {"original": (original, n), "library": (library, n), "library_fit": (library_fit, chunk_k)}
-        first = {name: fn()[0] for name, (fn, _) in runs.items()}  # compiles every step once
+        def fresh(state0=state0):  # a donated state is used up: each run starts from a copy
+            return jax.block_until_ready(jax.tree.map(jnp.copy, state0))
+
+        runs = {"original": (original, n), "library": (library, n),
+                "library_indexed": (library_indexed, n), "library_fit": (library_fit, chunk_k)}
+        first = {name: fn(fresh())[0] for name, (fn, _) in runs.items()}  # compiles every step once
         per_step: dict[str, list[float]] = {name: [] for name in runs}
         cpu: dict[str, list[float]] = {name: [] for name in runs}  # process CPU time, all threads
         for _ in range(rounds):
             for name, (fn, count) in runs.items():
+                start = fresh()
                 t0, c0 = time.perf_counter(), time.process_time()
-                fn()
+                fn(start)
                 per_step[name].append((time.perf_counter() - t0) / count)
                 cpu[name].append((time.process_time() - c0) / count)
         best = {name: min(v) for name, v in per_step.items()}
@@ -136,6 +157,8 @@ def side_by_side(rounds: int = 3, steps: dict[int, int] | None = None) -> list[d
             "original_ms_per_step": 1e3 * best["original"],
             "library_ms_per_step": 1e3 * best["library"],
             "library_fit_ms_per_step": 1e3 * best["library_fit"],
+            "library_indexed_ms_per_step": 1e3 * best["library_indexed"],
+            "inputs": "each step's minibatch a ready array, for both codes",
             "ratio": ratio, "ratio_fit": ratio_fit,
             "ratio_median_rounds": med["original"] / med["library"],
             "ratio_fit_median_rounds": med["original"] / med["library_fit"],
@@ -153,7 +176,9 @@ def side_by_side(rounds: int = 3, steps: dict[int, int] | None = None) -> list[d
               f"{1e3 * best['library']:7.3f} ms/step (x{ratio:6.1f}), as fit runs it "
               f"{1e3 * best['library_fit']:7.3f} ms/step (x{ratio_fit:6.1f}); goal x{GOALS[bs]:.0f}\n"
               f"           CPU time: x{row['ratio_cpu']:6.1f} one call per step, x{row['ratio_fit_cpu']:6.1f} as fit "
-              f"runs it; first-step loss {first['original']:.6f} vs {first['library']:.6f}", flush=True)
+              f"runs it; first-step loss {first['original']:.6f} vs {first['library']:.6f}\n"
+              f"           library one call per step indexing x[i] in the loop: "
+              f"{1e3 * best['library_indexed']:7.3f} ms/step", flush=True)
     return rows
 
 

@@ -173,6 +173,30 @@ def make_epoch_chunk(train_step: Callable, compiler_options: Mapping[str, Any] |
     return jax.jit(chunk, compiler_options=dict(compiler_options) if compiler_options else None)
 
 
+def make_train_step(train_step: Callable, compiler_options: Mapping[str, Any] | None = None,
+                    donate: bool = True) -> Callable:
+    """``(state, x, y, key) -> (state, metrics)``: one jitted call is one optimiser step.
+
+    The form for a caller who drives the loop in Python, one call per minibatch ``x: (B, ...)``,
+    ``y: (B,)``; it computes what one step of :func:`make_epoch_chunk` computes (tests: bit for
+    bit). The whole step is one executable, so a call costs one dispatch. With ``donate`` the
+    state's buffers are handed to the new state (``donate_argnums``), so the state passed in
+    must not be used again. Pass each minibatch as a ready array (NumPy or device): indexing a
+    device-resident epoch with ``xs[i]`` per step is an eager dispatch of its own, which for a
+    small step (SnAP-1 at batch 1) costs as much again as the step.
+
+    Args:
+        train_step: :attr:`Task.train_step`.
+        compiler_options: :attr:`Task.compiler_options`.
+        donate: hand the state's buffers to the new state.
+
+    Returns:
+        The jitted step, ``(state, x, y, key) -> (state, metrics)``.
+    """
+    return jax.jit(train_step, donate_argnums=(0,) if donate else (),
+                   compiler_options=dict(compiler_options) if compiler_options else None)
+
+
 def evaluate(
     eval_fn: Callable, state: State, x: np.ndarray, y: np.ndarray, batch_size: int = 1000
 ) -> dict[str, np.ndarray]:
