@@ -13,19 +13,27 @@ Five implementations of the same per-step dynamics + Adam update, timed in one r
    ``gridlib.gle.packed.COMPILER_OPTIONS``;
 5. packed scan, seed ensemble: the library's task (``make_task``), ``lax.map`` over the seeds.
 
+Besides the table, (5) compiled with XLA's default schedule instead of
+``packed.COMPILER_OPTIONS``' memory-optimised one (under the default, XLA:CPU hands a step's
+small kernels between the threads of both cores) is timed in the same rounds, and its fraction
+of the ceiling printed and saved: what the schedule gains.
+
 Prints steps/second (seed-steps for the ensembles) in wall time and per CPU-second of this
 process (the machine may be shared), the ratio to (1) and to (3), the projected CPU-hours of 10
 seeds x 150 epochs, the achieved GFLOP per CPU-second (three matrix products per layer and step)
-and its **fraction of the network-product ceiling**. Two ceilings are measured in the same run:
-the rate of the network's own product, ``(100, 53) @ (53, 53)``, repeated in a ``lax.scan``, and
-the rate of a large ``1024^3`` product (what one core sustains at best); no implementation of
-these dynamics can beat the first by much, nor the second at all. Every implementation and the
+and its **fraction of the network-product ceiling**, and the ensemble's cost per seed against
+one seed's (time per seed-step of (5) over that of (4), wall and CPU; below 1 the ensemble is
+cheaper per seed). Two ceilings are measured in the same run: the rate of the network's own
+product, ``(100, 53) @ (53, 53)``, repeated in a ``lax.scan``, and the rate of a large
+``1024^3`` product (what one core sustains at best); no implementation of these dynamics can
+beat the first by much, nor the second at all. Every implementation and the
 network-product ceiling are timed ``reps`` times, alternately, and the best time counts (noise
 from other work on the machine only slows a timing down).
 
 ``--one-core`` pins the process to one core before JAX starts, so that XLA runs with one thread
-(as each of the two processes of a reproduction on two cores could): on two cores XLA's
-thread pool runs small independent operations on both, which costs CPU time in hand-offs.
+(as each of the two processes of a reproduction on two cores could). On two cores, code
+compiled with XLA's default schedule (the per-layer forms here) has its small independent
+operations handed between both cores' threads, which costs CPU time.
 
 Saves ``results/bench/gle.json``, or ``results/bench/gle_one_core.json`` with ``--one-core``
 (``GRIDLIB_RESULTS`` redirects them). Run:
@@ -130,6 +138,8 @@ def main(n_seeds: int = 10, reps: int = 3, n_batches: int = 1) -> dict:
     ens_stepwise = jax.jit(jax.vmap(partial(m1d.train_batch_stepwise, cfg=cfg, setup=setup),
                                     in_axes=(0, None, None)))  # fmt: skip
     ens_fast = jax.jit(task.train_step, compiler_options=task.compiler_options)
+    default_schedule = {k: v for k, v in options.items() if k != "xla_cpu_scheduler_type"}
+    ens_default = jax.jit(task.train_step, compiler_options=default_schedule)
     chain, chain_flops = _gemm_chain(setup.batch, net0[1].W.shape[0], 20_000)
     calls = {
         "naive": naive,
@@ -137,6 +147,7 @@ def main(n_seeds: int = 10, reps: int = 3, n_batches: int = 1) -> dict:
         "stepwise_ens": lambda: batches(ens_stepwise, st.seeds),
         "fast": lambda: batches(fast, s1),
         "fast_ens": lambda: batches(lambda s, x, y: ens_fast(s, x, y, None), st),
+        "fast_ens_default": lambda: batches(lambda s, x, y: ens_default(s, x, y, None), st),
         "ceiling": chain,
     }
     best = _best_times(calls, reps)
@@ -153,6 +164,8 @@ def main(n_seeds: int = 10, reps: int = 3, n_batches: int = 1) -> dict:
              "stepwise_ens": f"per-layer lax.scan + vmap, {n_seeds} seeds",
              "fast": "packed lax.scan, 1 seed",
              "fast_ens": f"packed lax.scan + lax.map, {n_seeds} seeds (library)"}  # fmt: skip
+    ens_steps = n_seeds * n_batches * seq
+    default_fraction = ens_steps / best.pop("fast_ens_default")[1] * flops / 1e9 / ceilings[CEILING]
     steps_10x150 = 10 * 150 * 40 * seq  # seed-steps of the full 15k reproduction
     rate = {k: (steps[k] / best[k][0], steps[k] / best[k][1]) for k in steps}
     rows = []
@@ -173,14 +186,24 @@ def main(n_seeds: int = 10, reps: int = 3, n_batches: int = 1) -> dict:
           "alternating timings; CPU-seconds count only this process's time, so they stay "
           "meaningful on a shared machine)")
     print(", ".join(f"{k}: {v:.1f}" for k, v in ceilings.items()))
+    # time per seed-step of the library's ensemble over one seed's (below 1: cheaper per seed)
+    per_seed = {"wall": rate["fast"][0] / rate["fast_ens"][0],
+                "CPU": rate["fast"][1] / rate["fast_ens"][1]}  # fmt: skip
+    print(f"{n_seeds}-seed ensemble per seed / one seed: {per_seed['wall']:.2f} (wall), "
+          f"{per_seed['CPU']:.2f} (CPU-s)")
+    print(f"{names['fast_ens']}, XLA's default schedule: {default_fraction:.3g} of the "
+          "network-product ceiling")
     # A pinned run is another configuration, kept beside the two-core one (never over it).
     name = "bench/gle_one_core" if len(os.sched_getaffinity(0)) == 1 else "bench/gle"
     results.save(name, config={"arch": "e2e15k", "batch": setup.batch, "n_seeds": n_seeds,
                                       "n_batches": n_batches, "reps": reps, "flops_per_seed_step": flops,
                                       "compiler_options": dict(options),
                                       "cores": len(os.sched_getaffinity(0))},
-                 metrics={"rows": rows, "ceilings": ceilings})  # fmt: skip
-    return {"rows": rows, "ceilings": ceilings}
+                 metrics={"rows": rows, "ceilings": ceilings,
+                          "ensemble per seed / one seed": per_seed,
+                          "fraction of network-product ceiling, ensemble, default schedule":
+                              default_fraction})  # fmt: skip
+    return {"rows": rows, "ceilings": ceilings, "ensemble per seed / one seed": per_seed}
 
 
 def parser() -> cli.OneLineParser:

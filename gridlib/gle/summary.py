@@ -129,7 +129,7 @@ def lagline_figure(runs: Mapping[str, Mapping[str, Any]]):
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(2, 2, figsize=(8, 6), sharex=True)
+    fig, axes = plt.subplots(2, 2, figsize=(6.2, 5.4), sharex=True)
     ax_w, ax_t, ax_l, ax_leg = axes.ravel()
     handles = []
     for i, (m, rec) in enumerate(runs.items()):
@@ -165,7 +165,7 @@ def trace_figure(rec: Mapping[str, Any], dt: float = 0.01):
     import matplotlib.pyplot as plt
 
     ex = rec["extra"]
-    fig, axes = plt.subplots(2, 2, figsize=(8, 5), sharex=True)
+    fig, axes = plt.subplots(2, 2, figsize=(6.2, 4.6), sharex=True)
     for col, when in enumerate(("first", "last")):
         tt = np.arange(len(ex[f"trace_{when}_out"])) * dt
         axes[0, col].plot(tt, ex[f"trace_{when}_target"], label="teacher", color="0.3", ls="--")
@@ -217,7 +217,7 @@ def lagnet_figure(rec: Mapping[str, Any]):
     import matplotlib.pyplot as plt
 
     ex = rec["extra"]
-    fig, axes = plt.subplots(2, 2, figsize=(8, 6))
+    fig, axes = plt.subplots(2, 2, figsize=(6.2, 5.4))
     (ax_w, ax_l), (ax_e0, ax_e1) = axes
     for i in range(2):
         c = f"C{i}"
@@ -299,6 +299,24 @@ def published_text(arch: str) -> str:
     return f"{100 * pub['mean']:.1f} ± {100 * pub['std']:.1f}"
 
 
+#: Seeds behind each published MNIST-1D mean (the paper's 10-seed statistics).
+PUBLISHED_SEEDS = 10
+
+
+def differs_from_published(values: Sequence[float], arch: str) -> bool:
+    """Whether our final accuracies (one per seed) differ from the paper's 10-seed mean ± sd of
+    ``arch`` by the book's one spread rule (:data:`gridlib.report.SPREAD_RULE`): the rule of
+    :func:`gridlib.report.groups_differ` for two unpaired sets of seeds, with the published set
+    known only by its mean and sd (Welch's interval, ``min(n) - 1`` degrees of freedom)."""
+    v = np.asarray(values, dtype=np.float64)
+    pub = m1d.PUBLISHED[arch]
+    if v.size < 2:
+        return False
+    half = report.t95(min(v.size, PUBLISHED_SEEDS) - 1) * np.sqrt(
+        v.var(ddof=1) / v.size + pub["std"] ** 2 / PUBLISHED_SEEDS)
+    return bool(abs(v.mean() - pub["mean"]) > half)
+
+
 def mnist1d_rows(found: Mapping[str, Mapping[str, Any] | None]) -> list[dict[str, Any]]:
     """One row per architecture with results: seeds, epochs, our final test accuracy (keyed,
     two decimals), the published one as the paper states it, and the gap in points (only for a
@@ -316,7 +334,7 @@ def mnist1d_rows(found: Mapping[str, Mapping[str, Any] | None]) -> list[dict[str
             "epochs": f"{res['epochs_done']} / {res['epochs']}",
             "test accuracy, ours": report.format_mean_sd(final, percent=True, n=False, key=key),
             "published (%)": published_text(arch),
-            "gap (points)": f"{gap:+.2f}" if done else "unfinished",
+            "gap (points)": f"{gap:+.2f}".replace("-", "\u2212") if done else "unfinished",
         })  # fmt: skip
     return rows
 
@@ -329,7 +347,7 @@ def mnist1d_figure(found: Mapping[str, Mapping[str, Any] | None]):
     from matplotlib.patches import Patch
 
     have = {a: r for a, r in found.items() if r is not None}
-    fig, axes = plt.subplots(2, 2, figsize=(8, 6.4))
+    fig, axes = plt.subplots(2, 2, figsize=(6.2, 5.6))
     (ax_a, ax_z), (ax_lr, ax_leg) = axes
     handles = []
     for i, (arch, res) in enumerate(have.items()):
@@ -499,7 +517,7 @@ def transfer_figure(omega: np.ndarray, tau_m: float, tau_r: float):
     curves = [("neuron  $D^+_{\\tau_r} I^-_{\\tau_m}$", forward_transfer, "-"),
               ("GLE error  $D^+_{\\tau_m} I^-_{\\tau_r}$", error_transfer, "-"),
               ("adjoint  $I^+_{\\tau_m} D^-_{\\tau_r}$", adjoint_transfer, "--")]  # fmt: skip
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.6))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(6.2, 3.4))
     for i, (label, fn, ls) in enumerate(curves):
         h = fn(omega, tau_m, tau_r)
         a1.loglog(omega, np.abs(h), label=label, ls=ls, color=f"C{i}")
