@@ -186,3 +186,15 @@ def test_train_snapshots_are_fits_run_step_for_step():
     start = task.init(jax.random.split(jax.random.PRNGKey(3))[0])
     np.testing.assert_array_equal(snaps[0].params.w_left, start.params.w_left)
     assert float(jnp.abs(snaps[2].params.w_left - start.params.w_left).max()) > 0
+
+
+def test_every_rule_has_the_display_name_of_its_run_and_back():
+    from gridlib.filtergrid.summary import RULE_RUNS
+
+    for label in al.RULES:
+        name = al.display_name(label)
+        assert al.rule_id(name) == label
+        assert name == "RTRL (exact)" or RULE_RUNS[name][:1] == (al.RULES[label][0],)
+    assert al.display_name("bptt") == "BPTT" and al.rule_id("BPTT") == "bptt"
+    assert al.rule_id("no such rule") is None
+    assert al.signed("-0.5 and x-1, 1e-05") == "\u22120.5 and x-1, 1e-05"

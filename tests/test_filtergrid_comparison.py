@@ -30,7 +30,7 @@ def test_accuracy_rows_pair_seeds_and_never_mix_groups():
     assert rows["A"]["minus A (points, paired)"] == "–"
     # only seeds 0 and 2 are paired: -5 and -10 points
     d = np.array([-5.0, -10.0])
-    assert rows["B"]["minus A (points, paired)"] == f"{d.mean():.2f}\u00a0±\u00a0{d.std(ddof=1):.2f}"
+    assert rows["B"]["minus A (points, paired)"] == f"\u2212{-d.mean():.2f}\u00a0±\u00a0{d.std(ddof=1):.2f}"
     assert rows["B"]["seeds"] == "2" and rows["B"]["s / epoch"] == "11"
     assert rows["B"]["state floats per parameter"] == "0.75"
 
@@ -101,3 +101,90 @@ def test_gradient_norms_are_the_norms_of_the_task_gradient():
         g = batch_grads("snap1", state.params, xs, jnp.asarray(labels), mode)[2]
         ref = float(np.sqrt(sum(float(jnp.sum(x ** 2)) for x in jax.tree.leaves(g))))
         assert abs(norms[mode] - ref) <= 1e-5 * ref, mode
+
+
+# ------------------------------------------------------------------ what the reader sees of the rules
+
+IDS = ("snap0", "snap1", "snap2", "tbptt1", "tbptt4", "online_snap1", "rtrl")
+
+
+def _study(steps=("0", "5"), rows=4, cols=3):
+    """A synthetic alignment study in the form a results file holds it: negative cosines
+    included, so that the tables' minus signs are exercised."""
+    rng = np.random.default_rng(0)
+
+    def cells():
+        return {"row_cosine": list(rng.uniform(-1, 1, rows)), "row_rel_error": list(rng.uniform(0, 2, rows)),
+                "row_norm_ratio": list(rng.uniform(1e-9, 1, rows)),
+                "rel_error": rng.uniform(1e-5, 2, (rows, cols)).tolist()}
+
+    return {s: {"acc": 0.5, "loss": 1.0, "row_norm": list(np.logspace(-9, 0, rows)),
+                "rules": {r: {"cosine": -0.25 if r == "snap0" else 0.5, "rel_error": 0.3} for r in IDS},
+                "cells": {r: cells() for r in IDS}} for s in steps}
+
+
+def test_tables_name_rules_as_the_prose_does_with_true_minus_signs():
+    from gridlib.filtergrid import alignment
+
+    study = _study()
+    tables = [comparison.carry_rows(), comparison.by_step_rows(study),
+              comparison.against_rows(comparison.rows_against(study)),
+              comparison.region_rows(comparison.region_summary(study["0"])),
+              alignment.length_rows({"1": study["0"], "28": study["5"]})]
+    names = set(summary.RULE_RUNS) | {"RTRL (exact)"}
+    for rows in tables:
+        assert {r["rule"] for r in rows} <= names, rows
+        for row in rows:
+            assert not any(str(v).lstrip().startswith("-") for v in row.values()), row
+    assert comparison.by_step_rows(study)[0]["step 0"] == "\u22120.250"
+    assert comparison.in_words(["SnAP-0", "truncated BPTT, K = 4", "SnAP-2"]) == (
+        "SnAP-0, truncated BPTT with K = 4 and SnAP-2")
+
+
+def _luminance(colour):
+    from matplotlib.colors import to_rgb
+
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in to_rgb(colour)]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def test_rule_colours_are_distinct_and_readable_on_white():
+    from gridlib.filtergrid import alignment
+
+    assert len(set(alignment.COLOURS.values())) == len(alignment.COLOURS)
+    for rule, colour in alignment.COLOURS.items():
+        assert 1.05 / (_luminance(colour) + 0.05) >= 2.0, (rule, colour)  # contrast with white (yellow: 1.3)
+    groups = {k: {} for k in summary.RULE_RUNS}
+    assert {comparison._color(k, summary.RULE_RUNS) for k in groups} <= set(alignment.COLOURS.values())
+
+
+def test_figures_of_the_rules_fit_the_column_with_legible_legends():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gridlib.filtergrid import alignment
+
+    study = _study()
+    runs = {"SnAP-1": summary.MnistRun("snap1"), "BPTT": summary.MnistRun("bptt")}
+    groups = {k: {f"{k}{s}": _record(s, 0.4 + 0.01 * s) for s in range(2)} for k in runs}
+    figures = [alignment.length_figure({"1": study["0"], "28": study["5"]}),
+               alignment.rows_figure({"step 0": study["0"], "step 5": study["5"]}),
+               alignment.cells_figure(study["5"], ["snap0", "snap1", "snap2", "tbptt4", "online_snap1"]),
+               alignment.training_figure(study),
+               comparison.accuracy_figure(groups, runs)]
+    for fig in figures:
+        assert fig.get_figwidth() <= alignment.MAX_WIDTH + 1e-9
+        legends = fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+        texts = [t for leg in legends for t in leg.get_texts()]
+        texts += [ax.title for ax in fig.axes if ax.get_title()]
+        assert all(t.get_fontsize() >= 9 for t in texts), [(t.get_text(), t.get_fontsize()) for t in texts]
+        assert not any(t.get_text() in IDS for t in texts), [t.get_text() for t in texts]
+        plt.close(fig)
+    # truncated BPTT with K = 1 lies on SnAP-0: drawn dashed over it, so that both show
+    fig = alignment.length_figure({"1": study["0"], "28": study["5"]})
+    lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}
+    assert lines["truncated BPTT, K = 1"].get_linestyle() == "--"
+    assert lines["SnAP-0"].get_linewidth() > lines["truncated BPTT, K = 1"].get_linewidth()
+    plt.close(fig)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -424,6 +425,69 @@ def alignment_study(splits, *, n_digits: int, ts: Sequence[int] = LENGTHS,
     return Study(length, training)
 
 
+#: The published study's results name.
+STUDY = "filtergrid/alignment"
+
+#: The configuration the published study's file must declare (:func:`load_study` refuses others).
+STUDY_CONFIG: dict[str, Any] = {
+    "n_digits": 64, "ts": list(LENGTHS), "steps": [0, 100, 300, 1000, 1875],
+    "train_rule": "snap1", "optimizer": "adam", "lr": 3e-3, "batch_size": 32,
+    "n_train": 60000, "grid": [28, 10], "provenance.scale": "full",
+}  # fmt: skip
+
+#: The small version computed in place of the study at CI scale, or where it is not published:
+#: the three SnAP rules on 4 test digits, snapshots at 0 and 5 steps of a run on 320 images.
+SMALL = {"rules": ("snap0", "snap1", "snap2"), "n_train": 320, "n_test": 4, "steps": (0, 5),
+         "ts": (4,)}
+
+
+class ChapterStudy(NamedTuple):
+    """The alignment study as the chapter shows it, loaded or computed small, in the form a
+    results file holds it (string keys).
+
+    Attributes:
+        records: ``{name: record}`` of the published study (empty when computed small).
+        n_digits: the number of test digits the gradients average over.
+        training: ``{step: Comparison}`` at ``T = 28``, with cells, at every snapshot.
+        length: ``{T: Comparison}`` at the first snapshot (the initial parameters).
+        trained_length: ``{T: Comparison}`` at the last snapshot.
+    """
+
+    records: dict[str, dict]
+    n_digits: int
+    training: dict[str, Any]
+    length: dict[str, Any]
+    trained_length: dict[str, Any]
+
+
+def load_study() -> ChapterStudy:
+    """The published study (:data:`STUDY`, refused unless it declares :data:`STUDY_CONFIG`);
+    at CI scale, or where it is not published, the small version :data:`SMALL`, computed here
+    (needs ``jax_enable_x64``)."""
+    from gridlib import data, results, scale
+
+    if not scale.is_ci() and results.exists(STUDY):
+        record = results.load(STUDY, expect=STUDY_CONFIG)
+        metrics = record["metrics"]
+        steps = sorted(metrics["training"], key=int)
+        return ChapterStudy({STUDY: record}, record["config"]["n_digits"], metrics["training"],
+                            metrics["length"][steps[0]], metrics["length"].get(steps[-1], {}))
+    from gridlib.filtergrid.experiments import MNIST_PIXEL_SCALE, make_task, sequences
+
+    _require_x64("load_study")
+    small = data.load_mnist(n_train=SMALL["n_train"], n_test=SMALL["n_test"])
+    snaps = train_snapshots(make_task(), small, SMALL["steps"])
+    first, last = (snaps[s] for s in (SMALL["steps"][0], SMALL["steps"][-1]))
+    digits = sequences(jnp.asarray(first.routing, jnp.float64), jnp.asarray(small.x_test, jnp.float64),
+                       IMAGE_ROWS, 10.0, MNIST_PIXEL_SCALE)
+    labels = jnp.asarray(small.y_test)
+    training = {s: compare(state.params, digits, labels, SMALL["rules"], cells=True)
+                for s, state in snaps.items()}
+    length = [{**over_lengths(state.params, digits, labels, SMALL["ts"], SMALL["rules"]),
+               IMAGE_ROWS: training[s]} for s, state in ((SMALL["steps"][0], first), (SMALL["steps"][-1], last))]
+    return ChapterStudy({}, len(labels), _as_json(training), _as_json(length[0]), _as_json(length[1]))
+
+
 # --------------------------------------------------------------------------- tables for the chapter
 
 
@@ -435,109 +499,178 @@ def _as_json(table: Mapping) -> dict:
 
 
 def length_rows(length: Mapping, quantity: str = "cosine", digits: int = 3) -> list[dict]:
-    """Rows of a sequence-length table ``{T: Comparison}`` (live or loaded): one per rule, one
-    column per ``T``, the whole-vector ``quantity`` (``"cosine"`` or ``"rel_error"``)."""
+    """Rows of a sequence-length table ``{T: Comparison}`` (live or loaded): one per rule (by
+    :func:`display_name`), one column per ``T``, the whole-vector ``quantity`` (``"cosine"`` or
+    ``"rel_error"``), negative numbers with a true minus sign."""
     if quantity not in ("cosine", "rel_error"):
         raise ValueError(f"quantity must be 'cosine' or 'rel_error', got {quantity!r}")
     table = _as_json(length)
     ts = sorted(table, key=int)
     fmt = (lambda v: f"{v:.{digits}f}") if quantity == "cosine" else (lambda v: f"{v:.1e}")
     rules = list(table[ts[0]]["rules"])
-    return [{"rule": r, **{f"T = {t}": fmt(table[t]["rules"][r][quantity]) for t in ts}} for r in rules]
+    return [{"rule": display_name(r), **{f"T = {t}": signed(fmt(table[t]["rules"][r][quantity])) for t in ts}}
+            for r in rules]  # fmt: skip
 
 
 def training_rows(training: Mapping, digits: int = 3) -> list[dict]:
     """Rows of a training table ``{step: Comparison}``: one per snapshot, the batch accuracy
-    and loss, and every rule's cosine with the exact gradient."""
+    and loss, and every rule's cosine with the exact gradient (columns by :func:`display_name`)."""
     table = _as_json(training)
     return [{"step": s, "batch acc": f"{row['acc']:.2f}", "loss": f"{row['loss']:.3f}",
-             **{r: f"{a['cosine']:.{digits}f}" for r, a in row["rules"].items()}}
-            for s, row in sorted(table.items(), key=lambda kv: int(kv[0]))]
+             **{display_name(r): signed(f"{a['cosine']:.{digits}f}") for r, a in row["rules"].items()}}
+            for s, row in sorted(table.items(), key=lambda kv: int(kv[0]))]  # fmt: skip
+
+
+#: One colour per rule, the same in every figure of the rules (:mod:`~gridlib.filtergrid.comparison`
+#: too), all dark enough to read on white: keyed by :data:`RULES` label, plus ``"bptt"``.
+COLOURS: dict[str, str] = {
+    "bptt": "#000000",
+    "snap0": "#D55E00",
+    "snap1": "#0072B2",
+    "snap2": "#009E73",
+    "tbptt1": "#56B4E9",
+    "tbptt4": "#E69F00",
+    "online_snap1": "#882E72",
+    "rtrl": "#666666",
+}
+
+#: Line styles that keep a rule visible where another lies exactly on it: truncated BPTT with
+#: ``K = 1`` computes SnAP-0's gradient to rounding, so it is drawn thin and dashed over SnAP-0.
+_LINES: dict[str, dict[str, Any]] = {"tbptt1": {"ls": "--", "lw": 1.0, "zorder": 3},
+                                     "snap0": {"lw": 2.6, "zorder": 2}}
+
+#: Text size of legends and panel titles in the figures of the rules (at least 9 pt, the book's
+#: floor for text at the rendered width).
+LEGEND_SIZE = 9
+
+#: The widest figure that the page's column shows at full size (688 px at 110 dpi).
+MAX_WIDTH = 6.2
+
+
+def display_name(rule: str) -> str:
+    """The name a reader sees for a rule label of :data:`RULES` or ``"bptt"`` (``"tbptt4"`` ->
+    ``"truncated BPTT, K = 4"``): the label of the same rule and window in
+    :data:`gridlib.filtergrid.summary.RULE_RUNS`, ``"RTRL (exact)"`` for ``rtrl``."""
+    from gridlib.filtergrid.summary import RULE_RUNS
+
+    if rule == "rtrl":
+        return "RTRL (exact)"
+    if rule != "bptt":
+        _check_rule_labels((rule,))
+    names = {(run.rule, run.window): label for label, run in RULE_RUNS.items()}
+    return names[("bptt", None) if rule == "bptt" else RULES[rule]]
+
+
+def rule_id(name: str) -> str | None:
+    """The :data:`RULES` label (or ``"bptt"``) of a rule's display name (:func:`display_name`,
+    or a label of :data:`~gridlib.filtergrid.summary.RULE_RUNS`); ``None`` if it names none."""
+    from gridlib.filtergrid.summary import RULE_RUNS
+
+    ids = {display_name(r): r for r in RULES}
+    if name in ids:
+        return ids[name]
+    return "bptt" if name in RULE_RUNS and RULE_RUNS[name].rule == "bptt" else None
+
+
+def signed(text: str) -> str:
+    """A number's text with a true minus sign (U+2212) in place of the ASCII hyphen."""
+    return re.sub(r"(?<![\w.])-(?=\d)", "\u2212", text)
 
 
 def _colour(rule: str) -> str:
-    from gridlib.plotting import PALETTE
+    return COLOURS[rule]
 
-    return PALETTE[list(RULES).index(rule) % len(PALETTE)]
+
+def _line(rule: str) -> dict[str, Any]:
+    """Colour, label and line style of ``rule`` in the line figures."""
+    return {"color": _colour(rule), "label": display_name(rule), **_LINES.get(rule, {})}
+
+
+def _legend_below(fig, axes, ncol: int = 3) -> None:
+    """One legend for the whole figure, under its panels, from the first panel's lines."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    rows = -(-len(labels) // ncol)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=LEGEND_SIZE)
+    fig.tight_layout(rect=(0, (0.12 + 0.2 * rows) / fig.get_figheight(), 1, 1))
 
 
 def length_figure(length: Mapping):
     """Two panels against the sequence length ``T`` (log axis): every rule's cosine with the
     exact gradient, and its relative error (log axis). ``length``: ``{T: Comparison}`` (live or
-    loaded). RTRL, exact to rounding, is left out of the figure (the tables show it)."""
+    loaded). RTRL, exact to rounding, is left out of the figure (the tables show it); truncated
+    BPTT with ``K = 1``, which lies on SnAP-0, is drawn dashed over it."""
     import matplotlib.pyplot as plt
 
     table = _as_json(length)
     ts = sorted(table, key=int)
-    fig, (ax_c, ax_e) = plt.subplots(1, 2, figsize=(7.2, 2.9))
-    for r in table[ts[0]]["rules"]:
-        if r == "rtrl":
-            continue
-        x = [int(t) for t in ts]
-        kw = {"marker": "o", "ms": 3, "color": _colour(r), "label": r}
+    rules = [r for r in table[ts[0]]["rules"] if r != "rtrl"]
+    fig, (ax_c, ax_e) = plt.subplots(1, 2, figsize=(MAX_WIDTH, 2.6 + 0.3 * -(-len(rules) // 2)))
+    x = [int(t) for t in ts]
+    for r in rules:
+        kw = {"marker": "o", "ms": 3, **_line(r)}
         ax_c.plot(x, [table[t]["rules"][r]["cosine"] for t in ts], **kw)
         ax_e.plot(x, [max(table[t]["rules"][r]["rel_error"], 1e-17) for t in ts], **kw)
     for ax, label in ((ax_c, "cosine with the exact gradient"), (ax_e, "relative error")):
         ax.set_xscale("log")
-        ax.set_xticks([int(t) for t in ts], [str(t) for t in ts])
+        ax.set_xticks(x, [str(t) for t in ts])
         ax.minorticks_off()
         ax.set_xlabel("sequence length T (steps)")
         ax.set_ylabel(label)
     ax_e.set_yscale("log")
-    ax_e.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
+    _legend_below(fig, [ax_c], ncol=2)
     return fig
 
 
 def rows_figure(comparisons: Mapping[str, Mapping], rules: Sequence[str] | None = None):
-    """Row by row, for each labelled comparison (e.g. ``{"step 0": ..., "step 1875": ...}``,
-    solid then dashed): every rule's cosine with the exact gradient over the row's ``4 M``
+    """Row by row, one line of panels per labelled comparison (e.g. ``{"step 0": ...,
+    "step 1875": ...}``): each rule's cosine with the exact gradient over the row's ``4 M``
     parameters, its length relative to the exact one (log axis), and the norm of the exact
     gradient in the row (log axis). Row 27 is the readout row; RTRL is left out."""
     import matplotlib.pyplot as plt
 
     tables = {k: _as_json(v) for k, v in comparisons.items()}
-    styles = ("-", "--", ":", "-.")
-    fig, (ax_c, ax_r, ax_n) = plt.subplots(1, 3, figsize=(7.6, 3.2))
-    for (label, table), ls in zip(tables.items(), styles, strict=False):
+    fig, axes = plt.subplots(len(tables), 3, figsize=(MAX_WIDTH, 2.3 * len(tables) + 0.8),
+                             squeeze=False, sharex=True)
+    for (label, table), (ax_c, ax_r, ax_n) in zip(tables.items(), axes, strict=True):
         for r in rules or [r for r in table["rules"] if r != "rtrl"]:
             cells = table["cells"][r]
-            kw = {"color": _colour(r), "lw": 1.2, "label": r if ls == "-" else None}
-            ax_c.plot(np.asarray(cells["row_cosine"], float), ls, **kw)
-            ax_r.semilogy(np.asarray(cells["row_norm_ratio"], float), ls, **kw)
-        ax_n.semilogy(np.asarray(table["row_norm"], float), ls, color="0.2", label=label)
-    ax_c.set_ylabel("cosine over the row")
-    ax_r.set_ylabel("|g| / |g*| over the row")
-    ax_n.set_ylabel("|g*| over the row")
-    for ax in (ax_c, ax_r, ax_n):
+            ax_c.plot(np.asarray(cells["row_cosine"], float), **_line(r))
+            ax_r.semilogy(np.asarray(cells["row_norm_ratio"], float), **_line(r))
+        ax_n.semilogy(np.asarray(table["row_norm"], float), color="0.2")
+        for ax, what in ((ax_c, "cosine"), (ax_r, "|g| / |g*|"), (ax_n, "|g*|")):
+            ax.set_title(f"{label}: {what}", fontsize=LEGEND_SIZE + 1)
+            ax.set_ylabel(what)
+    for ax in axes[-1]:
         ax.set_xlabel("grid row (27: readout)")
-    ax_n.legend(fontsize=7)
-    handles, labels = ax_c.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    _legend_below(fig, axes[0], ncol=3)
     return fig
 
 
 def cells_figure(comparison: Mapping, rules: Sequence[str], floor: float = -4.0):
     """One heatmap per rule: ``log10`` of the relative error of every cell's 4 parameters on the
     28 x 10 grid (readout row at the bottom), one shared colour scale, clipped below at
-    ``floor`` (cells that are exact to rounding would otherwise take up the whole scale)."""
+    ``floor`` (cells that are exact to rounding would otherwise take up the whole scale). A
+    value of 0 is an error as large as the exact gradient itself (100 %)."""
+    import textwrap
+
     import matplotlib.pyplot as plt
 
     table = _as_json(comparison)
     logs = {r: np.log10(np.asarray(table["cells"][r]["rel_error"], float)) for r in rules}
     lo = max(min(float(np.nanmin(v)) for v in logs.values()), floor)  # exact cells sit at the floor
     hi = max(float(np.nanmax(v)) for v in logs.values())
-    fig, axes = plt.subplots(1, len(rules), figsize=(1.5 * len(rules) + 1.0, 3.6), squeeze=False)
+    width = min(MAX_WIDTH, 1.05 * len(rules) + 1.2)
+    fig, axes = plt.subplots(1, len(rules), figsize=(width, 4.0), squeeze=False)
     for ax, (r, v) in zip(axes[0], logs.items(), strict=True):
         im = ax.imshow(v, vmin=lo, vmax=hi, aspect="auto", interpolation="nearest")
-        ax.set_title(r, fontsize=9)
+        ax.set_title(textwrap.fill(display_name(r), 13), fontsize=LEGEND_SIZE)
         ax.set_xticks([0, v.shape[1] - 1])
         ax.set_yticks([0, v.shape[0] - 1] if ax is axes[0, 0] else [])
         ax.grid(False)
     axes[0, 0].set_ylabel("grid row")
-    fig.colorbar(im, ax=axes[0].tolist(), label="log10 relative error per cell", shrink=0.9,
-                 extend="min")
+    fig.supxlabel("grid column", x=0.4, fontsize=10)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.9, extend="min",
+                 label="log10 relative error per cell\n(0: an error of 100 %)")
     return fig
 
 
@@ -548,20 +681,30 @@ def training_figure(training: Mapping):
 
     table = _as_json(training)
     steps = sorted(table, key=int)
-    fig, ax = plt.subplots(figsize=(6.4, 2.9))
-    for r in table[steps[0]]["rules"]:
-        if r != "rtrl":
-            ax.plot(range(len(steps)), [table[s]["rules"][r]["cosine"] for s in steps], "o-", ms=3,
-                    color=_colour(r), label=r)
+    rules = [r for r in table[steps[0]]["rules"] if r != "rtrl"]
+    fig, ax = plt.subplots(figsize=(MAX_WIDTH, 2.8 + 0.3 * -(-len(rules) // 2)))
+    for r in rules:
+        ax.plot(range(len(steps)), [table[s]["rules"][r]["cosine"] for s in steps], marker="o",
+                ms=3, **_line(r))
     ax.set_xticks(range(len(steps)), steps)
     ax.set_xlabel("optimiser steps of the SnAP-1 run (Adam, batch 32)")
     ax.set_ylabel("cosine with the exact gradient")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
+    _legend_below(fig, [ax], ncol=2)
     return fig
 
 
 __all__ = [
+    "COLOURS",
+    "ChapterStudy",
+    "LEGEND_SIZE",
+    "MAX_WIDTH",
+    "SMALL",
+    "STUDY",
+    "STUDY_CONFIG",
+    "display_name",
+    "signed",
+    "load_study",
+    "rule_id",
     "Alignment",
     "CellAlignment",
     "Comparison",

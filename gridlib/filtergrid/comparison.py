@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from gridlib import report, results
+from gridlib.filtergrid.alignment import COLOURS, LEGEND_SIZE, MAX_WIDTH, display_name, rule_id, signed
 from gridlib.filtergrid.summary import MnistRun, final_accuracies, mean_epoch_time, paired_differences
 from gridlib.filtergrid.temporal import state_floats_per_parameter
 
@@ -51,7 +52,8 @@ ONLINE_RUNS = {
 def _sd_text(values: Sequence[float], scale: float = 100.0, digits: int = 2) -> str:
     """Mean ± sd of ``scale * values`` (:func:`gridlib.report.format_mean_sd`, points by
     default), kept on one line; the value alone for one seed."""
-    return report.format_mean_sd([scale * v for v in values], digits, n=False).replace(" ± ", "\u00a0±\u00a0")
+    text = report.format_mean_sd([scale * v for v in values], digits, n=False).replace(" ± ", "\u00a0±\u00a0")
+    return signed(text)
 
 
 def accuracy_text(group: Mapping[str, dict], run: MnistRun) -> str:
@@ -76,15 +78,15 @@ CARRY = {
     "tbptt4": ("tbptt", 4, "s(t-4) and the last 3 inputs; the window is rerun",
                "the last 4 steps of every path"),
     "tbptt1": ("tbptt", 1, "nothing", "the current step only"),
-    "online_snap1": ("online_snap1", None, "as snap1, for the per-step loss",
-                     "as snap1, computed within each step"),
+    "online_snap1": ("online_snap1", None, "as SnAP-1, for the per-step loss",
+                     "as SnAP-1, computed within each step"),
 }  # fmt: skip
 
 
 def carry_rows(n: int = N, m: int = M, t_len: int = T) -> list[dict[str, str]]:
     """:data:`CARRY` as a table, with each rule's learning state in floats per parameter on the
     ``n x m`` grid (BPTT's at ``t_len`` steps)."""
-    return [{"rule": label, "carries forward": what, "keeps": keeps,
+    return [{"rule": display_name(label), "carries forward": what, "keeps": keeps,
              "state floats / parameter": f"{state_floats_per_parameter(r, n, m, window=k, t_len=t_len):g}"}
             for label, (r, k, what, keeps) in CARRY.items()]  # fmt: skip
 
@@ -96,7 +98,8 @@ def by_step_rows(training: Mapping[str, Mapping[str, Any]], value: str = "cosine
     gradient after that many steps. Narrow enough for a page however many rules there are."""
     steps = sorted(training, key=int)
     rules = list(training[steps[0]]["rules"])
-    return [{"rule": r, **{f"step {s}": f"{training[s]['rules'][r][value]:.{digits}f}" for s in steps}}
+    return [{"rule": display_name(r),
+             **{f"step {s}": signed(f"{training[s]['rules'][r][value]:.{digits}f}") for s in steps}}
             for r in rules]  # fmt: skip
 
 
@@ -117,7 +120,7 @@ def rows_against(training: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[st
 def against_rows(against: Mapping[str, Mapping[str, int]]) -> list[dict[str, str]]:
     """:func:`rows_against` as a table: one row per rule, one column per snapshot."""
     steps = list(against)
-    return [{"rule": r, **{f"step {s}": str(against[s][r]) for s in steps}} for r in against[steps[0]]]
+    return [{"rule": display_name(r), **{f"step {s}": str(against[s][r]) for s in steps}} for r in against[steps[0]]]
 
 
 def region_summary(comparison: Mapping[str, Any], near_rows: int = 3, upper_rows: int = 14) -> dict[str, dict[str, float]]:
@@ -134,10 +137,27 @@ def region_summary(comparison: Mapping[str, Any], near_rows: int = 3, upper_rows
     return out
 
 
+def top_row_cosines(training: Mapping[str, Mapping[str, Any]], rule: str = "snap1",
+                    rows: int = 7) -> dict[str, float]:
+    """``{step: median}``: the median of ``rule``'s row cosines over the ``rows`` grid rows
+    farthest from the readout, at each snapshot: whether the top of the grid points with (near
+    +1) or against (near -1) the exact gradient as training goes on."""
+    return {s: float(np.median(np.asarray(training[s]["cells"][rule]["row_cosine"][:rows], float)))
+            for s in sorted(training, key=int)}  # fmt: skip
+
+
+def top_row_rows(tops: Mapping[str, Mapping[str, float]]) -> list[dict[str, str]]:
+    """``{rule: {step: median}}`` (:func:`top_row_cosines` of each rule) as a table: one row
+    per rule (by :func:`~gridlib.filtergrid.alignment.display_name`), one column per snapshot,
+    signed."""
+    return [{"rule": display_name(r), **{f"step {s}": signed(f"{v:+.2f}") for s, v in c.items()}}
+            for r, c in tops.items()]  # fmt: skip
+
+
 def region_rows(regions: Mapping[str, Mapping[str, float]]) -> list[dict[str, str]]:
     """:func:`region_summary` as a table."""
-    return [{"rule": r, "rel. error, 3 rows nearest the readout": f"{v['near_rel_error']:.2f}",
-             "upper 14 rows: cosine": f"{v['upper_cosine']:.2f}",
+    return [{"rule": display_name(r), "rel. error, 3 rows nearest the readout": f"{v['near_rel_error']:.2f}",
+             "upper 14 rows: cosine": signed(f"{v['upper_cosine']:.2f}"),
              "upper 14 rows: |g| / |g*|": f"{v['upper_norm_ratio']:.0e}"} for r, v in regions.items()]
 
 
@@ -195,6 +215,33 @@ def accuracy_rows(groups: Mapping[str, Mapping[str, dict]], runs: Mapping[str, M
     return rows
 
 
+def paired_points(groups: Mapping[str, Mapping[str, dict]], reference: str) -> dict[str, list[float]]:
+    """``{label: [points per seed]}``: each group's final test accuracy minus ``reference``'s on
+    the seeds both ran, in percentage points (groups with fewer than two such seeds left out)."""
+    out = {}
+    for label, group in groups.items():
+        if label != reference and group and groups.get(reference):
+            diff = [100 * d for d in paired_differences(group, groups[reference]).values()]
+            if len(diff) > 1:
+                out[label] = diff
+    return out
+
+
+def spread_verdicts(points: Mapping[str, Sequence[float]]) -> dict[str, str]:
+    """``{label: "better" | "worse" | "within"}``: whether each paired difference
+    (:func:`paired_points`) lies beyond the seeds' spread by the book's one rule
+    (:func:`gridlib.report.beyond_spread`), and on which side."""
+    return {k: ("within" if not report.beyond_spread(v) else "better" if np.mean(v) > 0 else "worse")
+            for k, v in points.items()}  # fmt: skip
+
+
+def in_words(labels: Sequence[str]) -> str:
+    """Rule labels as a list in a sentence: ``"SnAP-0, truncated BPTT with K = 4 and SnAP-2"``
+    (a window's comma becomes "with", so that the list's commas separate rules only)."""
+    names = [label.replace(", K = ", " with K = ") for label in labels]
+    return " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def seeds_at_chance(group: Mapping[str, dict], labels, margin: float = 0.005) -> int:
     """How many runs of ``group`` ended no better than always answering the commonest class of
     ``labels`` (the test labels, ``(n,)``), to within ``margin``: runs that never learned."""
@@ -207,7 +254,7 @@ def accuracy_figure(groups: Mapping[str, Mapping[str, dict]], runs: Mapping[str,
     state each rule carries per parameter: what memory buys on the same grid and budget."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    fig, ax = plt.subplots(figsize=(MAX_WIDTH, 4.0))
     seen: dict[float, int] = {}  # rules with the same state sit side by side, not on top
     for label, group in ((k, g) for k, g in groups.items() if g):
         run = runs[label]
@@ -219,10 +266,13 @@ def accuracy_figure(groups: Mapping[str, Mapping[str, dict]], runs: Mapping[str,
 
 
 def _color(label: str, runs: Mapping[str, MnistRun]):
-    """One colour per rule, the same in every figure of the rules."""
+    """One colour per rule, the same in every figure of the rules
+    (:data:`~gridlib.filtergrid.alignment.COLOURS`); a label that names no rule of the alignment
+    study takes a colour of the book's palette by its place in ``runs``."""
     from gridlib.plotting import PALETTE
 
-    return PALETTE[list(runs).index(label) % len(PALETTE)]
+    rule = rule_id(label)
+    return COLOURS[rule] if rule else PALETTE[list(runs).index(label) % len(PALETTE)]
 
 
 def _seed_dots(ax, x: float, accuracies: Sequence[float], color, label: str) -> None:
@@ -236,8 +286,9 @@ def _seed_dots(ax, x: float, accuracies: Sequence[float], color, label: str) -> 
 def _finish(fig, ax, xlabel: str):
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    fig.tight_layout()
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=LEGEND_SIZE, loc="lower center", ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, (0.12 + 0.2 * -(-len(labels) // 2)) / fig.get_figheight(), 1, 1))
     return fig
 
 
@@ -282,7 +333,7 @@ def alignment_accuracy_figure(points: Sequence[Mapping[str, Any]], runs: Mapping
     says where the cosines were measured."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    fig, ax = plt.subplots(figsize=(MAX_WIDTH, 4.0))
     for p in points:
         _seed_dots(ax, p["cosine"], p["accuracies"], _color(p["rule"], runs), p["rule"])
     return _finish(fig, ax, xlabel)
@@ -311,6 +362,6 @@ def gradient_norms(images, labels, seed: int = 0) -> dict[str, float]:
 
 __all__ = ["CARRY", "ONLINE_RUNS", "accuracy_figure", "accuracy_rows", "accuracy_text", "against_rows",
            "alignment_accuracy", "by_step_rows", "carry_rows", "region_rows", "region_summary",
-           "rows_against", "snapshot_rows",
+           "rows_against", "snapshot_rows", "top_row_cosines", "top_row_rows", "paired_points", "spread_verdicts", "in_words",
            "alignment_accuracy_figure", "gradient_norms", "load_work", "memory_rows",
            "rank_correlation", "seeds_at_chance", "work_rows"]
