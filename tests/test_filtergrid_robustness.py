@@ -45,7 +45,7 @@ def test_claims_weigh_the_seed_spread():
     original = {"baseline": 0.3, "sweeps": {"1a_leak": {"values": [0.0, 0.1, 0.2], "val_acc": [0.3, 0.3, 0.29]}}}
     clear = summary.robustness_rows(_runs([[0.5, 0.5, 0.49], [0.4, 0.4, 0.39], [0.3, 0.3, 0.29]]), original)
     claim = _leak_claim(clear)
-    assert claim["verdict"] == "survives" and claim["original"] == "1.00 (1a_leak at 0.2)"
+    assert claim["verdict"] == "survives" and claim["original"] == "1.00 (capacitor leak at 0.2)"
     # a mean drop of 4 points with a spread of 5: the 5-point line is within two errors
     noisy = summary.robustness_rows(_runs([[0.5, 0.5, 0.41], [0.4, 0.4, 0.40], [0.3, 0.3, 0.27]]), original)
     assert _leak_claim(noisy)["verdict"] == "not shown"
@@ -59,3 +59,16 @@ def test_claims_weigh_the_seed_spread():
 def _leak_claim(rows):
     (claim,) = [c for c in summary.judged_claims(rows) if c["topic"] == "a capacitor leak"]
     return claim
+
+
+def test_a_clear_call_needs_the_t_interval_not_two_standard_errors():
+    # drops at 0.2 of 6, 9 and 12 points: mean - 2 se = 5.5 would clear the 5-point line, but
+    # with 3 seeds the 95 % t interval (t = 4.30) reaches down to 1.5: not shown, as
+    # report.beyond_spread says
+    from gridlib import report
+
+    rows = summary.robustness_rows(_runs([[0.5, 0.5, 0.44], [0.4, 0.4, 0.31], [0.3, 0.3, 0.18]]))
+    drops = [0.06, 0.09, 0.12]
+    assert not report.beyond_spread(drops, reference=summary.BREAK)
+    assert summary.clear_breaks(rows)[0]["ours: first clear break"] == "none"
+    assert _leak_claim(rows)["verdict"] == "not shown"

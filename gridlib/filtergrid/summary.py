@@ -369,9 +369,19 @@ def _sem(r: dict) -> float:
 
 # ------------------------------------------------------------ chapter 13's presentation helpers
 
-CLEAR_SE = 2.0
-"""A measured effect is *clear* when it lies on one side of its line by more than this many
-standard errors over seeds (standard error: sample sd / sqrt(number of seeds))."""
+def sweep_label(sweep: str) -> str:
+    """The words a reader sees for a sweep (its ``label`` in
+    :data:`~gridlib.filtergrid.experiments.SWEEPS`), never its identifier."""
+    from gridlib.filtergrid.experiments import SWEEPS
+
+    return SWEEPS[sweep].label if sweep in SWEEPS else sweep
+
+
+def _half(sem: float, n: int) -> float:
+    """Half-width of the 95 % t interval of a mean over ``n`` seeds with standard error ``sem``:
+    the book's one spread rule (:data:`gridlib.report.SPREAD_RULE`, as in
+    :func:`gridlib.report.beyond_spread`). A single seed has no interval (infinite half-width)."""
+    return report.t95(n - 1) * sem if n > 1 else float("inf")
 
 
 def _flat(g) -> jax.Array:
@@ -432,7 +442,7 @@ def distortion_rows(params, xs, ys) -> list[dict]:
             continue  # weight quantisation changes the network, not the rule's readings
         value = max(sweep.values, key=abs)
         cos, rel = gradient_distortion(params, xs, ys, exact=exact, **sweep.knobs(value))
-        rows.append({"sweep": name, "what it models": sweep.label,
+        rows.append({"what it models": sweep.label,
                      "largest value": f"{value:g}", "cosine with exact": f"{cos:.3f}",
                      "relative distance": f"{rel:.2f}"})
     return rows
@@ -465,20 +475,37 @@ def message_noise_by_row(params, xs, ys, sigma: float = 0.01,
     return np.asarray(by_row(g_exact)), np.mean(np.asarray(dev), axis=0)
 
 
+def message_noise_figure(signal: np.ndarray, deviation: np.ndarray, sigma: float = 0.01):
+    """Row by row, on a log axis, the exact SnAP-1 gradient's norm and the change message noise
+    makes to it (both ``(N,)``, from :func:`message_noise_by_row`). Returns the figure (6.2 in
+    wide, text at 9 pt or more at the book's column width)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.2, 2.8))
+    ax.semilogy(signal, "o-", ms=3, label="exact SnAP-1 gradient")
+    ax.semilogy(deviation, "s-", ms=3,
+                label=rf"change from message noise, $\sigma_m = {sigma:g}$")
+    ax.set_xlabel(f"grid row (0 = top, {len(signal) - 1} = readout)")
+    ax.set_ylabel("norm over the row")
+    ax.legend(fontsize=9)
+    return fig
+
+
 def _bounds(r: dict) -> tuple[float, float]:
-    """``(mean - CLEAR_SE * se, mean + CLEAR_SE * se)`` of a row's drop."""
-    half = CLEAR_SE * _sem(r)
+    """The 95 % t interval over seeds of a row's drop (:func:`_half`)."""
+    half = _half(_sem(r), r["n"])
     return r["drop"] - half, r["drop"] + half
 
 
 def _pts(x: float) -> str:
-    return f"{100 * x:.2f}"
+    """A fraction in points, two decimals, with a true minus sign (U+2212)."""
+    return f"{100 * x:.2f}".replace("-", "\u2212")
 
 
 def clear_breaks(rows: list[dict], threshold: float = BREAK) -> list[dict]:
     """Table rows, one per sweep of the original: the first swept value (away from 0) whose drop
     reaches ``threshold`` in the original's single run, in our mean over seeds, and clearly in
-    ours (mean drop minus :data:`CLEAR_SE` standard errors at or above ``threshold``)."""
+    ours (the lower end of the drop's 95 % t interval over seeds at or above ``threshold``)."""
     out = []
     for sweep in dict.fromkeys(r["sweep"] for r in rows):
         if sweep.startswith("3"):
@@ -489,7 +516,7 @@ def clear_breaks(rows: list[dict], threshold: float = BREAK) -> list[dict]:
         def first(ok, rs=rs):
             return next((f"{r['value']:g}" for r in rs if ok(r)), "none")
 
-        out.append({"sweep": sweep,
+        out.append({"sweep": sweep_label(sweep),
                     "original: first break": first(
                         lambda r: r.get("original_drop", 0.0) >= threshold),
                     "ours: first mean drop ≥ 5": first(lambda r: r["drop"] >= threshold),
@@ -501,8 +528,8 @@ def judged_claims(rows: list[dict], threshold: float = BREAK) -> list[dict]:
     """The original report's seven conclusions, each judged by one criterion.
 
     A claim *survives* only if the measured effect is clear of the seed spread in the stated
-    direction: the deciding quantity lies on the claimed side of its line by more than
-    :data:`CLEAR_SE` standard errors over seeds. It is *contradicted* if it is that clear on the
+    direction: the deciding quantity's 95 % t interval over seeds lies wholly on the claimed side
+    of its line (:data:`gridlib.report.SPREAD_RULE`). It is *contradicted* if it is that clear on the
     other side, and *not shown* otherwise. The quantities and lines:
 
     - "noise costs more than bias": worst noise drop minus worst bias drop (worst by mean; errors
@@ -513,7 +540,7 @@ def judged_claims(rows: list[dict], threshold: float = BREAK) -> list[dict]:
       the highest lower bound (for message noise, the smallest sigma alone).
 
     Returns rows with ``claim``, ``original`` (its single-seed drop, points), ``this study``
-    (mean ± sd over seeds, points), ``bound`` (mean ∓ CLEAR_SE se, points), ``verdict``,
+    (mean ± sd over seeds, points), ``bound`` (the end of the 95 % t interval, points), ``verdict``,
     ``margin`` (a fraction: how far the bound lies on the claimed side of the line; negative
     where it does not), ``topic`` (a short name) and ``kind`` (``"tolerated"``, ``"breaks"`` or
     ``"compares"``).
@@ -531,7 +558,7 @@ def judged_claims(rows: list[dict], threshold: float = BREAK) -> list[dict]:
         return {"verdict": word, "margin": (low - line) if above else (line - high)}
 
     def where(r: dict) -> str:
-        return f"{r['sweep']} at {r['value']:g}"
+        return f"{sweep_label(r['sweep'])} at {r['value']:g}"
 
     def shown(r: dict) -> str:
         return f"{_pts(r['drop'])} ± {_pts(r['drop_sd'])} ({where(r)})"
@@ -550,7 +577,7 @@ def judged_claims(rows: list[dict], threshold: float = BREAK) -> list[dict]:
         wb = max(bias, key=lambda r: r["drop"])
         wn = max(noise, key=lambda r: r["drop"])
         diff = wn["drop"] - wb["drop"]
-        half = CLEAR_SE * float(np.hypot(_sem(wn), _sem(wb)))
+        half = _half(float(np.hypot(_sem(wn), _sem(wb))), min(wn["n"], wb["n"]))
         out.append({"claim": "noise costs more than bias (worst condition of each)",
                     "original": f"noise {orig(noise)}; bias {orig(bias)}",
                     "this study": f"noise {shown(wn)}; bias {shown(wb)}",
@@ -595,7 +622,7 @@ def condition_rows(rows: list[dict]) -> list[dict]:
     out = []
     for r in rows:
         orig = r.get("original_drop")
-        out.append({"sweep": r["sweep"], "value": r["label"],
+        out.append({"sweep": sweep_label(r["sweep"]), "value": r["label"],
                     "test acc (%)": f"{_pts(r['acc'])} ± {_pts(r['acc_sd'])}",
                     "drop (points)": f"{_pts(r['drop'])} ± {_pts(r['drop_sd'])}",
                     "original drop": "–" if orig is None else _pts(orig)})

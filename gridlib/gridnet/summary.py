@@ -104,7 +104,7 @@ def seed_preset_not_run(hours: float | None) -> str:
     cfg = PRESETS["seed"]
     cost = f" On this CPU it would take about {hours:.0f} hours (benchmark below)." if hours else ""
     return (f"**The seed preset ({cfg.grid}³ grid, S = {cfg.block}, I = {cfg.inner}, O = {cfg.outer}, "
-            f"batch 256) was not run.** No GPU was available for this book.{cost} The command is "
+            f"batch 256) was not run.** It needs a GPU, and this book had only a CPU.{cost} The command is "
             "`python -m gridlib gridnet-mnist --preset seed --seed S`; it trains "
             f"{FULL_EPOCHS['seed']} epochs, {seed_preset_steps():,} steps. The seed itself publishes "
             "no accuracy: its logs score one random test batch per step.")
@@ -133,5 +133,70 @@ def one_step_note(bench: dict[str, Any]) -> str:
     lo, hi = SEED_CUDA_STEP_MS
     return (f"One outer step of the seed's CUDA benchmark (32³, batch 2, I = 10): "
             f"{step['fast_ms_per_call']:.0f} ms per call on this CPU, against {lo}–{hi} ms for the "
-            "seed's CUDA kernel on an unnamed GPU. No GPU was available to compare on the same "
-            "hardware.")
+            "seed's CUDA kernel on an unnamed GPU: different hardware, so the two times cannot "
+            "be compared directly.")
+
+
+def seed_preset_view(group: Group, hours: float | None) -> list[Any]:
+    """What the chapter shows for the seed preset: its runs' table and provenance where they
+    exist, else the paragraph of :func:`seed_preset_not_run` (a list of displayable objects)."""
+    from IPython.display import Markdown
+
+    if group:
+        return [report.table(run_rows(group)), report.provenance(group)]
+    return [Markdown(seed_preset_not_run(hours))]
+
+
+def depth_figure(norms: dict[str, Any], cfg):
+    """The gradient norm per depth slice at initialisation, one line per network.
+
+    Args:
+        norms: ``{label: (G,) array}``, the weight-gradient norm of each slice ``k``
+            (``k = 0`` the input face), as :func:`gridlib.gridnet.depth_grad_norms` gives it.
+        cfg: the :class:`gridlib.gridnet.Config` they were measured on (for the title).
+
+    Returns:
+        The figure, 6.2 in wide (the book's column), log axis, distance from the output face.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6.2, 3.4))
+    depth = cfg.grid - 1 - np.arange(cfg.grid)
+    for label, norm in norms.items():
+        ax.semilogy(depth, norm, "o-", ms=3, label=label)
+    ax.set(xlabel="distance from the output face (cells)", ylabel="‖∂L/∂W‖ in the slice",
+           title=f"at initialisation: G={cfg.grid}, S={cfg.block}, I={cfg.inner}, O={cfg.outer}")
+    ax.legend()
+    return fig
+
+
+def depth_note(span: dict[str, float], grid: int | None = None) -> str:
+    """The gradient-against-depth result in words: ``span`` maps ``"global LayerNorm"`` and
+    ``"no LayerNorm"`` to the orders of magnitude the slice norms span; ``grid`` (optional)
+    names the grid's side."""
+    ln, no = span["global LayerNorm"], span["no LayerNorm"]
+    where = f" across the {grid}³ grid" if grid else " from the output face to the input face"
+    if no > ln:
+        return (f"Without the LayerNorm the gradient falls by {no:.1f} orders of magnitude{where}, "
+                f"with it by {ln:.1f}: the global LayerNorm keeps the layers near the input "
+                "trainable.")
+    return (f"With the global LayerNorm the gradient falls by {ln:.1f} orders of magnitude{where}, "
+            f"without it by {no:.1f}: here the LayerNorm does not keep the gradient from fading.")
+
+
+def front_note(front: list[int], cfg) -> str:
+    """How many outer steps the front of a change took to reach the output face, against the
+    fewest the architecture allows (``min(I, S)`` cells per outer step). ``front``: the deepest
+    slice reached after each outer step (index 0: before the first)."""
+    last = cfg.grid - 1
+    per = min(cfg.inner, cfg.block)
+    fewest = -(-last // per)
+    reached = next((o for o, f in enumerate(front) if f >= last), None)
+    if reached is None:
+        return (f"In {len(front) - 1} outer steps the front reaches slice {max(front)}, short of "
+                f"the output face (slice {last}); at {per} cells per step it would need {fewest}.")
+    return (f"The front reaches the output face (slice {last}) after {reached} outer steps; at "
+            f"{per} cell{'s' if per > 1 else ''} per step it could in {fewest}"
+            + ("." if reached == fewest else ", and the stalls at block boundaries cost "
+               f"{reached - fewest} more."))

@@ -54,6 +54,8 @@ from gridlib.neuralgrid.model import (
     NetworkParams,
     box_sum,
     class_mean_activations,
+    fast_cos,
+    fast_sin,
     grid3d_apply,
     grid3d_layer,
     grid_activations,
@@ -105,4 +107,6 @@ __all__ = [
     "preact_unfold",
     "seed_loop_preact",
     "sincos",
+    "fast_cos",
+    "fast_sin",
 ]
