@@ -172,8 +172,8 @@ def _grid3d(dataset: str, what: str) -> index.Headline:
 
 
 def _fashion(kind: str) -> index.Headline:
-    """Chapter 62's 784-500-10 runs on Fashion-MNIST: EP, the backprop baseline with the same
-    units (``"mlp"``) and its ReLU control (``"relu"``), with chapter 62's expectations."""
+    """The 784-500-10 runs of ``notebooks/62-ep-fashion-mnist`` on Fashion-MNIST: EP, the backprop baseline with the same
+    units (``"mlp"``) and its ReLU control (``"relu"``), with that chapter's expectations."""
     from gridlib.ep import summary as ep
 
     ds, arch = "fashion_mnist", ep.CROSS_ARCH
@@ -217,7 +217,7 @@ def rows() -> list[Row]:
             fp.neuralgrid_params),
         *(Row(_grid3d(ds, task), "3-D grid, 16×28×28", task, "backprop", "Adam", fp.neuralgrid_params,
               no_published=no_3d) for ds, task in (("mnist", "MNIST"), ("fashion_mnist", "Fashion-MNIST"))),
-        Row(h("gridnet/cpu_seed*"), "16³ grid, CPU preset", "MNIST", "backprop", "AdamW", fp.gridnet_params,
+        Row(h("gridnet/cpu_seed*"), "16³ grid", "MNIST", "backprop", "AdamW", fp.gridnet_params,
             no_published="the seed publishes no accuracy"),
         *(Row(h(f"baselines/mnist-mlp-{arch}_seed*"), f"MLP {arch}", "MNIST", "backprop", "Adam",
               fp.mlp_params, no_published=mlp) for arch in ("784-500-10", "784-256-256-10")),
@@ -372,116 +372,203 @@ def label(m: Measured) -> str:
     return f"{m.row.rule_name}, {m.row.network} ({m.row.optimizer})"
 
 
-def _spread_words(gap: float, sd: float) -> str:
-    """Where a gap lies against a seed standard deviation, in words."""
-    if gap <= sd:
-        return "within the seeds' spread"
-    return "well beyond the seeds' spread" if gap > 2 * sd else "beyond the seeds' spread"
+def _rivals(ms: Sequence[Measured]) -> list[Measured]:
+    """The rows of ``ms`` (one locality class on one task) that the seeds cannot tell from the
+    best of them (:func:`gridlib.report.groups_differ`), best first."""
+    ranked = sorted((m for m in ms if m.accuracies), key=lambda m: -mean_accuracy(m))  # type: ignore[operator]
+    best = ranked[0]
+    return [m for m in ranked if m is best or training_text(m) == training_text(best)
+            and not report.groups_differ(best.accuracies, m.accuracies)]  # type: ignore[arg-type]
 
 
-def class_gap(measured: Sequence[Measured], task: str) -> tuple[Measured, Measured, float, float] | None:
-    """On ``task``: the best row of the best locality class, the best row of the runner-up class,
-    the gap of their means and the larger of their seed standard deviations (fractions), or
-    ``None`` where the task has one class only."""
+def _words(m: Measured, several: bool) -> str:
+    """A row in words: its rule, and its network where the task has several."""
+    name, net = m.row.rule_name, m.row.network
+    if net.endswith(", ReLU"):
+        net = "ReLU " + net.removesuffix(", ReLU")
+    return f"{name} on the {net}" if several else name
+
+
+#: A locality class as an adjective (:data:`LOCALITY`).
+CLASS_WORDS = {"neighbour": "neighbour-only", "two phases": "two-phase", "global": "global"}
+
+
+def _names(ms: Sequence[Measured]) -> str:
+    words = list(dict.fromkeys(m.row.rule_name for m in ms))
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def class_gap(measured: Sequence[Measured], task: str) -> tuple[Measured, list[Measured], float, bool] | None:
+    """On ``task``: the best row of the best locality class, the rows of the runner-up class
+    that the seeds cannot tell from that class's best (:func:`_rivals`), the gap of the two
+    best means (a fraction) and whether it is beyond the seeds' spread
+    (:func:`gridlib.report.groups_differ`); ``None`` where the task has one class only."""
     best = best_by_class(measured).get(task, {})
     if len(best) < 2:
         return None
-    (_, top), (_, second) = sorted(best.items(), key=lambda kv: -mean_accuracy(kv[1]))[:2]  # type: ignore[operator]
+    (_, top), (cls, second) = sorted(best.items(), key=lambda kv: -mean_accuracy(kv[1]))[:2]  # type: ignore[operator]
+    rivals = _rivals([m for m in measured if m.row.task == task and RULES[m.row.rule].reads == cls])
     gap = mean_accuracy(top) - mean_accuracy(second)  # type: ignore[operator]
-    sd = max(report.mean_sd(top.accuracies)[1], report.mean_sd(second.accuracies)[1])  # type: ignore[arg-type]
-    return top, second, gap, sd
+    return top, rivals, gap, report.groups_differ(top.accuracies, second.accuracies)  # type: ignore[arg-type]
 
 
 def class_sentences(measured: Sequence[Measured]) -> list[str]:
-    """Per task with more than one locality class: what the best class gains over the runner-up
-    class, answer first (Markdown, at most three numbers, computed from the table)."""
+    """Per task with more than one locality class: which rule leads and by how much, answer
+    first, in words (Markdown, a few numbers, computed from the table); the runner-up class's
+    rows that the seeds cannot tell apart are named together, not ranked."""
     out = []
     for task in dict.fromkeys(m.row.task for m in measured):
         found = class_gap(measured, task)
         if found is None:
             continue
-        top, second, gap, sd = found
-        cls_top, cls_second = RULES[top.row.rule].reads, RULES[second.row.rule].reads
-        out.append(
-            f"On {task}, the best “{cls_top}” rule leads the best “{cls_second}” rule by "
-            f"{100 * gap:.2f} points, {_spread_words(gap, sd)}: {label(top)} reaches "
-            f"{accuracy_text(top.accuracies, accuracy_key(top), n=False)}, {label(second)} "  # type: ignore[arg-type]
-            f"{accuracy_text(second.accuracies, accuracy_key(second), n=False)}.")  # type: ignore[arg-type]
+        top, rivals, gap, beyond = found
+        several = len({m.row.network for m in measured if m.row.task == task}) > 1
+        cls = RULES[rivals[0].row.rule].reads
+        ours = accuracy_text(top.accuracies, accuracy_key(top), n=False)  # type: ignore[arg-type]
+        if len(rivals) == 1:
+            theirs = (f"{accuracy_text(rivals[0].accuracies, accuracy_key(rivals[0]), n=False)} "  # type: ignore[arg-type]
+                      f"for {_names(rivals)}")
+        else:
+            means = [100 * mean_accuracy(m) for m in rivals]  # type: ignore[operator]
+            theirs = (f"{min(means):.2f}–{max(means):.2f} % for {_names(rivals)}, which the "
+                      "seeds cannot tell apart")
+        verb = "beats" if beyond else "is ahead of"
+        out.append(f"On {task}, {_words(top, several)} {verb} the {CLASS_WORDS[cls]} rules by "
+                   f"{100 * gap:.2f} points, {index.spread_text(beyond)}: {ours} against {theirs}.")
     return out
 
 
-def findings(measured: Sequence[Measured]) -> list[str]:
-    """The chapter's closing bullets, each answer first, with at most three numbers, computed
-    from the table."""
-    out = list(class_sentences(measured))
-    same = []
+def _task_clause(measured: Sequence[Measured], task: str) -> str | None:
+    """One task's lead in a clause: ``"on MNIST, backprop leads EP by 0.36 points, within the
+    seeds' spread"``."""
+    found = class_gap(measured, task)
+    if found is None:
+        return None
+    top, rivals, gap, beyond = found
+    relu = " with ReLU units" if "ReLU" in top.row.network else ""
+    return (f"on {task}, {top.row.rule_name}{relu} {'beats' if beyond else 'is ahead of'} "
+            f"{_names(rivals)} by {100 * gap:.1f} points, {index.spread_text(beyond)}")
+
+
+def _same_units(measured: Sequence[Measured]) -> list[tuple[str, Measured, Measured]]:
+    """``(where, ep, backprop)`` for every EP row with a backprop MLP of the same network and
+    units on the same task."""
+    out = []
     for ep in (m for m in measured if m.row.rule == "ep" and m.accuracies):
         bp = next((m for m in measured if m.row.task == ep.row.task and m.accuracies
                    and m.row.network == f"MLP {ep.row.network}"), None)  # fmt: skip
         if bp is not None:
-            same.append((f"{ep.row.task} ({ep.row.network})",
-                         100 * (mean_accuracy(bp) - mean_accuracy(ep))))  # type: ignore[operator]
-    relu = any("ReLU" in m.row.network and m.accuracies for m in measured)
+            out.append((f"{ep.row.task} ({ep.row.network})", ep, bp))
+    return out
+
+
+def _timing(measured: Sequence[Measured]) -> str:
+    """The row-wise MNIST rules' seconds per epoch against the fastest, at the fastest's budget."""
+    timed = [m for m in measured if m.epoch_s and m.row.task == "row-wise MNIST" and m.accuracies]
+    if not timed:
+        return ""
+    fast = min(timed, key=lambda m: m.epoch_s)  # type: ignore[arg-type, return-value]
+    same = [m for m in timed if m.row.optimizer == fast.row.optimizer and m is not fast]
+    slow = max(same, key=lambda m: m.epoch_s)  # type: ignore[arg-type, return-value]
+    ratios = sorted(m.epoch_s / fast.epoch_s for m in same if m is not slow)  # type: ignore[operator]
+    within = [m.row.rule_name for m in same if m.epoch_s < 2 * fast.epoch_s]  # type: ignore[operator]
+    slowest = slow.row.rule_name[0].upper() + slow.row.rule_name[1:]
+    text = (f" {slowest} is also the slowest by far: its epoch takes "
+            f"{slow.epoch_s / fast.epoch_s:.0f}× as long as {fast.row.rule_name}'s.")  # type: ignore[operator]
+    if ratios:
+        text += (f" The other rules take {ratios[0]:.1f}× to {ratios[-1]:.1f}× as long, as "
+                 f"programs less tuned than {fast.row.rule_name}'s")
+        text += (f"; only {' and '.join(within)} {'is' if len(within) == 1 else 'are'} within the "
+                 "factor of two that a shared machine blurs." if within else ".")
+    return text
+
+
+def findings(measured: Sequence[Measured]) -> list[str]:
+    """The chapter's closing bullets (at most four), each answer first, computed from the
+    table: which rule leads on each task, EP against backprop with the same units, what
+    exactness costs in memory and time, and which published numbers are reproduced."""
+    out = []
+    tasks = [t for t in dict.fromkeys(m.row.task for m in measured) if class_gap(measured, t)]
+    if tasks:
+        clauses = [_task_clause(measured, t) for t in tasks]
+        tops = {RULES[class_gap(measured, t)[0].row.rule].reads for t in tasks}  # type: ignore[index]
+        head = (f"A {tops.pop()} rule is ahead wherever two classes of rule compete"
+                if len(tops) == 1 else "The class of rule that is ahead depends on the task")
+        out.append(f"{head}: " + "; ".join(clauses) + ".")  # type: ignore[arg-type]
+    same = _same_units(measured)
     if same:
+        gaps = [100 * (mean_accuracy(bp) - mean_accuracy(ep)) for _, ep, bp in same]  # type: ignore[operator]
+        words = {index.spread_text(report.groups_differ(bp.accuracies, ep.accuracies))  # type: ignore[arg-type]
+                 for _, ep, bp in same}
+        parts = [f"{'−' if g < 0 else '+'}{abs(g):.2f} points on {where}"
+                 for (where, _, _), g in zip(same, gaps, strict=True)]
+        listed = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
         out.append("Against backprop on the same network with the same units, EP is "
-                   + ("at most half a point behind" if all(g <= 0.5 for _, g in same) else "behind")
-                   + ": backprop minus EP is "
-                   + ", ".join(f"{'−' if g < 0 else '+'}{abs(g):.2f} points on {t}" for t, g in same)
-                   + ("; the ReLU control's lead on Fashion-MNIST comes with its units." if relu else "."))
+                   + ("within half a point" if all(abs(g) <= 0.5 for g in gaps) else "behind")
+                   + f": backprop minus EP is {listed}"
+                   + (f", each {words.pop()}." if len(words) == 1 else
+                      ", not all within the seeds' spread."))
     state = {m.row.rule: m.state for m in measured if m.state is not None and m.row.task == "row-wise MNIST"}
     if {"snap1", "bptt", "rtrl"} <= set(state):
         out.append(
             f"Exactness is what costs memory: SnAP-1 carries {state['snap1']:.3g} floats of "
             f"learning state per parameter at any sequence length, BPTT stores {state['bptt']:.3g} "
             f"at T = {footprint.ROWWISE_STEPS} and more for longer sequences, and exact RTRL "
-            f"carries {state['rtrl']:.3g}.")
-    timed = [m for m in measured if m.epoch_s and m.row.task == "row-wise MNIST" and m.accuracies]
-    if timed:
-        fast, slow = min(timed, key=lambda m: m.epoch_s), max(timed, key=lambda m: m.epoch_s)  # type: ignore[arg-type, return-value]
-        bptt = next((m for m in timed if m.row.rule == "bptt"), None)
-
-        def name(m: Measured) -> str:
-            return f"{m.row.rule_name} with {m.row.optimizer}"
-
-        text = (f"Only {name(slow)} is slow beyond doubt: its epoch takes {_seconds(slow)} s, "
-                f"{slow.epoch_s / fast.epoch_s:.0f}× the fastest ({name(fast)})")  # type: ignore[operator]
-        if bptt is not None and bptt is not fast:
-            ratio = bptt.epoch_s / fast.epoch_s  # type: ignore[operator]
-            text += (". BPTT's epochs are within the factor of two that a shared machine blurs"
-                     if ratio < 2 else f". BPTT's epochs take {ratio:.1f}× as long")
-        out.append(text + ".")
-    with_pub = [m for m in measured if m.accuracies and (m.row.headline.ep_range or m.row.headline.published is not None)]
-    close = [m for m in with_pub if _matches_published(m)]
+            f"carries {state['rtrl']:.3g}." + _timing(measured))
+    with_pub = [m for m in measured if m.accuracies
+                and (m.row.headline.ep_range or m.row.headline.published is not None)]
     if with_pub:
-        off = [f"{m.row.headline.system}: {m.row.rule_name} with {m.row.optimizer} on {m.row.task}"
-               for m in with_pub if m not in close]  # fmt: skip
-        out.append(f"{len(close)} of the {len(with_pub)} rows with a published number match it, "
-                   "inside the EP paper's range or within one seed standard deviation"
-                   + (f"; the others are {'; '.join(off)}, and the landing page's notes say why."
-                      if off else "."))
+        close = [m for m in with_pub if _matches_published(m)]
+        short = [m for m in with_pub if _short_of_single_run(m)]
+        text = ((f"All {len(with_pub)}" if len(close) == len(with_pub) else
+                 f"{len(close)} of the {len(with_pub)}")
+                + " rows with a published number reproduce it, within the seeds' spread or "
+                "inside the EP paper's range")
+        if short:
+            text += (f"; yet {len(short)} end below a single published run that lies above all "
+                     "their seeds: " + "; ".join(
+                         f"{_plain_name(m)} ({index.shortfall_reason(m.row.headline)})" for m in short))
+        out.append(text + ".")
     return out
 
 
-def _matches_published(m: Measured) -> bool:
+def _plain_name(m: Measured) -> str:
+    """``"SnAP-1 with Adam on row-wise MNIST"``, ``"NeuralGrid on Fashion-MNIST"``."""
     h = m.row.headline
-    mean, sd = report.mean_sd(m.accuracies)  # type: ignore[arg-type]
+    if h.system in ("Analog-filter grid", "Equilibrium propagation", "GLE"):
+        return f"{m.row.rule_name} with {m.row.optimizer} on {m.row.task}"
+    return f"{h.system} on {m.row.task}"
+
+
+def _short_of_single_run(m: Measured) -> bool:
+    """Whether a single published run lies above every seed of the row."""
+    h = m.row.headline
+    return (not h.ep_range and h.published is not None and len(h.published_values) <= 1
+            and h.published_sd is None and h.published > max(m.accuracies))  # type: ignore[arg-type]
+
+
+def _matches_published(m: Measured) -> bool:
+    """Whether a row reproduces its published number: inside the EP paper's range, or within
+    the seeds' spread by the book's one criterion (:func:`gridlib.index.published_beyond`)."""
+    h = m.row.headline
     if h.ep_range:
         lo, hi = index.EP_PUBLISHED_TEST_ERR
-        return lo - 1e-9 <= 1 - mean <= hi + 1e-9
-    return abs(mean - h.published) <= max(sd, h.published_sd or 0.0)  # type: ignore[operator]
+        mean = mean_accuracy(m)
+        return lo - 1e-9 <= 1 - mean <= hi + 1e-9  # type: ignore[operator]
+    return not index.published_beyond(h, m.accuracies)  # type: ignore[arg-type]
 
 
 def left_out(measured: Sequence[Measured]) -> list[dict[str, str]]:
-    """The published results that no row shows (benchmarks and re-checks aside), with their
-    headline as the results index words it: trials, checks and experiments without a test
-    accuracy of a trained classifier."""
+    """The published results that no row shows (benchmarks, re-checks and check runs of a few
+    steps aside), with their headline as the results index words it: trials, checks and
+    experiments without a test accuracy of a trained classifier."""
     shown = {n for m in measured for n in m.records}
     out = []
     for e in index.catalogue():
-        if e.key.startswith("bench/") or set(e.records) <= shown:
+        if e.key.startswith("bench/") or set(e.records) <= shown or index.check_run_steps(e.records):
             continue
-        where = index.doc_link(e.chapter) if e.chapter else "no chapter"
-        out.append({"result": e.key, "shown in": where, "headline": index.headline(e.records)})
+        name = index.doc_link(e.chapter, e.key) if e.chapter else e.key
+        out.append({"result (linked to its chapter)": name, "headline": index.headline(e.records)})
     return out
 
 
@@ -489,19 +576,23 @@ def left_out(measured: Sequence[Measured]) -> list[dict[str, str]]:
 
 
 class TaskTable(NamedTuple):
-    """The rows of one task: ``caption`` says, in a sentence, what every row shares (the
-    network where there is one, and why a dash stands under "published")."""
+    """The rows of one task (or of one training budget of a task): ``caption`` says, in a few
+    sentences, what every row shares (the network, the training, the published number where
+    only one is published, why the others have none) and which rule's update reads what."""
 
     task: str
     caption: str
     rows: list[dict[str, str]]
 
 
+STATE = "learning state (floats / parameter)"
+SECONDS = "seconds / epoch (median)"
 #: The columns of a task's table (a column that is the same in every row moves to the caption).
-TASK_COLUMNS = ("rule", "update reads", "network", "parameters", "training",
-                "learning state (floats / parameter)", "seconds / epoch", "test accuracy",
+TASK_COLUMNS = ("rule", "network", "parameters", "training", STATE, SECONDS, "test accuracy",
                 "published")  # fmt: skip
 _ORDER = tuple(LOCALITY)
+#: The systems whose network is named by its size alone (the rule says which system it is).
+_PLAIN_NETWORKS = ("Backprop baseline", "Equilibrium propagation", "GLE")
 
 
 def training_text(m: Measured) -> str:
@@ -511,56 +602,133 @@ def training_text(m: Measured) -> str:
     return f"{m.row.optimizer}, batch {batch_size(config)}, {epochs} epoch{'s' if epochs != 1 else ''}"
 
 
+def _network_text(m: Measured) -> str:
+    h = m.row.headline
+    return m.row.network if h.system in _PLAIN_NETWORKS else f"{h.system}: {m.row.network}"
+
+
 def _task_row(m: Measured, link: bool) -> dict[str, str]:
     h = m.row.headline
     row = {"rule": index.doc_link(h.chapter, m.row.rule_name) if link else m.row.rule_name,
-           "update reads": RULES[m.row.rule].reads, "network": f"{h.system}: {m.row.network}"}  # fmt: skip
+           "network": _network_text(m)}  # fmt: skip
     if m.accuracies is None:
         return {**row, "test accuracy": f"not run yet: `{h.command}`"}
     text = published(m)
     return {**row, "parameters": f"{m.params:,}", "training": training_text(m),
-            "learning state (floats / parameter)": "–" if m.state is None else f"{m.state:.3g}",
-            "seconds / epoch": _seconds(m), "test accuracy": accuracy_text(m.accuracies, accuracy_key(m)),
+            STATE: "–" if m.state is None else f"{m.state:.3g}", SECONDS: _seconds(m),
+            "test accuracy": accuracy_text(m.accuracies, accuracy_key(m)),
             "published": "–" if text.startswith("none") else text}  # fmt: skip
 
 
+def _listing(words: Sequence[str]) -> str:
+    words = list(dict.fromkeys(words))
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _classes_sentence(ms: Sequence[Measured]) -> str:
+    """Which rule's update reads what (:data:`LOCALITY`), by class, in one sentence."""
+    by_class: dict[str, list[str]] = {}
+    for m in ms:
+        by_class.setdefault(RULES[m.row.rule].reads, []).append(RULES[m.row.rule].name)
+    if len(by_class) == 1:
+        [(cls, _)] = by_class.items()
+        return f"Every rule here is {CLASS_WORDS[cls]}."
+    parts = [f"{_listing(names)} {'is' if len(set(names)) == 1 else 'are'} {CLASS_WORDS[c]}"
+             for c, names in sorted(by_class.items(), key=lambda kv: _ORDER.index(kv[0]))]
+    return "Of the rules, " + "; ".join(parts) + "."
+
+
+def _one_table(task: str, ms: Sequence[Measured], link: bool, budget: bool) -> TaskTable:
+    """One table of ``ms``: the columns every row shares said once in the caption. With
+    ``budget`` (rows of one grid and optimiser), the most common training is said once and a row
+    that differs says how in its rule cell."""
+    rows = [_task_row(m, link) for m in ms]
+    run = [(m, r) for m, r in zip(ms, rows, strict=True) if m.accuracies]
+    shared = [c for c in ("network", "parameters", "rule")
+              if len(rows) > 1 and len({r.get(c) for r in rows}) == 1]
+    phrases = {"network": "trains the same network ({})", "parameters": "has {} parameters",
+               "rule": "learns by {}"}
+    said = [phrases[c].format(rows[0][c]) for c in shared]
+    trainings = [r["training"] for _, r in run]
+    if budget and trainings:
+        common = max(set(trainings), key=trainings.count)
+        said.append(f"trains with {common}")
+        for _, r in run:
+            if r["training"] != common:
+                r["rule"] += " (" + ", ".join(p for p in r["training"].split(", ")
+                                              if p not in common.split(", ")) + ")"
+        shared.append("training")
+    elif len(rows) > 1 and len(set(trainings)) == 1 and len(trainings) == len(rows):
+        said.append(f"trains with {trainings[0]}")
+        shared.append("training")
+    caption = ("Every row " + ", ".join(said[:-1]) + (" and " if len(said) > 1 else "")
+               + said[-1] + ". ") if said else ""
+    if "rule" not in shared:
+        caption += _classes_sentence(ms) + " "
+    if all(r.get(STATE) == "–" for r in rows):
+        shared.append(STATE)
+        caption += "Nothing is carried in time: the input is a static image. "
+    texts = {r["published"] for _, r in run} - {"–"}
+    if len(texts) <= 1:
+        shared.append("published")
+        some = bool(texts)
+        if texts:
+            pub = [m for m, r in run if r["published"] != "–"]
+            alike = {m.row.rule_name for m, r in run if r["published"] == "–"}
+            names = _listing([f"the {_network_text(m).replace(': ', ' ')}" if m.row.rule_name in alike
+                              else m.row.rule_name for m in pub])
+            caption += f"Published, for {names}: {index.published_text(pub[0].row.headline)}. "
+        reasons = list(dict.fromkeys(m.row.no_published for m, r in run if r["published"] == "–"))
+        if reasons and some:
+            caption += "The other rows have no published number: " + "; ".join(reasons) + "."
+        elif reasons:
+            caption += "No published number: " + "; ".join(reasons) + "."
+    else:
+        reasons = list(dict.fromkeys(m.row.no_published for m, r in run if r["published"] == "–"))
+        if reasons:
+            caption += "No published number (a dash): " + "; ".join(reasons) + "."
+    n = {len(m.accuracies) for m, _ in run}  # type: ignore[arg-type]
+    acc = "test accuracy"
+    if len(n) == 1 and len(run) == len(rows):
+        acc = f"test accuracy (n={n.pop()})"
+        for r in rows:
+            r[acc] = r.pop("test accuracy").rsplit(" (n=", 1)[0]
+    columns = [acc if c == "test accuracy" else c for c in TASK_COLUMNS if c not in shared]
+    return TaskTable(task, caption.strip(), [{c: r.get(c, "") for c in columns} for r in rows])
+
+
 def task_tables(measured: Sequence[Measured], link: bool = True) -> list[TaskTable]:
-    """One table per task, in the order the tasks first appear: rows by training budget, then
+    """One table per task, in the order the tasks first appear, or, where every row of a task
+    trains the same network (row-wise MNIST), one per optimiser; rows by training budget, then
     by locality class (:data:`LOCALITY`'s order), then best first; each rule linked to the
-    chapter that shows it. A column whose every row says the same (the network of row-wise
-    MNIST) is dropped and said once in the caption."""
+    chapter that shows it. A column whose every row says the same is dropped and said once in
+    the caption, so that the tables fit the page's column."""
     out = []
     for task in dict.fromkeys(m.row.task for m in measured):
         ms = [m for m in measured if m.row.task == task]
         ms.sort(key=lambda m: (training_text(m).split(",")[0] if m.records else "~",
                                _ORDER.index(RULES[m.row.rule].reads),
                                -(mean_accuracy(m) or 0.0)))  # fmt: skip
-        rows = [_task_row(m, link) for m in ms]
-        shared = [c for c in ("network", "parameters", "rule", "update reads")
-                  if len(rows) > 1 and len({r.get(c) for r in rows}) == 1]
-        phrases = {"network": "trains the same network ({})", "parameters": "has {} parameters",
-                   "rule": "learns by {}", "update reads": "has an update that reads “{}”"}
-        said = [phrases[c].format(rows[0][c]) for c in shared]
-        caption = ("Every row " + ", ".join(said[:-1]) + (" and " if len(said) > 1 else "")
-                   + said[-1] + ".") if said else ""
-        state = "learning state (floats / parameter)"
-        if all(r.get(state) == "–" for r in rows):
-            shared.append(state)
-            caption += " Nothing is carried in time: the input is a static image."
-        reasons = list(dict.fromkeys(m.row.no_published for m in ms
-                                     if m.accuracies and published(m).startswith("none")))  # fmt: skip
-        if reasons:
-            caption += " No published number (a dash): " + "; ".join(reasons) + "."
-        columns = [c for c in TASK_COLUMNS if c not in shared]
-        out.append(TaskTable(task, caption.strip(), [{c: r.get(c, "") for c in columns} for r in rows]))
+        same_grid = len(ms) > 1 and len({m.row.network for m in ms}) == 1
+        if not same_grid:
+            out.append(_one_table(task, ms, link, budget=False))
+            continue
+        for opt in dict.fromkeys(m.row.optimizer for m in ms):
+            out.append(_one_table(task, [m for m in ms if m.row.optimizer == opt], link, budget=True))
     return out
 
 
-def task_markdown(table: TaskTable):
-    """A task's table as displayed Markdown: its caption, then the table."""
+def task_markdown(tables: TaskTable | Sequence[TaskTable], task: str | None = None):
+    """Tables as displayed Markdown, each its caption, then the table: one :class:`TaskTable`,
+    or those of ``task`` among ``tables``."""
     from IPython.display import Markdown
 
-    return Markdown((table.caption + "\n\n" if table.caption else "") + report.markdown_table(table.rows))
+    if isinstance(tables, TaskTable):
+        tables = [tables]
+    if task is not None:
+        tables = [t for t in tables if t.task == task]
+    return Markdown("\n\n".join((t.caption + "\n\n" if t.caption else "") + report.markdown_table(t.rows)
+                                for t in tables))
 
 
 # --------------------------------------------------------------------------- the figure
@@ -590,14 +758,14 @@ def figure(measured: Sequence[Measured]):
     colours = {c: plotting.PALETTE[i] for i, c in enumerate(LOCALITY)}
     order = {id(m): i for i, m in enumerate(measured)}
     tables = []
-    for t in task_tables(measured, link=False):
-        ms = [m for m in measured if m.row.task == t.task and m.accuracies]
+    for task in dict.fromkeys(t.task for t in task_tables(measured, link=False)):
+        ms = [m for m in measured if m.row.task == task and m.accuracies]
         ms.sort(key=lambda m: (training_text(m).split(",")[0], _ORDER.index(RULES[m.row.rule].reads),
                                -(mean_accuracy(m) or 0.0), order[id(m)]))  # fmt: skip
         if ms:
-            tables.append((t.task, ms))
+            tables.append((task, ms))
     heights = [len(ms) + 1.2 for _, ms in tables]
-    fig, axes = plt.subplots(len(tables), 1, figsize=(7.5, 0.3 * sum(heights) + 0.9),
+    fig, axes = plt.subplots(len(tables), 1, figsize=(6.2, 0.3 * sum(heights) + 0.9),
                              gridspec_kw={"height_ratios": heights}, squeeze=False)  # fmt: skip
     for ax, (task, ms) in zip(axes[:, 0], tables, strict=True):
         several = len({m.row.network for m in ms}) > 1

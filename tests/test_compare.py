@@ -127,10 +127,38 @@ def test_task_tables_say_shared_columns_once_and_key_accuracies(tmp_results):
     [t] = compare.task_tables([compare.measure(_row()), compare.measure(_row(rule="centered_ep"))],
                               link=False)
     assert t.task == "MNIST" and "Every row trains the same network (Sys: net), has 21 parameters" in t.caption
-    assert "network" not in t.rows[0] and "learning state (floats / parameter)" not in t.rows[0]
-    assert "none exists" in t.caption and t.rows[0]["published"] == "–"
-    assert t.rows[0]["training"] == "SGD, batch 20, 5 epochs"
-    assert report.quantities(t.rows[0]["test accuracy"]) == [("sys/net/test_acc", "80.50 ± 0.71 %")]
+    assert "network" not in t.rows[0] and compare.STATE not in t.rows[0]
+    # no row has a published number: the column goes, the reason stays in the caption
+    assert "No published number: none exists" in t.caption and "published" not in t.rows[0]
+    # one training for every row, one n for every row: both said once
+    assert "trains with SGD, batch 20, 5 epochs" in t.caption and "training" not in t.rows[0]
+    assert report.quantities(t.rows[0]["test accuracy (n=2)"]) == [("sys/net/test_acc", "80.50 ± 0.71 %")]
+    assert t.rows[0]["test accuracy (n=2)"].endswith("</span>")
+    assert "Every rule here is two-phase." in t.caption
+
+
+def test_the_published_tables_fit_the_column():
+    """The chapter's tables stay narrow: no more than six columns, and a column that is the
+    same in every row (the update's class, the training of one grid) is said in the caption."""
+    for t in compare.task_tables(compare.measure_all(), link=False):
+        assert len(t.rows[0]) <= 7, (t.task, list(t.rows[0]))
+        assert "update reads" not in t.rows[0]
+
+
+def test_spread_words_come_from_the_books_one_criterion(tmp_results):
+    """Which rule is ahead, and whether beyond the seeds' spread, by report.groups_differ."""
+    for s, (a, b) in enumerate(((0.80, 0.90), (0.82, 0.91), (0.84, 0.92))):
+        _write(tmp_results, f"sys/net_seed{s}", {"epochs": 5, "width": 3, "batch_size": 20, "seed": s},
+               {"test_acc": a}, seed=s, history={"epoch_time_s": [1.0]})
+        _write(tmp_results, f"bp/net_seed{s}", {"epochs": 5, "width": 3, "batch_size": 20, "seed": s},
+               {"test_acc": b}, seed=s, history={"epoch_time_s": [1.0]})
+    h = index.Headline("Sys", "net", "notebooks/99-x", "bp/net_seed*", {"epochs": 5, "provenance.scale": "full"},
+                       index.seed_values("test_acc"))
+    ms = [compare.measure(_row()), compare.measure(_row(headline=h, rule="backprop", network="MLP net"))]
+    [sentence] = compare.class_sentences(ms)
+    beyond = report.groups_differ(ms[1].accuracies, ms[0].accuracies)
+    assert sentence.startswith("On MNIST, backprop ") and report.spread_words([1.0, 1.0]) != ""
+    assert ("beyond the seeds' spread" in sentence) is beyond
 
 
 def test_short_published_text_drops_the_ep_explanation():

@@ -39,9 +39,37 @@ def test_headline_row_reports_mean_sd_published_and_gap(tmp_results):
                    "ours (test accuracy)": '<span class="gq" data-q="sys/net/test_acc">82.00 ± 2.00 %'
                                            "</span> (n=3)",
                    "published": "85.0\u00a0% (1 run)", "gap": "−3.00 points",
-                   "notes": "beyond one seed standard deviation (2.00 points)"}
+                   "notes": "one published run, above all 3 of our seeds, within the seeds' spread"}
     assert index.headline_row(_headline(), link=False)["published"] == "none"
     assert index.headline_row(_headline())["result"] == "{doc}`Sys: net </notebooks/99-x>`"
+
+
+def test_the_gap_to_a_published_number_uses_the_books_one_criterion(tmp_results):
+    """report.beyond_spread (a single published run as one more draw) or report.groups_differ
+    (published seeds): no other rule decides "within" or "beyond" the seeds' spread."""
+    from gridlib import report
+
+    accs = [0.80, 0.82, 0.84]
+    single = _headline(published=0.95, published_note="1 run")
+    assert index.published_beyond(single, accs) is report.beyond_spread(accs, 0.95, single=True) is True
+    near = _headline(published=0.85)
+    assert index.published_beyond(near, accs) is False  # 1.5 sd away, but n = 3
+    seeds = _headline(published=0.70, published_sd=0.01, published_values=(0.69, 0.70, 0.71))
+    assert index.published_beyond(seeds, accs) is report.groups_differ(accs, (0.69, 0.70, 0.71))
+    assert index.published_beyond(_headline(ep_range=True), accs) is None
+    assert index.published_beyond(_headline(), accs) is None
+    for s, acc in enumerate(accs):
+        _write(tmp_results, f"sys/net_seed{s}", {"epochs": 5, "seed": s}, {"test_acc": acc}, seed=s)
+    assert index.headline_row(seeds, link=False)["notes"].startswith("beyond the seeds' spread")
+    assert "n not stated" in index.published_text(_headline(published=0.9, published_sd=0.01))
+
+
+def test_check_runs_are_labelled_and_studies_get_worded_headlines(tmp_results):
+    _write(tmp_results, "fg/x_e1_n320_seed0", {"n_train": 320, "epochs": 1, "batch_size": 32},
+           {"test/acc": 0.1028})
+    [e] = index.catalogue()
+    assert index.check_run_steps(e.records) == 10
+    assert index.headline(e.records).startswith("check run, 10 steps on 320 images: test accuracy")
 
 
 def test_ep_rows_say_whether_the_error_is_in_the_promised_range(tmp_results):
@@ -115,7 +143,10 @@ def test_the_books_own_results_give_every_headline():
     entries = index.catalogue()
     assert not [e.key for e in entries if e.section == "other"]
     for e in entries:
-        assert index.headline(e.records)
+        # every published record gets a headline in words: never the generic list of raw
+        # metric keys, nor "no scalar metrics"
+        text = index.headline(e.records)
+        assert text and text != index._generic(next(iter(e.records.values()))), e.key
 
 
 def test_chapter_summaries_load_the_repository_results():
@@ -144,3 +175,12 @@ def test_gridnet_runs_of_another_configuration_are_refused(tmp_results):
     _write(tmp_results, "gridnet/cpu_seed0", cfg, {"test_acc": 0.5, "n_train": 512, "n_test": 500})
     with pytest.raises(results.ResultsError, match="trained on 512"):
         gns.preset_runs("cpu")
+
+
+def test_the_results_index_page_shows_every_section():
+    """Every part of :data:`gridlib.index.SECTIONS` has its table on the results index page."""
+    from pathlib import Path
+
+    page = (Path(__file__).parents[1] / "notebooks" / "90-results-index.md").read_text()
+    for section in index.SECTIONS:
+        assert f'show("{section.key}")' in page, f"notebooks/90-results-index.md does not show {section.key!r}"
