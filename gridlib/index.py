@@ -687,7 +687,7 @@ SECTIONS: tuple[Section, ...] = (
                                          "filtergrid/snap0_*",
                                          "filtergrid/snap2_*", "filtergrid/tbptt*",
                                          "filtergrid/online_snap1*", "bench/filtergrid_rules")),
-        ("notebooks/61-every-system", ("bench/ceiling", "device/*")),
+        ("notebooks/61-every-system", ("bench/ceiling", "bench/peers", "device/*")),
         ("notebooks/62-ep-fashion-mnist", ("ep/fashion_mnist_*", "baselines/fashion_mnist-*",
                                            "baselines/mnist-mlp-relu-*")))),
 )  # fmt: skip
@@ -919,6 +919,12 @@ def _protocols(rec: Record) -> str:
             f"{rec['config']['val_subset']:,}-image subset")
 
 
+def _bench_peers(rec: Record) -> str:
+    from gridlib import peers
+
+    return peers.finding(rec)
+
+
 #: Headlines of the records that are not test accuracies, by name pattern.
 SPECIAL: dict[str, Callable[[Record], str]] = {
     "filtergrid/gradient_agreement": _gradient_agreement,
@@ -934,6 +940,7 @@ SPECIAL: dict[str, Callable[[Record], str]] = {
     "bench/gle": _bench_gle,
     "bench/gridnet*": _bench_gridnet,
     "bench/neuralgrid": _bench_neuralgrid,
+    "bench/peers": _bench_peers,
     "device/*": _device,
     "filtergrid/tune/*": _search,
     "filtergrid/alignment": _alignment,
