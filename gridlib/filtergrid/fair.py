@@ -32,6 +32,8 @@ from gridlib.filtergrid.summary import (
 
 #: The rules searched and trained at their best (truncated BPTT at the window the book studies).
 TUNED_RUNS = {label: run for label, run in RULE_RUNS.items() if label != "truncated BPTT, K = 1"}
+#: The seeds a rule needs at its chosen step before the findings compare it.
+MIN_SEEDS = 3
 #: The search's epochs (``filtergrid-tune``'s default).
 SEARCH_EPOCHS = 3
 #: The search's training images (the first 50,000 of MNIST's training set).
@@ -307,7 +309,7 @@ def findings(fair: Fair) -> list[str]:
                    + "; ".join(f"{k} {d:+.1f} points" for k, (d, _) in moved.items()) + ".")
     bptt = fair.tuned.get("BPTT") or {}
     diffs = {k: list(paired_differences(g, bptt).values()) for k, g in fair.tuned.items() if g and k != "BPTT"}
-    diffs = {k: v for k, v in diffs.items() if v}
+    diffs = {k: v for k, v in diffs.items() if len(v) >= MIN_SEEDS}  # a finding needs every seed
     if diffs:
         behind = all(x < 0 for v in diffs.values() for x in v)
         lead = ("At each rule's own best setting the exact gradient still trains the better grid on "
@@ -319,6 +321,6 @@ def findings(fair: Fair) -> list[str]:
     return out
 
 
-__all__ = ["CONVERGE", "CONVERGE_EPOCHS", "CONVERGE_PATIENCE", "SEARCH_EPOCHS", "SEARCH_TRAIN", "SEARCH_VAL",
+__all__ = ["CONVERGE", "CONVERGE_EPOCHS", "CONVERGE_PATIENCE", "MIN_SEEDS", "SEARCH_EPOCHS", "SEARCH_TRAIN", "SEARCH_VAL",
            "TUNED_RUNS", "Fair", "converge_name", "curve_figure", "curve_finding", "curve_rows", "findings",
            "load", "load_curves", "moves", "rows", "search_name", "search_rows", "tuned_name"]
