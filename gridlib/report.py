@@ -233,7 +233,10 @@ def _recheck_note(name: str) -> str:
         return ""
     record = results.load(check)
     m = record["metrics"]
-    return f"; first {m['epochs']} epoch(s) re-run at {record['provenance']['git_commit'][:7]}: {m['status']}"
+    n = int(m["epochs"])
+    epochs = "first epoch" if n == 1 else f"first {n} epochs"
+    commit = str(record["provenance"].get("git_commit") or "unknown")[:7]
+    return f" · {epochs} re-run at {commit}: {m['status']}"
 
 
 def provenance_lines(records: Mapping[str, Mapping[str, Any]]) -> list[str]:

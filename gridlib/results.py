@@ -530,16 +530,36 @@ def short_command(record: Mapping[str, Any]) -> str:
     return str(record["provenance"].get("command", "?")).replace("python -m gridlib", "gridlib", 1)
 
 
+def _mended_paths(files: Iterable[str]) -> list[str]:
+    """``dirty_files`` as recorded, with the first path mended where a record made before
+    2026-11-29 17:00 UTC lost its first letter (``git status --porcelain`` output stripped,
+    then cut at column 3: ``"enchmarks/x.py"`` for ``"benchmarks/x.py"``)."""
+    files = [str(f) for f in files]
+    if files:
+        head = files[0].split("/", 1)[0]
+        lost = [p for p in SOURCE_PATHS if p[1:] == head]
+        if lost and head not in SOURCE_PATHS:
+            files[0] = lost[0][0] + files[0]
+    return files
+
+
 def dirty_note(record: Mapping[str, Any]) -> str:
-    """What the record's dirty flag means, in words ('' for a clean run)."""
+    """What the record's dirty flag means, in a few plain words ('' for a clean run): e.g.
+    ``"source differed from its commit in gridlib/a.py and 2 other files"``."""
     p = record["provenance"]
     if not p.get("git_dirty"):
         return ""
     if p.get("dirty_rule") == "source":
-        files = p.get("dirty_files") or []
-        return "source differed from the commit: " + ", ".join(files[:3]) + (" …" if len(files) > 3 else "")
-    # Files written before 2026-11-29 flagged any tracked change, results/ included.
-    return "tree differed from the commit (old flag: may count results files only)"
+        files = _mended_paths(p.get("dirty_files") or [])
+        if not files:
+            return "source differed from its commit"
+        more = len(files) - 1
+        least = "at least " if len(files) >= 20 else ""  # provenance keeps the first 20
+        rest = f" and {least}{more} other file{'s' if more > 1 else ''}" if more else ""
+        return f"source differed from its commit in {files[0]}{rest}"
+    # Files written before 2026-11-29 flagged any tracked change (results/ included) and did
+    # not record which files differed.
+    return "some files differed from its commit"
 
 
 def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -585,7 +605,7 @@ def describe(record: Mapping[str, Any]) -> str:
     resumed = f", resumed {len(p['resumed'])}x" if p.get("resumed") else ""
     remade = remake_note(record)
     return (
-        f"{short_command(record)} · commit {commit}{f' ({dirty})' if dirty else ''} · "
+        f"{short_command(record)} · commit {commit}{f' · {dirty}' if dirty else ''} · "
         f"{str(p.get('date_utc', '?'))[:10]}{resumed} · {p.get('cpu_count', '?')} cores, "
         f"JAX {p.get('jax_backend', '?')}{seed}, scale {p.get('scale', '?')}"
         + (f" · {remade}" if remade else "")

@@ -531,7 +531,9 @@ def test_ep_loaders_refuse_another_configuration_and_list_missing_seeds(tmp_resu
     for seed, err in ((0, 0.025), (1, 0.027)):
         config, metrics, history = _ep_record(tag, seed, err)
         _write(tmp_results, f"ep/{tag}_seed{seed}", config, metrics, seed=seed, history=history)
-    found = summary.load_ep_runs()
+    with pytest.raises(summary.MissingResults, match="python -m gridlib ep-mnist --seed 2"):
+        summary.load_ep_runs()  # a chapter shows only complete results
+    found = summary.load_ep_runs(allow_missing=True)
     assert list(found[tag]) == [f"ep/{tag}_seed0", f"ep/{tag}_seed1"]
     assert found["mnist_784-500-10_symmetric"] == {}
     rows = summary.ep_rows(found)
@@ -554,20 +556,28 @@ def test_ep_loaders_refuse_another_configuration_and_list_missing_seeds(tmp_resu
     config, metrics, history = _ep_record(tag, 2, 0.1, epochs=1)
     _write(tmp_results, f"ep/{tag}_seed2", config, metrics, seed=2, history=history)
     with pytest.raises(results.ResultsError, match="epochs is 1, but this chapter expects 25"):
-        summary.load_ep_runs()
+        summary.load_ep_runs(allow_missing=True)
 
 
 def test_mlp_and_seed_failure_loaders(tmp_results):
     from gridlib import results
     from gridlib.ep import summary
 
-    assert summary.load_seed_failures() is None and summary.load_bptt_sweep() is None
+    assert summary.load_seed_failures(allow_missing=True) is None
+    assert summary.load_bptt_sweep(allow_missing=True) is None
+    for load, command in ((summary.load_seed_failures, "ep-seed-failures"),
+                          (summary.load_bptt_sweep, "ep-bptt-sweep"),
+                          (summary.load_bench, "benchmarks/ep.py")):
+        with pytest.raises(summary.MissingResults, match=command):
+            load()
     exp = summary.mlp_expect("784-256-256-10")
     config = {k: v for k, v in exp.items() if not k.startswith("provenance.")}
     for seed, acc in ((0, 0.97), (1, 0.98)):
         _write(tmp_results, f"baselines/mnist-mlp-784-256-256-10_seed{seed}", config,
                {"test/acc": acc}, seed=seed)
-    mlps = summary.load_mlp_runs()
+    with pytest.raises(summary.MissingResults, match="--hidden 500 .*--seed 0 --publish"):
+        summary.load_mlp_runs()
+    mlps = summary.load_mlp_runs(allow_missing=True)
     assert len(mlps["784-256-256-10"]) == 2 and mlps["784-500-10"] == {}
     rows = summary.comparison_rows({}, mlps)
     assert _plain(rows[0]["test error"]) == "2.50 ± 0.71 %"
@@ -575,7 +585,7 @@ def test_mlp_and_seed_failure_loaders(tmp_results):
     _write(tmp_results, "baselines/mnist-mlp-784-500-10_seed0", {**config, "sizes": [784, 500, 10],
                                                                  "activation": "relu"}, {"test/acc": 0.9})
     with pytest.raises(results.ResultsError, match="activation"):
-        summary.load_mlp_runs()
+        summary.load_mlp_runs(allow_missing=True)
     base = summary.SEED_FAILURES_EXPECT
     table = {"reference": {"description": "reference semantics", "test_err": 0.04, "train_err_running": 0.08}}
     _write(tmp_results, "ep/seed_failures", {k: v for k, v in base.items() if "." not in k}, table)
@@ -585,3 +595,54 @@ def test_mlp_and_seed_failure_loaders(tmp_results):
                                              "n_train": 1000}, table)
     with pytest.raises(results.ResultsError, match="n_train"):
         summary.load_seed_failures()
+
+
+def test_spread_words_follow_the_books_one_rule():
+    from gridlib import report
+    from gridlib.ep import summary
+
+    a, b = [0.020, 0.022, 0.024], [0.030, 0.032, 0.034]  # 1 point apart, sd 0.2
+    assert summary.spread_words(a, b) == (
+        "beyond the seeds' spread" if report.groups_differ(a, b) else "within the seeds' spread")
+    assert summary.spread_words(a, b) == "beyond the seeds' spread"
+    # one sd apart is not enough at n = 3 (the old rule said "beyond")
+    assert summary.spread_words(a, [x + 0.0021 for x in a]) == "within the seeds' spread"
+
+
+def test_paired_differences_match_seeds_and_epoch_seconds_are_medians():
+    from gridlib.ep import summary
+
+    def group(values, seeds):
+        return {f"r{s}": {"provenance": {"seed": s}, "metrics": {"v": v},
+                          "history": {"epoch_time_s": [1.0, 2.0, 9.0]}}
+                for s, v in zip(seeds, values, strict=True)}
+
+    def vals(g):
+        return [r["metrics"]["v"] for r in g.values()]
+
+    a, b = group([1.0, 2.0, 3.0], (0, 1, 2)), group([0.5, 1.0], (2, 0))
+    assert summary.paired_differences(a, b, vals) == [0.0, 2.5]
+    assert summary.epoch_seconds(a) == "2.0" and summary.epoch_seconds({}) == "–"
+
+
+def test_product_rows_break_a_long_sum_into_narrow_lines():
+    import sympy as sp
+
+    from gridlib.ep import summary
+
+    a, b, c, d, e = sp.symbols("a b c d e")
+    tex = summary.product_rows([("x", 2 * e * (a + b + c + d)), ("y", 3 * e)]).data
+    assert tex.count(r"\Big(") == tex.count(r"\Big)") == 1
+    assert tex.count(r"&\qquad") == 1  # four terms, two per line
+    assert "y &= 3 e" in tex and r"\\[8pt]" in tex
+
+
+def test_wrap_command_keeps_flags_with_their_values():
+    from gridlib.ep import summary
+
+    command = summary.relu_command("fashion_mnist", 0)
+    text = summary.wrap_command(command, width=60)
+    lines = text.split(" \\\n")
+    assert " ".join(line.strip() for line in lines) == command
+    assert all(len(line) <= 64 for line in lines)
+    assert not any(line.rstrip().endswith(("--seed", "--name")) for line in lines)

@@ -128,13 +128,15 @@ def test_cross_loaders_rows_gaps_and_missing_commands(tmp_results):
                seed, {**hist, "epoch_time_s": [1.0, 1.0]})  # fmt: skip
         _write(tmp_results, f"neuralgrid/fashion_mnist_blog_seed{seed}", _config(BLOG_EXPECT),
                {"test_acc": 0.86}, seed, {"epoch_time_s": [1.0]})  # fmt: skip
-    runs = summary.load_cross_runs()
+    with pytest.raises(summary.MissingResults, match="--dataset fashion_mnist --seed 2"):
+        summary.load_cross_runs()
+    runs = summary.load_cross_runs(allow_missing=True)
     assert len(runs.ep["fashion_mnist"]) == 2 and runs.ep["mnist"] == {} and runs.mlp["mnist"] == {}
     assert runs.relu == {"mnist": {}, "fashion_mnist": {}}
     rows = summary.cross_rows(runs)
     assert [r["system"] for r in rows] == ["784-500-10 network", "784-500-10 MLP", "NeuralGrid 64×64 (ours)",
                                            "NeuralGrid 64×64 (blog)"]  # fmt: skip
-    assert _plain(rows[0]["test accuracy"]) == "85.00 ± 1.41 %" and rows[0]["s / epoch"] == "5.0"
+    assert _plain(rows[0]["test accuracy"]) == "85.00 ± 1.41 %" and rows[0][summary.EPOCH_SECONDS] == "5.0"
     assert rows[0]["training accuracy"] == "91.00 ± 1.41 %" and rows[1]["training accuracy"] == "95.00 ± 0.00 %"
     assert rows[2]["training accuracy"] == "–"
     assert rows[3]["test accuracy"] == f"{100 * runs.neuralgrid_published:.1f} %"
@@ -153,7 +155,7 @@ def test_cross_loaders_rows_gaps_and_missing_commands(tmp_results):
     relu = {**_config(summary.cross_mlp_expect("fashion_mnist")), "activation": "relu"}
     _write(tmp_results, "baselines/fashion_mnist-mlp-relu-784-500-10_seed0", relu,
            {"test/acc": 0.89, "train/acc": 0.97}, 0, {"epoch_time_s": [1.0]})  # fmt: skip
-    runs = summary.load_cross_runs()
+    runs = summary.load_cross_runs(allow_missing=True)
     assert len(runs.relu["fashion_mnist"]) == 1
     assert summary.cross_rows(runs)[2]["system"] == "784-500-10 MLP, ReLU (control)"
     assert summary.locality_gaps(runs, control=True) == {"fashion_mnist": pytest.approx(4.0)}
@@ -161,13 +163,13 @@ def test_cross_loaders_rows_gaps_and_missing_commands(tmp_results):
     _write(tmp_results, "baselines/fashion_mnist-mlp-relu-784-500-10_seed1",
            {**relu, "activation": "hard_sigmoid01"}, {"test/acc": 0.89}, 1)  # fmt: skip
     with pytest.raises(results.ResultsError, match="activation"):
-        summary.load_cross_runs()
+        summary.load_cross_runs(allow_missing=True)
     (tmp_results / "results/baselines/fashion_mnist-mlp-relu-784-500-10_seed1.json").unlink()
     # an MNIST-configured record under the Fashion-MNIST name (no dataset field) is refused
     _write(tmp_results, "ep/fashion_mnist_784-500-10_ep_seed2", _config(summary.cross_ep_expect("mnist")),
            {"test_acc": 0.9}, 2)  # fmt: skip
     with pytest.raises(results.ResultsError, match="dataset"):
-        summary.load_cross_runs()
+        summary.load_cross_runs(allow_missing=True)
 
 
 def test_cross_loaders_accept_the_repository_mnist_records():

@@ -157,10 +157,24 @@ def test_dirty_means_source_changes_only(tmp_path, monkeypatch):
     assert results.source_changes() == ["gridlib/a.py", "gridlib/new.py"]
     prov = results.provenance()
     assert prov["git_dirty"] is True and prov["dirty_files"] == ["gridlib/a.py", "gridlib/new.py"]
-    assert "gridlib/new.py" in results.dirty_note({"provenance": prov})
+    assert results.dirty_note({"provenance": prov}).endswith("gridlib/a.py and 1 other file")
 
 
 def test_old_dirty_flags_are_described_as_old():
     rec = {"provenance": {"command": "python -m gridlib mlp", "git_commit": "abc", "git_dirty": True,
                           "date_utc": "2026-11-01T00:00:00", "seed": 0, "scale": "full"}}  # fmt: skip
-    assert "old flag" in results.describe(rec)
+    assert "some files differed from its commit" in results.describe(rec)
+    assert "(" not in results.dirty_note(rec)  # plain words, no parenthetical
+
+
+@pytest.mark.parametrize("recorded, shown", [
+    ("enchmarks/filtergrid.py", "benchmarks/filtergrid.py"),  # the porcelain bug's cut
+    ("ridlib/cli.py", "gridlib/cli.py"),
+    ("yproject.toml", "pyproject.toml"),
+    ("gridlib/cli.py", "gridlib/cli.py"),  # an intact path stays as it is
+])
+def test_a_first_path_cut_by_the_old_porcelain_parse_is_mended(recorded, shown):
+    prov = {"git_dirty": True, "dirty_rule": "source",
+            "dirty_files": [recorded, "notebooks/x.md", "gridlib/y.py"]}
+    note = results.dirty_note({"provenance": prov})
+    assert note == f"source differed from its commit in {shown} and 2 other files"

@@ -4,29 +4,32 @@ with the configuration the prose relies on, with the tables and figures built fr
 A chapter cell reads ``summary.load_ep_runs()`` or ``report.table(summary.ep_rows(found))``; the
 bookkeeping (which config fields a results file must have, how seeds are grouped, how rows are
 formatted) lives here, where it is tested. Every loader declares its expectations, so a file of
-another configuration (a short trial, another split) raises instead of being shown, and returns
-``None`` or an empty group when the file is missing, so the chapter can print the command that
-makes it.
+another configuration (a short trial, another split) raises instead of being shown, and a missing
+file or seed raises :class:`MissingResults`, naming the commands that make them (with
+``allow_missing=True`` a loader returns ``None`` or an empty group instead): a chapter cell shows
+only the load and the result.
 
-- :func:`math_rows`, :func:`sci_tex`, :func:`entries`, :func:`symbol_values`, :func:`over_power`,
-  :func:`free_energy_trace`, :func:`cosine`, :func:`relative_error`,
-  :func:`beta_rows`, :func:`cosine_rows`                      chapter 20: the derivation
+- :func:`math_rows`, :func:`product_rows`, :func:`sci_tex`, :func:`entries`,
+  :func:`symbol_values`, :func:`over_power`, :func:`free_energy_trace`, :func:`cosine`, :func:`relative_error`,
+  :func:`beta_rows`, :func:`cosine_rows`                      the derivation
 - :data:`SEED_FAILURES_EXPECT`, :func:`load_seed_failures`,
-  :func:`seed_failure_rows`, :func:`seed_failure_figure`      chapter 21: the seed's failures
+  :func:`seed_failure_rows`, :func:`seed_failure_figure`      the seed's failures
 - :data:`EP_RUNS`, :func:`ep_expect`, :func:`load_ep_runs`,
   :func:`ep_rows`, :func:`ep_curves`, :func:`curves_figure`,
-  :func:`missing_commands`,
+  :func:`missing_commands`, :class:`MissingResults`, :func:`epoch_seconds`,
+  :func:`paired_differences`, :func:`spread_words`, :func:`timing_text`,
   :data:`MLP_RUNS`, :func:`mlp_expect`, :func:`load_mlp_runs`,
   :func:`comparison_rows`, :func:`backprop_gaps`, :func:`gap_text`,
   :func:`headline_text`, :func:`load_bptt_sweep`,
-  :func:`bptt_rows`, :func:`load_bench`, :data:`PUBLISHED`    chapter 22: MNIST
+  :func:`bptt_rows`, :func:`load_bench`, :data:`PUBLISHED`    EP on MNIST
 - :data:`DATASET_NAMES`, :func:`cross_ep_expect`, :func:`cross_mlp_expect`,
   :func:`relu_pattern`, :func:`load_cross_runs`, :func:`cross_rows`, :func:`locality_gaps`,
   :func:`gap_rows`, :func:`cross_curves`, :func:`cross_figure`,
-  :func:`cross_missing`                                       chapter 62: Fashion-MNIST
+  :func:`cross_missing`, :func:`wrap_command`                  EP on Fashion-MNIST
 
-Why this module is long: it serves the four EP chapters (20, 21, 22 and 62), one section each, so
-that what the pages load and show stays next to the configurations they check.
+Why this module is long: it serves the four EP chapters (the derivation, the seed's failures,
+MNIST and Fashion-MNIST), one section each, so that what the pages load and show stays next to
+the configurations they check.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from gridlib.ep.model import EPConfig, energy, relax_step, zero_states
 Group = dict[str, dict[str, Any]]
 
 # --------------------------------------------------------------------------------------------
-# Chapter 20: the derivation
+# The derivation chapter (ep-derivation)
 # --------------------------------------------------------------------------------------------
 
 
@@ -103,7 +106,7 @@ def over_power(expr: Any, unit: Any, unit_symbol: Any, base: Any, base_symbol: A
                max_power: int = 8) -> Any:  # fmt: skip
     """Rewrite ``expr = unit * q`` as ``unit_symbol * p / base_symbol**k`` with ``p`` polynomial.
 
-    For the one-hidden-unit chain of chapter 20: ``unit`` is the output error at the free fixed
+    For the one-hidden-unit chain of the derivation chapter: ``unit`` is the output error at the free fixed
     point, ``y^0 - d``, and ``base`` the determinant ``1 - w_2^2``; every gradient and bias term is
     then a short polynomial times ``e / D^k``. Raises if ``expr / unit`` has another denominator.
     """
@@ -115,6 +118,35 @@ def over_power(expr: Any, unit: Any, unit_symbol: Any, base: Any, base_symbol: A
         if not den.free_symbols:
             return sp.factor(num / den) * unit_symbol / base_symbol**k
     raise ValueError(f"{expr} / ({unit}) is not a polynomial over a power of {base} up to {max_power}")
+
+
+def product_rows(rows: Sequence[tuple[str, Any]], terms_per_line: int = 2, gap: str = "8pt") -> Any:
+    """Typeset ``(left LaTeX, sympy product)`` pairs as one aligned display (an IPython
+    ``Math``), one pair per line; a product with a long sum among its factors (as
+    :func:`over_power` returns: ``e * p / D**k`` with ``p`` a polynomial) is written as the
+    rest of the product times the sum in brackets, ``terms_per_line`` terms of the sum per line,
+    so that the display stays narrow (a phone's width)."""
+    import sympy as sp
+    from IPython.display import Math
+
+    blocks = []
+    for left, expr in rows:
+        sums = [f for f in sp.Mul.make_args(expr) if isinstance(f, sp.Add)]
+        if not sums or len(sums[0].args) <= terms_per_line:
+            blocks.append(f"{left} &= {sp.latex(expr)}")
+            continue
+        rest = sp.Mul(*[f for f in sp.Mul.make_args(expr) if f is not sums[0]])
+        terms = [sp.latex(t) for t in sums[0].as_ordered_terms()]
+        chunks = []
+        for start in range(0, len(terms), terms_per_line):
+            text = ""
+            for t in terms[start:start + terms_per_line]:
+                text += (f" {t}" if t.startswith("-") else f" + {t}") if text or start else t
+            chunks.append(text.strip())
+        lines = [f"{left} &= {sp.latex(rest)}\\,\\Big({chunks[0]}"]
+        lines += [f"&\\qquad {c}" for c in chunks[1:]]
+        blocks.append(" \\\\ ".join(lines) + "\\Big)")
+    return Math(r"\begin{aligned}" + f" \\\\[{gap}] ".join(blocks) + r"\end{aligned}")
 
 
 def free_energy_trace(params, x, cfg: EPConfig, n_steps: int):
@@ -170,11 +202,11 @@ def cosine_rows(cosines: Mapping[tuple[str, str], float]) -> list[dict]:
 
 
 # --------------------------------------------------------------------------------------------
-# Chapter 21: the seed notebook's failures
+# The seed notebook's failures (ep-seed-failures)
 # --------------------------------------------------------------------------------------------
 
 SEED_FAILURES = "ep/seed_failures"
-#: What chapter 21 describes: one epoch of every variant on the full 60k/10k split, each a change
+#: What the seed-failures chapter describes: one epoch of every variant on the full 60k/10k split, each a change
 #: of the reference configuration.
 SEED_FAILURES_EXPECT = {"epochs": 1, "n_train": 60000, "n_test": 10000,
                         "base": results.to_jsonable(EPConfig()._asdict()), "provenance.scale": "full"}  # fmt: skip
@@ -183,11 +215,38 @@ SEED_FAILURES_COMMAND = "python -m gridlib ep-seed-failures"
 HARMLESS = ("reference", "square-u")
 
 
-def load_seed_failures() -> dict[str, Any] | None:
-    """The published seed-failure runs, checked against :data:`SEED_FAILURES_EXPECT`, or ``None``."""
-    if not results.exists(SEED_FAILURES):
-        return None
-    return results.load(SEED_FAILURES, expect=SEED_FAILURES_EXPECT)
+class MissingResults(FileNotFoundError):
+    """A chapter's published results are missing; the message lists the commands that make them."""
+
+    def __init__(self, what: str, commands: Sequence[str]):
+        self.commands = list(commands)
+        super().__init__(f"{what} missing from {results.results_dir()}; the commands that make "
+                         "them:\n" + "\n".join(self.commands))  # fmt: skip
+
+
+def _require(found: Any, what: str, commands: Sequence[str], allow_missing: bool) -> Any:
+    """``found``, unless ``commands`` (what is missing) is non-empty and missing is not allowed."""
+    if commands and not allow_missing:
+        raise MissingResults(what, commands)
+    return found
+
+
+def _load_one(name: str, expect: Mapping[str, Any], command: str,
+              allow_missing: bool) -> dict[str, Any] | None:  # fmt: skip
+    """One published record checked against ``expect``; :class:`MissingResults` (or ``None``
+    with ``allow_missing``) when it does not exist."""
+    if not results.exists(name):
+        return _require(None, f"results/{name}.json", [command], allow_missing)
+    return results.load(name, expect=expect)
+
+
+def load_seed_failures(allow_missing: bool = False) -> dict[str, Any] | None:
+    """The published seed-failure runs, checked against :data:`SEED_FAILURES_EXPECT`.
+
+    Raises:
+        MissingResults: when they are not published (``None`` instead with ``allow_missing``).
+    """
+    return _load_one(SEED_FAILURES, SEED_FAILURES_EXPECT, SEED_FAILURES_COMMAND, allow_missing)
 
 
 def seed_failure_rows(table: Mapping[str, Mapping[str, Any]]) -> list[dict]:
@@ -217,7 +276,7 @@ def seed_failure_figure(table: Mapping[str, Mapping[str, Any]], epochs: int = 1)
 
 
 # --------------------------------------------------------------------------------------------
-# Chapter 22: MNIST
+# EP on MNIST (ep-mnist)
 # --------------------------------------------------------------------------------------------
 
 
@@ -233,7 +292,7 @@ class EPRun(NamedTuple):
 _DEEP = EPConfig(sizes=(784, 256, 256, 10), beta=1.0, alphas=(0.4, 0.1, 0.01), n_free=100, n_nudge=6,
                  n_eval=150)  # fmt: skip
 
-#: The EP runs of chapter 22, by results tag (``results/ep/<tag>_seed<s>.json``).
+#: The EP runs of the MNIST chapter, by results tag (``results/ep/<tag>_seed<s>.json``).
 EP_RUNS: dict[str, EPRun] = {
     "mnist_784-500-10_ep": EPRun("784-500-10, EP (reference)", EPConfig(), 25,
                                  "python -m gridlib ep-mnist --seed {s}"),
@@ -267,11 +326,17 @@ def ep_expect(tag: str) -> dict[str, Any]:
             "n_train": N_TRAIN, "n_test": N_TEST, "provenance.scale": "full"}  # fmt: skip
 
 
-def load_ep_runs() -> dict[str, Group]:
-    """The published seeds of every :data:`EP_RUNS` configuration (an empty group when none),
-    via :func:`gridlib.results.load_group` with :func:`ep_expect`."""
-    return {tag: results.load_group(f"ep/{tag}_seed*", expect=ep_expect(tag), allow_empty=True)
-            for tag in EP_RUNS}  # fmt: skip
+def load_ep_runs(allow_missing: bool = False) -> dict[str, Group]:
+    """The published seeds of every :data:`EP_RUNS` configuration, via
+    :func:`gridlib.results.load_group` with :func:`ep_expect`.
+
+    Raises:
+        MissingResults: when a seed of :data:`SEEDS` is missing (with ``allow_missing``, the
+            groups hold what there is, an empty group for a configuration without seeds).
+    """
+    found = {tag: results.load_group(f"ep/{tag}_seed*", expect=ep_expect(tag), allow_empty=True)
+             for tag in EP_RUNS}  # fmt: skip
+    return _require(found, "EP seeds", missing_commands(found), allow_missing)
 
 
 def final_errors(group: Group) -> list[float]:
@@ -279,9 +344,21 @@ def final_errors(group: Group) -> list[float]:
     return [r["metrics"]["test_err"] for r in group.values()]
 
 
+#: The header of the seconds-per-epoch column: one statistic on every page (as
+#: :mod:`gridlib.compare` computes it), the median over all epochs of all seeds.
+EPOCH_SECONDS = "s / epoch (median)"
+
+
+def epoch_seconds(group: Group) -> str:
+    """The median training seconds per epoch over every epoch of every seed of ``group``
+    (``history.epoch_time_s``; evaluation excluded), to one decimal."""
+    times = [t for r in group.values() for t in (r.get("history") or {}).get("epoch_time_s") or []]
+    return f"{np.median(times):.1f}" if times else "–"
+
+
 def ep_rows(found: Mapping[str, Group]) -> list[dict]:
     """One row per EP configuration with results: seeds, epochs, steps, beta, test error, final
-    running training error and training seconds per epoch."""
+    running training error and training seconds per epoch (:func:`epoch_seconds`)."""
     rows = []
     for tag, group in found.items():
         if not group:
@@ -295,7 +372,7 @@ def ep_rows(found: Mapping[str, Group]) -> list[dict]:
                                                 key=report.group_key(group, "test_err")),
             "train error (running)": report.format_mean_sd(
                 [r["metrics"]["train_err_running"] for r in recs], 2, True, n=False),
-            "s / epoch": f"{np.mean([r['metrics']['mean_epoch_time_s'] for r in recs]):.1f}",
+            EPOCH_SECONDS: epoch_seconds(group),
         })  # fmt: skip
     return rows
 
@@ -375,10 +452,18 @@ def mlp_command(arch: str, seed: int = 0, dataset: str = "mnist") -> str:
             f"--epochs {MLP_EPOCHS} --batch-size {BATCH_SIZE} --seed {seed}")  # fmt: skip
 
 
-def load_mlp_runs() -> dict[str, Group]:
-    """The published seeds of every backprop baseline (an empty group when none)."""
-    return {arch: results.load_group(f"baselines/mnist-mlp-{arch}_seed*", expect=mlp_expect(arch),
-                                     allow_empty=True) for arch in MLP_RUNS}  # fmt: skip
+def load_mlp_runs(allow_missing: bool = False) -> dict[str, Group]:
+    """The published seeds of every backprop baseline.
+
+    Raises:
+        MissingResults: when a seed of :data:`SEEDS` is missing (with ``allow_missing``, an
+            empty group for an architecture without seeds).
+    """
+    found = {arch: results.load_group(f"baselines/mnist-mlp-{arch}_seed*", expect=mlp_expect(arch),
+                                      allow_empty=True) for arch in MLP_RUNS}  # fmt: skip
+    todo = [f"{mlp_command(arch, s)} --publish" for arch, group in found.items() for s in SEEDS
+            if s not in {r["provenance"]["seed"] for r in group.values()}]  # fmt: skip
+    return _require(found, "backprop baseline seeds", todo, allow_missing)
 
 
 def mlp_errors(group: Group) -> list[float]:
@@ -405,18 +490,20 @@ def comparison_rows(found: Mapping[str, Group], mlps: Mapping[str, Group]) -> li
 
 
 BPTT_SWEEP = "ep/bptt_sweep"
-#: The sweep chapter 22 describes: two epochs on 10,000 images, 10,000 held-out validation
+#: The sweep the MNIST chapter describes: two epochs on 10,000 images, 10,000 held-out validation
 #: images, the reference configuration at the EP learning rates times 1, 0.3, 0.1 and 0.03.
 BPTT_SWEEP_EXPECT = {"epochs": 2, "n_train": 10000, "validation": 10000,
                      "base": results.to_jsonable(EPConfig()._asdict()), "scales": [1.0, 0.3, 0.1, 0.03],
                      "provenance.scale": "full"}  # fmt: skip
 
 
-def load_bptt_sweep() -> dict[str, Any] | None:
-    """The published BPTT sweep checked against :data:`BPTT_SWEEP_EXPECT`, or ``None``."""
-    if not results.exists(BPTT_SWEEP):
-        return None
-    return results.load(BPTT_SWEEP, expect=BPTT_SWEEP_EXPECT)
+def load_bptt_sweep(allow_missing: bool = False) -> dict[str, Any] | None:
+    """The published BPTT sweep checked against :data:`BPTT_SWEEP_EXPECT`.
+
+    Raises:
+        MissingResults: when it is not published (``None`` instead with ``allow_missing``).
+    """
+    return _load_one(BPTT_SWEEP, BPTT_SWEEP_EXPECT, "python -m gridlib ep-bptt-sweep", allow_missing)
 
 
 def sweep_runs(sweep: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -438,11 +525,13 @@ BENCH_EXPECT = {**results.to_jsonable(EPConfig()._asdict()), "batch_size": BATCH
                 "provenance.scale": "full"}  # fmt: skip
 
 
-def load_bench() -> dict[str, Any] | None:
-    """The published EP benchmark (the reference configuration, minibatches of 20), or ``None``."""
-    if not results.exists(BENCH):
-        return None
-    return results.load(BENCH, expect=BENCH_EXPECT)
+def load_bench(allow_missing: bool = False) -> dict[str, Any] | None:
+    """The published EP benchmark (the reference configuration, minibatches of 20).
+
+    Raises:
+        MissingResults: when it is not published (``None`` instead with ``allow_missing``).
+    """
+    return _load_one(BENCH, BENCH_EXPECT, "python benchmarks/ep.py --publish", allow_missing)
 
 
 def headline_text(found: Mapping[str, Group]) -> str:
@@ -479,10 +568,22 @@ def backprop_gaps(found: Mapping[str, Group], mlps: Mapping[str, Group]) -> dict
             for arch, tag in pairs.items() if found.get(tag) and mlps.get(arch)}  # fmt: skip
 
 
-def gap_text(gaps: Mapping[str, float]) -> str:
-    """``"784-500-10: EP's test error is 0.45 points above backprop's."`` per architecture."""
-    return " ".join(f"{arch}: EP's test error is {abs(g):.2f} points {'above' if g > 0 else 'below'} "
-                    "backprop's." for arch, g in gaps.items())  # fmt: skip
+def gap_text(gaps: Mapping[str, float], found: Mapping[str, Group] | None = None,
+             mlps: Mapping[str, Group] | None = None) -> str:  # fmt: skip
+    """``"784-500-10: EP's test error is 0.45 points above backprop's."`` per architecture.
+
+    Given the runs (``found``, ``mlps``), each gap also says whether it is within the seeds'
+    spread (:func:`spread_words`), and the text ends with the rule
+    (:data:`gridlib.report.SPREAD_RULE`)."""
+    parts = []
+    for arch, g in gaps.items():
+        where = f"{abs(g):.2f} points {'above' if g > 0 else 'below'} backprop's"
+        if found is not None and mlps is not None:
+            where += ", " + spread_words(final_errors(found[f"mnist_{arch}_ep"]), mlp_errors(mlps[arch]))
+        parts.append(f"{arch}: EP's test error is {where}.")
+    if found is not None and mlps is not None:
+        parts.append(f"Here, as throughout the book, {report.SPREAD_RULE}.")
+    return " ".join(parts)
 
 
 def in_range_text(values: Sequence[float], low: float, high: float) -> str:
@@ -494,12 +595,13 @@ def in_range_text(values: Sequence[float], low: float, high: float) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Chapter 62: the same network on Fashion-MNIST
+# The same network on Fashion-MNIST (ep-fashion-mnist)
 # --------------------------------------------------------------------------------------------
 
-#: How chapter 62 names its data sets, in the order of its tables.
+#: How the Fashion-MNIST chapter names its data sets, in the order of its tables.
 DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
-#: The network chapter 62 carries over: chapter 22's reference EP configuration.
+#: The network the Fashion-MNIST chapter carries over: the MNIST chapter's reference EP
+#: configuration.
 CROSS_ARCH = "784-500-10"
 CROSS_CFG = EP_RUNS["mnist_784-500-10_ep"].cfg
 #: Its epochs, the same for EP and the backprop baseline.
@@ -533,8 +635,26 @@ def cross_commands(dataset: str, seed: int) -> tuple[str, str]:
             f"{mlp_command(CROSS_ARCH, seed, dataset)} --publish")  # fmt: skip
 
 
+def wrap_command(command: str, width: int = 60) -> str:
+    """``command`` as shell lines of at most about ``width`` characters, continued with ``\\``
+    and never split between a flag and its value (a phone-wide block of commands)."""
+    groups: list[str] = []  # the program and its arguments, then each flag with its value
+    for token in command.split():
+        if token.startswith("--") or not groups:
+            groups.append(token)
+        else:
+            groups[-1] += " " + token
+    lines = [groups[0]]
+    for g in groups[1:]:
+        if len(lines[-1]) + 1 + len(g) > width:
+            lines.append("    " + g)
+        else:
+            lines[-1] += " " + g
+    return " \\\n".join(lines)
+
+
 class CrossRuns(NamedTuple):
-    """What chapter 62 loads: per data set, the EP and backprop seeds of 784-500-10 and the ReLU
+    """What the Fashion-MNIST chapter loads: per data set, the EP and backprop seeds of 784-500-10 and the ReLU
     control; the NeuralGrid blog configuration's seeds on Fashion-MNIST, the blog's own accuracy
     and epochs."""
 
@@ -547,7 +667,7 @@ class CrossRuns(NamedTuple):
 
 
 def relu_pattern(dataset: str) -> str:
-    """The seeds of chapter 62's control on ``dataset``: the baseline with ReLU hidden units
+    """The seeds of the Fashion-MNIST chapter's control on ``dataset``: the baseline with ReLU hidden units
     instead of the clip, under its own name (the baseline's default name does not hold the
     activation)."""
     return f"baselines/{dataset}-mlp-relu-{CROSS_ARCH}_seed*"
@@ -559,10 +679,15 @@ def relu_command(dataset: str, seed: int) -> str:
             + f" --name {relu_pattern(dataset).replace('*', str(seed))} --publish")  # fmt: skip
 
 
-def load_cross_runs() -> CrossRuns:
+def load_cross_runs(allow_missing: bool = False) -> CrossRuns:
     """Every group of :class:`CrossRuns`, each checked against the configuration the chapter
-    describes (an empty group when none is published). NeuralGrid's are chapter 40's runs,
-    checked with its expectations (:data:`gridlib.neuralgrid.summary.BLOG_EXPECT`)."""
+    describes. NeuralGrid's are the NeuralGrid chapter's runs, checked with its expectations
+    (:data:`gridlib.neuralgrid.summary.BLOG_EXPECT`).
+
+    Raises:
+        MissingResults: when a seed is missing (:func:`cross_missing`) or NeuralGrid has no
+            run; with ``allow_missing``, the groups hold what there is (empty when nothing).
+    """
     from gridlib.neuralgrid.experiments import BLOG, BLOG_TEST_ACC
     from gridlib.neuralgrid.summary import BLOG_EXPECT
 
@@ -573,7 +698,9 @@ def load_cross_runs() -> CrossRuns:
     relu = {ds: results.load_group(relu_pattern(ds), expect={**cross_mlp_expect(ds), "activation": "relu"},
                                    allow_empty=True) for ds in DATASET_NAMES}  # fmt: skip
     ng = results.load_group("neuralgrid/fashion_mnist_blog_seed*", expect=BLOG_EXPECT, allow_empty=True)
-    return CrossRuns(ep, mlp, relu, ng, BLOG_TEST_ACC, BLOG.epochs)
+    runs = CrossRuns(ep, mlp, relu, ng, BLOG_TEST_ACC, BLOG.epochs)
+    todo = cross_missing(runs) + ([] if ng else ["python -m gridlib neuralgrid-fashion --preset blog --seed 0"])
+    return _require(runs, "Fashion-MNIST seeds", todo, allow_missing)
 
 
 def ep_accuracies(group: Group) -> list[float]:
@@ -601,16 +728,12 @@ def mlp_train_accuracies(group: Group) -> list[float]:
     return [r["metrics"]["train/acc"] for r in group.values()]
 
 
-def _epoch_seconds(group: Group) -> str:
-    return f"{np.mean([np.mean(r['history']['epoch_time_s']) for r in group.values()]):.1f}"
-
-
 def _row(system: str, rule: str, group: Group, test: list[float], train: list[float] | None) -> dict:
     return {"system": system, "rule": rule, "epochs": next(iter(group.values()))["config"]["epochs"],
             "seeds": len(group),
             "test accuracy": report.format_mean_sd(test, 2, True, n=False, key=report.group_key(group)),
             "training accuracy": report.format_mean_sd(train, 2, True, n=False) if train else "–",
-            "s / epoch": _epoch_seconds(group)}  # fmt: skip
+            EPOCH_SECONDS: epoch_seconds(group)}  # fmt: skip
 
 
 def cross_rows(runs: CrossRuns, dataset: str = "fashion_mnist") -> list[dict]:
@@ -637,7 +760,7 @@ def cross_rows(runs: CrossRuns, dataset: str = "fashion_mnist") -> list[dict]:
                          neuralgrid_accuracies(runs.neuralgrid), None))  # fmt: skip
     rows.append({"system": "NeuralGrid 64×64 (blog)", "rule": "backprop (Adam)", "epochs": runs.neuralgrid_epochs,
                  "seeds": "1 run", "test accuracy": f"{100 * runs.neuralgrid_published:.1f} %",
-                 "training accuracy": "–", "s / epoch": "–"})  # fmt: skip
+                 "training accuracy": "–", EPOCH_SECONDS: "–"})  # fmt: skip
     return rows
 
 
@@ -717,7 +840,8 @@ def live_rows(live: Mapping[str, Any]) -> list[dict]:
 
 
 def cross_missing(runs: CrossRuns, seeds: Iterable[int] = SEEDS) -> list[str]:
-    """The commands that make every missing EP and backprop seed of chapter 62 (empty when none)."""
+    """The commands that make every missing EP and backprop seed of the Fashion-MNIST chapter
+    (empty when none)."""
     def have(group: Group) -> set[int]:
         return {r["provenance"]["seed"] for r in group.values()}
 
@@ -731,7 +855,7 @@ def cross_missing(runs: CrossRuns, seeds: Iterable[int] = SEEDS) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------
-# Presentation helpers added for the chapters' tidy cells (chapters 20, 22 and 62)
+# Presentation helpers of the chapters' tidy cells
 # --------------------------------------------------------------------------------------------
 
 
@@ -770,7 +894,7 @@ PAPER_TEST_ERR_RANGE = PUBLISHED["784-500-10"]["test_err_range"]
 
 
 def range_text(found: Mapping[str, Group]) -> str:
-    """Both EP networks of chapter 22 against the paper's one 2-3 % range (Markdown).
+    """Both EP networks of the MNIST chapter against the paper's one 2-3 % range (Markdown).
 
     Each network with results reads ``"784-500-10: 2.55 ± 0.14 % (n=3), inside the published
     2–3 % range"`` (:func:`in_range_text`); says so when the runs are absent.
@@ -803,10 +927,38 @@ def curves_range_figure(found: Mapping[str, Group]):
 
 
 def spread_words(a: Sequence[float], b: Sequence[float]) -> str:
-    """``"within seed spread"`` when the means of ``a`` and ``b`` differ by no more than the
-    larger of their two standard deviations over seeds, else ``"beyond seed spread"``."""
-    (ma, sa), (mb, sb) = report.mean_sd(a), report.mean_sd(b)
-    return "within seed spread" if abs(ma - mb) <= max(sa, sb) else "beyond seed spread"
+    """``"beyond the seeds' spread"`` or ``"within the seeds' spread"`` for two sets of seeds
+    that are not paired (two rules, two codes), by the book's one rule
+    (:func:`gridlib.report.groups_differ`, :data:`gridlib.report.SPREAD_RULE`)."""
+    return "beyond the seeds' spread" if report.groups_differ(a, b) else "within the seeds' spread"
+
+
+def paired_differences(a: Group, b: Group, values: Any) -> list[float]:
+    """``values(a) - values(b)`` seed by seed, for two groups whose runs share their seeds
+    (the same initialisation and minibatch order, e.g. two estimators of one network); only
+    the seeds both have. ``values`` maps a group to one number per record, in its order."""
+    def by_seed(group: Group) -> dict[Any, float]:
+        return {r["provenance"]["seed"]: v for r, v in zip(group.values(), values(group), strict=True)}
+
+    va, vb = by_seed(a), by_seed(b)
+    return [va[s] - vb[s] for s in sorted(va) if s in vb]
+
+
+def timing_text(found: Mapping[str, Group], bench: Mapping[str, Any]) -> str:
+    """The full runs' seconds per epoch against the benchmark's (Markdown): centered EP does
+    more work per minibatch than the one-sided estimate (a second nudged phase), so where its
+    runs were faster, the difference is the shared machine's load, not the estimator."""
+    one = float(epoch_seconds(found["mnist_784-500-10_ep"]))
+    cen = float(epoch_seconds(found["mnist_784-500-10_symmetric"]))
+    lib = next(r for r in bench["metrics"]["rows"] if r["implementation"].startswith("gridlib.ep"))
+    text = (f"The library's step takes {lib['s per 60k epoch']:.1f} s per 60,000 examples in "
+            f"this benchmark; the full runs of 784-500-10 took {one:.1f} s per epoch with the "
+            f"one-sided estimate and {cen:.1f} s with the centered one (medians).")
+    if cen < one:
+        text += (" Centered EP does more work per minibatch (a second nudged phase), so it "
+                 "cannot be the faster estimator: the runs shared a 2-core machine with other "
+                 "work, and their seconds per epoch compare rows only loosely.")
+    return text
 
 
 def bench_text(bench: Mapping[str, Any]) -> str:
