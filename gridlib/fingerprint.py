@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from gridlib import results
+from gridlib import results, storage
 
 #: Minibatches a fingerprint runs.
 STEPS = 3
@@ -86,9 +86,7 @@ def _copy_inputs(commands: Iterable[str], folder: Path) -> None:
             except results.ResultsError:  # a flag value that is not a record's name
                 named = False
             if named:
-                target = folder / f"{token}.json"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(results.path(token).read_bytes())
+                storage.write_bytes(folder / f"{token}.json", results.path(token).read_bytes(), within=[folder])
 
 
 def take(jobs: Sequence[tuple[str, str]], root: str | os.PathLike = results.REPO_ROOT,

@@ -840,9 +840,7 @@ def _bench_rules(rec: Record) -> str:
 
 
 def _bench_gle_one_core(rec: Record) -> str:
-    row = rec["metrics"]["rows"][-1]
-    return (f"{row['implementation']}, on one core: {row['10x150 epochs, CPU-h']:.1f} CPU-h for "
-            f"10 seeds × 150 epochs ({row['ratio (CPU-s)']:.1f}× the Python loop)")
+    return _bench_gle(rec, where=", on one core")
 
 
 def _bench_ceiling(rec: Record) -> str:
@@ -851,9 +849,9 @@ def _bench_ceiling(rec: Record) -> str:
             f"{100 * fractions[0]:.0f} % to {100 * fractions[-1]:.0f} % of it")
 
 
-def _bench_gle(rec: Record) -> str:
+def _bench_gle(rec: Record, where: str = "") -> str:
     row = rec["metrics"]["rows"][-1]
-    return (f"{row['implementation']}: {row['10x150 epochs, CPU-h']:.1f} CPU-h for 10 seeds × 150 "
+    return (f"{row['implementation']}{where}: {row['10x150 epochs, CPU-h']:.1f} CPU-h for 10 seeds × 150 "
             f"epochs ({row['ratio (CPU-s)']:.1f}× the Python loop)")
 
 
