@@ -400,7 +400,7 @@ def _names(ms: Sequence[Measured]) -> str:
 
 def class_gap(measured: Sequence[Measured], task: str) -> tuple[Measured, list[Measured], float, bool] | None:
     """On ``task``: the best row of the best locality class, the rows of the runner-up class
-    that the seeds cannot tell from that class's best (:func:`_rivals`), the gap of the two
+    that the seeds cannot tell from that class's best (``_rivals``), the gap of the two
     best means (a fraction) and whether it is beyond the seeds' spread
     (:func:`gridlib.report.groups_differ`); ``None`` where the task has one class only."""
     best = best_by_class(measured).get(task, {})

@@ -604,7 +604,7 @@ def _ep_time() -> str | None:
             "network in the same run: every update waits for the network to settle twice.")
 
 
-#: The ratio of ``bench/ep`` that :func:`_ep_time` states (``benchmarks/ep.py`` writes it).
+#: The ratio of ``bench/ep`` that the landing page states (``benchmarks/ep.py`` writes it).
 EP_OVER_BACKPROP = "EP's step over backprop's, same network (wall time)"
 
 

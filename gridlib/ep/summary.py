@@ -331,7 +331,7 @@ def load_ep_runs(allow_missing: bool = False) -> dict[str, Group]:
     :func:`gridlib.results.load_group` with :func:`ep_expect`.
 
     Raises:
-        MissingResults: when a seed of :data:`SEEDS` is missing (with ``allow_missing``, the
+        MissingResults: when a seed of ``SEEDS`` is missing (with ``allow_missing``, the
             groups hold what there is, an empty group for a configuration without seeds).
     """
     found = {tag: results.load_group(f"ep/{tag}_seed*", expect=ep_expect(tag), allow_empty=True)
@@ -456,7 +456,7 @@ def load_mlp_runs(allow_missing: bool = False) -> dict[str, Group]:
     """The published seeds of every backprop baseline.
 
     Raises:
-        MissingResults: when a seed of :data:`SEEDS` is missing (with ``allow_missing``, an
+        MissingResults: when a seed of ``SEEDS`` is missing (with ``allow_missing``, an
             empty group for an architecture without seeds).
     """
     found = {arch: results.load_group(f"baselines/mnist-mlp-{arch}_seed*", expect=mlp_expect(arch),

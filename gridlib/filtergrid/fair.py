@@ -73,8 +73,8 @@ class Fair(NamedTuple):
     original's (``{label: {name: record}}``), and the commands that make what is missing."""
 
     searches: dict[str, dict]
-    tuned: dict[str, Group]
-    untuned: dict[str, Group]
+    tuned: dict[str, dict[str, dict]]
+    untuned: dict[str, dict[str, dict]]
     missing: list[str]
 
     def records(self) -> dict[str, dict]:
