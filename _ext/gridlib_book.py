@@ -30,12 +30,6 @@
    ``gridlib_authoryear``: the same names as the citations (one author, "A and B", "A et al."),
    a comma and the year, and "a", "b", ... after the year where two entries would share a label.
 
-5. **Every script once.** The inline configuration scripts of sphinx-thebe and
-   sphinx-togglebutton reach each page's script list twice in this book's build, so each page
-   declared ``const THEBE_JS_URL`` twice (``SyntaxError: Identifier 'THEBE_JS_URL' has already
-   been declared`` in every page's console, which can stop the launch button). A page's
-   ``script_files`` keep the first of identical entries (same file, same attributes and body).
-
 Both header-button hooks run after sphinx-book-theme's (``html-page-context`` priority 501).
 """
 
@@ -80,30 +74,6 @@ def _drop_static_mathjax(app: Sphinx, config: Any) -> None:
     # the live page's ES modules (_static/live, gridlib.web) are loaded by that page alone
     config.html_js_files = [e for e in config.html_js_files
                             if filename(e) != mathjax and not filename(e).startswith("live/")]
-
-
-def script_key(script: Any) -> tuple:
-    """What makes two entries of a page's ``script_files`` the same script: the file (``None``
-    for an inline one) and every attribute, the inline ``body`` included."""
-    attrs = getattr(script, "attributes", {}) or {}
-    return (getattr(script, "filename", str(script)), tuple(sorted((k, str(v)) for k, v in attrs.items())))
-
-
-def unique_scripts(scripts: list) -> list:
-    """``scripts`` without repeats (:func:`script_key`), in their order, the first kept."""
-    seen: set[tuple] = set()
-    out = []
-    for script in scripts:
-        key = script_key(script)
-        if key not in seen:
-            seen.add(key)
-            out.append(script)
-    return out
-
-
-def _dedupe_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
-    if "script_files" in context:
-        context["script_files"] = unique_scripts(list(context["script_files"]))
 
 
 def _executed_notebook(app: Sphinx, pagename: str) -> Path | None:
@@ -210,5 +180,4 @@ def setup(app: Sphinx) -> dict[str, Any]:
     # after sphinx.builders.html's convert_html_js_files (800), before the builder reads the list
     app.connect("config-inited", _drop_static_mathjax, priority=900)
     app.connect("html-page-context", _notebook_buttons, priority=AFTER_THEME)
-    app.connect("html-page-context", _dedupe_scripts, priority=AFTER_THEME)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

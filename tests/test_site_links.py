@@ -160,13 +160,3 @@ def test_static_mathjax_entry_is_dropped():
                              html_js_files=[("mathjax/tex-svg.js", {}), ("other.js", {"defer": "defer"})])
     gridlib_book._drop_static_mathjax(None, config)
     assert config.html_js_files == [("other.js", {"defer": "defer"})]
-
-
-def test_each_script_is_on_a_page_once():
-    """THEBE_JS_URL was declared twice on every page (a SyntaxError in the console)."""
-    from sphinx.builders.html._assets import _JavaScript
-
-    thebe = _JavaScript(None, body='const THEBE_JS_URL = "x"')
-    scripts = [thebe, _JavaScript("a.js"), _JavaScript(None, body='const THEBE_JS_URL = "x"'),
-               _JavaScript("a.js", defer="defer")]
-    assert gridlib_book.unique_scripts(scripts) == [thebe, scripts[1], scripts[3]]
