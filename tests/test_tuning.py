@@ -228,7 +228,7 @@ def _fake_fair(monkeypatch, tuned_lr=1e-2):
         for label, chosen in (("SnAP-1", 3e-3), ("BPTT", 1e-2)):
             run = fair.TUNED_RUNS[label]
             name = fair.search_name(run)
-            results.save(name, config={"rule": run.rule, "optimizer": "adam", "epochs": 3,
+            results.save(name, config={"rule": run.rule, "optimizer": "adam", "epochs": 3, "batch_size": 32,
                                        "search": {"lr": [3e-3, 1e-2], "gain": [10.0]}},
                          metrics={"chosen": {"lr": chosen, "gain": 10.0}, "chosen_index": 0,
                                   "val/acc": [0.4, 0.3], "diverged": [False, False], "chosen_val_acc": 0.4})
@@ -300,3 +300,73 @@ def test_the_curves_report_the_best_epoch_and_whether_the_gap_closes():
     curves["SnAP-1"]["s1"] = _curve(flat + 0.01, flat, 1)  # seed 1: SnAP-1 as BPTT: no change
     assert "stays within the seeds' spread" in fair.curve_finding(curves)
     fair.curve_figure(curves)
+
+
+# --------------------------------------------------------------------------- batch-1 SGD
+
+
+def test_a_search_takes_a_third_of_its_runs_budget_and_its_command_names_every_flag(tmp_results):
+    from gridlib.filtergrid import fair
+
+    every = fair.BATCH1_RUNS["online SnAP-1, an update at every time step"]
+    assert fair.search_epochs(fair.TUNED_RUNS["SnAP-1"]) == 3 and fair.search_epochs(every) == 1
+    assert fair.search_name(every) == "filtergrid/tune/online_snap1_everystep_sgd_b1_e1_n50000v10000_seed0"
+    _, curves, missing = fair.load_batch1(seeds=(0,))
+    assert curves == {}
+    assert ("python -m gridlib filtergrid-tune --rule online_snap1 --update-every-step true --optimizer sgd "
+            "--batch-size 1 --epochs 1 --publish") in missing  # fmt: skip
+
+
+def _fake_batch1(monkeypatch, eta0=0.3):
+    """SnAP-0's batch-1 search (chose eta0 = 0.3) and one run to convergence at ``eta0``."""
+    from gridlib.filtergrid import fair
+
+    monkeypatch.setenv("GRIDLIB_SCALE", "full")
+    run = fair.BATCH1_RUNS["SnAP-0, sum loss, one update per sequence"]
+    epochs, patience = fair.CONVERGE_BUDGET["sgd"]
+    with results.session(publish=True):
+        results.save(fair.search_name(run), config={"rule": "snap0", "optimizer": "sgd", "batch_size": 1,
+                                                    "search": {"eta0": [0.1, 0.3], "gain": [10.0]}},
+                     metrics={"chosen": {"eta0": 0.3, "gain": 10.0}, "chosen_index": 1,
+                              "val/acc": [0.3, 0.4], "diverged": [False, False]})  # fmt: skip
+        val = [0.3, 0.5, 0.6, 0.7, 0.69, 0.68, 0.67]
+        results.save(fair.converge_name(run, 0), seed=0,
+                     config={"rule": "snap0", "optimizer": "sgd", "batch_size": 1, "n_train": 50000,
+                             "max_epochs": epochs, "patience": patience, "eta0": eta0, "gain": 10.0,
+                             "tuning": {"record": fair.search_name(run)}},
+                     metrics={"epochs_run": 7, "best_epoch": 4, "best/val/acc": 0.7, "best/test/acc": 0.71},
+                     history={"val/acc": val, "test/acc": [v + 0.01 for v in val]})  # fmt: skip
+    return fair
+
+
+def test_batch1_runs_to_convergence_load_at_their_searchs_step_and_say_where_they_end(tmp_results, monkeypatch):
+    fair = _fake_batch1(monkeypatch)
+    b1, curves, missing = fair.load_batch1(seeds=(0,))
+    (label, group), = ((k, g) for k, g in curves.items() if g)
+    assert label.startswith("SnAP-0") and "0.3 (gain 10)" in fair.search_rows(b1)[0]["validation accuracy (%) by step size"] + fair._setting(b1.searches[label])
+    row, = fair.curve_rows(curves, budget=3)
+    assert row["best epoch (validation)"] == "4" and row["test accuracy at epoch 3"].startswith("61.00")
+    text = fair.batch1_finding(curves)
+    assert text.startswith("Past the original's 3 epochs, batch-1 SGD at each rule's own step gains")
+    assert "one seed each" in text and "SnAP-0, sum loss 71.00" in text and "(+10.0 points on epoch 3)" in text
+
+
+def test_a_batch1_run_at_another_step_than_its_search_chose_is_refused(tmp_results, monkeypatch):
+    fair = _fake_batch1(monkeypatch, eta0=0.1)
+    with pytest.raises(results.ResultsError):
+        fair.load_batch1(seeds=(0,))
+
+
+def test_batch1_finding_judges_the_gain_by_the_seeds_spread():
+    from gridlib.filtergrid import fair
+
+    def group(gain):
+        return {f"s{i}": {"metrics": {"best/test/acc": 0.5 + g}, "history": {"test/acc": [0.3, 0.4, 0.5]}}
+                for i, g in enumerate(gain)}  # fmt: skip
+
+    climbing = {"SnAP-1, sum loss, one update per sequence": group((0.10, 0.11, 0.09))}
+    assert fair.batch1_finding(climbing).startswith("Batch-1 SGD does not end at the original's 3 epochs: "
+                                                    "given more, SnAP-1, sum loss gain beyond")  # fmt: skip
+    flat = {"SnAP-1, sum loss, one update per sequence": group((0.10, -0.11, 0.0))}
+    assert "no configuration gains beyond the seeds' spread" in fair.batch1_finding(flat)
+    assert fair.batch1_finding({}) == ""

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from gridlib import report, results
+from gridlib.filtergrid.comparison import ONLINE_RUNS
 from gridlib.filtergrid.summary import (
     RULE_RUNS,
     MnistRun,
@@ -32,9 +33,12 @@ from gridlib.filtergrid.summary import (
 
 #: The rules searched and trained at their best (truncated BPTT at the window the book studies).
 TUNED_RUNS = {label: run for label, run in RULE_RUNS.items() if label != "truncated BPTT, K = 1"}
+#: The batch-1 configurations (per-group SGD, one sequence per update, 3 epochs) searched and
+#: trained until they stop improving: the hardware-realistic setting, with no optimiser state.
+BATCH1_RUNS = ONLINE_RUNS
 #: The seeds a rule needs at its chosen step before the findings compare it.
 MIN_SEEDS = 3
-#: The search's epochs (``filtergrid-tune``'s default).
+#: The search's epochs at the original's Adam budget of 10 (``filtergrid-tune``'s default).
 SEARCH_EPOCHS = 3
 #: The search's training images (the first 50,000 of MNIST's training set).
 SEARCH_TRAIN = 50000
@@ -44,11 +48,17 @@ SEARCH_VAL = 10000
 Group = dict[str, dict]
 
 
+def search_epochs(run: MnistRun) -> int:
+    """The search's budget: a third of the run's own, rounded down (3 of Adam's 10 epochs, 1 of
+    batch-1 SGD's 3), so that every candidate of every rule costs about one full run."""
+    return max(1, run.epochs // 3)
+
+
 def search_name(run: MnistRun) -> str:
     """``filtergrid/tune/<rule>_adam_b32_e3_n50000v10000_seed0``: the search of one rule."""
     from gridlib.filtergrid.experiments import run_name
 
-    return run_name(run.rule, run.optimizer, run.batch_size, SEARCH_EPOCHS, SEARCH_TRAIN, 0,
+    return run_name(run.rule, run.optimizer, run.batch_size, search_epochs(run), SEARCH_TRAIN, 0,
                     run.window, run.every_step, n_val=SEARCH_VAL, folder="tune")  # fmt: skip
 
 
@@ -61,10 +71,14 @@ def tuned_name(run: MnistRun, seed: int | str) -> str:
 
 
 def _command(run: MnistRun, seed: int | None) -> str:
-    window = f" --window {run.window}" if run.window is not None else ""
+    flags = f" --window {run.window}" if run.window is not None else ""
+    flags += " --update-every-step true" if run.every_step else ""
+    if run.optimizer != "adam":
+        flags += f" --optimizer {run.optimizer} --batch-size {run.batch_size}"
     if seed is None:
-        return f"python -m gridlib filtergrid-tune --rule {run.rule}{window} --publish"
-    return (f"python -m gridlib filtergrid-mnist --rule {run.rule}{window} "
+        budget = f" --epochs {search_epochs(run)}" if search_epochs(run) != SEARCH_EPOCHS else ""
+        return f"python -m gridlib filtergrid-tune --rule {run.rule}{flags}{budget} --publish"
+    return (f"python -m gridlib filtergrid-mnist --rule {run.rule}{flags} "
             f"--tuned-from {search_name(run)} --seed {seed} --publish")
 
 
@@ -89,25 +103,44 @@ def load(seeds: Sequence[int] = (0, 1, 2)) -> Fair:
     A tuned run is refused (:class:`gridlib.results.ResultsError`) unless it names its rule's
     search and trains at exactly the setting that search chose; seeds of one rule must differ
     in nothing else."""
-    searches, tuned, missing = {}, {}, []
+    searches, missing = load_searches(TUNED_RUNS)
+    tuned = {}
     for label, run in TUNED_RUNS.items():
-        name = search_name(run)
-        if not results.exists(name):
-            missing.append(_command(run, None))
+        if label not in searches:
             tuned[label] = {}
             continue
-        search = results.load(name, expect={"rule": run.rule, "optimizer": run.optimizer,
-                                            "provenance.scale": "full"})  # fmt: skip
-        searches[label] = search
-        chosen = search["metrics"]["chosen"]
-        expect = {k: v for k, v in mnist_expect(run).items() if k not in ("lr", "gain")}
-        expect.update({"lr": chosen["lr"], "gain": chosen["gain"], "tuning.record": name})
+        expect = {**{k: v for k, v in mnist_expect(run).items() if k not in _STEP_KEYS},
+                  **_chosen_expect(run, searches[label])}  # fmt: skip
         group = results.load_group(tuned_name(run, "*"), expect=expect, allow_empty=True)
         tuned[label] = {tuned_name(run, s): group[tuned_name(run, s)] for s in seeds
                         if tuned_name(run, s) in group}  # fmt: skip
         missing += [_command(run, s) for s in seeds if tuned_name(run, s) not in group]
     untuned, _ = load_mnist_runs(seeds=tuple(seeds), runs=TUNED_RUNS)
     return Fair(searches, tuned, untuned, missing)
+
+
+#: The config keys a search chooses: Adam's learning rate or SGD's per-group step, and the gain.
+_STEP_KEYS = ("lr", "eta0", "gain")
+
+
+def load_searches(runs: Mapping[str, MnistRun]) -> tuple[dict[str, dict], list[str]]:
+    """The published search of each of ``runs`` (``{label: record}``) and the commands of the
+    missing ones; a search of another rule, optimiser or scale is refused."""
+    searches, missing = {}, []
+    for label, run in runs.items():
+        name = search_name(run)
+        if not results.exists(name):
+            missing.append(_command(run, None))
+            continue
+        searches[label] = results.load(name, expect={"rule": run.rule, "optimizer": run.optimizer,
+                                                     "batch_size": run.batch_size,
+                                                     "provenance.scale": "full"})  # fmt: skip
+    return searches, missing
+
+
+def _chosen_expect(run: MnistRun, search: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run at ``search``'s choice must declare: the chosen step and gain, and the search."""
+    return {**search["metrics"]["chosen"], "tuning.record": search_name(run)}
 
 
 def _points(values: Sequence[float]) -> str:
@@ -127,7 +160,8 @@ def _paired(a: Group, b: Group) -> str:
 def _setting(search: Mapping[str, Any]) -> str:
     c = search["metrics"]["chosen"]
     edge = [k for k, v in search["metrics"].get("at_edge", {}).items() if v]
-    return f"{c['lr']:g} (gain {c['gain']:g})" + (f", at the grid's edge in {', '.join(edge)}" if edge else "")
+    step = c["lr"] if "lr" in c else c["eta0"]
+    return f"{step:g} (gain {c['gain']:g})" + (f", at the grid's edge in {', '.join(edge)}" if edge else "")
 
 
 def rows(fair: Fair) -> list[dict[str, str]]:
@@ -158,7 +192,8 @@ def search_rows(fair: Fair) -> list[dict[str, str]]:
     out = []
     for label, rec in fair.searches.items():
         m, grid = rec["metrics"], rec["config"]["search"]
-        cands = [(lr, g) for g in grid["gain"] for lr in grid["lr"]]  # tuning.candidates' order
+        steps = grid["lr"] if "lr" in grid else grid["eta0"]
+        cands = [(lr, g) for g in grid["gain"] for lr in steps]  # tuning.candidates' order
         tried = [f"{'**' if i == m['chosen_index'] else ''}{lr:g}: {100 * a:.1f}{'**' if i == m['chosen_index'] else ''}"
                  for i, ((lr, _g), a) in enumerate(zip(cands, m["val/acc"], strict=True))]  # fmt: skip
         out.append({"rule": label, "validation accuracy (%) by step size": ", ".join(tried),
@@ -168,42 +203,58 @@ def search_rows(fair: Fair) -> list[dict[str, str]]:
 
 #: The rules trained until validation accuracy stops improving.
 CONVERGE = ("SnAP-1", "BPTT")
-#: The most epochs those runs may train.
-CONVERGE_EPOCHS = 40
-#: Those runs stop after this many epochs without a better validation accuracy.
-CONVERGE_PATIENCE = 5
+#: The most epochs those runs may train, and after how many epochs without a better validation
+#: accuracy they stop, by optimiser: Adam at batch 32, and per-group SGD at batch 1, whose epoch
+#: is 60,000 updates (32 times as many as Adam's).
+CONVERGE_BUDGET = {"adam": (40, 5), "sgd": (15, 3)}
+#: Adam's budget (:data:`CONVERGE_BUDGET`).
+CONVERGE_EPOCHS, CONVERGE_PATIENCE = CONVERGE_BUDGET["adam"]
 
 
 def converge_name(run: MnistRun, seed: int | str) -> str:
     """``filtergrid/tuned/<rule>_adam_b32_max40p5_n50000v10000_seed<seed>``: a run at the chosen
     setting on the 50,000 training images, until validation accuracy has not improved for 5
-    epochs (at most 40)."""
+    epochs (at most 40; :data:`CONVERGE_BUDGET` for the optimiser)."""
     from gridlib.filtergrid.experiments import run_name
 
-    return run_name(run.rule, run.optimizer, run.batch_size, CONVERGE_EPOCHS, SEARCH_TRAIN, seed,
-                    run.window, run.every_step, n_val=SEARCH_VAL, patience=CONVERGE_PATIENCE,
+    epochs, patience = CONVERGE_BUDGET[run.optimizer]
+    return run_name(run.rule, run.optimizer, run.batch_size, epochs, SEARCH_TRAIN, seed,
+                    run.window, run.every_step, n_val=SEARCH_VAL, patience=patience,
                     folder="tuned")  # fmt: skip
 
 
-def load_curves(fair: Fair, seeds: Sequence[int] = (0, 1, 2)) -> tuple[dict[str, Group], list[str]]:
-    """The runs to convergence of :data:`CONVERGE` (``{label: {name: record}}``), each refused
-    unless it trains at the step its rule's search chose, and the commands of the missing ones."""
+def load_curves(fair: Fair, seeds: Sequence[int] = (0, 1, 2),
+                runs: Mapping[str, MnistRun] | None = None) -> tuple[dict[str, Group], list[str]]:
+    """The runs to convergence (``{label: {name: record}}``) of ``runs`` (default: the rules of
+    :data:`CONVERGE`), each refused unless it trains at the step its rule's search chose, and
+    the commands of the missing ones."""
+    runs = runs if runs is not None else {label: TUNED_RUNS[label] for label in CONVERGE}
     curves, missing = {}, []
-    for label in CONVERGE:
-        run = TUNED_RUNS[label]
+    for label, run in runs.items():
         if label not in fair.searches:
             continue
-        chosen = fair.searches[label]["metrics"]["chosen"]
-        expect = {"rule": run.rule, "lr": chosen["lr"], "gain": chosen["gain"], "n_train": SEARCH_TRAIN,
-                  "max_epochs": CONVERGE_EPOCHS, "patience": CONVERGE_PATIENCE,
-                  "tuning.record": search_name(run), "provenance.scale": "full"}  # fmt: skip
+        epochs, patience = CONVERGE_BUDGET[run.optimizer]
+        expect = {"rule": run.rule, "optimizer": run.optimizer, "batch_size": run.batch_size,
+                  "n_train": SEARCH_TRAIN, "max_epochs": epochs, "patience": patience,
+                  "provenance.scale": "full", **_chosen_expect(run, fair.searches[label])}  # fmt: skip
         group = results.load_group(converge_name(run, "*"), expect=expect, allow_empty=True)
         curves[label] = {converge_name(run, s): group[converge_name(run, s)] for s in seeds
                          if converge_name(run, s) in group}  # fmt: skip
         missing += [f"{_command(run, s)} --validation true --n-train {SEARCH_TRAIN} --patience "
-                    f"{CONVERGE_PATIENCE} --epochs {CONVERGE_EPOCHS}"
+                    f"{patience} --epochs {epochs}"
                     for s in seeds if converge_name(run, s) not in group]  # fmt: skip
     return curves, missing
+
+
+def load_batch1(seeds: Sequence[int] = (0, 1, 2)) -> tuple[Fair, dict[str, Group], list[str]]:
+    """The batch-1 configurations (:data:`BATCH1_RUNS`): their searches and their runs at the
+    original's 3 epochs (as a :class:`Fair` with no tuned 60,000-image runs), their runs to
+    convergence at the chosen steps, and the commands of whatever is missing."""
+    searches, missing = load_searches(BATCH1_RUNS)
+    untuned, _ = load_mnist_runs(seeds=tuple(seeds), runs=BATCH1_RUNS)
+    fair = Fair(searches, {}, untuned, missing)
+    curves, more = load_curves(fair, seeds, runs=BATCH1_RUNS)
+    return fair, curves, missing + more
 
 
 def _by_epoch(group: Group, metric: str) -> np.ndarray:
@@ -215,22 +266,24 @@ def _by_epoch(group: Group, metric: str) -> np.ndarray:
     return out
 
 
-def curve_rows(curves: Mapping[str, Group]) -> list[dict[str, str]]:
+def curve_rows(curves: Mapping[str, Group], budget: int = 10) -> list[dict[str, str]]:
     """Per rule: the epochs each seed ran, the epoch of best validation accuracy, and the
-    validation and test accuracy there (%, mean ± sd), beside the test accuracy after 10 epochs."""
+    validation and test accuracy there (%, mean ± sd), beside the test accuracy after the
+    original's ``budget`` of epochs (10 for Adam, 3 for batch-1 SGD)."""
     out = []
     for label, group in curves.items():
         if not group:
             continue
         ms = [r["metrics"] for r in group.values()]
-        at10 = [r["history"]["test/acc"][9] for r in group.values() if len(r["history"]["test/acc"]) >= 10]
+        at = [r["history"]["test/acc"][budget - 1] for r in group.values()
+              if len(r["history"]["test/acc"]) >= budget]  # fmt: skip
         out.append({
             "rule": label,
             "epochs run": ", ".join(str(m["epochs_run"]) for m in ms),
             "best epoch (validation)": ", ".join(str(m["best_epoch"]) for m in ms),
             "validation accuracy there": report.format_mean_sd([m["best/val/acc"] for m in ms], percent=True, n=False),
             "test accuracy there": report.format_mean_sd([m["best/test/acc"] for m in ms], percent=True, n=True),
-            "test accuracy at epoch 10": report.format_mean_sd(at10, percent=True, n=False) if at10 else "–",
+            f"test accuracy at epoch {budget}": report.format_mean_sd(at, percent=True, n=False) if at else "–",
         })  # fmt: skip
     return out
 
@@ -248,7 +301,8 @@ def curve_figure(curves: Mapping[str, Group]):
         epochs = np.arange(1, len(acc) + 1)
         ax.plot(epochs, acc, color=color, lw=0.7, alpha=0.5)
         mean, sd = np.nanmean(acc, axis=1), np.nan_to_num(np.nanstd(acc, axis=1))
-        ax.plot(epochs, mean, color=color, lw=2, label=f"{label} ({acc.shape[1]} seeds)")
+        seeds = f"{acc.shape[1]} seed{'s' if acc.shape[1] > 1 else ''}"
+        ax.plot(epochs, mean, color=color, lw=2, label=f"{short_label(label)} ({seeds})")
         ax.fill_between(epochs, mean - sd, mean + sd, color=color, alpha=0.15)
         best = [r["metrics"]["best_epoch"] for r in group.values()]
         ax.plot(best, [acc[b - 1, j] for j, b in enumerate(best)], "o", color=color, ms=5)
@@ -281,6 +335,42 @@ def curve_finding(curves: Mapping[str, Group]) -> str:
     return (f"Given as many epochs as help it, SnAP-1's gap to BPTT {word}: on validation data it is "
             f"{np.mean(at10):.1f} points after 10 epochs and {np.mean(best):.1f} points at each "
             f"rule's best epoch ({len(seeds)} seed{'s' if len(seeds) > 1 else ''} that both ran).")
+
+
+def short_label(label: str) -> str:
+    """A configuration's label to its first two clauses (``"online SnAP-1, per-step loss"``), for
+    legends and sentences."""
+    return ", ".join(label.split(", ")[:2])
+
+
+def batch1_finding(curves: Mapping[str, Group], budget: int = 3) -> str:
+    """Where batch-1 SGD really ends, leading with the answer: whether the runs to convergence
+    gain beyond the seeds' spread (:func:`gridlib.report.beyond_spread` of each seed's gain)
+    from the original's ``budget`` of epochs to their best epoch on validation, and each
+    configuration's test accuracy there; empty without runs."""
+    gains, best = {}, {}
+    for label, group in ((k, g) for k, g in curves.items() if g):
+        runs = [r for r in group.values() if len(r["history"]["test/acc"]) >= budget]
+        gains[label] = [100 * (r["metrics"]["best/test/acc"] - r["history"]["test/acc"][budget - 1]) for r in runs]
+        best[label] = [r["metrics"]["best/test/acc"] for r in group.values()]
+    if not best:
+        return ""
+    seeds = min(len(v) for v in best.values())
+    climbing = [short_label(k) for k, v in gains.items() if report.beyond_spread(v)]
+    if seeds < 2:
+        lead = (f"Past the original's {budget} epochs, batch-1 SGD at each rule's own step "
+                + ("gains on every configuration's first seed" if all(np.mean(v) > 0 for v in gains.values())
+                   else "does not gain on every configuration's first seed")
+                + " (one seed each so far, so no spread to judge it by)")  # fmt: skip
+    elif climbing:
+        lead = (f"Batch-1 SGD does not end at the original's {budget} epochs: given more, "
+                f"{', '.join(climbing)} gain beyond the seeds' spread")
+    else:
+        lead = (f"Batch-1 SGD at each rule's own step ends near the original's {budget} epochs: "
+                "no configuration gains beyond the seeds' spread from more epochs")
+    parts = [f"{short_label(k)} {report.format_mean_sd(best[k], percent=True, n=True)} at its best epoch "
+             f"({np.mean(gains[k]):+.1f} points on epoch {budget})" for k in best]  # fmt: skip
+    return f"{lead}: {'; '.join(parts)}."
 
 
 def moves(fair: Fair) -> dict[str, tuple[float, bool]]:
@@ -321,6 +411,6 @@ def findings(fair: Fair) -> list[str]:
     return out
 
 
-__all__ = ["CONVERGE", "CONVERGE_EPOCHS", "CONVERGE_PATIENCE", "MIN_SEEDS", "SEARCH_EPOCHS", "SEARCH_TRAIN", "SEARCH_VAL",
-           "TUNED_RUNS", "Fair", "converge_name", "curve_figure", "curve_finding", "curve_rows", "findings",
-           "load", "load_curves", "moves", "rows", "search_name", "search_rows", "tuned_name"]
+__all__ = ["BATCH1_RUNS", "CONVERGE", "CONVERGE_BUDGET", "CONVERGE_EPOCHS", "CONVERGE_PATIENCE", "MIN_SEEDS", "SEARCH_EPOCHS", "SEARCH_TRAIN", "SEARCH_VAL",
+           "TUNED_RUNS", "Fair", "batch1_finding", "converge_name", "curve_figure", "curve_finding", "curve_rows", "findings",
+           "load", "load_batch1", "load_curves", "load_searches", "moves", "rows", "search_epochs", "search_name", "search_rows", "short_label", "tuned_name"]
