@@ -370,3 +370,22 @@ def test_batch1_finding_judges_the_gain_by_the_seeds_spread():
     flat = {"SnAP-1, sum loss, one update per sequence": group((0.10, -0.11, 0.0))}
     assert "no configuration gains beyond the seeds' spread" in fair.batch1_finding(flat)
     assert fair.batch1_finding({}) == ""
+
+
+def test_changed_verdicts_name_each_pair_once_and_only_where_the_verdict_moved():
+    from gridlib.filtergrid import fair
+
+    untuned = {"BPTT": _group((0.60, 0.61, 0.62)), "SnAP-1": _group((0.40, 0.41, 0.42)),
+               "SnAP-0": _group((0.40, 0.42, 0.41))}  # fmt: skip
+    tuned = {"BPTT": _group((0.70, 0.40, 0.55)), "SnAP-1": _group((0.41, 0.42, 0.43)),
+             "SnAP-0": _group((0.41, 0.43, 0.42))}  # fmt: skip
+    runs = fair.Fair({}, tuned, untuned, [])
+    # BPTT's lead over SnAP-1 falls within the spread (its seeds scatter), and so against SnAP-0;
+    # SnAP-0 against SnAP-1 stays within: no verdict moved there
+    assert fair.changed_verdicts(runs) == {("BPTT", "SnAP-1"): ("better", "within"),
+                                           ("SnAP-0", "BPTT"): ("worse", "within")}  # fmt: skip
+    text = fair.verdict_finding(runs)
+    assert text.startswith("Tuning changes 2 verdicts") and "BPTT is now within the seeds' spread of SnAP-1" in text
+    same = fair.Fair({}, untuned, untuned, [])
+    assert fair.verdict_finding(same).startswith("Tuning changes no verdict")
+    assert fair.verdict_finding(fair.Fair({}, {"SnAP-1": _group((0.4,))}, untuned, [])) == ""

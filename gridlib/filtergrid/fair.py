@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from gridlib import report, results
-from gridlib.filtergrid.comparison import ONLINE_RUNS
+from gridlib.filtergrid.comparison import ONLINE_RUNS, in_words, paired_points, spread_verdicts
 from gridlib.filtergrid.summary import (
     RULE_RUNS,
     MnistRun,
@@ -373,6 +373,48 @@ def batch1_finding(curves: Mapping[str, Group], budget: int = 3) -> str:
     return f"{lead}: {'; '.join(parts)}."
 
 
+def changed_verdicts(fair: Fair) -> dict[tuple[str, str], tuple[str, str]]:
+    """``{(rule, reference): (before, after)}``: the comparisons with SnAP-1 and with BPTT whose
+    verdict (``"better"``, ``"worse"`` or ``"within"`` the seeds' spread, paired on the same
+    seeds; :func:`gridlib.filtergrid.comparison.spread_verdicts`) differs between the original's
+    setting and each rule's own; only rules with :data:`MIN_SEEDS` tuned seeds are judged."""
+    tuned = {k: g for k, g in fair.tuned.items() if len(g) >= MIN_SEEDS}
+    out = {}
+    for ref in ("SnAP-1", "BPTT"):
+        if ref not in tuned:
+            continue
+        before = spread_verdicts(paired_points(fair.untuned, ref))
+        after = spread_verdicts(paired_points(tuned, ref))
+        out.update({(k, ref): (before[k], v) for k, v in after.items()
+                    if k in before and before[k] != v and (ref, k) not in out})  # one pair, once
+    return out
+
+
+#: A verdict now, and as it was: ``"{rule} {now} {reference} ({was})"``.
+_NOW = {"better": "now leads", "worse": "now trails", "within": "is now within the seeds' spread of"}
+_WAS = {"better": "it led beyond the seeds' spread", "worse": "it trailed beyond the seeds' spread",
+        "within": "within the spread"}  # fmt: skip
+
+
+def verdict_finding(fair: Fair) -> str:
+    """Which conclusions tuning changed, answer first: the comparisons with SnAP-1 and BPTT whose
+    verdict moved between the original's setting and each rule's own (:func:`changed_verdicts`);
+    empty until SnAP-1 or BPTT has its tuned seeds."""
+    if not any(len(fair.tuned.get(ref) or {}) >= MIN_SEEDS for ref in ("SnAP-1", "BPTT")):
+        return ""
+    changed = changed_verdicts(fair)
+    judged = in_words([k for k, g in fair.tuned.items() if len(g) >= MIN_SEEDS])
+    if not changed:
+        return (f"Tuning changes no verdict of the comparisons with SnAP-1 and BPTT ({judged} "
+                "judged, each on the same seeds at both settings).")
+    parts = [f"{rule} {_NOW[b]} {ref}{' beyond it' if b != 'within' else ''} ({_WAS[a]} at the "
+             "original's setting)" for (rule, ref), (a, b) in changed.items()]  # fmt: skip
+    n = len(changed)
+    return (f"Tuning changes {n} verdict{'s' if n > 1 else ''} of the comparisons with SnAP-1 and "
+            f"BPTT ({judged} judged, on the same seeds): at each rule's own step, "
+            + "; ".join(parts) + ".")
+
+
 def moves(fair: Fair) -> dict[str, tuple[float, bool]]:
     """``{label: (points, beyond)}``: how far each rule's mean test accuracy moved from the
     original's setting to its own, and whether beyond the seeds' spread at both settings
@@ -412,5 +454,5 @@ def findings(fair: Fair) -> list[str]:
 
 
 __all__ = ["BATCH1_RUNS", "CONVERGE", "CONVERGE_BUDGET", "CONVERGE_EPOCHS", "CONVERGE_PATIENCE", "MIN_SEEDS", "SEARCH_EPOCHS", "SEARCH_TRAIN", "SEARCH_VAL",
-           "TUNED_RUNS", "Fair", "batch1_finding", "converge_name", "curve_figure", "curve_finding", "curve_rows", "findings",
-           "load", "load_batch1", "load_curves", "load_searches", "moves", "rows", "search_epochs", "search_name", "search_rows", "short_label", "tuned_name"]
+           "TUNED_RUNS", "Fair", "batch1_finding", "changed_verdicts", "converge_name", "curve_figure", "curve_finding", "curve_rows", "findings",
+           "load", "load_batch1", "load_curves", "load_searches", "moves", "rows", "search_epochs", "search_name", "search_rows", "short_label", "tuned_name", "verdict_finding"]
