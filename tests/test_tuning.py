@@ -389,3 +389,16 @@ def test_changed_verdicts_name_each_pair_once_and_only_where_the_verdict_moved()
     same = fair.Fair({}, untuned, untuned, [])
     assert fair.verdict_finding(same).startswith("Tuning changes no verdict")
     assert fair.verdict_finding(fair.Fair({}, {"SnAP-1": _group((0.4,))}, untuned, [])) == ""
+
+
+def test_the_neighbour_finding_says_each_setting_and_names_rules_of_one_verdict_together():
+    from gridlib.filtergrid import fair
+
+    untuned = {"SnAP-1": _group((0.40, 0.41, 0.42)), "SnAP-0": _group((0.40, 0.42, 0.41)),
+               "SnAP-2": _group((0.41, 0.40, 0.42))}  # fmt: skip
+    tuned = {**untuned, "SnAP-2": _group((0.30, 0.31, 0.32))}
+    text = fair.neighbour_finding(fair.Fair({}, tuned, untuned, []))
+    assert text == ("At the original's setting SnAP-0 and SnAP-2 end within the seeds' spread of SnAP-1; "
+                    "at each rule's own step SnAP-0 ends within the seeds' spread of SnAP-1 and SnAP-2 "
+                    "trails SnAP-1 beyond the seeds' spread.")  # fmt: skip
+    assert fair.neighbour_finding(fair.Fair({}, {}, untuned, [])).count(";") == 0

@@ -415,6 +415,35 @@ def verdict_finding(fair: Fair) -> str:
             + "; ".join(parts) + ".")
 
 
+def _against(verdicts: Mapping[str, str], ref: str) -> str:
+    """``{rule: verdict}`` against ``ref`` as one clause, rules of one verdict named together."""
+    verbs = {"within": ("ends", "end", f"within the seeds' spread of {ref}"),
+             "worse": ("trails", "trail", f"{ref} beyond the seeds' spread"),
+             "better": ("leads", "lead", f"{ref} beyond the seeds' spread")}  # fmt: skip
+    parts = []
+    for verdict, (one, many, rest) in verbs.items():
+        rules = [k for k, v in verdicts.items() if v == verdict]
+        if rules:
+            parts.append(f"{in_words(rules)} {one if len(rules) == 1 else many} {rest}")
+    return " and ".join(parts)
+
+
+def neighbour_finding(fair: Fair, rules: Sequence[str] = ("SnAP-0", "SnAP-2")) -> str:
+    """How SnAP-1's neighbours in the locality class (``rules``) compare with it at the
+    original's setting and at each rule's own step, on the same seeds, by the spread rule; the
+    tuned half only for rules with :data:`MIN_SEEDS` tuned seeds; empty without the untuned runs."""
+    pick = ("SnAP-1", *rules)
+    before = spread_verdicts(paired_points({k: fair.untuned[k] for k in pick if fair.untuned.get(k)}, "SnAP-1"))
+    if not before:
+        return ""
+    tuned = {k: fair.tuned[k] for k in pick if len(fair.tuned.get(k) or {}) >= MIN_SEEDS}
+    after = spread_verdicts(paired_points(tuned, "SnAP-1")) if "SnAP-1" in tuned else {}
+    text = f"At the original's setting {_against(before, 'SnAP-1')}"
+    if after:
+        text += f"; at each rule's own step {_against(after, 'SnAP-1')}"
+    return text + "."
+
+
 def moves(fair: Fair) -> dict[str, tuple[float, bool]]:
     """``{label: (points, beyond)}``: how far each rule's mean test accuracy moved from the
     original's setting to its own, and whether beyond the seeds' spread at both settings
@@ -455,4 +484,4 @@ def findings(fair: Fair) -> list[str]:
 
 __all__ = ["BATCH1_RUNS", "CONVERGE", "CONVERGE_BUDGET", "CONVERGE_EPOCHS", "CONVERGE_PATIENCE", "MIN_SEEDS", "SEARCH_EPOCHS", "SEARCH_TRAIN", "SEARCH_VAL",
            "TUNED_RUNS", "Fair", "batch1_finding", "changed_verdicts", "converge_name", "curve_figure", "curve_finding", "curve_rows", "findings",
-           "load", "load_batch1", "load_curves", "load_searches", "moves", "rows", "search_epochs", "search_name", "search_rows", "short_label", "tuned_name", "verdict_finding"]
+           "load", "load_batch1", "load_curves", "load_searches", "moves", "neighbour_finding", "rows", "search_epochs", "search_name", "search_rows", "short_label", "tuned_name", "verdict_finding"]
