@@ -36,8 +36,11 @@ if [ "${1:-}" = "--pack" ]; then
   exec "$py" benchmarks/device_check.py --pack "$@"
 fi
 
-# The data sets, packed here and carried (the device machine cannot fetch them).
-if [ -z "${GRIDLIB_DATA:-}" ] && [ -d "$PACK/data" ]; then
+# The data sets, packed here and carried (the device machine cannot fetch them). Only where no
+# data cache exists (the device machine): a run here reads the usual cache, because the data
+# module writes decoded copies into the folder it reads, and those would push the carried pack
+# over the device tool's 64 MiB.
+if [ -z "${GRIDLIB_DATA:-}" ] && [ -d "$PACK/data" ] && ! compgen -G "$HOME/.cache/gridlib/*" >/dev/null; then
   export GRIDLIB_DATA="$ROOT/$PACK/data"
 fi
 # Carried wheels, if any (README of the device tool: --no-index into a folder on PYTHONPATH).
