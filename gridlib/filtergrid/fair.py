@@ -9,8 +9,13 @@ budget, on several seeds (``filtergrid-mnist --tuned-from``), and is scored on t
 
 :func:`load` reads the searches and the runs (a run must name the search it used and carry the
 setting that search chose), :func:`rows` tabulates them beside the untuned runs with paired
-differences, :func:`search_rows` shows each search, and :func:`findings` states the result.
-Nothing here trains or times anything.
+differences, :func:`search_rows` shows each search, and :func:`findings`,
+:func:`verdict_finding` (which conclusions tuning changed) and :func:`neighbour_finding` state
+the result. :func:`load_curves` reads the runs that train until validation accuracy stops
+improving. The batch-1 SGD configurations (:data:`BATCH1_RUNS`) search their per-group step
+the same way, with a third of their own budget (:func:`search_epochs`), and only train to
+convergence (:func:`load_batch1`, :func:`batch1_finding`). Nothing here trains or times
+anything.
 """
 
 from __future__ import annotations
