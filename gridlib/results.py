@@ -596,14 +596,15 @@ def remake_note(record: Mapping[str, Any]) -> str:
         f" and {len(moved) - 3} more changes" if len(moved) > 3 else "")
 
 
-def describe(record: Mapping[str, Any]) -> str:
-    """A compact one-line provenance statement (plain text, no Markdown)."""
+def describe(record: Mapping[str, Any], remade: bool = True) -> str:
+    """A compact one-line provenance statement (plain text, no Markdown); with ``remade``, what a
+    remade record replaced (:func:`remake_note`), where it says."""
     p = record["provenance"]
     commit = (p.get("git_commit") or "unknown")[:7]
     dirty = dirty_note(record)
     seed = f", seed {p['seed']}" if p.get("seed") is not None else ""
     resumed = f", resumed {len(p['resumed'])}x" if p.get("resumed") else ""
-    remade = remake_note(record)
+    remade = remake_note(record) if remade else ""
     return (
         f"{short_command(record)} · commit {commit}{f' · {dirty}' if dirty else ''} · "
         f"{str(p.get('date_utc', '?'))[:10]}{resumed} · {p.get('cpu_count', '?')} cores, "

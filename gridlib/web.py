@@ -99,7 +99,7 @@ def unpack(blob: bytes) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 
 
 def _provenance(record: Mapping[str, Any]) -> dict[str, Any]:
-    return {"name": record["name"], "describe": results.describe(record),
+    return {"name": record["name"], "describe": results.describe(record, remade=False),
             "config": record["config"], "metrics": record["metrics"]}
 
 

@@ -353,7 +353,8 @@ async function main() {
   const said = (b, what) => `${what}: ${b.meta.trained.name} (${b.meta.trained.describe}).`;
   const absent = [!ng && "NeuralGrid", !gn && "gridnet"].filter(Boolean);
   if (ng) $("live-ng-provenance").textContent = said(ng, "NeuralGrid");
-  $("live-models-note").textContent = [gn && said(gn, "gridnet"),
+  const gnAcc = gn && gn.meta.trained.metrics.test_acc;
+  $("live-models-note").textContent = [gn && `gridnet: ${gn.meta.trained.name}, test accuracy ${(100 * gnAcc).toFixed(2)} % on the 10,000 test digits (${gn.meta.trained.describe}).`,
     absent.length ? `This build of the book has no saved parameters for ${absent.join(" or ")}, so ${absent.length > 1 ? "their panels are" : "its panel is"} not shown.` : ""]
     .filter(Boolean).join(" ");
 
