@@ -30,6 +30,17 @@
    ``gridlib_authoryear``: the same names as the citations (one author, "A and B", "A et al."),
    a comma and the year, and "a", "b", ... after the year where two entries would share a label.
 
+5. **Every inline script once.** sphinx-thebe (``const THEBE_JS_URL = ...``) and
+   sphinx-togglebutton (``var togglebuttonSelector = ...``) register inline scripts after the
+   HTML builder was initialised. Sphinx 7.4 adds such a script to the builder's list twice: at
+   registration as ``_JavaScript(None, body=...)`` and again before writing as
+   ``_JavaScript('', body=...)``, which its duplicate test does not take for the same script (the
+   file name ``None`` differs from ``''``). Every page then declared ``const THEBE_JS_URL`` twice
+   (``SyntaxError: Identifier 'THEBE_JS_URL' has already been declared``). Each page's
+   ``script_files`` keep the first of the entries with the same file (``None`` and ``''`` both
+   meaning inline), priority and attributes, the body included. tests/browser/check_pages.py
+   fails on a page that declares a top-level ``const``/``let`` twice or loads a script twice.
+
 Both header-button hooks run after sphinx-book-theme's (``html-page-context`` priority 501).
 """
 
@@ -74,6 +85,32 @@ def _drop_static_mathjax(app: Sphinx, config: Any) -> None:
     # the live page's ES modules (_static/live, gridlib.web) are loaded by that page alone
     config.html_js_files = [e for e in config.html_js_files
                             if filename(e) != mathjax and not filename(e).startswith("live/")]
+
+
+def script_key(script: Any) -> tuple:
+    """What makes two entries of a page's ``script_files`` the same script: the file (``""`` for
+    an inline one, whether registered as ``None`` or ``""``), the priority and every attribute,
+    an inline script's ``body`` included."""
+    attrs = getattr(script, "attributes", {}) or {}
+    return (getattr(script, "filename", script) or "", getattr(script, "priority", None),
+            tuple(sorted((k, str(v)) for k, v in attrs.items())))
+
+
+def unique_scripts(scripts: list) -> list:
+    """``scripts`` without repeats (:func:`script_key`), in their order, the first kept."""
+    seen: set[tuple] = set()
+    out = []
+    for script in scripts:
+        key = script_key(script)
+        if key not in seen:
+            seen.add(key)
+            out.append(script)
+    return out
+
+
+def _unique_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    if context.get("script_files"):
+        context["script_files"] = unique_scripts(list(context["script_files"]))
 
 
 def _executed_notebook(app: Sphinx, pagename: str) -> Path | None:
@@ -180,4 +217,5 @@ def setup(app: Sphinx) -> dict[str, Any]:
     # after sphinx.builders.html's convert_html_js_files (800), before the builder reads the list
     app.connect("config-inited", _drop_static_mathjax, priority=900)
     app.connect("html-page-context", _notebook_buttons, priority=AFTER_THEME)
+    app.connect("html-page-context", _unique_scripts, priority=AFTER_THEME)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

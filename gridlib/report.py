@@ -274,9 +274,13 @@ def findings(items: Sequence[str]):
 
 
 def _tex_lines(expr: Any, terms_per_line: int | None) -> list[str]:
-    """LaTeX of ``expr``, a sum cut into lines of at most ``terms_per_line`` terms."""
+    """LaTeX of ``expr``, a sum cut into lines of at most ``terms_per_line`` terms; a list or
+    tuple of terms (sympy or LaTeX) is their sum, one term per line."""
     import sympy as sp
 
+    if isinstance(expr, list | tuple):
+        tex = [t if isinstance(t, str) else sp.latex(t) for t in expr]
+        return tex[:1] + [t if t.startswith("-") else f"+ {t}" for t in tex[1:]]
     if isinstance(expr, str):
         return [expr]
     terms = expr.as_ordered_terms() if isinstance(expr, sp.Add) and terms_per_line else [expr]
@@ -297,7 +301,9 @@ def math_rows(rows: Sequence[tuple[str, Any]], relation: str = "=", gap: str | N
     """Typeset ``(left LaTeX, sympy expression or LaTeX)`` pairs as one aligned display (an
     IPython ``Math`` object), one pair per line (``gap`` apart, e.g. ``"4pt"``), so that the
     display is only as wide as its longest pair. With ``terms_per_line``, a longer sum continues
-    on further lines."""
+    on further lines; a right-hand side given as a list of terms (e.g. ``expr.as_ordered_terms()``)
+    is their sum with one term per line, so that a display too wide for a phone (390 px) can be
+    broken where the reader expects it."""
     from IPython.display import Math
 
     lines = []

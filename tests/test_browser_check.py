@@ -217,3 +217,34 @@ def test_narrow_pages_limits_the_phone_width_to_those_pages(site, tmp_path, chro
     rc, report, lines = _check(site, "table-cut.html", tmp_path / "out", chromium, capsys,
                                "--narrow-pages", "index.html")
     assert rc == 0 and [p["width"] for p in report["pages"]] == [1280], lines
+
+
+def test_a_name_declared_twice_or_a_script_loaded_twice_fails():
+    # read from the HTML (no browser): sphinx-thebe's inline configuration reached every page
+    # twice (SyntaxError: Identifier 'THEBE_JS_URL' has already been declared)
+    thebe = '<script>const THEBE_JS_URL = "u"; const thebe_selector = ".cell"</script>'
+    twice = f'<script src="_static/a.js?v=1"></script>{thebe}<script src="_static/a.js?v=2"></script>{thebe}'
+    kinds = [(d["kind"], d["detail"].split(" declared")[0]) for d in check_pages.script_defects(twice)]
+    assert kinds[0] == ("script-twice", "<script src=_static/a.js> loaded twice (scripts 1 and 3)")
+    assert [k for _, k in kinds[1:]] == ["top-level 'THEBE_JS_URL'", "top-level 'thebe_selector'"]
+    once = ('<script>var t = 1; function f() { const x = 1 }</script><script>var t = 2; '
+            'function g() { const x = 2; let s = "{" }</script><script type="module">const m = 1</script>'
+            '<script type="module">const m = 2</script><script type="text/x-thebe-config">{}</script>')
+    assert check_pages.script_defects(once) == []
+
+
+def test_one_wait_for_a_reply_serves_both_drivers():
+    # tests/browser/replies.py: check_pages.Chromium and live_firefox.Firefox wait through it
+    import threading
+
+    r = check_pages.replies.Replies()
+    sent = []
+
+    def send(msg_id):
+        sent.append(msg_id)
+        threading.Timer(0.01, r.deliver, (msg_id, {"id": msg_id, "result": {"ok": 1}})).start()
+
+    assert r.request("A.b", send, timeout=5) == {"id": 1, "result": {"ok": 1}}
+    with pytest.raises(TimeoutError, match="C.d: no answer within 0 s"):
+        r.request("C.d", sent.append, timeout=0.05)
+    assert sent == [1, 2] and r.waiting == {}

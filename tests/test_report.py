@@ -63,3 +63,12 @@ def test_one_spread_rule_a_t_interval_over_the_seeds():
     # unpaired: |10 - 5| = 5 against 4.303 * sqrt(1/3 + 1/3) = 3.51 (sd 1 each)
     assert report.groups_differ([9.0, 10.0, 11.0], [4.0, 5.0, 6.0]) is True
     assert report.groups_differ([9.0, 10.0, 11.0], [6.0, 7.0, 8.0]) is False
+
+
+def test_math_rows_puts_a_list_of_terms_one_per_line():
+    import sympy as sp
+
+    a, b = sp.symbols("a b")
+    tex = report.math_rows([(r"\eta", [a, -b, r"\frac{1}{2}"]), ("y", a + b)]).data
+    assert tex == (r"\begin{aligned}\eta &= a \\ &\phantom{=} - b \\ &\phantom{=} + \frac{1}{2} \\ "
+                   r"y &= a + b\end{aligned}")

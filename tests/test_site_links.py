@@ -160,3 +160,15 @@ def test_static_mathjax_entry_is_dropped():
                              html_js_files=[("mathjax/tex-svg.js", {}), ("other.js", {"defer": "defer"})])
     gridlib_book._drop_static_mathjax(None, config)
     assert config.html_js_files == [("other.js", {"defer": "defer"})]
+
+
+def test_each_inline_script_is_on_a_page_once():
+    """THEBE_JS_URL was declared twice on every page: Sphinx 7.4 lists an inline script
+    registered after the builder's start as ``_JavaScript(None, ...)`` and again as
+    ``_JavaScript('', ...)``, which its own duplicate test takes for two scripts."""
+    from sphinx.builders.html._assets import _JavaScript
+
+    thebe = _JavaScript(None, body='const THEBE_JS_URL = "x"')
+    scripts = [thebe, _JavaScript("a.js"), _JavaScript("", body='const THEBE_JS_URL = "x"'),
+               _JavaScript("a.js", defer="defer"), _JavaScript("", body="var other = 1")]
+    assert gridlib_book.unique_scripts(scripts) == [thebe, scripts[1], scripts[3], scripts[4]]

@@ -1,7 +1,9 @@
-"""EP training: the task for ``fit`` and the command-line experiments of chapters 21, 22 and 62.
+"""EP training: the task for ``fit`` and the command-line experiments of the chapters
+*Why the first JAX attempt did not converge*, *Equilibrium propagation on MNIST* and
+*Equilibrium propagation on Fashion-MNIST*.
 
 * ``python -m gridlib ep-mnist`` EP (or ``--estimator symmetric`` / ``bptt``) on MNIST, or on
-  Fashion-MNIST with ``--dataset fashion_mnist`` (chapter 62)
+  Fashion-MNIST with ``--dataset fashion_mnist`` (*Equilibrium propagation on Fashion-MNIST*)
   -> ``results/ep/<dataset>_<sizes>_<estimator>_seed<s>.json`` (:func:`results_name`); checkpoints
   in ``runs/ep/...``, so an interrupted run resumes;
 * ``python -m gridlib ep-seed-failures`` one short run per seed-notebook variant
@@ -166,8 +168,8 @@ def run_pair(splits, *, epochs: int, cfg: EPConfig = DEFAULT, seed: int = 0,
     """``cfg`` trained by EP and the same sizes trained by backprop, on the same ``splits``;
     returns ``{"EP": Run, "backprop": Run}``, each evaluated on the test split.
 
-    The backprop network is chapter 22's baseline: a feed-forward MLP with the clipped activation,
-    softmax cross-entropy and Adam at 1e-3, minibatches of 20.
+    The backprop network is the baseline of *Equilibrium propagation on MNIST*: a feed-forward
+    MLP with the clipped activation, softmax cross-entropy and Adam at 1e-3, minibatches of 20.
     """
     import optax
 

@@ -290,7 +290,7 @@ def one_hot(labels, n_classes: int) -> jax.Array:
     """One-hot targets ``(B, n_classes)`` for EVERY label; out-of-range labels raise.
 
     (``jax.nn.one_hot`` of a prefix of the labels, as in the seed notebook, and index clamping
-    under jit silently give wrong targets; see chapter 21.)
+    under jit silently give wrong targets; see *Why the first JAX attempt did not converge*.)
     """
     lab = None if isinstance(labels, jax.core.Tracer) else np.asarray(labels)
     if lab is not None and lab.size and (lab.min() < 0 or lab.max() >= n_classes):

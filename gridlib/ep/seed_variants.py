@@ -1,6 +1,7 @@
 """The seed notebook's failures, one at a time: its energy and the data pipeline it had.
 
-Chapter 21 measures every suspicious line of the seed alone. The model-side ones are options
+The chapter *Why the first JAX attempt did not converge* measures every suspicious line of the
+seed alone. The model-side ones are options
 of :class:`~gridlib.ep.model.EPConfig` (``rho="hard_sigmoid"``, ``aggregate="sum"``,
 ``sign="example-mismatch"``, ``state_grad="mean"``; ``square="u"`` is the paper's form, not a
 bug); the data-pipeline ones are :func:`seed_variant_splits`. :data:`SEED_VARIANTS` names every

@@ -26,7 +26,7 @@
 - :mod:`~gridlib.filtergrid.tuning`    each rule's settings chosen on validation data: every candidate
   of a grid trained at once (vmap), early stopping on validation
 - :mod:`~gridlib.filtergrid.fair`      every rule at the setting its own search chose, beside the
-  original's setting, with paired differences (what chapter 16 loads)
+  original's setting, with paired differences (what *One grid, every temporal rule* loads)
 
 Example:
     Build a 4 x 3 grid, run one time step, then take the gradient of one sequence's loss

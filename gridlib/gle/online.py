@@ -3,7 +3,7 @@
 The rule itself -- the local, phase-corrected errors and the weight and time-constant gradients
 they give -- is computed inside :func:`gridlib.gle.model.step` (it is part of the dynamics). This
 module applies it the way the model runs: plasticity on at every ``dt``, then the optional clamp of
-``tau_m`` (chapter 31).
+``tau_m`` (*GLE teacher–student: LagLine and LagNet*).
 """
 
 from __future__ import annotations

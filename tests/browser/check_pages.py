@@ -42,6 +42,10 @@ reports at the main width
 * ``output-garbled``  pytest output (``ipytest``) that arrived in pieces: progress dots one per
   line, or the ``[100%]`` marker alone on a padded line;
 * ``build-message``   a docutils system message or ``problematic`` node left in the page;
+* ``script-twice``    read from the page's HTML, not the browser: a name declared at the top
+  level (``const``/``let``/``class``) by two classic inline ``<script>`` blocks, or twice in
+  one (the second is a ``SyntaxError`` and none of its script runs), or one ``<script src>``
+  loaded twice (query strings such as ``?v=...`` aside);
 * ``check-failed``    the page could not be checked (time-out, script error).
 
 At the other widths (the phone) only what depends on the width is checked: ``page-too-wide``,
@@ -79,6 +83,7 @@ import argparse
 import base64
 import functools
 import http.server
+import importlib.util
 import json
 import os
 import queue
@@ -90,6 +95,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location("browser_replies", Path(__file__).with_name("replies.py"))
+replies = importlib.util.module_from_spec(_spec)  # the command/reply bookkeeping of both drivers
+_spec.loader.exec_module(replies)
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
 CHROMIUM_FLAGS = (
@@ -152,10 +161,8 @@ class Chromium:
             os.close(to_child_r)
             os.close(from_child_w)
         self.out, self.inp = to_child_w, from_child_r
-        self.next_id = 0
-        self.lock = threading.Lock()
         self.closed = False
-        self.replies: dict[int, queue.Queue] = {}
+        self.replies = replies.Replies()
         self.sessions: dict[str, queue.Queue] = {}
         threading.Thread(target=self._read, daemon=True).start()
         try:
@@ -175,29 +182,22 @@ class Chromium:
                 self.closed = True
                 for q in list(self.sessions.values()):
                     q.put(None)
-                for q in list(self.replies.values()):
-                    q.put({"error": {"message": "browser closed the pipe"}})
+                self.replies.fail_all({"error": {"message": "browser closed the pipe"}})
                 return
             buf += chunk
             *messages, buf = buf.split(b"\0")
             for raw in messages:
                 msg = json.loads(raw)
                 if "id" in msg:
-                    q = self.replies.get(msg["id"])
-                else:
-                    q = self.sessions.get(msg.get("sessionId", ""))
-                if q is not None:
+                    self.replies.deliver(msg["id"], msg)
+                elif (q := self.sessions.get(msg.get("sessionId", ""))) is not None:
                     q.put(msg)
 
     def call(self, method: str, params: dict | None = None, session: str | None = None,
              timeout: float = PAGE_TIMEOUT_S) -> dict:
-        q: queue.Queue = queue.Queue()
-        with self.lock:
+        def send(msg_id: int) -> None:
             if self.closed:
                 raise BrowserUnavailable(f"{method}: the browser has gone")
-            self.next_id += 1
-            msg_id = self.next_id
-            self.replies[msg_id] = q
             msg = {"id": msg_id, "method": method, "params": params or {}}
             if session:
                 msg["sessionId"] = session
@@ -206,14 +206,9 @@ class Chromium:
                 while data:
                     data = data[os.write(self.out, data):]
             except OSError as exc:
-                self.replies.pop(msg_id, None)
                 raise BrowserUnavailable(f"{method}: browser pipe closed ({exc})") from exc
-        try:
-            reply = q.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError(f"{method}: no answer within {timeout:.0f} s") from None
-        finally:
-            self.replies.pop(msg_id, None)
+
+        reply = self.replies.request(method, send, timeout)
         if "error" in reply:
             raise RuntimeError(f"{method}: {reply['error'].get('message')}")
         return reply.get("result", {})
@@ -617,6 +612,62 @@ async (scrollTolerance, mathjaxTimeoutMs, narrow) => {
 """
 
 
+# ---- what is checked in the page's HTML ------------------------------------------------------
+
+SCRIPT_TAG = re.compile(r"<script\b([^>]*)>(.*?)</script\s*>", re.S | re.I)
+SCRIPT_ATTR = re.compile(r"""([\w-]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+)))?""")
+# non-JavaScript data blocks (thebe's text/x-thebe-config, JSON) declare nothing
+CLASSIC_TYPES = ("", "text/javascript", "application/javascript")
+JS_SKIP = re.compile(r"""//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'|`(?:\\.|[^`\\])*`""", re.S)
+JS_DECL = re.compile(r"(?<![\w$.])(const|let|class)\s+([A-Za-z_$][\w$]*)")
+
+
+def top_level_declarations(js: str) -> list[str]:
+    """Names that the script ``js`` declares with ``const``, ``let`` or ``class`` outside any
+    block (``{...}``): the declarations that a classic script puts into the page's one global
+    scope, where a second declaration of a name is a ``SyntaxError``. Comments and string
+    literals are skipped; a destructuring declaration is not read (its names are not listed),
+    and for ``let a = 1, b = 2`` only ``a`` is."""
+    code = JS_SKIP.sub(lambda m: " " if m.group(0)[0] == "/" else '""', js)
+    names, depth, pos = [], 0, 0
+    for m in JS_DECL.finditer(code):
+        chunk = code[pos:m.start()]
+        depth += chunk.count("{") - chunk.count("}")
+        pos = m.start()
+        if depth == 0:
+            names.append(m.group(2))
+    return names
+
+
+def script_defects(html: str) -> list[dict]:
+    """The ``script-twice`` defects of a page's HTML (see the module's docstring)."""
+    defects: list[dict] = []
+    declared: dict[str, int] = {}
+    sources: dict[str, int] = {}
+    for n, m in enumerate(SCRIPT_TAG.finditer(html), 1):
+        attrs = {a.group(1).lower(): next((g for g in a.groups()[1:] if g is not None), "")
+                 for a in SCRIPT_ATTR.finditer(m.group(1))}
+        src = attrs.get("src")
+        if src:
+            key = src.split("?")[0].split("#")[0]
+            if key in sources:
+                defects.append({"kind": "script-twice",
+                                "detail": f"<script src={key}> loaded twice (scripts {sources[key]} and {n})"})
+            else:
+                sources[key] = n
+            continue
+        if attrs.get("type", "").strip().lower() not in CLASSIC_TYPES:
+            continue  # an ES module has a scope of its own; a data block declares nothing
+        for name in top_level_declarations(m.group(2)):
+            if name in declared:
+                defects.append({"kind": "script-twice",
+                                "detail": f"top-level {name!r} declared twice (inline scripts "
+                                          f"{declared[name]} and {n}): {m.group(2).strip()[:80]}"})
+            else:
+                declared[name] = n
+    return defects
+
+
 # ---- checking pages --------------------------------------------------------------------------
 
 REFRESH = re.compile(r"""<meta\s+http-equiv=["']?refresh["']?\s+content=["']?\s*\d+\s*;\s*url=([^"'>\s]+)""", re.I)
@@ -643,8 +694,8 @@ def check_page(browser: Chromium, session: str, base: str, rel: Path, html_dir: 
     defects: list[dict] = []
     notes: list[dict] = []
     stats: dict = {}
-    source = (html_dir / rel).read_text(errors="replace")[:4000]
-    redirect = REFRESH.search(source)
+    html = (html_dir / rel).read_text(errors="replace")
+    redirect = REFRESH.search(html[:4000])
     if redirect and narrow:
         return {"defects": defects, "notes": notes, "stats": stats, "screenshot": None}
     if redirect:  # e.g. Jupyter Book's index.html: check that the target exists, not the page
@@ -654,6 +705,8 @@ def check_page(browser: Chromium, session: str, base: str, rel: Path, html_dir: 
         notes.append({"kind": "redirect", "detail": f"redirects to {redirect.group(1)} (checked there)"})
         return {"defects": defects, "notes": notes, "stats": stats, "screenshot": None}
 
+    if not narrow:
+        defects += script_defects(html)
     events: list = []
     browser.set_width(session, width)
     browser.drain_events(session, [])

@@ -12,6 +12,7 @@ console errors, uncaught exceptions, failed and external requests.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import queue
@@ -21,6 +22,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location("browser_replies", Path(__file__).with_name("replies.py"))
+replies = importlib.util.module_from_spec(_spec)  # the command/reply bookkeeping of both drivers
+_spec.loader.exec_module(replies)
 
 FIREFOX_CANDIDATES = ("firefox-esr", "firefox")
 # Besides the remote agent's own recommended preferences: nothing fetched from outside, no
@@ -75,10 +80,8 @@ class Firefox:
         except OSError as exc:
             self._cleanup()
             raise FirefoxUnavailable(f"cannot start {executable}: {exc}") from exc
-        self.replies: dict[int, queue.Queue] = {}
+        self.replies = replies.Replies()
         self.events: queue.Queue = queue.Queue()
-        self.next_id = 0
-        self.lock = threading.Lock()
         try:
             port = self._port(start_timeout)
             self.ws = websocket.create_connection(f"ws://127.0.0.1:{port}/session",
@@ -109,27 +112,19 @@ class Firefox:
             try:
                 msg = json.loads(self.ws.recv())
             except Exception:  # closed
-                for q in list(self.replies.values()):
-                    q.put({"type": "error", "error": "closed", "message": "the browser has gone"})
+                self.replies.fail_all({"type": "error", "error": "closed",
+                                       "message": "the browser has gone"})
                 return
             if msg.get("type") == "event":
                 self.events.put(msg)
-            elif "id" in msg and msg["id"] in self.replies:
-                self.replies[msg["id"]].put(msg)
+            elif "id" in msg:
+                self.replies.deliver(msg["id"], msg)
 
     def call(self, method: str, params: dict | None = None, timeout: float = 60.0) -> dict:
-        q: queue.Queue = queue.Queue()
-        with self.lock:
-            self.next_id += 1
-            msg_id = self.next_id
-            self.replies[msg_id] = q
+        def send(msg_id: int) -> None:
             self.ws.send(json.dumps({"id": msg_id, "method": method, "params": params or {}}))
-        try:
-            reply = q.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError(f"{method}: no answer within {timeout:.0f} s") from None
-        finally:
-            self.replies.pop(msg_id, None)
+
+        reply = self.replies.request(method, send, timeout)
         if reply.get("type") == "error":
             raise RuntimeError(f"{method}: {reply.get('error')}: {reply.get('message')}")
         return reply.get("result", {})
