@@ -2,12 +2,15 @@
 
 Each row is a reproduced configuration: its task, its learning rule and what an update of that
 rule reads, its trained parameters and the learning state it carries in time per parameter
-(:mod:`gridlib.footprint`, from the code's own shapes), its time per epoch (the median of the
-records' ``history.epoch_time_s``), its test accuracy (mean ± sd over seeds) and the published
-number. The records are read with :func:`gridlib.results.load_group` and the configuration the
-row names, so records that differ in anything but the seed are refused, never averaged. The rows
-of the landing page (:data:`gridlib.index.HEADLINES`) are reused with their expected
-configurations and published numbers; the others are the analog-filter grid's rules with
+(:mod:`gridlib.footprint`, from the code's own shapes), its test accuracy (mean ± sd over seeds)
+and the published number. The training records' wall times are not shown: they were made at
+different times on a shared machine. What a step costs comes from the benchmark that times
+every rule of the filter grid in one run (:func:`load_work`, :func:`work_rows`,
+:func:`step_costs`, :func:`cost_text`). The records are read with
+:func:`gridlib.results.load_group` and the configuration the row names, so records that differ
+in anything but the seed are refused, never averaged. The rows of the landing page
+(:data:`gridlib.index.HEADLINES`) are reused with their expected configurations and published
+numbers; the others are the analog-filter grid's rules with
 published row-wise MNIST runs (found by name) and the 3-D NeuralGrid runs.
 
 The one declared part is the classification of the rules (:data:`LOCALITY`, :data:`RULES`):
@@ -172,7 +175,7 @@ def _grid3d(dataset: str, what: str) -> index.Headline:
 
 
 def _fashion(kind: str) -> index.Headline:
-    """The 784-500-10 runs of ``notebooks/62-ep-fashion-mnist`` on Fashion-MNIST: EP, the backprop baseline with the same
+    """The 784-500-10 runs of *Equilibrium propagation on Fashion-MNIST*: EP, the backprop baseline with the same
     units (``"mlp"``) and its ReLU control (``"relu"``), with that chapter's expectations."""
     from gridlib.ep import summary as ep
 
@@ -242,8 +245,6 @@ class Measured(NamedTuple):
         accuracies: the final test accuracy of each seed.
         params: trained parameters.
         state: learning state carried in time, floats per parameter (``None``: static input).
-        epoch_s: median seconds per training epoch over every epoch of every record.
-        seeds_per_process: how many seeds one process trained at once (several for GLE's ensembles).
         cores: the ``cpu_count`` of the machines that ran the records.
     """
 
@@ -252,8 +253,6 @@ class Measured(NamedTuple):
     accuracies: list[float] | None
     params: int | None
     state: float | None
-    epoch_s: float | None
-    seeds_per_process: int
     cores: tuple[int, ...]
 
 
@@ -266,13 +265,11 @@ def measure(row: Row) -> Measured:
     """
     group = results.load_group(row.headline.pattern, expect=row.headline.expect, allow_empty=True)
     if not group:
-        return Measured(row, {}, None, None, None, None, 1, ())
+        return Measured(row, {}, None, None, None, ())
     config = next(iter(group.values()))["config"]
-    times = [t for r in group.values() for t in (r.get("history") or {}).get("epoch_time_s") or []]
     return Measured(
         row, dict(group), row.headline.values(group), row.params(config),
-        row.state(config) if row.state else None, float(np.median(times)) if times else None,
-        len(config.get("seeds") or [0]),
+        row.state(config) if row.state else None,
         tuple(sorted({int(r["provenance"].get("cpu_count") or 0) for r in group.values()})))  # fmt: skip
 
 
@@ -303,23 +300,16 @@ def accuracy_key(m: Measured) -> str:
     return index.accuracy_key(m.row.headline.pattern)
 
 
-def _seconds(m: Measured) -> str:
-    if m.epoch_s is None:
-        return "–"
-    text = f"{m.epoch_s:,.1f}" if m.epoch_s < 100 else f"{m.epoch_s:,.0f}"
-    return text + (f" ({m.seeds_per_process} seeds)" if m.seeds_per_process > 1 else "")
-
-
 #: The columns of :func:`table_rows`, in order.
 COLUMNS = ("#", "system", "task", "rule", "update reads", "training", "parameters", "epochs",
-           "state / parameter", "s / epoch", "test accuracy", "published")  # fmt: skip
+           "state / parameter", "test accuracy", "published")  # fmt: skip
 
 
 def table_rows(measured: Sequence[Measured], link: bool = True) -> list[dict[str, str]]:
     """The table (:data:`COLUMNS`), one dict per row: its number, system
     and network (linked to its chapter), task, rule, what an update reads, optimiser and batch,
-    parameters, epochs, state per parameter, seconds per epoch, test accuracy and the published
-    number. A row not run yet shows its command instead of its numbers."""
+    parameters, epochs, state per parameter, test accuracy and the published number. A row not
+    run yet shows its command instead of its numbers."""
     out = []
     for i, m in enumerate(measured, 1):
         h, rule = m.row.headline, RULES[m.row.rule]
@@ -335,7 +325,7 @@ def table_rows(measured: Sequence[Measured], link: bool = True) -> list[dict[str
             **row, "training": f"{m.row.optimizer}, batch {batch_size(config)}",
             "parameters": f"{m.params:,}", "epochs": str(config["epochs"]),
             "state / parameter": "–" if m.state is None else f"{m.state:.3g}",
-            "s / epoch": _seconds(m), "test accuracy": accuracy_text(m.accuracies, accuracy_key(m)),
+            "test accuracy": accuracy_text(m.accuracies, accuracy_key(m)),
             "published": published(m),
         })  # fmt: skip
     return out
@@ -462,25 +452,45 @@ def _same_units(measured: Sequence[Measured]) -> list[tuple[str, Measured, Measu
     return out
 
 
-def _timing(measured: Sequence[Measured]) -> str:
-    """The row-wise MNIST rules' seconds per epoch against the fastest, at the fastest's budget."""
-    timed = [m for m in measured if m.epoch_s and m.row.task == "row-wise MNIST" and m.accuracies]
-    if not timed:
+# --------------------------------------------------------------------------- what a step costs
+
+
+def load_work() -> dict[str, Any] | None:
+    """The benchmark of every filter-grid rule's training step, timed on the same batches in one
+    run (``results/bench/filtergrid_rules.json``, :func:`gridlib.filtergrid.comparison.load_work`),
+    or ``None`` where it is not published."""
+    from gridlib.filtergrid import comparison
+
+    return comparison.load_work()
+
+
+def work_rows(work: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The rows of :func:`load_work`'s record: per rule, the CPU time of a training step and its
+    ratio to SnAP-1's in the same run (:func:`gridlib.filtergrid.comparison.work_rows`)."""
+    from gridlib.filtergrid import comparison
+
+    return comparison.work_rows(work)
+
+
+def step_costs(work: Mapping[str, Any]) -> dict[str, float]:
+    """``{rule: CPU time of a training step / SnAP-1's}`` from :func:`load_work`'s record, by the
+    benchmark's rule names (``"RTRL (exact)"``, ``"BPTT"``, ...)."""
+    return {r["rule"]: float(r["CPU time / SnAP-1"]) for r in work["metrics"]["rows"]}
+
+
+def cost_text(work: Mapping[str, Any] | None) -> str:
+    """What the rule benchmark says in one sentence (Markdown): the costliest step and BPTT's,
+    against SnAP-1's, all timed in one run; ``""`` without the record."""
+    if work is None:
         return ""
-    fast = min(timed, key=lambda m: m.epoch_s)  # type: ignore[arg-type, return-value]
-    same = [m for m in timed if m.row.optimizer == fast.row.optimizer and m is not fast]
-    slow = max(same, key=lambda m: m.epoch_s)  # type: ignore[arg-type, return-value]
-    ratios = sorted(m.epoch_s / fast.epoch_s for m in same if m is not slow)  # type: ignore[operator]
-    within = [m.row.rule_name for m in same if m.epoch_s < 2 * fast.epoch_s]  # type: ignore[operator]
-    slowest = slow.row.rule_name[0].upper() + slow.row.rule_name[1:]
-    text = (f" {slowest} is also the slowest by far: its epoch takes "
-            f"{slow.epoch_s / fast.epoch_s:.0f}× as long as {fast.row.rule_name}'s.")  # type: ignore[operator]
-    if ratios:
-        text += (f" The other rules take {ratios[0]:.1f}× to {ratios[-1]:.1f}× as long, as "
-                 f"programs less tuned than {fast.row.rule_name}'s")
-        text += (f"; only {' and '.join(within)} {'is' if len(within) == 1 else 'are'} within the "
-                 "factor of two that a shared machine blurs." if within else ".")
-    return text
+    costs = step_costs(work)
+    top = max(costs, key=costs.get)  # type: ignore[arg-type]
+    name = "exact RTRL" if top == "RTRL (exact)" else top
+    text = (f"Timed in one run on the same batches, {name}'s training step takes "
+            f"{costs[top]:.0f}× SnAP-1's CPU time")
+    if "BPTT" in costs and top != "BPTT":
+        text += f", BPTT's {costs['BPTT']:.1f}×"
+    return text + "."
 
 
 def findings(measured: Sequence[Measured]) -> list[str]:
@@ -514,7 +524,7 @@ def findings(measured: Sequence[Measured]) -> list[str]:
             f"Exactness is what costs memory: SnAP-1 carries {state['snap1']:.3g} floats of "
             f"learning state per parameter at any sequence length, BPTT stores {state['bptt']:.3g} "
             f"at T = {footprint.ROWWISE_STEPS} and more for longer sequences, and exact RTRL "
-            f"carries {state['rtrl']:.3g}." + _timing(measured))
+            f"carries {state['rtrl']:.3g}. " + cost_text(load_work()))
     with_pub = [m for m in measured if m.accuracies
                 and (m.row.headline.ep_range or m.row.headline.published is not None)]
     if with_pub:
@@ -586,9 +596,8 @@ class TaskTable(NamedTuple):
 
 
 STATE = "learning state (floats / parameter)"
-SECONDS = "seconds / epoch (median)"
 #: The columns of a task's table (a column that is the same in every row moves to the caption).
-TASK_COLUMNS = ("rule", "network", "parameters", "training", STATE, SECONDS, "test accuracy",
+TASK_COLUMNS = ("rule", "network", "parameters", "training", STATE, "test accuracy",
                 "published")  # fmt: skip
 _ORDER = tuple(LOCALITY)
 #: The systems whose network is named by its size alone (the rule says which system it is).
@@ -615,7 +624,7 @@ def _task_row(m: Measured, link: bool) -> dict[str, str]:
         return {**row, "test accuracy": f"not run yet: `{h.command}`"}
     text = published(m)
     return {**row, "parameters": f"{m.params:,}", "training": training_text(m),
-            STATE: "–" if m.state is None else f"{m.state:.3g}", SECONDS: _seconds(m),
+            STATE: "–" if m.state is None else f"{m.state:.3g}",
             "test accuracy": accuracy_text(m.accuracies, accuracy_key(m)),
             "published": "–" if text.startswith("none") else text}  # fmt: skip
 

@@ -294,7 +294,7 @@ def published_beyond(h: Headline, accs: Sequence[float]) -> bool | None:
     is no published accuracy (or only the EP paper's range)."""
     if h.ep_range or h.published is None:
         return None
-    if h.system == "GLE":  # the paper's mean ± sd over its seeds, as notebooks/32-gle-mnist1d reads it
+    if h.system == "GLE":  # the paper's mean ± sd over its seeds, as *GLE on MNIST-1D, end to end* reads it
         from gridlib.gle.summary import differs_from_published
 
         return differs_from_published(accs, h.expect["setup.arch"])
@@ -319,7 +319,7 @@ def _where_published(h: Headline, accs: Sequence[float]) -> str:
 
 
 def _original_rerun() -> float | None:
-    """The rerun of the original's own code (SnAP-1 + Adam, ``notebooks/12-rowwise-mnist``):
+    """The rerun of the original's own code (SnAP-1 + Adam, *Row-wise MNIST with SnAP-1*):
     its test accuracy, ``None`` while it is missing."""
     from gridlib.filtergrid.summary import ORIGINAL_EXPECT, ORIGINAL_RUN
 
@@ -329,7 +329,7 @@ def _original_rerun() -> float | None:
 
 
 def _original_rerun_note(accs: Sequence[float], published: float) -> str:
-    """The rerun of the original's own code (``notebooks/12-rowwise-mnist``), against the range
+    """The rerun of the original's own code (*Row-wise MNIST with SnAP-1*), against the range
     of our seeds and the
     published number (empty while the rerun is missing)."""
     orig = _original_rerun()
@@ -417,7 +417,7 @@ def headline_rows(link: bool = True) -> list[dict[str, str]]:
 
 
 def _grid_rules() -> tuple[dict[str, dict], dict[str, list[float]]] | None:
-    """The runs of ``notebooks/60-temporal-rules`` at the original budget (``{label: group}``)
+    """The runs of *One grid, every temporal rule* at the original budget (``{label: group}``)
     and their final accuracies (``None`` while BPTT's or SnAP-1's runs are missing)."""
     from gridlib.filtergrid import summary
 
@@ -437,7 +437,7 @@ def _rule_acc(accs: Mapping[str, Sequence[float]], label: str) -> str:
 
 
 def _paired(groups: Mapping[str, Mapping], a: str, b: str) -> list[float]:
-    """``a`` minus ``b``, seed by seed, in points (as ``notebooks/60-temporal-rules`` pairs them)."""
+    """``a`` minus ``b``, seed by seed, in points (as *One grid, every temporal rule* pairs them)."""
     from gridlib.filtergrid.summary import paired_differences
 
     return [100 * x for x in paired_differences(groups[a], groups[b]).values()]
@@ -514,8 +514,8 @@ def _what_locality_buys() -> str | None:
 
 
 def _ep_against_backprop() -> str | None:
-    """EP against backprop at the same size on MNIST and Fashion-MNIST (``notebooks/22-ep-mnist``,
-    ``notebooks/62-ep-fashion-mnist``)."""
+    """EP against backprop at the same size on MNIST and Fashion-MNIST (*Equilibrium propagation on MNIST*,
+    *Equilibrium propagation on Fashion-MNIST*)."""
     from gridlib.ep import summary as ep
 
     runs = ep.load_cross_runs()
@@ -585,7 +585,7 @@ def _snap1_sgd() -> str | None:
 def _ep_time() -> str | None:
     """EP's seconds per epoch against backprop's on the same network, both timed in one run of
     ``benchmarks/ep.py`` (the record ``bench/ep``, shown in the section *Speed* of
-    ``notebooks/22-ep-mnist``): a ratio measured side by side, not read from training runs
+    *Equilibrium propagation on MNIST*): a ratio measured side by side, not read from training runs
     made at different times on a machine that may have been shared."""
     from gridlib import results
 
@@ -864,7 +864,8 @@ def _bench_gridnet(rec: Record) -> str:
 def _bench_neuralgrid(rec: Record) -> str:
     from gridlib.neuralgrid.summary import bench_rows
 
-    row = next(r for r in bench_rows(rec) if r["batch"] == 256)  # the numbers of notebooks/40-neuralgrid
+    # the numbers of *NeuralGrid: a grid of sine neurons*
+    row = next(r for r in bench_rows(rec) if r["batch"] == 256)
     return (f"one epoch of the 128×128 grid at batch 256: {row['ours']} s; unfold takes "
             f"{row['unfold ÷ ours']} as long")
 
@@ -966,8 +967,11 @@ def check_run_steps(group: Group) -> int | None:
 
 
 def _generic(rec: Record) -> str:
+    """A record's first three scalar metrics, its wall times left out: a training run's time
+    was measured under whatever load the shared machine had, and is no headline."""
     m = rec.get("metrics") or {}
-    scalars = [(k, v) for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    scalars = [(k, v) for k, v in m.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and not k.endswith("time_s")]
     return ", ".join(f"{k} {v:.3g}" for k, v in scalars[:3]) or "no scalar metrics"
 
 

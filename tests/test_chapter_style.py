@@ -260,3 +260,138 @@ def test_prose_names_library_objects_through_the_reference():
 def test_the_link_check_sees_plain_names_and_spares_roles_and_code():
     text = "a `gridlib.ep.forces` b {py:func}`gridlib.ep.forces` c\n```python\n`gridlib.x`\n```\n"
     assert plain_library_names(text) == [(1, "gridlib.ep.forces")]
+
+
+# ---- chapters by title, never by file number ---------------------------------------------------
+# A page names another chapter by its title or a link ({doc}, [text](file.md)), never as
+# "chapter 22" or "22-ep-mnist.md": the reader sees titles, and the numbers of the files are not
+# the chapters' numbers. The library's docstrings and comments follow the same rule (a code string
+# such as a link's target in gridlib/index.py is data, not prose, and may name the file).
+
+NOTEBOOK_FILE = re.compile(r"(?<![\w-])(?:" + "|".join(
+    re.escape(p.stem) for p in sorted(ROOT.glob("notebooks/*.md"))) + r")(?![\w-])")
+CHAPTER_NUMBER = re.compile(r"\b[Cc]hapters? \d+")
+LINK_TARGET = re.compile(r"\]\([^)\s]*\)|\{(?:doc|ref|numref|download)\}`[^`]*`")
+
+
+def file_numbers(text: str, start: int = 1, links: bool = False) -> list[tuple[int, str]]:
+    """``(line, what)`` of every chapter named by number ("chapter 22") or by its notebook's
+    file name ("22-ep-mnist"); with ``links``, link and role targets are spared."""
+    found = []
+    for i, line in enumerate(text.splitlines(), start):
+        line = LINK_TARGET.sub("]", line) if links else line
+        found += [(i, m.group(0)) for rx in (NOTEBOOK_FILE, CHAPTER_NUMBER) for m in rx.finditer(line)]
+    return found
+
+
+def prose_of_module(source: str) -> list[tuple[int, str]]:
+    """``(first line, text)`` of a module's docstrings (module, classes, functions) and comments."""
+    import ast
+    import io
+    import tokenize
+
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            doc = node.body[0] if node.body else None
+            if isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str):
+                out.append((doc.lineno, doc.value.value))
+    out += [(t.start[0], t.string) for t in tokenize.generate_tokens(io.StringIO(source).readline)
+            if t.type == tokenize.COMMENT]
+    return out
+
+
+def test_chapters_are_named_by_title_not_by_file_number():
+    found = [f"{p.relative_to(ROOT)}:{i}: {what}" for p in PAGES
+             for i, what in file_numbers(p.read_text(encoding="utf-8"), links=True)]
+    for path in sorted(ROOT.glob("gridlib/**/*.py")):
+        for line, text in prose_of_module(path.read_text(encoding="utf-8")):
+            found += [f"{path.relative_to(ROOT)}:{i}: {what}" for i, what in file_numbers(text, line)]
+    assert not found, ("name chapters by title (or link them), not by number or file name:\n"
+                       + "\n".join(found))
+
+
+def test_the_file_number_rule_spares_links_and_code():
+    page = ("See chapter 22 and 22-ep-mnist.md; [EP on MNIST](../notebooks/22-ep-mnist.md) and\n"
+            "{doc}`../notebooks/22-ep-mnist` are fine, and so is a 28-pixel row.")
+    assert file_numbers(page, links=True) == [(1, "22-ep-mnist"), (1, "chapter 22")]
+    module = ('"""The runs of chapters 21 and 22."""\nLINK = "notebooks/22-ep-mnist"  # see 21-ep-seed-failures\n'
+              'def f():\n    """Plain."""\n')
+    assert [(i, w) for line, t in prose_of_module(module) for i, w in file_numbers(t, line)] == [
+        (1, "chapters 21"), (2, "21-ep-seed-failures")]
+
+
+# ---- speeds come from benchmarks, never from training records ----------------------------------
+# A training record's wall times (``history.epoch_time_s``, ``metrics.train_time_s``,
+# ``total_train_time_s``, ``mean_epoch_time_s``) were measured on a shared 2-core machine under
+# whatever load there was, weeks apart for the records of one table: shown as a speed, or two of
+# them as a ratio, they mislead. A speed or a ratio on a page comes from a benchmark record
+# (``results/bench/*.json``), which times what it compares in one run. The code that makes the
+# pages must not read a record's time at all, except on the lines listed here: reproduction-cost
+# notes ("the published runs took 83 min"), each line marked ``# reproduction cost: why``.
+
+RECORD_TIME = re.compile(r"epoch_time_s|train_time_s")
+REPRODUCTION_COST = "# reproduction cost:"
+#: file -> how many lines of it may read a record's time, each marked with REPRODUCTION_COST.
+REPRODUCTION_COST_NOTES = {
+    "gridlib/gle/summary.py": 1,  # reproduction_text: how long remaking the MNIST-1D runs takes
+}
+
+
+def chapter_facing() -> list[Path]:
+    """The code that makes the pages: the chapters, the summary modules, the comparison of
+    every system, the rule comparison and the landing page."""
+    return sorted({*ROOT.glob("notebooks/*.md"), *ROOT.glob("gridlib/**/summary.py"),
+                   ROOT / "gridlib/compare.py", ROOT / "gridlib/index.py",
+                   ROOT / "gridlib/filtergrid/comparison.py"})
+
+
+def record_times(text: str, name: str, allowed: int = 0) -> list[str]:
+    """Every line of ``text`` that reads a training record's wall time, as
+    ``name:line: record-time: detail``; up to ``allowed`` lines marked with
+    :data:`REPRODUCTION_COST` are spared."""
+    found, spared = [], 0
+    for i, line in enumerate(text.splitlines(), 1):
+        if not RECORD_TIME.search(line):
+            continue
+        if REPRODUCTION_COST in line and spared < allowed:
+            spared += 1
+            continue
+        found.append(f"{name}:{i}: record-time: a training record's wall time on a page (take "
+                     f"the speed from a benchmark record): {line.strip()[:60]}")
+    return found
+
+
+def test_pages_take_speeds_from_benchmarks_not_from_training_records():
+    found = []
+    for path in chapter_facing():
+        name = path.relative_to(ROOT).as_posix()
+        found += record_times(path.read_text(encoding="utf-8"), name, REPRODUCTION_COST_NOTES.get(name, 0))
+    assert not found, (f"{len(found)} read(s) of a training record's time "
+                       "(tests/test_chapter_style.py):\n" + "\n".join(found))
+
+
+def test_every_reproduction_cost_note_is_still_there():
+    """The allow-list stays small and true: each listed file has exactly its marked lines."""
+    for name, n in REPRODUCTION_COST_NOTES.items():
+        lines = (ROOT / name).read_text(encoding="utf-8").splitlines()
+        assert sum(bool(RECORD_TIME.search(s)) and REPRODUCTION_COST in s for s in lines) == n, name
+
+
+@pytest.mark.parametrize("line", [
+    'rtrl_cost = rh["epoch_time_s"][0] / bh["epoch_time_s"][0]',
+    '"training time": f"{r[\'metrics\'][\'train_time_s\'] / 60:.0f} min"',
+    'times = rec["metrics"]["total_train_time_s"]',
+    'mean = rec["metrics"]["mean_epoch_time_s"]',
+    't = h["epoch_time_s"][0]  # reproduction cost: but this file has no allowance',
+])
+def test_the_record_time_rule_fires_on_a_planted_read(line):
+    text = f"import numpy as np\n\n\ndef f(rec, h):\n    {line}\n"
+    assert [f.split(": ")[1] for f in record_times(text, "gridlib/x/summary.py")] == ["record-time"]
+
+
+def test_a_marked_reproduction_cost_line_is_spared_only_within_its_allowance():
+    line = 'took = sum(h["epoch_time_s"])  # reproduction cost: how long a remake takes\n'
+    assert record_times(line, "p.py", allowed=1) == []
+    assert len(record_times(line * 2, "p.py", allowed=1)) == 1
+    assert len(record_times('took = sum(h["epoch_time_s"])\n', "p.py", allowed=1)) == 1

@@ -26,17 +26,17 @@ def _row(**kw):
     return compare.Row(**{**base, **kw})
 
 
-def test_a_row_averages_seeds_and_reads_size_time_and_cores(tmp_results):
+def test_a_row_averages_seeds_and_reads_size_and_cores_but_no_time(tmp_results):
     for s, (acc, times) in enumerate(((0.80, [9.0, 2.0]), (0.82, [3.0, 1.0]), (0.84, [4.0, 5.0]))):
         _write(tmp_results, f"sys/net_seed{s}", {"epochs": 5, "width": 3, "batch_size": 20, "seed": s},
                {"test_acc": acc}, seed=s, history={"epoch_time_s": times})
     m = compare.measure(_row())
     assert m.accuracies == [0.80, 0.82, 0.84] and m.params == 21 and m.state is None
-    assert m.epoch_s == 3.5 and m.cores == (2,) and m.seeds_per_process == 1  # median of all six epochs
+    assert m.cores == (2,) and not hasattr(m, "epoch_s")  # a record's wall time is no speed
     row = compare.table_rows([m], link=False)[0]
     assert report.quantities(row["test accuracy"]) == [("sys/net/test_acc", "82.00 ± 2.00 %")]
     assert row["test accuracy"].endswith("</span> (n=3)") and row["training"] == "SGD, batch 20"
-    assert row["parameters"] == "21" and row["state / parameter"] == "–" and row["s / epoch"] == "3.5"
+    assert row["parameters"] == "21" and row["state / parameter"] == "–" and "s / epoch" not in row
     assert row["published"] == "none: none exists"
 
 
@@ -182,3 +182,13 @@ def test_filtergrid_run_names_parse_back_to_their_configuration():
     assert mnist_expect(MnistRun("tbptt", window=4))["window"] == 4
     assert mnist_expect(MnistRun("online_snap1"))["loss"] == "per_t"
     assert "window" not in mnist_expect("snap1", "adam", 32, 10)
+
+
+def test_what_a_step_costs_comes_from_the_rule_benchmark():
+    work = {"metrics": {"rows": [{"rule": "SnAP-1", "CPU time / SnAP-1": 1.0},
+                                 {"rule": "BPTT", "CPU time / SnAP-1": 3.08},
+                                 {"rule": "RTRL (exact)", "CPU time / SnAP-1": 208.0}]}}
+    assert compare.step_costs(work)["BPTT"] == 3.08
+    text = compare.cost_text(work)
+    assert "exact RTRL's training step takes 208× SnAP-1's CPU time, BPTT's 3.1×" in text
+    assert compare.cost_text(None) == ""

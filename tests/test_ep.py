@@ -609,12 +609,11 @@ def test_spread_words_follow_the_books_one_rule():
     assert summary.spread_words(a, [x + 0.0021 for x in a]) == "within the seeds' spread"
 
 
-def test_paired_differences_match_seeds_and_epoch_seconds_are_medians():
+def test_paired_differences_match_seeds():
     from gridlib.ep import summary
 
     def group(values, seeds):
-        return {f"r{s}": {"provenance": {"seed": s}, "metrics": {"v": v},
-                          "history": {"epoch_time_s": [1.0, 2.0, 9.0]}}
+        return {f"r{s}": {"provenance": {"seed": s}, "metrics": {"v": v}}
                 for s, v in zip(seeds, values, strict=True)}
 
     def vals(g):
@@ -622,7 +621,15 @@ def test_paired_differences_match_seeds_and_epoch_seconds_are_medians():
 
     a, b = group([1.0, 2.0, 3.0], (0, 1, 2)), group([0.5, 1.0], (2, 0))
     assert summary.paired_differences(a, b, vals) == [0.0, 2.5]
-    assert summary.epoch_seconds(a) == "2.0" and summary.epoch_seconds({}) == "–"
+
+
+def test_tables_of_accuracies_carry_no_seconds_and_the_step_ratio_is_the_benchmarks():
+    from gridlib.ep import summary
+
+    bench = {"metrics": {"rows": [{"implementation": "gridlib.ep (explicit forces)", "s per 60k epoch": 3.0}],
+                         "like_for_like": {summary.EP_OVER_BACKPROP: 2.16}}}  # fmt: skip
+    text = summary.step_ratio_text(bench)
+    assert "3.0 s per 60,000 examples, 2.2× backprop's" in text
 
 
 def test_product_rows_break_a_long_sum_into_narrow_lines():

@@ -300,7 +300,9 @@ def test_mnist1d_loader_merges_seeds_and_refuses_strays(tmp_results):
     assert res["acc"].shape == (3, 5) and res["seeds"] == [1, 2, 3, 4, 5]
     (row,) = summary.mnist1d_rows({"e2e15k": res, "static": None})
     assert row["seeds"] == 5 and row["epochs"] == "3 / 150" and row["gap (points)"] == "unfinished"
-    assert summary.timing_rows({"e2e15k": res})[0]["sum of epoch times (min)"] == 6.0 / 60
+    assert "epoch_s" not in res  # a record's wall time is no speed
+    assert summary.reproduction_text({"e2e15k": res}).endswith("took 0 min for the end-to-end GLE, 15k.")
+    assert summary.reproduction_text({"e2e15k": None}) == ""
     # a short trial among the published seeds is refused, not averaged in
     _mnist1d_record("e2e15k", (6,), epochs=2, n_train=400)
     with pytest.raises(results.ResultsError, match="epochs"):

@@ -184,3 +184,8 @@ def test_the_results_index_page_shows_every_section():
     page = (Path(__file__).parents[1] / "notebooks" / "90-results-index.md").read_text()
     for section in index.SECTIONS:
         assert f'show("{section.key}")' in page, f"notebooks/90-results-index.md does not show {section.key!r}"
+
+
+def test_the_generic_headline_never_shows_a_runs_wall_time():
+    rec = {"metrics": {"total_train_time_s": 812.0, "mean_epoch_time_s": 4.8, "loss": 0.25}}
+    assert index._generic(rec) == "loss 0.25"

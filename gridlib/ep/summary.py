@@ -16,8 +16,9 @@ only the load and the result.
   :func:`seed_failure_rows`, :func:`seed_failure_figure`      the seed's failures
 - :data:`EP_RUNS`, :func:`ep_expect`, :func:`load_ep_runs`,
   :func:`ep_rows`, :func:`ep_curves`, :func:`curves_figure`,
-  :func:`missing_commands`, :class:`MissingResults`, :func:`epoch_seconds`,
-  :func:`paired_differences`, :func:`spread_words`, :func:`timing_text`,
+  :func:`missing_commands`, :class:`MissingResults`,
+  :func:`paired_differences`, :func:`spread_words`, :func:`step_ratio_text`,
+  :data:`EP_OVER_BACKPROP`,
   :data:`MLP_RUNS`, :func:`mlp_expect`, :func:`load_mlp_runs`,
   :func:`comparison_rows`, :func:`backprop_gaps`, :func:`gap_text`,
   :func:`headline_text`, :func:`load_bptt_sweep`,
@@ -344,21 +345,9 @@ def final_errors(group: Group) -> list[float]:
     return [r["metrics"]["test_err"] for r in group.values()]
 
 
-#: The header of the seconds-per-epoch column: one statistic on every page (as
-#: :mod:`gridlib.compare` computes it), the median over all epochs of all seeds.
-EPOCH_SECONDS = "s / epoch (median)"
-
-
-def epoch_seconds(group: Group) -> str:
-    """The median training seconds per epoch over every epoch of every seed of ``group``
-    (``history.epoch_time_s``; evaluation excluded), to one decimal."""
-    times = [t for r in group.values() for t in (r.get("history") or {}).get("epoch_time_s") or []]
-    return f"{np.median(times):.1f}" if times else "–"
-
-
 def ep_rows(found: Mapping[str, Group]) -> list[dict]:
-    """One row per EP configuration with results: seeds, epochs, steps, beta, test error, final
-    running training error and training seconds per epoch (:func:`epoch_seconds`)."""
+    """One row per EP configuration with results: seeds, epochs, steps, beta, test error and
+    final running training error (the speed of a step is the benchmark's, :func:`load_bench`)."""
     rows = []
     for tag, group in found.items():
         if not group:
@@ -372,7 +361,6 @@ def ep_rows(found: Mapping[str, Group]) -> list[dict]:
                                                 key=report.group_key(group, "test_err")),
             "train error (running)": report.format_mean_sd(
                 [r["metrics"]["train_err_running"] for r in recs], 2, True, n=False),
-            EPOCH_SECONDS: epoch_seconds(group),
         })  # fmt: skip
     return rows
 
@@ -732,14 +720,13 @@ def _row(system: str, rule: str, group: Group, test: list[float], train: list[fl
     return {"system": system, "rule": rule, "epochs": next(iter(group.values()))["config"]["epochs"],
             "seeds": len(group),
             "test accuracy": report.format_mean_sd(test, 2, True, n=False, key=report.group_key(group)),
-            "training accuracy": report.format_mean_sd(train, 2, True, n=False) if train else "–",
-            EPOCH_SECONDS: epoch_seconds(group)}  # fmt: skip
+            "training accuracy": report.format_mean_sd(train, 2, True, n=False) if train else "–"}  # fmt: skip
 
 
 def cross_rows(runs: CrossRuns, dataset: str = "fashion_mnist") -> list[dict]:
     """One row per system with results on ``dataset``: what is trained, by which rule, for how
-    many epochs, its seeds, test and running training accuracy (mean ± sd over seeds) and training
-    seconds per epoch; the ReLU control; on Fashion-MNIST also NeuralGrid, reproduced and as
+    many epochs, its seeds, and its test and running training accuracy (mean ± sd over seeds); the
+    ReLU control; on Fashion-MNIST also NeuralGrid, reproduced and as
     published (no training accuracy recorded)."""
     rows = []
     ep, mlp, relu = runs.ep.get(dataset), runs.mlp.get(dataset), runs.relu.get(dataset)
@@ -760,7 +747,7 @@ def cross_rows(runs: CrossRuns, dataset: str = "fashion_mnist") -> list[dict]:
                          neuralgrid_accuracies(runs.neuralgrid), None))  # fmt: skip
     rows.append({"system": "NeuralGrid 64×64 (blog)", "rule": "backprop (Adam)", "epochs": runs.neuralgrid_epochs,
                  "seeds": "1 run", "test accuracy": f"{100 * runs.neuralgrid_published:.1f} %",
-                 "training accuracy": "–", EPOCH_SECONDS: "–"})  # fmt: skip
+                 "training accuracy": "–"})  # fmt: skip
     return rows
 
 
@@ -832,11 +819,10 @@ def cross_figure(runs: CrossRuns):
 
 
 def live_rows(live: Mapping[str, Any]) -> list[dict]:
-    """One row per rule of :func:`gridlib.ep.experiments.run_pair`'s runs: epochs, test accuracy
-    and training seconds per epoch (the first epoch includes compilation)."""
+    """One row per rule of :func:`gridlib.ep.experiments.run_pair`'s runs: epochs and test
+    accuracy."""
     return [{"rule": label, "epochs": len(r.history["epoch"]),
-             "test accuracy": f"{100 * r.last['test/acc']:.1f} %",
-             "s / epoch": f"{np.mean(r.history['epoch_time_s']):.2f}"} for label, r in live.items()]  # fmt: skip
+             "test accuracy": f"{100 * r.last['test/acc']:.1f} %"} for label, r in live.items()]  # fmt: skip
 
 
 def cross_missing(runs: CrossRuns, seeds: Iterable[int] = SEEDS) -> list[str]:
@@ -944,21 +930,20 @@ def paired_differences(a: Group, b: Group, values: Any) -> list[float]:
     return [va[s] - vb[s] for s in sorted(va) if s in vb]
 
 
-def timing_text(found: Mapping[str, Group], bench: Mapping[str, Any]) -> str:
-    """The full runs' seconds per epoch against the benchmark's (Markdown): centered EP does
-    more work per minibatch than the one-sided estimate (a second nudged phase), so where its
-    runs were faster, the difference is the shared machine's load, not the estimator."""
-    one = float(epoch_seconds(found["mnist_784-500-10_ep"]))
-    cen = float(epoch_seconds(found["mnist_784-500-10_symmetric"]))
+#: The ratio of ``bench/ep`` that :func:`step_ratio_text` states (``benchmarks/ep.py`` writes it).
+EP_OVER_BACKPROP = "EP's step over backprop's, same network (wall time)"
+
+
+def step_ratio_text(bench: Mapping[str, Any]) -> str:
+    """EP's training step against backprop's on the same network, both timed in one run of the
+    benchmark (Markdown): the ratio of their wall times, with the library's seconds per 60,000
+    examples."""
     lib = next(r for r in bench["metrics"]["rows"] if r["implementation"].startswith("gridlib.ep"))
-    text = (f"The library's step takes {lib['s per 60k epoch']:.1f} s per 60,000 examples in "
-            f"this benchmark; the full runs of 784-500-10 took {one:.1f} s per epoch with the "
-            f"one-sided estimate and {cen:.1f} s with the centered one (medians).")
-    if cen < one:
-        text += (" Centered EP does more work per minibatch (a second nudged phase), so it "
-                 "cannot be the faster estimator: the runs shared a 2-core machine with other "
-                 "work, and their seconds per epoch compare rows only loosely.")
-    return text
+    ratio = bench["metrics"]["like_for_like"][EP_OVER_BACKPROP]
+    return (f"In the same run, the library's EP step takes {lib['s per 60k epoch']:.1f} s per "
+            f"60,000 examples, {ratio:.1f}× backprop's on the same network: every update waits "
+            "for the network to settle twice. Centered EP adds a third relaxation per update; "
+            "the benchmark does not time it.")
 
 
 def bench_text(bench: Mapping[str, Any]) -> str:

@@ -32,7 +32,7 @@ import numpy as np
 
 from gridlib import report, results
 from gridlib.filtergrid.alignment import COLOURS, LEGEND_SIZE, MAX_WIDTH, display_name, rule_id, signed
-from gridlib.filtergrid.summary import MnistRun, final_accuracies, mean_epoch_time, paired_differences
+from gridlib.filtergrid.summary import MnistRun, final_accuracies, paired_differences
 from gridlib.filtergrid.temporal import state_floats_per_parameter
 
 N, M, T = 28, 10, 28
@@ -196,7 +196,8 @@ def accuracy_rows(groups: Mapping[str, Mapping[str, dict]], runs: Mapping[str, M
                   reference: str) -> list[dict[str, str]]:
     """One row per configuration with published seeds: final full-test accuracy (%, mean ± sd
     over seeds, keyed: :func:`accuracy_text`), the paired difference to ``reference`` (the label of another group: the mean ±
-    sd over the seeds both ran), seconds per epoch and the state the rule carries."""
+    sd over the seeds both ran) and the state the rule carries (what a step costs is the
+    benchmark's: :func:`work_rows`)."""
     rows = []
     for label, group in groups.items():
         if not group:
@@ -209,7 +210,6 @@ def accuracy_rows(groups: Mapping[str, Mapping[str, dict]], runs: Mapping[str, M
             "seeds": str(len(acc)),
             "test accuracy": accuracy_text(group, run),
             f"minus {reference} (points, paired)": _sd_text(diff) if diff else "–",
-            "s / epoch": f"{mean_epoch_time(group):.0f}",
             "state floats per parameter": f"{state_floats_per_parameter(run.rule, N, M, window=run.window, t_len=T):g}",
         })  # fmt: skip
     return rows

@@ -1,7 +1,7 @@
 """Every temporal rule at its own best setting: the price of locality measured fairly.
 
-Chapter 16's first accuracy table trains every rule at the original's setting (Adam 3e-3, batch
-32, 10 epochs), which was chosen for SnAP-1. Here each rule first searches its own step size on
+The first accuracy table of *One grid, every temporal rule* trains every rule at the original's
+setting (Adam 3e-3, batch 32, 10 epochs), which was chosen for SnAP-1. Here each rule first searches its own step size on
 validation data (``python -m gridlib filtergrid-tune``, :mod:`gridlib.filtergrid.tuning`: the
 first 50,000 training images for training, the last 10,000 for validation, the test set never
 evaluated), then trains at the chosen setting on all 60,000 training images for the original's

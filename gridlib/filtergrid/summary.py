@@ -91,7 +91,7 @@ class MnistRun(NamedTuple):
                         self.window, self.every_step)
 
 
-#: The published row-wise MNIST configurations of chapter 12: label -> run.
+#: The published row-wise MNIST configurations of *Row-wise MNIST with SnAP-1*: label -> run.
 MNIST_RUNS = {
     "SnAP-1, Adam": MnistRun("snap1"),
     "BPTT, Adam": MnistRun("bptt"),
@@ -185,11 +185,6 @@ def load_mnist_runs(seeds=(0, 1, 2), runs: dict[str, MnistRun] | None = None,
 def final_accuracies(group: dict[str, dict]) -> list[float]:
     """Final full-test-set accuracy of each run of a group, in the group's (seed) order."""
     return [float(rec["metrics"]["test/acc"]) for rec in group.values()]
-
-
-def mean_epoch_time(group: dict[str, dict]) -> float:
-    """Mean wall-clock seconds per training epoch over every epoch of every run of a group."""
-    return float(np.mean([t for rec in group.values() for t in rec["history"]["epoch_time_s"]]))
 
 
 def paired_differences(group_a: dict[str, dict], group_b: dict[str, dict]) -> dict[int, float]:
@@ -367,7 +362,7 @@ def _sem(r: dict) -> float:
     return r["drop_sd"] / np.sqrt(max(r["n"], 1))
 
 
-# ------------------------------------------------------------ chapter 13's presentation helpers
+# ---------------------------------------- presentation helpers of *SnAP-1 on imperfect hardware*
 
 def sweep_label(sweep: str) -> str:
     """The words a reader sees for a sweep (its ``label`` in
@@ -695,17 +690,17 @@ def robustness_panels(rows: list[dict], labels: dict[str, str], threshold: float
     return fig
 
 
-# ------------------------------------------------------------ chapter 12's presentation helpers
+# ---------------------------------------- presentation helpers of *Row-wise MNIST with SnAP-1*
 
 def mnist_rows(groups: dict[str, dict[str, dict]], reported: dict[str, dict],
                rerun: dict[str, float] | None = None) -> list[dict]:
     """The final-accuracy table: per configuration with runs, our full-test accuracy (mean ± sd
-    over seeds, percent, two decimals, keyed), the original's reported number, the original
-    code's own rerun beside it, and epoch times.
+    over seeds, percent, two decimals, keyed), the original's reported number and the original
+    code's own rerun beside it.
 
     Args:
         groups: ``{label: {result name: record}}`` from :func:`load_mnist_runs`.
-        reported: ``{label: {"acc": fraction, "epoch_s": seconds}}``, the original's report.
+        reported: ``{label: {"acc": fraction}}``, the original's report.
         rerun: ``{label: full-test accuracy}`` of the original code rerun (as a fraction).
 
     Returns:
@@ -725,8 +720,6 @@ def mnist_rows(groups: dict[str, dict[str, dict]], reported: dict[str, dict],
             .replace(" ± ", "\u00a0±\u00a0"),
             "reported (2k)": f"{100 * rep['acc']:.2f} %" if "acc" in rep else "not run",
             "original's code, rerun (10k)": "–" if again is None else f"{100 * again:.2f} %",
-            "s / epoch": f"{mean_epoch_time(group):.1f}",
-            "reported s / epoch": f"≈ {rep['epoch_s']:g}" if "epoch_s" in rep else "–",
         })
     return rows
 
@@ -780,19 +773,35 @@ def mnist_curves_figure(groups: dict[str, dict[str, dict]], reported: dict[str, 
 def short_run_rows(records: dict[str, dict]) -> list[dict]:
     """Rows for the short training check: per rule, the largest difference of its final
     parameters from BPTT's (``records`` maps ``"rtrl"``, ``"bptt"``, ``"snap1"`` to loaded
-    records of the same batches from the same initialisation) and its epoch time."""
+    records of the same batches from the same initialisation)."""
     return [{"rule": rule,
-             "max |θ − θ_BPTT| at the end": f"{final_param_distance(rec, records['bptt']):.2e}",
-             "s for the epoch": f"{rec['history']['epoch_time_s'][0]:.1f}"}
+             "max |θ − θ_BPTT| at the end": f"{final_param_distance(rec, records['bptt']):.2e}"}
             for rule, rec in records.items()]
 
 
 def epoch_one_rows(named: dict[str, dict]) -> list[dict]:
-    """Rows of test accuracy, test loss and epoch time after the first epoch of each history
-    in ``named`` (``{label: history}``)."""
+    """Rows of test accuracy and test loss after the first epoch of each history in ``named``
+    (``{label: history}``)."""
     return [{"after epoch 1": name, "test acc (10k)": f"{100 * h['test/acc'][0]:.2f} %",
-             "test loss": f"{h['test/loss'][0]:.4f}",
-             "epoch time (s)": f"{h['epoch_time_s'][0]:.0f}"} for name, h in named.items()]
+             "test loss": f"{h['test/loss'][0]:.4f}"} for name, h in named.items()]
+
+
+#: The configuration of the filter-grid benchmark that *Row-wise MNIST with SnAP-1* shows.
+BENCH_EXPECT = {"grid": [28, 10], "T": 28, "batch": 32, "epoch_examples": 60000}
+
+
+def load_bench() -> dict:
+    """The published filter-grid benchmark (``results/bench/filtergrid.json``, made by
+    ``benchmarks/filtergrid.py``), checked against :data:`BENCH_EXPECT`."""
+    return results.load("bench/filtergrid", expect=BENCH_EXPECT)
+
+
+def rtrl_over_bptt(bench: dict) -> float:
+    """How many times as long an exact-RTRL gradient takes as a BPTT gradient (forward mode
+    against ``jax.grad``, both on the hyperplanes), timed in the same benchmark run."""
+    m = bench["metrics"]
+    return (m["hyperplane: exact RTRL gradient (forward mode)"]["epoch_s"]
+            / m["hyperplane: BPTT gradient (jax.grad)"]["epoch_s"])
 
 
 def bench_rows(bench: dict) -> list[dict]:
@@ -819,7 +828,7 @@ def side_by_side_rows(bench: dict) -> list[dict]:
             for k, r in bench["metrics"].items() if k.startswith("side by side")]
 
 
-# ------------------------------------------------------------ chapter 11's presentation helpers
+# ---------------------------------------- presentation helpers of *SnAP-1: a local rule for the filter grid*
 
 def agreement_rows(agreement: dict[int, dict], reported: dict[int, tuple]) -> list[dict]:
     """Rows of the gradient-agreement table: per parameter group, SnAP-1's median relative error
@@ -851,7 +860,7 @@ def agreement_rows(agreement: dict[int, dict], reported: dict[int, tuple]) -> li
     return rows
 
 
-# ------------------------------------------------------------ chapter 10's presentation helpers
+# ---------------------------------------- presentation helpers of *The analog-filter cell and its grid*
 
 def digit_figure(image: np.ndarray, label: int, trajectory, show=(4, 8, 12, 16, 20)):
     """A digit passing through the grid: the image, the cell outputs ``y`` at the steps in

@@ -5,13 +5,14 @@ A chapter cell reads ``summary.load_lagline()`` or ``summary.mnist1d_rows(found)
 bookkeeping (which config fields a results file must have, how seeds are merged, how rows are
 formatted) lives here, where it is tested.
 
-- chapter 30, typeset sympy and a neuron's measured response: :func:`math_rows`,
+- *Generalized latent equilibrium, derived*: typeset sympy and a neuron's measured response:
+  :func:`math_rows`,
   :func:`measure_transfer`, :func:`transfer_rows`, :func:`transfer_figure`;
-- chapter 31, LagLine and LagNet: :func:`load_lagline`, :func:`lagline_rows`,
+- *GLE teacher–student: LagLine and LagNet*: :func:`load_lagline`, :func:`lagline_rows`,
   :func:`lagline_figure`, :func:`trace_figure`, :func:`load_lagnet`, :func:`lagnet_figure`,
   :func:`lagnet_correlations`;
-- chapter 32, MNIST-1D: :func:`mnist1d_expect`, :func:`load_mnist1d`, :func:`mnist1d_rows`,
-  :func:`mnist1d_figure`, :func:`arch_rows`, :func:`timing_rows`,
+- *GLE on MNIST-1D, end to end*: :func:`mnist1d_expect`, :func:`load_mnist1d`, :func:`mnist1d_rows`,
+  :func:`mnist1d_figure`, :func:`arch_rows`, :func:`reproduction_text`,
   :func:`load_bench`, :func:`bench_rows`, :func:`fraction_rows`, :func:`speed_summary`,
   :func:`speed_text`, :func:`ceiling_rows`, :func:`ceiling_fraction_rows`,
   :func:`ceiling_minutes_rows`, :func:`ceiling_fractions`.
@@ -44,7 +45,7 @@ from gridlib.report import math_rows as math_rows  # re-exported for the chapter
 from gridlib.report import sci_tex as sci_tex
 
 # --------------------------------------------------------------------------------------------
-# Chapter 30: the transfer function of one library neuron, measured
+# Generalized latent equilibrium, derived: the transfer function of one library neuron, measured
 # --------------------------------------------------------------------------------------------
 
 
@@ -90,7 +91,7 @@ def transfer_rows(omegas: Sequence[float], dt: float, tau_m: float, tau_r: float
 
 
 # --------------------------------------------------------------------------------------------
-# Chapter 31: LagLine and LagNet
+# GLE teacher–student: LagLine and LagNet
 # --------------------------------------------------------------------------------------------
 
 LAGLINE_MODELS = ("gle", "bp", "bptt_tw4", "bptt_tw2", "bptt_tw1")
@@ -243,7 +244,7 @@ def lagnet_figure(rec: Mapping[str, Any]):
 
 
 # --------------------------------------------------------------------------------------------
-# Chapter 32: MNIST-1D
+# GLE on MNIST-1D, end to end
 # --------------------------------------------------------------------------------------------
 
 ARCH_LABELS = {"e2e15k": "end-to-end GLE, 15k", "e2e42k": "end-to-end GLE, 42k",
@@ -270,8 +271,8 @@ def load_mnist1d(arch: str) -> dict[str, Any] | None:
     Goes through :func:`gridlib.results.load_group` with :func:`mnist1d_expect`, so a file of
     another configuration (a short trial, another split) raises instead of being averaged in.
     Returns ``None`` when no file exists; otherwise a dict of per-epoch arrays ``acc``, ``loss``,
-    ``lr`` of shape ``(epochs_done, n_seeds)``, the ``seeds``, the ``records``, ``epoch_s`` (median
-    seconds per epoch of each process), ``epochs_done`` (the fewest any file has) and ``epochs``.
+    ``lr`` of shape ``(epochs_done, n_seeds)``, the ``seeds``, the ``records``, ``epochs_done``
+    (the fewest any file has) and ``epochs``.
     """
     recs = results.load_group(f"gle/mnist1d/{arch}_seeds*", expect=mnist1d_expect(arch),
                               allow_empty=True)  # fmt: skip
@@ -286,7 +287,6 @@ def load_mnist1d(arch: str) -> dict[str, Any] | None:
         "acc": stack("test/acc"), "loss": stack("test/loss"), "lr": stack("train/lr"),
         "seeds": [s for r in recs.values() for s in r["config"]["seeds"]],
         "records": recs,
-        "epoch_s": {k.split("/")[-1]: float(np.median(r["history"]["epoch_time_s"])) for k, r in recs.items()},
         "epochs_done": n,
         "epochs": max(int(r["config"]["epochs"]) for r in recs.values()),
     }  # fmt: skip
@@ -388,21 +388,24 @@ def arch_rows(archs: Sequence[str] = ("e2e15k", "e2e42k")) -> list[dict[str, Any
     return rows
 
 
-def timing_rows(found: Mapping[str, Mapping[str, Any] | None]) -> list[dict[str, Any]]:
-    """Per architecture with results: the median seconds per epoch of each process (one results
-    file each, the processes side by side, one per core) and the wall time of all its epochs
-    (the slowest process)."""
-    rows = []
-    for arch, res in found.items():
-        if res is None:
-            continue
-        per_epoch = res["epoch_s"]
-        wall = max(float(np.sum(r["history"]["epoch_time_s"])) for r in res["records"].values())
-        rows.append({"network": ARCH_LABELS[arch], "processes": len(per_epoch),
-                     "seeds": len(res["seeds"]),
-                     "s per epoch (median, per process)": " / ".join(f"{v:.1f}" for v in per_epoch.values()),
-                     "sum of epoch times (min)": wall / 60})  # fmt: skip
-    return rows
+def reproduction_text(found: Mapping[str, Mapping[str, Any] | None]) -> str:
+    """What remaking the published runs costs, in one Markdown sentence: per architecture with
+    results, the minutes its slowest process took (the processes ran side by side, one per core).
+
+    A reproduction-cost note for a reader who remakes the runs, as the records measured it on a
+    shared 2-core machine: never a speed, never compared across records or with a benchmark
+    (the speed of a step is :func:`speed_summary`'s).
+    """
+    parts = [f"{_slowest_minutes(res):.0f} min for the {ARCH_LABELS[arch]}" for arch, res in found.items() if res]
+    if not parts:
+        return ""
+    return ("Remaking the published runs takes time: with one process per core on a shared 2-core "
+            "machine, in the per-layer form, the slowest process took " + "; ".join(parts) + ".")
+
+
+def _slowest_minutes(res: Mapping[str, Any]) -> float:
+    recs = res["records"].values()
+    return max(float(np.sum(r["history"]["epoch_time_s"])) for r in recs) / 60  # reproduction cost: how long a remake takes
 
 
 #: The throughput goal: the library's ensemble at this fraction of the network-product ceiling.
@@ -495,12 +498,13 @@ def speed_summary(bench: Mapping[str, Any], epochs: int = 150, n_batches: int = 
 
 
 # --------------------------------------------------------------------------------------------
-# Presentation helpers added for the chapters' tidy cells (chapters 30 and 32)
+# Presentation helpers added for the chapters' tidy cells (the GLE derivation and MNIST-1D chapters)
 # --------------------------------------------------------------------------------------------
 
 
 def transfer_figure(omega: np.ndarray, tau_m: float, tau_r: float):
-    """Gain and phase of the neuron, the GLE error and the exact adjoint (chapter 30).
+    """Gain and phase of the neuron, the GLE error and the exact adjoint
+    (*Generalized latent equilibrium, derived*).
 
     Args:
         omega: angular frequencies, shape ``(K,)``, positive (a log-spaced grid reads best).
