@@ -16,6 +16,11 @@ improving. The batch-1 SGD configurations (:data:`BATCH1_RUNS`) search their per
 the same way, with a third of their own budget (:func:`search_epochs`), and only train to
 convergence (:func:`load_batch1`, :func:`batch1_finding`). Nothing here trains or times
 anything.
+
+Why this module is long: it is one protocol, from the search to the sentences that report it,
+and every part names its records by the same rules (:func:`search_name`, :func:`tuned_name`,
+:func:`converge_name`) and refuses a record by the same expectation (the step its search
+chose); split, those rules would have to be imported back and forth between the parts.
 """
 
 from __future__ import annotations
