@@ -402,3 +402,20 @@ def test_the_neighbour_finding_says_each_setting_and_names_rules_of_one_verdict_
                     "at each rule's own step SnAP-0 ends within the seeds' spread of SnAP-1 and SnAP-2 "
                     "trails SnAP-1 beyond the seeds' spread.")  # fmt: skip
     assert fair.neighbour_finding(fair.Fair({}, {}, untuned, [])).count(";") == 0
+
+
+def test_the_first_finding_says_where_each_search_left_its_rule():
+    from gridlib.filtergrid import fair
+
+    def search(lr):
+        return {"metrics": {"chosen": {"lr": lr, "gain": 10.0}}}
+
+    untuned = {"BPTT": _group((0.60, 0.61, 0.62)), "SnAP-1": _group((0.40, 0.41, 0.42)),
+               "SnAP-2": _group((0.40, 0.45, 0.50))}  # fmt: skip
+    tuned = {"BPTT": _group((0.55, 0.60, 0.50)), "SnAP-1": _group((0.41, 0.42, 0.43)),
+             "SnAP-2": _group((0.46, 0.47, 0.48))}  # fmt: skip
+    runs = fair.Fair({"BPTT": search(1e-2), "SnAP-1": search(3e-3), "SnAP-2": search(1e-3)}, tuned, untuned, [])
+    text = fair.findings(runs)[0]
+    assert ("the search kept the original's step for SnAP-1; it chose a larger one for BPTT, which ends "
+            "lower on average at the full budget (-6.0 points); it chose a smaller one for SnAP-2, which "
+            "ends higher on average") in text, text  # fmt: skip

@@ -466,6 +466,33 @@ def moves(fair: Fair) -> dict[str, tuple[float, bool]]:
     return out
 
 
+def _choice_clauses(fair: Fair, moved: Mapping[str, float]) -> list[str]:
+    """Clauses on where each search's choice left its rule: the rules whose search kept the
+    original's step, and those for which it chose a larger or a smaller one, with how far each
+    of these moved (points) and whether they all moved the same way; empty without searches."""
+    by = {"kept": [], "larger": [], "smaller": []}
+    for label in moved:
+        search = fair.searches.get(label)
+        if search is None:
+            return []
+        run = TUNED_RUNS[label]
+        key = "lr" if run.optimizer == "adam" else "eta0"
+        chosen, original = search["metrics"]["chosen"][key], mnist_expect(run)[key]
+        by["kept" if np.isclose(chosen, original) else "larger" if chosen > original else "smaller"].append(label)
+    out = [f"the search kept the original's step for {in_words(by['kept'])}"] if by["kept"] else []
+    for side in ("larger", "smaller"):
+        rules = by[side]
+        if not rules:
+            continue
+        d = [moved[k] for k in rules]
+        way = "lower" if all(x < 0 for x in d) else "higher" if all(x > 0 for x in d) else None
+        ends = (f"{'which ends' if len(rules) == 1 else 'each of which ends'} {way} on average"
+                if way else "which end some higher, some lower")  # fmt: skip
+        out.append(f"it chose a {side} one for {in_words(rules)}, {ends} at the full budget "
+                   f"({', '.join(f'{x:+.1f}' for x in d)} points)")
+    return out
+
+
 def findings(fair: Fair) -> list[str]:
     """Sentences that lead with the answer: whether tuning moved any rule beyond the seeds'
     spread, and whether BPTT still leads every local rule at each rule's own best setting."""
@@ -476,8 +503,10 @@ def findings(fair: Fair) -> list[str]:
         lead = ("Tuning each rule's step size on validation data moves no rule beyond its seeds' "
                 "spread" if not beyond else f"Tuning on validation data moves {', '.join(beyond)} "
                 "beyond the seeds' spread")  # fmt: skip
-        out.append(f"{lead}: against the original's setting, "
-                   + "; ".join(f"{k} {d:+.1f} points" for k, (d, _) in moved.items()) + ".")
+        parts = _choice_clauses(fair, {k: d for k, (d, _) in moved.items()})
+        out.append(f"{lead}: " + "; ".join(parts) + "." if parts else
+                   f"{lead}: against the original's setting, "
+                   + "; ".join(f"{k} {d:+.1f} points" for k, (d, _) in moved.items()) + ".")  # fmt: skip
     bptt = fair.tuned.get("BPTT") or {}
     diffs = {k: list(paired_differences(g, bptt).values()) for k, g in fair.tuned.items() if g and k != "BPTT"}
     diffs = {k: v for k, v in diffs.items() if len(v) >= MIN_SEEDS}  # a finding needs every seed
