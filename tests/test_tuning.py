@@ -419,3 +419,16 @@ def test_the_first_finding_says_where_each_search_left_its_rule():
     assert ("the search kept the original's step for SnAP-1; it chose a larger one for BPTT, which ends "
             "lower on average at the full budget (-6.0 points); it chose a smaller one for SnAP-2, which "
             "ends higher on average") in text, text  # fmt: skip
+
+
+def test_a_run_stopped_by_its_cap_while_improving_is_named():
+    from gridlib.filtergrid import fair
+
+    def run(best, ran, cap=15):
+        return {"metrics": {"epochs_run": ran, "best_epoch": best, "best/test/acc": 0.4},
+                "history": {"test/acc": [0.2] * ran}, "config": {"max_epochs": cap, "patience": 3}}  # fmt: skip
+
+    assert fair.still_improving(run(13, 15)) and not fair.still_improving(run(12, 15))
+    assert not fair.still_improving(run(6, 9))  # patience stopped it
+    text = fair.batch1_finding({"SnAP-1, sum loss, one update per sequence": {"a": run(14, 15)}})
+    assert text.endswith("SnAP-1, sum loss was still improving when the epoch cap stopped a run."), text

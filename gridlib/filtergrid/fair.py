@@ -380,7 +380,18 @@ def batch1_finding(curves: Mapping[str, Group], budget: int = 3) -> str:
                 "no configuration gains beyond the seeds' spread from more epochs")
     parts = [f"{short_label(k)} {report.format_mean_sd(best[k], percent=True, n=True)} at its best epoch "
              f"({np.mean(gains[k]):+.1f} points on epoch {budget})" for k in best]  # fmt: skip
-    return f"{lead}: {'; '.join(parts)}."
+    capped = [short_label(k) for k, g in curves.items() if g and any(map(still_improving, g.values()))]
+    cap = (f" {in_words(capped)} {'was' if len(capped) == 1 else 'were'} still improving when the "
+           "epoch cap stopped a run." if capped else "")  # fmt: skip
+    return f"{lead}: {'; '.join(parts)}.{cap}"
+
+
+def still_improving(record: Mapping[str, Any]) -> bool:
+    """Whether a run to convergence stopped at its epoch cap (``max_epochs``) with its best
+    validation epoch among its last ``patience``: patience would not yet have stopped it."""
+    m, c = record["metrics"], record.get("config") or {}
+    cap, patience = c.get("max_epochs"), c.get("patience")
+    return bool(cap and patience and m["epochs_run"] >= cap and m["best_epoch"] > m["epochs_run"] - patience)
 
 
 def changed_verdicts(fair: Fair) -> dict[tuple[str, str], tuple[str, str]]:
@@ -523,4 +534,4 @@ def findings(fair: Fair) -> list[str]:
 
 __all__ = ["BATCH1_RUNS", "CONVERGE", "CONVERGE_BUDGET", "CONVERGE_EPOCHS", "CONVERGE_PATIENCE", "MIN_SEEDS", "SEARCH_EPOCHS", "SEARCH_TRAIN", "SEARCH_VAL",
            "TUNED_RUNS", "Fair", "batch1_finding", "changed_verdicts", "converge_name", "curve_figure", "curve_finding", "curve_rows", "findings",
-           "load", "load_batch1", "load_curves", "load_searches", "moves", "neighbour_finding", "rows", "search_epochs", "search_name", "search_rows", "short_label", "tuned_name", "verdict_finding"]
+           "load", "load_batch1", "load_curves", "load_searches", "moves", "neighbour_finding", "rows", "search_epochs", "search_name", "search_rows", "short_label", "still_improving", "tuned_name", "verdict_finding"]
