@@ -85,7 +85,8 @@ book-ci:
 consistency:
 	test -d _build/ci/_build/html || { echo "error: no built book in _build/ci (make book-ci)"; exit 1; }
 	GRIDLIB_BUILT_HTML=_build/ci/_build/html $(BIN)/python -m pytest -q -p no:cacheprovider \
-	  tests/test_consistency.py::test_every_page_of_the_built_book_shows_one_text_per_quantity
+	  tests/test_consistency.py::test_every_page_of_the_built_book_shows_one_text_per_quantity \
+	  tests/test_consistency.py::test_no_page_of_the_built_book_shows_a_python_object_repr
 
 # ---- the browser check of the built CI-scale pages -------------------------------------
 # Headless Chromium opens every page of _build/ci, at 1280 px and at 390 px (a phone), and fails

@@ -423,7 +423,8 @@ def class_sentences(measured: Sequence[Measured]) -> list[str]:
             theirs = (f"{min(means):.2f}–{max(means):.2f} % for {_names(rivals)}, which the "
                       "seeds cannot tell apart")
         verb = "beats" if beyond else "is ahead of"
-        out.append(f"On {task}, {_words(top, several)} {verb} the {CLASS_WORDS[cls]} rules by "
+        best = "the" if len(rivals) == 1 else "the best of the"
+        out.append(f"On {task}, {_words(top, several)} {verb} {best} {CLASS_WORDS[cls]} rules by "
                    f"{100 * gap:.2f} points, {index.spread_text(beyond)}: {ours} against {theirs}.")
     return out
 

@@ -168,6 +168,10 @@ WIDTH_PAGES = {
     "table-cut": '<div style="overflow: hidden"><table style="width: 450px"><tr>'
                  + "".join(f"<th>col {i}</th>" for i in range(6)) + "</tr><tr>"
                  + "".join(f"<td>{i}.1234</td>" for i in range(6)) + "</tr></table></div>",
+    # display math that fits the 500 px column at 1280 px and scrolls in its own box at 390 px,
+    # but is more than 1.15x the phone's column: it must be broken into lines, not scrolled
+    "math-long-phone": '<div class="math" id="equation-phone">\\['
+                       + " + ".join(f"a_{{{i}}} b_{{{i}}}" for i in range(8)) + '\\]</div>',
 }
 
 
@@ -211,6 +215,15 @@ def test_a_table_cut_at_a_phones_width_fails(site, tmp_path, chromium, capsys):
     (detail,) = found[390]["table-too-wide"]
     assert "cut off" in detail and "col 0 | col 1" in detail
     assert (tmp_path / "out" / "table-cut-390px.png").is_file()
+
+
+def test_display_math_much_wider_than_a_phones_column_fails(site, tmp_path, chromium, capsys):
+    rc, report, lines = _check(site, "math-long-phone.html", tmp_path / "out", chromium, capsys)
+    found = _defects(report)
+    assert rc == 1
+    assert set(found) == {390}, lines  # it fits the 500 px column
+    (detail,) = found[390]["math-too-wide"]
+    assert "scrolls sideways" in detail and "#equation-phone" in detail
 
 
 def test_narrow_pages_limits_the_phone_width_to_those_pages(site, tmp_path, chromium, capsys):

@@ -18,6 +18,7 @@ in the page's Markdown and so in its HTML. These tests
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,16 @@ def test_every_page_of_the_built_book_shows_one_text_per_quantity():
     assert not found, "\n".join(f"{k}: " + "; ".join(f"{t!r} on {', '.join(p)}" for t, p in v.items())
                                 for k, v in found.items())
     assert any(report.quantities(page) for page in built.values()), "no keyed quantity on any page"
+
+
+#: A Python object's default repr, as a built page would show it (HTML-escaped).
+_OBJECT_REPR = re.compile(r"&lt;[A-Za-z_][\w.]* object( at 0x[0-9a-f]+)?&gt;")
+
+
+def test_no_page_of_the_built_book_shows_a_python_object_repr():
+    """A cell whose last value has no rich display (an empty ``Markdown("")``, a figure object
+    returned instead of shown) prints ``<IPython.core.display.Markdown object>`` on the page."""
+    assert _OBJECT_REPR.search("<pre>&lt;IPython.core.display.Markdown object&gt;</pre>")
+    found = {name: m.group(0) for name, page in _built_pages().items()
+             if name.endswith(".html") and (m := _OBJECT_REPR.search(page))}  # fmt: skip
+    assert not found, found

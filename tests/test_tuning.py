@@ -348,7 +348,7 @@ def test_batch1_runs_to_convergence_load_at_their_searchs_step_and_say_where_the
     assert row["best epoch (validation)"] == "4" and row["test accuracy at epoch 3"].startswith("61.00")
     text = fair.batch1_finding(curves)
     assert text.startswith("Past the original's 3 epochs, batch-1 SGD at each rule's own step gains")
-    assert "one seed each" in text and "SnAP-0, sum loss 71.00" in text and "(+10.0 points on epoch 3)" in text
+    assert "one seed each" in text and "SnAP-0 (sum loss) 71.00" in text and "(+10.0 points on epoch 3)" in text
 
 
 def test_a_batch1_run_at_another_step_than_its_search_chose_is_refused(tmp_results, monkeypatch):
@@ -366,7 +366,7 @@ def test_batch1_finding_judges_the_gain_by_the_seeds_spread():
 
     climbing = {"SnAP-1, sum loss, one update per sequence": group((0.10, 0.11, 0.09))}
     assert fair.batch1_finding(climbing).startswith("Batch-1 SGD does not end at the original's 3 epochs: "
-                                                    "given more, SnAP-1, sum loss gain beyond")  # fmt: skip
+                                                    "given more, SnAP-1 (sum loss) gains beyond")  # fmt: skip
     flat = {"SnAP-1, sum loss, one update per sequence": group((0.10, -0.11, 0.0))}
     assert "no configuration gains beyond the seeds' spread" in fair.batch1_finding(flat)
     assert fair.batch1_finding({}) == ""
@@ -431,4 +431,4 @@ def test_a_run_stopped_by_its_cap_while_improving_is_named():
     assert fair.still_improving(run(13, 15)) and not fair.still_improving(run(12, 15))
     assert not fair.still_improving(run(6, 9))  # patience stopped it
     text = fair.batch1_finding({"SnAP-1, sum loss, one update per sequence": {"a": run(14, 15)}})
-    assert text.endswith("SnAP-1, sum loss was still improving when the epoch cap stopped a run."), text
+    assert text.endswith("SnAP-1 (sum loss) was still improving when the epoch cap stopped a run."), text

@@ -6,8 +6,8 @@ Every rule of :mod:`~gridlib.filtergrid.temporal` returns a gradient ``g``; the 
 which is the SnAP-1 of the per-step loss ``"per_t"`` and is compared with BPTT of that loss).
 Two numbers measure how far ``g`` is from ``g*``:
 
-.. math:: \cos(g, g^*) = \frac{\langle g, g^*\rangle}{\lVert g\rVert\,\lVert g^*\rVert},
-          \qquad \mathrm{rel}(g, g^*) = \frac{\lVert g - g^*\rVert}{\lVert g^*\rVert},
+.. math:: \cos(g, g^*) &= \frac{\langle g, g^*\rangle}{\lVert g\rVert\,\lVert g^*\rVert},\\
+          \mathrm{rel}(g, g^*) &= \frac{\lVert g - g^*\rVert}{\lVert g^*\rVert},
 
 over the whole parameter vector (:class:`Alignment`), over each parameter group
 (``log_tau``, ``w_left``, ``w_top``, ``bias``), and over the 4 parameters of each cell or the

@@ -2,12 +2,16 @@ r"""One analog-filter cell: a leaky integrator with a tanh output, discretised b
 
 Continuous form, with learnable time constant :math:`\tau = e^{\log\tau}`:
 
-.. math::  \tau \dot s = -s + w_L u + w_T v, \qquad y = \tanh(s + b).
+.. math::
+    \tau \dot s &= -s + w_L u + w_T v, \\
+    y &= \tanh(s + b).
 
 Holding the drive constant over one step of length :math:`\Delta t` (zero-order hold) gives the
 exact update
 
-.. math::  s(t) = a\, s(t-1) + c\, (w_L u(t) + w_T v(t)), \quad a = e^{-\Delta t/\tau},\ c = 1 - a.
+.. math::
+    s(t) &= a\, s(t-1) + c\, (w_L u(t) + w_T v(t)), \\
+    a &= e^{-\Delta t/\tau},\ c = 1 - a.
 
 Every function here is elementwise, so the same code serves one scalar cell or a whole
 ``(N, M)`` grid (and a batch on top, via broadcasting or ``vmap``).
@@ -89,8 +93,10 @@ def self_trace_step(
     r"""Advance the self-traces by one step (elementwise).
 
     .. math::
-        e_L(t) = a e_L(t-1) + c u(t), \quad e_T(t) = a e_T(t-1) + c v(t),\\
-        \eta(t) = a \eta(t-1) + \frac{a \Delta t}{\tau^2}\,(s(t-1) - \mathrm{drive}(t)),
+        e_L(t) &= a e_L(t-1) + c u(t),\\
+        e_T(t) &= a e_T(t-1) + c v(t),\\
+        \eta(t) &= a \eta(t-1)
+            + \frac{a \Delta t}{\tau^2}\,(s(t-1) - \mathrm{drive}(t)),
 
     since :math:`\partial a/\partial\tau = a\Delta t/\tau^2` and :math:`c = 1-a`.
     """

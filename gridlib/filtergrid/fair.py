@@ -348,9 +348,11 @@ def curve_finding(curves: Mapping[str, Group]) -> str:
 
 
 def short_label(label: str) -> str:
-    """A configuration's label to its first two clauses (``"online SnAP-1, per-step loss"``), for
-    legends and sentences."""
-    return ", ".join(label.split(", ")[:2])
+    """A configuration's label to its first two clauses, the second in parentheses
+    (``"online SnAP-1 (per-step loss)"``), so that a list of them reads in a sentence and a
+    legend."""
+    parts = label.split(", ")
+    return parts[0] if len(parts) == 1 else f"{parts[0]} ({parts[1]})"
 
 
 def batch1_finding(curves: Mapping[str, Group], budget: int = 3) -> str:
@@ -366,7 +368,7 @@ def batch1_finding(curves: Mapping[str, Group], budget: int = 3) -> str:
     if not best:
         return ""
     seeds = min(len(v) for v in best.values())
-    climbing = [short_label(k) for k, v in gains.items() if report.beyond_spread(v)]
+    climbing = in_words([short_label(k) for k, v in gains.items() if report.beyond_spread(v)])
     if seeds < 2:
         lead = (f"Past the original's {budget} epochs, batch-1 SGD at each rule's own step "
                 + ("gains on every configuration's first seed" if all(np.mean(v) > 0 for v in gains.values())
@@ -374,7 +376,7 @@ def batch1_finding(curves: Mapping[str, Group], budget: int = 3) -> str:
                 + " (one seed each so far, so no spread to judge it by)")  # fmt: skip
     elif climbing:
         lead = (f"Batch-1 SGD does not end at the original's {budget} epochs: given more, "
-                f"{', '.join(climbing)} gain beyond the seeds' spread")
+                f"{climbing} {'gains' if ' and ' not in climbing else 'gain'} beyond the seeds' spread")
     else:
         lead = (f"Batch-1 SGD at each rule's own step ends near the original's {budget} epochs: "
                 "no configuration gains beyond the seeds' spread from more epochs")

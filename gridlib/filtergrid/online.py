@@ -4,8 +4,10 @@ With the ``"sum"`` loss :math:`\mathrm{CE}(\mathrm{softmax}(\sum_t r(t)), y^*)` 
 gradient is known only after the last step, so :func:`~gridlib.filtergrid.snap1.snap1_grads` stores the trajectory
 and sweeps the messages afterwards. Here the loss is **per step**,
 
-.. math:: \ell_t = \mathrm{CE}\big(\mathrm{softmax}(r(t)), y^*\big), \qquad
-          L = \frac1T \sum_t \ell_t \quad (\text{the library's } \texttt{"per\_t"} \text{ loss}),
+.. math::
+    \ell_t &= \mathrm{CE}\big(\mathrm{softmax}(r(t)), y^*\big),\\
+    L &= \frac1T \sum_t \ell_t
+        \quad (\text{the library's } \texttt{"per\_t"} \text{ loss}),
 
 so :math:`\partial\ell_t/\partial r(t)` is known as soon as step :math:`t` has run, and the whole
 SnAP-1 update of step :math:`t` is computed within that step, forward in time:

@@ -10,12 +10,14 @@ With :math:`g(m) = \gamma_+ m` for :math:`m > 0` and :math:`\gamma_- m` otherwis
 rule reads, per cell :math:`k`, step :math:`t` and parameter :math:`\theta`:
 
 .. math::
-    \tilde m_k &= g\big(m_k + \sigma_m \rho(t)\, \xi\big), \qquad
-    m_k = \textstyle\sum_{d} \tilde m_d (1-y_d^2)\, c_d \kappa_d \;(+\, \partial L/\partial r_k),\\
-    \tilde\varepsilon_d(t) &= a_d (1-\delta_\ell)\, \tilde\varepsilon_d(t-1) + c_d\kappa_d f_k(t)
-        + \sigma_\varepsilon\, \mathrm{rms}\big(\varepsilon(t)\big)\, \xi,\\
-    \Delta_t\theta_k &= \tilde m_k f_k + \textstyle\sum_d \hat m_d (1-y_d^2)
-        \big[(1+\delta_s)\, \tilde\varepsilon_d(t) - c_d\kappa_d f_k(t)\big],
+    \tilde m_k &= g\big(m_k + \sigma_m \rho(t)\, \xi\big), \\
+    m_k &= \textstyle\sum_{d} \tilde m_d (1-y_d^2)\, c_d \kappa_d \;(+\, \partial L/\partial r_k),\\
+    \tilde\varepsilon_d(t) &= a_d (1-\delta_\ell)\, \tilde\varepsilon_d(t-1) \\
+        &\quad + c_d\kappa_d f_k(t) \\
+        &\quad + \sigma_\varepsilon\, \mathrm{rms}\big(\varepsilon(t)\big)\, \xi,\\
+    \Delta_t\theta_k &= \tilde m_k f_k \\
+        &\quad + \textstyle\sum_d \hat m_d (1-y_d^2) \\
+        &\qquad \big[(1+\delta_s)\, \tilde\varepsilon_d(t) - c_d\kappa_d f_k(t)\big],
 
 where every :math:`\xi` is a fresh standard normal; :math:`\hat m_d` is the descendant's
 message read once more by its parent (:math:`g(m_d + \text{fresh noise})`); :math:`\rho(t)` is the

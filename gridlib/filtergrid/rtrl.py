@@ -2,9 +2,10 @@ r"""Exact RTRL: carry the full influence matrix :math:`J(t) = ds(t)/d\theta` for
 
 Each step is the map :math:`s(t) = F(s(t-1), \theta; x_t)`, so
 
-.. math:: J(t) = \frac{\partial F}{\partial s} J(t-1) + \frac{\partial F}{\partial \theta},
-          \qquad \frac{dr(t)}{d\theta} = \frac{\partial r}{\partial s(t)} J(t)
-          + \frac{\partial r}{\partial \theta},
+.. math::
+    J(t) &= \frac{\partial F}{\partial s} J(t-1) + \frac{\partial F}{\partial \theta},\\
+    \frac{dr(t)}{d\theta} &= \frac{\partial r}{\partial s(t)} J(t)
+        + \frac{\partial r}{\partial \theta},
 
 computed as a batch of ``4 N M`` Jacobian-vector products (one per parameter) of the shared
 hyperplane forward (:func:`~gridlib.filtergrid.model.hyperplane_readout`): the tangent carried

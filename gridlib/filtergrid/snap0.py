@@ -4,8 +4,8 @@ The exact gradient of the step-:math:`t` loss (chapter {ref}`snap1-chapter`) spl
 within-step message and a temporal carry,
 
 .. math::
-    \frac{dL_t}{d\theta_k} = m_k(t)\, f_{\theta,k}(t)
-        + \sum_{d \in \mathrm{cone}(k),\, d \neq k} \lambda_d(t)\, a_d\, J_{d,k}(t-1),
+    \frac{dL_t}{d\theta_k} &= m_k(t)\, f_{\theta,k}(t) \\
+        &\quad + \sum_{d \in \mathrm{cone}(k),\, d \neq k} \lambda_d(t)\, a_d\, J_{d,k}(t-1),
 
 with :math:`m_k = \partial L_t/\partial y_k` (all same-step paths, :func:`~gridlib.filtergrid.stepwise.messages`),
 :math:`\lambda_d = m_d(1-y_d^2)`, :math:`f_{\theta,k} = dy_k/d\theta_k` from the cell's

@@ -3,22 +3,22 @@ r"""SnAP-2: SnAP-1 plus the influence of each cell on its descendants at Manhatt
 The exact gradient of the step-:math:`t` loss (notation of :mod:`~gridlib.filtergrid.snap0`)
 
 .. math::
-    \frac{dL_t}{d\theta_k} = m_k f_{\theta,k}
-        + \sum_{d \in \mathrm{cone}(k),\, d \neq k} \lambda_d(t)\, a_d\, J_{d,k}(t-1)
+    \frac{dL_t}{d\theta_k} &= m_k f_{\theta,k} \\
+        &\quad + \sum_{d \in \mathrm{cone}(k),\, d \neq k} \lambda_d(t)\, a_d\, J_{d,k}(t-1)
 
 is truncated by SnAP-:math:`n` to the descendants :math:`d` at distance :math:`1 \le |d-k| \le n`.
 SnAP-2 keeps five per cell: below :math:`b = (i+1, j)` and right :math:`r = (i, j+1)` (SnAP-1's
 cross-traces), and **below-below** :math:`bb = (i+2, j)`, **right-right** :math:`rr = (i, j+2)`,
 **below-right** :math:`br = (i+1, j+1)`:
 
-.. math:: \Delta_t\theta_k = m_k f_{\theta,k}
-          + \sum_{d \in \{b, r, bb, rr, br\}} \lambda_d(t)\, a_d\, \varepsilon^d_{k,\theta}(t-1).
+.. math:: \Delta_t\theta_k &= m_k f_{\theta,k} \\
+          &\quad + \sum_{d \in \{b, r, bb, rr, br\}} \lambda_d(t)\, a_d\, \varepsilon^d_{k,\theta}(t-1).
 
 **Trace recursions.** Within a step, :math:`s_d(t) = a_d s_d(t-1) + c_d (w_{L,d} y_{\mathrm{left}(d)}
 + w_{T,d} y_{\mathrm{top}(d)})`, so for :math:`d \ne k` the exact influence obeys
 
-.. math:: J_{d,k}(t) &= a_d J_{d,k}(t-1)
-          + c_d\big[w_{L,d}\,(1-y_{\mathrm{left}(d)}^2)\, J_{\mathrm{left}(d),k}(t) \\
+.. math:: J_{d,k}(t) &= a_d J_{d,k}(t-1) \\
+          &\quad + c_d\big[w_{L,d}\,(1-y_{\mathrm{left}(d)}^2)\, J_{\mathrm{left}(d),k}(t) \\
           &\qquad + w_{T,d}\,(1-y_{\mathrm{top}(d)}^2)\, J_{\mathrm{top}(d),k}(t)\big],
 
 where a parent outside the cone of :math:`k` contributes nothing, and a parent that is :math:`k`
@@ -28,10 +28,13 @@ itself contributes :math:`f_{\theta,k} = (1-y_k^2)(J_{k,k}(t) + [\theta = b_k])`
 step**:
 
 .. math::
-    \varepsilon^{bb}(t) &= a_{bb}\,\varepsilon^{bb}(t-1) + c_{bb} w_{T,bb}\,(1-y_b^2)\,\varepsilon^{b}(t),\\
-    \varepsilon^{rr}(t) &= a_{rr}\,\varepsilon^{rr}(t-1) + c_{rr} w_{L,rr}\,(1-y_r^2)\,\varepsilon^{r}(t),\\
-    \varepsilon^{br}(t) &= a_{br}\,\varepsilon^{br}(t-1) + c_{br}\big[w_{L,br}\,(1-y_b^2)\,\varepsilon^{b}(t)
-        + w_{T,br}\,(1-y_r^2)\,\varepsilon^{r}(t)\big].
+    \varepsilon^{bb}(t) &= a_{bb}\,\varepsilon^{bb}(t-1) \\
+        &\quad + c_{bb} w_{T,bb}\,(1-y_b^2)\,\varepsilon^{b}(t),\\
+    \varepsilon^{rr}(t) &= a_{rr}\,\varepsilon^{rr}(t-1) \\
+        &\quad + c_{rr} w_{L,rr}\,(1-y_r^2)\,\varepsilon^{r}(t),\\
+    \varepsilon^{br}(t) &= a_{br}\,\varepsilon^{br}(t-1) \\
+        &\quad + c_{br}\big[w_{L,br}\,(1-y_b^2)\,\varepsilon^{b}(t) \\
+        &\qquad + w_{T,br}\,(1-y_r^2)\,\varepsilon^{r}(t)\big].
 
 The left parent of :math:`bb` is :math:`(i+2, j-1)` and the top parent of :math:`rr` is
 :math:`(i-1, j+2)`, both outside the cone: one path each. The diagonal cell :math:`br` has both

@@ -24,8 +24,8 @@ SnAP-1's per-step update, :func:`~gridlib.filtergrid.snap2.snap2_traces`, the te
 
 The messages obey (chapter {ref}`snap1-chapter`, eq. ``message``)
 
-.. math:: m_p = [p \in \mathcal B]\,\frac{\partial L}{\partial r_p(t)}
-          + \sum_{d \in \mathrm{children}(p)} m_d (1 - y_d^2)\, c_d\, \kappa_d ,
+.. math:: m_p &= [p \in \mathcal B]\,\frac{\partial L}{\partial r_p(t)} \\
+          &\quad + \sum_{d \in \mathrm{children}(p)} m_d (1 - y_d^2)\, c_d\, \kappa_d ,
 
 with :math:`\kappa = w_T` of the child below and :math:`w_L` of the child on the right. Within a
 step the grid is a DAG whose children of a cell on anti-diagonal :math:`p` lie on diagonal

@@ -4,9 +4,9 @@ r"""Truncated BPTT with window :math:`K`: each step's error is back-propagated a
 dr(t)/d\theta`. Truncated BPTT replaces :math:`dr(t)/d\theta` by the derivative of :math:`r(t)`
 with the state :math:`s(t-K)` held constant (``stop_gradient``):
 
-.. math:: g_K = \sum_t \Big(\frac{\partial L}{\partial r(t)}\Big)^\top
-          \frac{\partial r(t)}{\partial\theta}\Big|_{s(t-K)\ \text{fixed}}
-        = \sum_t \sum_{\tau = t-K+1}^{t} \Big(\frac{\partial L}{\partial r(t)}\Big)^\top
+.. math:: g_K &= \sum_t \Big(\frac{\partial L}{\partial r(t)}\Big)^\top
+          \frac{\partial r(t)}{\partial\theta}\Big|_{s(t-K)\ \text{fixed}} \\
+        &= \sum_t \sum_{\tau = t-K+1}^{t} \Big(\frac{\partial L}{\partial r(t)}\Big)^\top
           \frac{\partial r(t)}{\partial\theta_\tau},
 
 where :math:`\theta_\tau` is the copy of the parameters used at step :math:`\tau` (the second form
@@ -24,9 +24,9 @@ cuts the sequence into blocks.
 All streams obey the same linear backward recursion, so the adjoint of the state is kept per age,
 an axis of length :math:`K` (:math:`\min(K, T)`): at step :math:`\tau`
 
-.. math:: \bar s_\alpha(\tau) = a\,\bar s_{\alpha-1}(\tau+1)
-          + (1 - y^2)\Big([\alpha = 0]\,\frac{\partial L}{\partial r(\tau)}
-          + \sum_{d} \bar s_{\alpha,d}(\tau)\, c_d \kappa_d\Big)
+.. math:: \bar s_\alpha(\tau) &= a\,\bar s_{\alpha-1}(\tau+1) \\
+          &\quad + (1 - y^2)\Big([\alpha = 0]\,\frac{\partial L}{\partial r(\tau)} \\
+          &\qquad + \sum_{d} \bar s_{\alpha,d}(\tau)\, c_d \kappa_d\Big)
 
 (the readout term on the bottom row; :math:`d` the children, :math:`\kappa_d` the weight of the
 link into :math:`d`), and a parameter's gradient at step :math:`\tau` is its local derivative of

@@ -6,11 +6,11 @@ element-wise)
 
 .. math::
 
-    \tau_m \dot u_l &= -u_l + W_l r_{l-1} + b_l + \gamma e_l, \qquad
-        \breve u_l = u_l + \tau_r \dot u_l = \mathcal D^+_{\tau_r}[u_l], \qquad
-        r_l = \varphi_l(\breve u_l), \\
-    \tau_r \dot v_l &= -v_l + \varphi'_l(\breve u_l) \odot W_{l+1}^\top e_{l+1}, \qquad
-        e_l = v_l + \tau_m \dot v_l = \mathcal D^+_{\tau_m}[v_l],
+    \tau_m \dot u_l &= -u_l + W_l r_{l-1} + b_l + \gamma e_l, \\
+    \breve u_l &= u_l + \tau_r \dot u_l = \mathcal D^+_{\tau_r}[u_l], \\
+    r_l &= \varphi_l(\breve u_l), \\
+    \tau_r \dot v_l &= -v_l + \varphi'_l(\breve u_l) \odot W_{l+1}^\top e_{l+1}, \\
+    e_l &= v_l + \tau_m \dot v_l = \mathcal D^+_{\tau_m}[v_l],
 
 with the output error :math:`e_N = \beta\,\partial(-L)/\partial r_N \odot \varphi'_N` and the
 plasticity :math:`\dot W_l = \eta\, e_l r_{l-1}^\top`, :math:`\dot b_l = \eta e_l`,

@@ -7,8 +7,8 @@ layer, not a convolution). One **local update** of cell ``u`` reads
 
 .. math::
 
-    z_u = b_u + \sum_{\delta \in \{-1,0,1\}^3} W_{\delta,u} \, X_{u+\delta}, \qquad
-    X'_u = X_u + r_u \, \varphi(z_u),
+    z_u &= b_u + \sum_{\delta \in \{-1,0,1\}^3} W_{\delta,u} \, X_{u+\delta}, \\
+    X'_u &= X_u + r_u \, \varphi(z_u),
 
 with zeros outside the grid. Row ``9a + 3b + c`` of ``W`` weights the offset
 ``(a-1, b-1, c-1)`` along the axes ``(m, n, k)``, the same order as the seed code.

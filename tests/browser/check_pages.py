@@ -50,8 +50,9 @@ reports at the main width
 
 At the other widths (the phone) only what depends on the width is checked: ``page-too-wide``,
 ``table-too-wide``, ``output-too-wide``, ``math-too-wide`` and ``code-too-wide``, where wide
-code, text outputs, tables and display math may scroll sideways inside their own box however
-wide they are (noted, not failed) but must not be cut off or run out of the column; and the
+code, text outputs and tables may scroll sideways inside their own box however wide they are
+(noted, not failed) but must not be cut off or run out of the column, display math only up to
+1.15x the column (wider, it is ``math-too-wide``: break it at its relations or terms); and the
 page's requests (``http-error``). ``--narrow-pages`` limits those widths to a few pages.
 
 Uncaught JavaScript exceptions (``js-error``), outputs accepted as scrolling, redirects and
@@ -405,6 +406,7 @@ async (scrollTolerance, mathjaxTimeoutMs, narrow) => {
   const colRight = colRect.right - parseFloat(colStyle.paddingRight) - parseFloat(colStyle.borderRightWidth);
   const colWidth = Math.max(1, colRight - colLeft);
   const SLACK = 2;
+  const MATH_SCROLL_MAX = 1.15;  // display math on a phone may scroll this far past the column
   const visible = el => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0 && cs(el).visibility !== 'hidden'; };
   // the widest extent of el's content: its own scroll width, and the right edge (or scrolled
   // extent) of the descendants that carry wide content
@@ -454,7 +456,10 @@ async (scrollTolerance, mathjaxTimeoutMs, narrow) => {
                    : (right > colRight + SLACK ? 'runs out of the column' : 'overflows');
     const where = (m.id ? '#' + m.id : describe(m)) + (output ? ' (cell output)' : '');
     // on a phone, an equation wider than the screen may scroll inside its own box
-    const phoneScroll = narrow && how === 'scrolls sideways' && cl.el.getBoundingClientRect().right <= colRight + SLACK;
+    // only a little (up to MATH_SCROLL_MAX x the column): a longer one must be broken at its
+    // relations or terms (``aligned``), since most of it would be out of sight
+    const phoneScroll = narrow && how === 'scrolls sideways' && cl.el.getBoundingClientRect().right <= colRight + SLACK
+                        && needed <= MATH_SCROLL_MAX * colWidth;
     (phoneScroll ? note : add)(phoneScroll ? 'wide-math' : 'math-too-wide', `${eqno ? 'equation ' + clip(eqno.textContent.replace('#', ''), 12) + ' ' : ''}` +
         `${px(needed)} wide, ${px(Math.min(box, colWidth))} available in a ${px(colWidth)} column, ${how}` +
         `${tex ? ': $' + clip(tex, 70) + '$' : ''} ${where}`.trim());
