@@ -207,23 +207,18 @@ def test_a_table_that_scrolls_in_its_own_box_passes(site, tmp_path, chromium, ca
     assert rc == 0 and _defects(report) == {}, lines
 
 
-def test_a_table_cut_at_a_phones_width_fails(site, tmp_path, chromium, capsys):
-    rc, report, lines = _check(site, "table-cut.html", tmp_path / "out", chromium, capsys)
+@pytest.mark.parametrize(("page", "kind", "words"), [
+    ("table-cut", "table-too-wide", ("cut off", "col 0 | col 1")),
+    ("math-long-phone", "math-too-wide", ("scrolls sideways", "#equation-phone")),
+])  # fmt: skip
+def test_an_element_too_wide_for_a_phone_fails_there_only(site, tmp_path, chromium, capsys, page, kind, words):
+    rc, report, lines = _check(site, f"{page}.html", tmp_path / "out", chromium, capsys)
     found = _defects(report)
     assert rc == 1
     assert set(found) == {390}, lines  # it fits the 500 px column
-    (detail,) = found[390]["table-too-wide"]
-    assert "cut off" in detail and "col 0 | col 1" in detail
-    assert (tmp_path / "out" / "table-cut-390px.png").is_file()
-
-
-def test_display_math_much_wider_than_a_phones_column_fails(site, tmp_path, chromium, capsys):
-    rc, report, lines = _check(site, "math-long-phone.html", tmp_path / "out", chromium, capsys)
-    found = _defects(report)
-    assert rc == 1
-    assert set(found) == {390}, lines  # it fits the 500 px column
-    (detail,) = found[390]["math-too-wide"]
-    assert "scrolls sideways" in detail and "#equation-phone" in detail
+    (detail,) = found[390][kind]
+    assert all(w in detail for w in words), detail
+    assert (tmp_path / "out" / f"{page}-390px.png").is_file()
 
 
 def test_narrow_pages_limits_the_phone_width_to_those_pages(site, tmp_path, chromium, capsys):
