@@ -5,7 +5,8 @@ rule reads, its trained parameters and the learning state it carries in time per
 (:mod:`gridlib.footprint`, from the code's own shapes), its test accuracy (mean ± sd over seeds)
 and the published number. The training records' wall times are not shown: they were made at
 different times on a shared machine. What a step costs comes from the benchmark that times
-every rule of the filter grid in one run (:func:`load_work`, :func:`work_rows`,
+every rule of the filter grid in one run (:func:`gridlib.filtergrid.comparison.load_work`,
+:func:`gridlib.filtergrid.comparison.work_rows`,
 :func:`step_costs`, :func:`cost_text`). The records are read with
 :func:`gridlib.results.load_group` and the configuration the row names, so records that differ
 in anything but the seed are refused, never averaged. The rows of the landing page
@@ -34,6 +35,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from gridlib import footprint, index, report, results
+from gridlib.filtergrid import comparison
 
 #: One results file as loaded: its JSON object.
 Record = Mapping[str, Any]
@@ -456,25 +458,8 @@ def _same_units(measured: Sequence[Measured]) -> list[tuple[str, Measured, Measu
 # --------------------------------------------------------------------------- what a step costs
 
 
-def load_work() -> dict[str, Any] | None:
-    """The benchmark of every filter-grid rule's training step, timed on the same batches in one
-    run (``results/bench/filtergrid_rules.json``, :func:`gridlib.filtergrid.comparison.load_work`),
-    or ``None`` where it is not published."""
-    from gridlib.filtergrid import comparison
-
-    return comparison.load_work()
-
-
-def work_rows(work: Mapping[str, Any]) -> list[dict[str, str]]:
-    """The rows of :func:`load_work`'s record: per rule, the CPU time of a training step and its
-    ratio to SnAP-1's in the same run (:func:`gridlib.filtergrid.comparison.work_rows`)."""
-    from gridlib.filtergrid import comparison
-
-    return comparison.work_rows(work)
-
-
 def step_costs(work: Mapping[str, Any]) -> dict[str, float]:
-    """``{rule: CPU time of a training step / SnAP-1's}`` from :func:`load_work`'s record, by the
+    """``{rule: CPU time of a training step / SnAP-1's}`` from :func:`gridlib.filtergrid.comparison.load_work`'s record, by the
     benchmark's rule names (``"RTRL (exact)"``, ``"BPTT"``, ...)."""
     return {r["rule"]: float(r["CPU time / SnAP-1"]) for r in work["metrics"]["rows"]}
 
@@ -525,7 +510,7 @@ def findings(measured: Sequence[Measured]) -> list[str]:
             f"Exactness is what costs memory: SnAP-1 carries {state['snap1']:.3g} floats of "
             f"learning state per parameter at any sequence length, BPTT stores {state['bptt']:.3g} "
             f"at T = {footprint.ROWWISE_STEPS} and more for longer sequences, and exact RTRL "
-            f"carries {state['rtrl']:.3g}. " + cost_text(load_work()))
+            f"carries {state['rtrl']:.3g}. " + cost_text(comparison.load_work()))
     with_pub = [m for m in measured if m.accuracies
                 and (m.row.headline.ep_range or m.row.headline.published is not None)]
     if with_pub:

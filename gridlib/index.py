@@ -477,7 +477,7 @@ def _locality_on_grid() -> str | None:
             f"neighbour-only rules {names} reach {min(means):.0f}–{max(means):.0f} %, "
             + ("indistinguishable from one another" if not apart else "apart beyond the seeds' "
                "spread") + f" over {len(accs['SnAP-1'])} seeds. BPTT's lead over SnAP-1 on the "
-            f"same seeds is {spread_text(beyond)}. " + _locality_tuned()
+            f"same seeds is {spread_text(beyond)}. " + _locality_tuned(tuned)
             + doc_link("notebooks/60-temporal-rules", "One grid, every temporal rule"))
 
 
@@ -493,10 +493,9 @@ def _tuned_lead() -> list[float]:
     return d if len(d) >= fair.MIN_SEEDS else []
 
 
-def _locality_tuned() -> str:
+def _locality_tuned(d: Sequence[float]) -> str:
     """BPTT against SnAP-1 with each rule's step size chosen on validation data (the
-    fair table), on the same seeds; empty until both have three tuned seeds."""
-    d = _tuned_lead()
+    fair table; ``d`` from :func:`_tuned_lead`), on the same seeds; empty without it."""
     if not d:
         return ""
     mean, sd = report.mean_sd(d)

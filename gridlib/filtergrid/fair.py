@@ -257,12 +257,12 @@ def load_curves(fair: Fair, seeds: Sequence[int] = (0, 1, 2),
 
 
 def load_batch1(seeds: Sequence[int] = (0, 1, 2)) -> tuple[Fair, dict[str, Group], list[str]]:
-    """The batch-1 configurations (:data:`BATCH1_RUNS`): their searches and their runs at the
-    original's 3 epochs (as a :class:`Fair` with no tuned 60,000-image runs), their runs to
-    convergence at the chosen steps, and the commands of whatever is missing."""
+    """The batch-1 configurations (:data:`BATCH1_RUNS`): their searches (as a :class:`Fair` with
+    no tuned 60,000-image runs; the chapter loads their runs at the original's 3 epochs with the
+    other online runs), their runs to convergence at the chosen steps, and the commands of
+    whatever is missing."""
     searches, missing = load_searches(BATCH1_RUNS)
-    untuned, _ = load_mnist_runs(seeds=tuple(seeds), runs=BATCH1_RUNS)
-    fair = Fair(searches, {}, untuned, missing)
+    fair = Fair(searches, {}, {}, missing)
     curves, more = load_curves(fair, seeds, runs=BATCH1_RUNS)
     return fair, curves, missing + more
 
