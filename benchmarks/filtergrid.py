@@ -155,16 +155,18 @@ def _contestants(g, fns, opt: str, bs: int, chunk_k: int, n: int, names=None):
     The original for ``n`` steps, the library one jitted call per step on the same batches
     (:func:`gridlib.experiment.make_train_step`), indexing the epoch per step
     (``library_indexed``), and as ``fit`` runs it (one call of ``chunk_k`` steps whose first
-    ``n`` batches are the same); only ``names`` where given. Every process that builds them
-    gets the same batches and parameters (fixed keys).
+    ``n`` batches are the same); only ``names`` where given, and no ``original`` where ``g`` (the
+    loaded anchor) is ``None``. Every process that builds them gets the same batches and
+    parameters (fixed keys).
     """
     from gridlib.filtergrid import anchor
 
     key = jax.random.PRNGKey(0)
     task = make_task(rule="snap1", optimizer=opt)
     state0 = task.init(jax.random.PRNGKey(0))
-    p0 = anchor.to_block_params(g, state0.params)
-    o0 = fns.opt.init(p0)
+    if g is not None:
+        p0 = anchor.to_block_params(g, state0.params)
+        o0 = fns.opt.init(p0)
     x_img = _mnist_like(jax.random.PRNGKey(5), (chunk_k, bs, N * T))
     y_img = jax.random.randint(jax.random.PRNGKey(6), (chunk_k, bs), 0, M)
     # the original's input: exactly the sequences the library's step builds from the images
@@ -212,7 +214,8 @@ def _contestants(g, fns, opt: str, bs: int, chunk_k: int, n: int, names=None):
 
     runs = {"original": (original, n), "library": (library, n),
             "library_indexed": (library_indexed, n), "library_fit": (library_fit, chunk_k)}
-    runs = {k: v for k, v in runs.items() if names is None or k in names}
+    runs = {k: v for k, v in runs.items()
+            if (names is None or k in names) and (g is not None or k != "original")}
     first = {name: fn(fresh())[0] for name, (fn, _) in runs.items()}  # compiles every step once
     return runs, fresh, first
 

@@ -116,11 +116,8 @@ def store_fingerprints(names: Sequence[str]) -> None:
         prov = record["provenance"]
         if prov.get("git_dirty") is not False or not prov.get("git_commit"):
             raise ValueError(f"{name} was not made from a clean commit; remake it first")
-        history = record.get("history") or {}
-        if not (isinstance(history, Mapping) and history.get("epoch")):
-            results.annotate(name, fingerprint.FIELD, {
-                "kind": "none", "why": "not trained epoch by epoch through fit, so it has no "
-                "start to fingerprint: its command remakes it whole"})
+        if not results.trained_by_fit(record):
+            results.annotate(name, fingerprint.FIELD, results.NO_FINGERPRINT)
             continue
         by_commit.setdefault(prov["git_commit"], []).append((name, str(prov.get("command", ""))))
     head = results._git("rev-parse", "HEAD")

@@ -325,6 +325,8 @@ def save(
         "history": to_jsonable(dict(history)) if history is not None else None,
         "extra": to_jsonable(dict(extra)) if extra is not None else None,
     }
+    if not trained_by_fit(record):
+        record["fingerprint"] = dict(NO_FINGERPRINT)
     _check_complete_flag(name, record)
     complete = is_complete(record) and not (s is not None and s.stopped_early)
     out, why = destination(name, config, seed, publish=publish, overwrite=overwrite,
@@ -340,6 +342,19 @@ def save(
     if not out.is_relative_to(results_dir()):
         print(f"note: {name} written to {out} ({why})", file=sys.stderr)
     return out
+
+
+#: The fingerprint (:mod:`gridlib.fingerprint`) of a record not trained epoch by epoch through
+#: ``fit`` (a benchmark, a sweep of closed-form quantities, a gradient comparison): it has no
+#: start to fingerprint, so :func:`save` writes this one with it.
+NO_FINGERPRINT = {"kind": "none", "why": "not trained epoch by epoch through fit, so it has no "
+                  "start to fingerprint: its command remakes it whole"}
+
+
+def trained_by_fit(record: Mapping[str, Any]) -> bool:
+    """Whether ``record`` was trained epoch by epoch through ``fit`` (its history has epochs)."""
+    history = record.get("history") or {}
+    return isinstance(history, Mapping) and bool(history.get("epoch"))
 
 
 def tree_arrays(tree: Any) -> dict[str, np.ndarray]:

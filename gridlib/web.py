@@ -365,6 +365,20 @@ def export(out: str | Path | None = None, n_train: int = 3000, n_test: int = 100
     return written
 
 
+def page_html(folder: str = "live") -> str:
+    """The live elements of ``book/live.md`` (between its ``live:begin``/``live:end`` marks, with
+    its style) as one stand-alone page that loads its scripts from ``folder``: what the parity
+    tests and ``benchmarks/live.py`` open, without building the book."""
+    text = (REPO_ROOT / "book" / "live.md").read_text()
+    start, end = text.index("<!-- live:begin -->"), text.index("<!-- live:end -->")
+    style = text[text.index("<style>"): text.index("</style>") + len("</style>")]
+    body = text[start:end].replace("../_static/live/", f"{folder}/")
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>live</title>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            "<link rel='icon' href='data:,'>"
+            f"{style}</head><body>{body}</body></html>")
+
+
 def main(argv: list[str]) -> int:
     """``python -m gridlib export-web [--n-train N] [--n-test N] [--n-garments N]``."""
     from gridlib import flags

@@ -196,13 +196,23 @@ def test_saved_arrays_come_back_exactly_and_a_swapped_file_is_refused(published)
         results.load_arrays("t/run")
 
 
+def test_a_record_not_trained_by_fit_is_saved_with_its_none_fingerprint(published):
+    # a benchmark saved without one would fail the published-fingerprint test until someone
+    # ran reproduce --fingerprint by hand
+    assert results.load("t/run")[fingerprint.FIELD] == results.NO_FINGERPRINT
+    with results.session(publish=True):
+        results.save("t/fit", config={"a": 2}, metrics={"m": 1.0}, seed=0,
+                     history={"epoch": [1], "loss": [0.5]})
+    assert fingerprint.FIELD not in results.load("t/fit")  # taken from its commit later
+
+
 def test_tree_arrays_name_each_leaf_by_its_path():
     tree = {"grid": {"weight": np.ones(2)}, "bias": np.zeros(1)}
     assert set(results.tree_arrays(tree)) == {"['grid']['weight']", "['bias']"}
 
 
 def test_annotations_touch_only_their_field(published):
-    before = results.load("t/run")
+    before = {k: v for k, v in results.load("t/run").items() if k != "fingerprint"}
     results.annotate("t/run", "fingerprint", {"kind": "none", "why": "test"})
     after = results.load("t/run")
     assert after["fingerprint"]["why"] == "test"

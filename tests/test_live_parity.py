@@ -41,6 +41,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gridlib import web
+
 ROOT = Path(__file__).resolve().parents[1]
 BROWSER = ROOT / "tests" / "browser"
 
@@ -56,18 +58,6 @@ ADAM_RTOL = 1e-6
 LOGITS_RTOL = 1e-5
 #: The smallest export the fixtures allow: 50 Adam steps of batch 32, gridnet's 100 predictions.
 N_TRAIN, N_TEST = 1600, 100
-
-
-def live_html(folder: str = "live") -> str:
-    """The live elements of ``book/live.md`` as one page, loading its scripts from ``folder``."""
-    text = (ROOT / "book" / "live.md").read_text()
-    start, end = text.index("<!-- live:begin -->"), text.index("<!-- live:end -->")
-    style = text[text.index("<style>"): text.index("</style>") + len("</style>")]
-    body = text[start:end].replace("../_static/live/", f"{folder}/")
-    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>live</title>"
-            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            "<link rel='icon' href='data:,'>"
-            f"{style}</head><body>{body}</body></html>")
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +76,7 @@ def site(tmp_path_factory) -> Path:
                        cwd=ROOT, timeout=600)
     for name in ("live_parity.html", "live_parity.js"):
         shutil.copy(BROWSER / name, root / name)
-    (root / "page.html").write_text(live_html())
+    (root / "page.html").write_text(web.page_html())
     return root
 
 
@@ -252,7 +242,7 @@ def garment_page(site) -> str:
     (stand_in / "neuralgrid.bin").write_bytes(web.pack(params, ng_meta))
     manifest = json.loads((live / "manifest.json").read_text())
     (stand_in / "manifest.json").write_text(json.dumps({**manifest, "neuralgrid": True}))
-    (site / "page_ng.html").write_text(live_html("live_ng"))
+    (site / "page_ng.html").write_text(web.page_html("live_ng"))
     return "page_ng.html"
 
 

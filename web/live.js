@@ -373,12 +373,14 @@ async function main() {
     if (msg.type === "progress") {
       $("live-rate").textContent = `${Math.round(msg.examples_per_s)} examples/s`;
       $("live-rate").dataset.value = String(msg.examples_per_s);
+      $("live-seen").dataset.value = String(msg.seen);
       $("live-seen").textContent = `${msg.seen} examples, ${msg.steps} steps, batch loss ${msg.loss.toFixed(3)}`;
     } else if (msg.type === "eval") {
       if (history.length && msg.seen < history[history.length - 1][0]) history.length = 0;
       history.push([msg.seen, msg.acc]);
       $("live-heldout").textContent = `${(100 * msg.acc).toFixed(2)} %`;
       $("live-heldout").dataset.value = String(msg.acc);
+      $("live-heldout").dataset.seen = String(msg.seen);
       drawAcc();
       fgm.FIELDS.forEach((f) => {
         // weights and biases around 0; log tau (all negative) around the middle of its range

@@ -796,6 +796,17 @@ def load_bench() -> dict:
     return results.load("bench/filtergrid", expect=BENCH_EXPECT)
 
 
+#: The configuration of the live page's benchmark: the page's SnAP-1 training, Adam, batch 32.
+LIVE_BENCH_EXPECT = {"rule": "snap1", "optimizer": "adam", "batch": 32}
+
+
+def load_live_bench() -> dict:
+    """The live page's benchmark (``results/bench/live.json``, made by ``benchmarks/live.py``):
+    SnAP-1 training in headless Chromium next to the library's and the original's batch-32 step,
+    timed in one run; checked against :data:`LIVE_BENCH_EXPECT`."""
+    return results.load("bench/live", expect=LIVE_BENCH_EXPECT)
+
+
 def rtrl_over_bptt(bench: dict) -> float:
     """How many times as long an exact-RTRL gradient takes as a BPTT gradient (forward mode
     against ``jax.grad``, both on the hyperplanes), timed in the same benchmark run."""
