@@ -23,7 +23,7 @@ round each (``benchmarks/filtergrid.py``'s side-by-side runs). The browser runs 
 machine is otherwise idle and the two codes after it, so the ratios compare one machine's
 three numbers, not three machines'.
 
-    flock /tmp/gridlib-cpu.lock .venv/bin/python benchmarks/live.py [--seconds 60]
+    flock /tmp/gridlib-cpu.lock .venv/bin/python benchmarks/live.py [--seconds 60] [--publish]
 
 Saves ``results/bench/live.json``.
 """
@@ -147,6 +147,8 @@ def parser() -> cli.OneLineParser:
     p.add_flag("--seconds", flags.real(5.0, 3600.0), 60.0, help="seconds of in-page training")
     p.add_flag("--rounds", flags.integer(1, 100), 5, help="timing rounds of the two codes' steps")
     p.add_argument("--chromium", default=None, help="the browser (default: Debian's chromium)")
+    p.add_argument("--publish", action="store_true",
+                   help="add the record to the book's results (its first run)")
     return p
 
 
@@ -175,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
               "seconds": args.seconds, "rounds": args.rounds, "browser": page["browser"],
               "page_dtype": "float64", "library_dtype": "float32",
               "cpu_count": os.cpu_count(), "machine": platform.machine()}
-    print("->", results.save("bench/live", config=config, metrics=metrics))
+    print("->", results.save("bench/live", config=config, metrics=metrics,
+                             publish=args.publish or None))
     return 0
 
 
