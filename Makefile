@@ -81,12 +81,14 @@ book-ci:
 	GRIDLIB_SCALE=ci $(BIN)/jupyter-book build . --all -W -n --keep-going --path-output _build/ci \
 	  || { cat _build/ci/_build/html/reports/*.err.log 2>/dev/null; exit 1; }
 
-# Every keyed number (report.quantity) shows one text on every built page of the CI-scale book.
+# Every keyed number (report.quantity) shows one text on every built page of the CI-scale book,
+# no page shows a Python object's repr, and none signs a number with an ASCII hyphen.
 consistency:
 	test -d _build/ci/_build/html || { echo "error: no built book in _build/ci (make book-ci)"; exit 1; }
 	GRIDLIB_BUILT_HTML=_build/ci/_build/html $(BIN)/python -m pytest -q -p no:cacheprovider \
 	  tests/test_consistency.py::test_every_page_of_the_built_book_shows_one_text_per_quantity \
-	  tests/test_consistency.py::test_no_page_of_the_built_book_shows_a_python_object_repr
+	  tests/test_consistency.py::test_no_page_of_the_built_book_shows_a_python_object_repr \
+	  tests/test_consistency.py::test_no_page_of_the_built_book_signs_a_number_with_a_hyphen
 
 # ---- the browser check of the built CI-scale pages -------------------------------------
 # Headless Chromium opens every page of _build/ci, at 1280 px and at 390 px (a phone), and fails

@@ -62,8 +62,7 @@ def _pct(x: float, digits: int = 1) -> str:
 
 def _points(gap: float, digits: int = 2) -> str:
     """A gap in percentage points with a real minus sign: ``"−0.6 points"``."""
-    sign = "−" if gap < 0 else "+"
-    return f"{sign}{abs(100 * gap):.{digits}f} points"
+    return f"{report.signed(100 * gap, digits)} points"
 
 
 def accuracy_key(name: str) -> str:
@@ -681,7 +680,7 @@ SECTIONS: tuple[Section, ...] = (
         ("notebooks/11-snap1", ("filtergrid/gradient_agreement",)),
         ("notebooks/12-rowwise-mnist", ("filtergrid/snap1_*", "filtergrid/bptt_*", "filtergrid/rtrl_*",
                                         "filtergrid/original_snap1_*", "filtergrid/protocols",
-                                        "bench/filtergrid")),
+                                        "bench/filtergrid", "bench/live")),
         ("notebooks/13-imperfect-hardware", ("filtergrid/robustness/*",
                                              "filtergrid/original_robustness")))),
     Section("ep", "Equilibrium propagation", (
@@ -842,6 +841,14 @@ def _bench_filtergrid(rec: Record) -> str:
             f"only), {row['speedup_vs_naive']:.0f}× the naive loop")
 
 
+def _bench_live(rec: Record) -> str:
+    m = rec["metrics"]
+    return (f"SnAP-1 + Adam in the live page, in headless Chromium: "
+            f"{m['browser_examples_per_s']:,.0f} examples/s, {m['library_over_browser']:.1f}× slower "
+            f"than the library's step; {100 * m['heldout_accuracy']:.0f} % held-out accuracy "
+            f"after {m['seconds']:.0f} s")
+
+
 def _bench_rules(rec: Record) -> str:
     rows = {r["rule"]: r for r in rec["metrics"]["rows"]}
     snap1 = rows["SnAP-1"]["s per 60k epoch (wall)"]
@@ -944,6 +951,7 @@ SPECIAL: dict[str, Callable[[Record], str]] = {
     "gle/lagnet": _lagnet,
     "bench/ep": _bench_ep,
     "bench/filtergrid": _bench_filtergrid,
+    "bench/live": _bench_live,
     "bench/filtergrid_rules": _bench_rules,
     "bench/gle_one_core": _bench_gle_one_core,
     "bench/ceiling": _bench_ceiling,

@@ -179,6 +179,17 @@ def spread_words(values: Sequence[float], reference: float = 0.0, single: bool =
     return "beyond the seeds' spread" if beyond_spread(values, reference, single) else "within the seeds' spread"
 
 
+def signed(x: float, digits: int = 2) -> str:
+    """``"+0.45"`` or ``"−0.09"``: a signed number with a true minus sign (U+2212)."""
+    return f"{'−' if x < 0 else '+'}{abs(x):.{digits}f}"
+
+
+def minus(text: str) -> str:
+    """``text`` with a true minus sign (U+2212) for every ASCII hyphen that signs a number
+    (``"-0.17"``, ``"(-3)"``; not the hyphens of ``"784-500-10"`` or ``"SnAP-1"``)."""
+    return re.sub(r"(?<![\w.\-])-(?=\.?\d)", "\u2212", text)
+
+
 def versus(ours: Sequence[float], published: float, digits: int | None = None, percent: bool = True,
            published_sd: float | None = None) -> str:  # fmt: skip
     """``"91.52 ± 1.20 % (n=10) against 91.70 ± 0.80 % published: −0.18 points"``.
@@ -192,23 +203,23 @@ def versus(ours: Sequence[float], published: float, digits: int | None = None, p
     digits = 2 if percent else (3 if digits is None else digits)
     pub = f"{published * k:.{digits}f}" + (f" ± {published_sd * k:.{digits}f}" if published_sd else "")
     gap = (m - published) * k
-    sign = "−" if gap < 0 else "+"
     units = " points" if percent else ""
     return (f"{format_mean_sd(ours, digits, percent)} against {pub}{unit} published: "
-            f"{sign}{abs(gap):.{digits}f}{units}")
+            f"{signed(gap, digits)}{units}")
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
                    floatfmt: str = ".4g") -> str:  # fmt: skip
-    """A Markdown table from a list of dicts (floats formatted with ``floatfmt``)."""
+    """A Markdown table from a list of dicts (floats formatted with ``floatfmt``; every signed
+    number with a true minus sign, :func:`minus`)."""
     if not rows:
         raise ValueError("no rows to tabulate")
     columns = list(columns or rows[0].keys())
 
     def fmt(v: Any) -> str:
         if isinstance(v, (float, np.floating)):
-            return format(float(v), floatfmt)
-        return str(v).replace("|", "\\|")
+            return minus(format(float(v), floatfmt))
+        return minus(str(v)).replace("|", "\\|")
 
     header = [str(c).replace("|", "\\|") for c in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(columns)]
@@ -270,7 +281,7 @@ def findings(items: Sequence[str]):
 
     if not items:
         raise ValueError("a chapter must state at least one finding")
-    return Markdown("\n".join(f"- {item}" for item in items))
+    return Markdown("\n".join(f"- {minus(item)}" for item in items))
 
 
 def _tex_lines(expr: Any, terms_per_line: int | None) -> list[str]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -116,4 +117,64 @@ def test_no_page_of_the_built_book_shows_a_python_object_repr():
     assert _OBJECT_REPR.search("<pre>&lt;IPython.core.display.Markdown object&gt;</pre>")
     found = {name: m.group(0) for name, page in _built_pages().items()
              if name.endswith(".html") and (m := _OBJECT_REPR.search(page))}  # fmt: skip
+    assert not found, found
+
+
+#: Elements whose text is code, a signature or TeX, where an ASCII hyphen is the right character.
+_CODE_LIKE = {"code", "pre", "kbd", "samp", "script", "style", "dt"}
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
+
+
+class _ProseText(HTMLParser):
+    """The text of a page outside code, signatures and math (``.math`` elements, MathJax's)."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack: list[bool] = []  # per open element: does it start a skipped region
+        self.skipping = 0
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in _VOID:
+            return
+        classes = (dict(attrs).get("class") or "").split()
+        skip = tag in _CODE_LIKE or "math" in classes or tag.startswith("mjx")
+        self.stack.append(skip)
+        self.skipping += skip
+
+    def handle_endtag(self, tag):
+        if tag not in _VOID and self.stack:
+            self.skipping -= self.stack.pop()
+
+    def handle_data(self, data):
+        if not self.skipping:
+            self.parts.append(data)
+
+
+def ascii_minus_signs(page: str) -> list[str]:
+    """Each place where a page's prose or table signs a number with an ASCII hyphen-minus
+    (``-0.17``) instead of a true minus sign (``−0.17``, :func:`gridlib.report.minus`)."""
+    parser = _ProseText()
+    parser.feed(page)
+    text = " ".join(parser.parts)
+    return [text[max(0, m.start() - 30): m.end() + 10].replace("\n", " ")
+            for m in re.finditer(r"(?<![\w.\-–])-\.?\d", text)]
+
+
+def test_a_hyphen_for_a_minus_sign_is_found_outside_code_and_math_only():
+    page = ("<p>gap -0.4 points, <code>--seed -1</code>, 784-500-10, SnAP-1, 1e-3,"
+            "<span class='math'>\\(x = -1\\)</span><br>(−2)</p><table><td>-3</td></table>")
+    hits = ascii_minus_signs(page)
+    assert len(hits) == 2 and "gap -0.4" in hits[0] and hits[1].endswith("-3"), hits
+    assert report.minus("gap -0.4, (-3), [-.5, 2] 784-500-10 SnAP-1 1e-3 --n -2") == \
+        "gap −0.4, (−3), [−.5, 2] 784-500-10 SnAP-1 1e-3 --n −2"
+    assert report.markdown_table([{"d": -0.5, "t": "-1.2 ± 0.3"}]).endswith("| −0.5 | −1.2 ± 0.3 |")
+
+
+def test_no_page_of_the_built_book_signs_a_number_with_a_hyphen():
+    """Chapters format signed numbers with :func:`gridlib.report.signed`; tables and findings
+    pass through :func:`gridlib.report.minus`. A page that prints ``f"{x:+.1f}"`` elsewhere
+    shows a hyphen beside the true minus signs of its tables."""
+    found = {name: hits[:3] for name, page in _built_pages().items()
+             if (hits := ascii_minus_signs(page))}  # fmt: skip
     assert not found, found

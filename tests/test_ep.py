@@ -551,7 +551,7 @@ def test_ep_loaders_refuse_another_configuration_and_list_missing_seeds(tmp_resu
     gaps = summary.backprop_gaps(found, mlps)
     assert list(gaps) == ["784-500-10"] and gaps["784-500-10"] == pytest.approx(0.6)
     assert summary.gap_text(gaps) == "784-500-10: EP's test error is 0.60 points above backprop's."
-    assert (summary.signed(-0.094), summary.signed(0.45)) == ("−0.09", "+0.45")
+    assert (report.signed(-0.094), report.signed(0.45)) == ("−0.09", "+0.45")
     # a stray short run is refused, not averaged in
     config, metrics, history = _ep_record(tag, 2, 0.1, epochs=1)
     _write(tmp_results, f"ep/{tag}_seed2", config, metrics, seed=2, history=history)

@@ -417,7 +417,7 @@ def test_the_first_finding_says_where_each_search_left_its_rule():
     runs = fair.Fair({"BPTT": search(1e-2), "SnAP-1": search(3e-3), "SnAP-2": search(1e-3)}, tuned, untuned, [])
     text = fair.findings(runs)[0]
     assert ("the search kept the original's step for SnAP-1; it chose a larger one for BPTT, which ends "
-            "lower on average at the full budget (-6.0 points); it chose a smaller one for SnAP-2, which "
+            "lower on average at the full budget (−6.0 points); it chose a smaller one for SnAP-2, which "
             "ends higher on average") in text, text  # fmt: skip
 
 

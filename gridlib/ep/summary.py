@@ -544,11 +544,6 @@ def headline_text(found: Mapping[str, Group]) -> str:
     return " ".join(text) or "The full runs are absent here (the commands are listed below)."
 
 
-def signed(points: float, digits: int = 2) -> str:
-    """``+0.45`` or ``−0.09`` (a true minus sign)."""
-    return f"{'−' if points < 0 else '+'}{abs(points):.{digits}f}"
-
-
 def backprop_gaps(found: Mapping[str, Group], mlps: Mapping[str, Group]) -> dict[str, float]:
     """Per architecture with both: EP's mean test error minus backprop's, in points."""
     pairs = {"784-500-10": "mnist_784-500-10_ep", "784-256-256-10": "mnist_784-256-256-10_ep"}
@@ -771,10 +766,10 @@ def gap_rows(runs: CrossRuns) -> list[dict]:
                                                  key=report.group_key(runs.ep[ds])),
                      "backprop": report.format_mean_sd(mlp_accuracies(runs.mlp[ds]), 2, True, n=False,
                                                        key=report.group_key(runs.mlp[ds])),
-                     "backprop − EP": f"{signed(g)} points",
+                     "backprop − EP": f"{report.signed(g)} points",
                      "backprop, ReLU": report.format_mean_sd(mlp_accuracies(relu), 2, True, n=False,
                                                              key=report.group_key(relu)) if relu else "–",
-                     "ReLU − EP": f"{signed(control[ds])} points" if ds in control else "–"})  # fmt: skip
+                     "ReLU − EP": f"{report.signed(control[ds])} points" if ds in control else "–"})  # fmt: skip
     return rows
 
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -51,6 +50,7 @@ from jax import Array
 from gridlib.filtergrid.cell import DT, GridParams
 from gridlib.filtergrid.model import check_params
 from gridlib.filtergrid.temporal import rule_batch_grads
+from gridlib.report import minus
 
 GROUPS: tuple[str, ...] = GridParams._fields
 """Parameter groups, in the order of :class:`~gridlib.filtergrid.cell.GridParams`."""
@@ -508,7 +508,7 @@ def length_rows(length: Mapping, quantity: str = "cosine", digits: int = 3) -> l
     ts = sorted(table, key=int)
     fmt = (lambda v: f"{v:.{digits}f}") if quantity == "cosine" else (lambda v: f"{v:.1e}")
     rules = list(table[ts[0]]["rules"])
-    return [{"rule": display_name(r), **{f"T = {t}": signed(fmt(table[t]["rules"][r][quantity])) for t in ts}}
+    return [{"rule": display_name(r), **{f"T = {t}": minus(fmt(table[t]["rules"][r][quantity])) for t in ts}}
             for r in rules]  # fmt: skip
 
 
@@ -517,7 +517,7 @@ def training_rows(training: Mapping, digits: int = 3) -> list[dict]:
     and loss, and every rule's cosine with the exact gradient (columns by :func:`display_name`)."""
     table = _as_json(training)
     return [{"step": s, "batch acc": f"{row['acc']:.2f}", "loss": f"{row['loss']:.3f}",
-             **{display_name(r): signed(f"{a['cosine']:.{digits}f}") for r, a in row["rules"].items()}}
+             **{display_name(r): minus(f"{a['cosine']:.{digits}f}") for r, a in row["rules"].items()}}
             for s, row in sorted(table.items(), key=lambda kv: int(kv[0]))]  # fmt: skip
 
 
@@ -570,11 +570,6 @@ def rule_id(name: str) -> str | None:
     if name in ids:
         return ids[name]
     return "bptt" if name in RULE_RUNS and RULE_RUNS[name].rule == "bptt" else None
-
-
-def signed(text: str) -> str:
-    """A number's text with a true minus sign (U+2212) in place of the ASCII hyphen."""
-    return re.sub(r"(?<![\w.])-(?=\d)", "\u2212", text)
 
 
 def _colour(rule: str) -> str:
@@ -702,7 +697,6 @@ __all__ = [
     "STUDY",
     "STUDY_CONFIG",
     "display_name",
-    "signed",
     "load_study",
     "rule_id",
     "Alignment",

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from gridlib import report, results
-from gridlib.filtergrid.alignment import COLOURS, LEGEND_SIZE, MAX_WIDTH, display_name, rule_id, signed
+from gridlib.filtergrid.alignment import COLOURS, LEGEND_SIZE, MAX_WIDTH, display_name, rule_id
 from gridlib.filtergrid.summary import MnistRun, final_accuracies, paired_differences
 from gridlib.filtergrid.temporal import state_floats_per_parameter
 
@@ -53,7 +53,7 @@ def _sd_text(values: Sequence[float], scale: float = 100.0, digits: int = 2) -> 
     """Mean ± sd of ``scale * values`` (:func:`gridlib.report.format_mean_sd`, points by
     default), kept on one line; the value alone for one seed."""
     text = report.format_mean_sd([scale * v for v in values], digits, n=False).replace(" ± ", "\u00a0±\u00a0")
-    return signed(text)
+    return report.minus(text)
 
 
 def accuracy_text(group: Mapping[str, dict], run: MnistRun) -> str:
@@ -99,7 +99,7 @@ def by_step_rows(training: Mapping[str, Mapping[str, Any]], value: str = "cosine
     steps = sorted(training, key=int)
     rules = list(training[steps[0]]["rules"])
     return [{"rule": display_name(r),
-             **{f"step {s}": signed(f"{training[s]['rules'][r][value]:.{digits}f}") for s in steps}}
+             **{f"step {s}": report.minus(f"{training[s]['rules'][r][value]:.{digits}f}") for s in steps}}
             for r in rules]  # fmt: skip
 
 
@@ -141,7 +141,7 @@ def top_row_cosines(training: Mapping[str, Mapping[str, Any]], rule: str = "snap
                     rows: int = 7) -> dict[str, float]:
     """``{step: median}``: the median of ``rule``'s row cosines over the ``rows`` grid rows
     farthest from the readout, at each snapshot: whether the top of the grid points with (near
-    +1) or against (near -1) the exact gradient as training goes on."""
+    ``+1``) or against (near ``-1``) the exact gradient as training goes on."""
     return {s: float(np.median(np.asarray(training[s]["cells"][rule]["row_cosine"][:rows], float)))
             for s in sorted(training, key=int)}  # fmt: skip
 
@@ -150,14 +150,14 @@ def top_row_rows(tops: Mapping[str, Mapping[str, float]]) -> list[dict[str, str]
     """``{rule: {step: median}}`` (:func:`top_row_cosines` of each rule) as a table: one row
     per rule (by :func:`~gridlib.filtergrid.alignment.display_name`), one column per snapshot,
     signed."""
-    return [{"rule": display_name(r), **{f"step {s}": signed(f"{v:+.2f}") for s, v in c.items()}}
+    return [{"rule": display_name(r), **{f"step {s}": report.signed(v) for s, v in c.items()}}
             for r, c in tops.items()]  # fmt: skip
 
 
 def region_rows(regions: Mapping[str, Mapping[str, float]]) -> list[dict[str, str]]:
     """:func:`region_summary` as a table."""
     return [{"rule": display_name(r), "rel. error, 3 rows nearest the readout": f"{v['near_rel_error']:.2f}",
-             "upper 14 rows: cosine": signed(f"{v['upper_cosine']:.2f}"),
+             "upper 14 rows: cosine": report.minus(f"{v['upper_cosine']:.2f}"),
              "upper 14 rows: |g| / |g*|": f"{v['upper_norm_ratio']:.0e}"} for r, v in regions.items()]
 
 

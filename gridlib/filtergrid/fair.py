@@ -189,7 +189,7 @@ def rows(fair: Fair) -> list[dict[str, str]]:
             "chosen step (validation)": _setting(fair.searches[label]),
             "test accuracy, tuned": report.format_mean_sd(acc, percent=True, n=True),
             "at the original's setting": report.format_mean_sd(before, percent=True, n=True) if before else "–",
-            "moved (points)": f"{100 * (np.mean(acc) - np.mean(before)):+.1f}" if before else "–",
+            "moved (points)": report.signed(100 * (np.mean(acc) - np.mean(before)), 1) if before else "–",
             "minus SnAP-1 (paired)": _paired(group, fair.tuned["SnAP-1"]) if label != "SnAP-1" else "–",
             "minus BPTT (paired)": _paired(group, fair.tuned["BPTT"]) if label != "BPTT" else "–",
         })  # fmt: skip
@@ -381,7 +381,7 @@ def batch1_finding(curves: Mapping[str, Group], budget: int = 3) -> str:
         lead = (f"Batch-1 SGD at each rule's own step ends near the original's {budget} epochs: "
                 "no configuration gains beyond the seeds' spread from more epochs")
     parts = [f"{short_label(k)} {report.format_mean_sd(best[k], percent=True, n=True)} at its best epoch "
-             f"({np.mean(gains[k]):+.1f} points on epoch {budget})" for k in best]  # fmt: skip
+             f"({report.signed(np.mean(gains[k]), 1)} points on epoch {budget})" for k in best]  # fmt: skip
     capped = [short_label(k) for k, g in curves.items() if g and any(map(still_improving, g.values()))]
     cap = (f" {in_words(capped)} {'was' if len(capped) == 1 else 'were'} still improving when the "
            "epoch cap stopped a run." if capped else "")  # fmt: skip
@@ -502,7 +502,7 @@ def _choice_clauses(fair: Fair, moved: Mapping[str, float]) -> list[str]:
         ends = (f"{'which ends' if len(rules) == 1 else 'each of which ends'} {way} on average"
                 if way else "which end some higher, some lower")  # fmt: skip
         out.append(f"it chose a {side} one for {in_words(rules)}, {ends} at the full budget "
-                   f"({', '.join(f'{x:+.1f}' for x in d)} points)")
+                   f"({', '.join(report.signed(x, 1) for x in d)} points)")
     return out
 
 
@@ -519,7 +519,7 @@ def findings(fair: Fair) -> list[str]:
         parts = _choice_clauses(fair, {k: d for k, (d, _) in moved.items()})
         out.append(f"{lead}: " + "; ".join(parts) + "." if parts else
                    f"{lead}: against the original's setting, "
-                   + "; ".join(f"{k} {d:+.1f} points" for k, (d, _) in moved.items()) + ".")  # fmt: skip
+                   + "; ".join(f"{k} {report.signed(d, 1)} points" for k, (d, _) in moved.items()) + ".")  # fmt: skip
     bptt = fair.tuned.get("BPTT") or {}
     diffs = {k: list(paired_differences(g, bptt).values()) for k, g in fair.tuned.items() if g and k != "BPTT"}
     diffs = {k: v for k, v in diffs.items() if len(v) >= MIN_SEEDS}  # a finding needs every seed

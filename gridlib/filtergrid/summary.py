@@ -494,7 +494,7 @@ def _bounds(r: dict) -> tuple[float, float]:
 
 def _pts(x: float) -> str:
     """A fraction in points, two decimals, with a true minus sign (U+2212)."""
-    return f"{100 * x:.2f}".replace("-", "\u2212")
+    return report.minus(f"{100 * x:.2f}")
 
 
 def clear_breaks(rows: list[dict], threshold: float = BREAK) -> list[dict]:
@@ -625,7 +625,7 @@ def condition_rows(rows: list[dict]) -> list[dict]:
 
 
 def bits_rows(rows: list[dict]) -> list[dict]:
-    """Table rows of the weight-bits sweep: bits, quantisation step over [-2, 2], accuracy and
+    """Table rows of the weight-bits sweep: bits, quantisation step over ``[-2, 2]``, accuracy and
     drop (mean ± sd over seeds)."""
     out = []
     for r in rows:

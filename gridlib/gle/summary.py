@@ -334,7 +334,7 @@ def mnist1d_rows(found: Mapping[str, Mapping[str, Any] | None]) -> list[dict[str
             "epochs": f"{res['epochs_done']} / {res['epochs']}",
             "test accuracy, ours": report.format_mean_sd(final, percent=True, n=False, key=key),
             "published (%)": published_text(arch),
-            "gap (points)": f"{gap:+.2f}".replace("-", "\u2212") if done else "unfinished",
+            "gap (points)": report.signed(gap) if done else "unfinished",
         })  # fmt: skip
     return rows
 
