@@ -273,7 +273,26 @@ def test_a_move_counts_only_beyond_the_seeds_spread(tuned, beyond):
     assert b is beyond and d == pytest.approx(100 * (np.mean(tuned) - 0.5066666), abs=1e-3)
     text = fair.findings(runs)
     assert text[0].startswith("Tuning each rule's step size" if not beyond else "Tuning on validation data moves BPTT")
-    assert text[1].startswith("At each rule's own best setting the exact gradient still trains")
+    assert text[1].startswith("At each rule's own best setting BPTT still trains the better grid on "
+                              "average: it leads SnAP-1 by") and text[1].endswith("and on every seed.")
+
+
+def test_the_bptt_finding_counts_seeds_a_local_rule_wins_and_names_a_low_bptt_seed():
+    from gridlib.filtergrid import fair
+
+    assert fair.low_seed({0: 44.4, 1: 64.2, 2: 60.0}) == 0  # 15.6 below the median, 4.2 above
+    assert fair.low_seed({0: 42.3, 1: 44.2, 2: 42.4}) is None and fair.low_seed({0: 1, 1: 9}) is None
+    bptt = {0: 44.4, 1: 64.2, 2: 60.0}
+    diffs = {"SnAP-1": {0: -2.1, 1: -20.0, 2: -17.6}, "SnAP-0": {0: 4.7, 1: -32.0, 2: -15.7}}
+    text = fair._bptt_finding(diffs, bptt)
+    assert text.startswith("At each rule's own best setting BPTT still trains the better grid on "
+                           "average: it leads every local rule by 13 to 14 points")
+    assert "SnAP-0 beats it on 1 of 3 seeds" in text and "SnAP-1 beats" not in text
+    assert text.endswith("seed 0 lies 16 points below the median seed, and on it BPTT's lead is "
+                         "smallest against 2 of the 2 rules.")
+    even = fair._bptt_finding({"SnAP-1": {0: 1.0, 1: 2.0, 2: -0.5}}, {0: 60.0, 1: 61.0, 2: 59.0})
+    assert even.startswith("At each rule's own best setting SnAP-1 matches or beats BPTT on average; "
+                           "SnAP-1 beats it on 2 of 3 seeds")
 
 
 def _curve(val, test, seed):
@@ -343,7 +362,11 @@ def test_batch1_runs_to_convergence_load_at_their_searchs_step_and_say_where_the
     fair = _fake_batch1(monkeypatch)
     b1, curves, missing = fair.load_batch1(seeds=(0,))
     (label, group), = ((k, g) for k, g in curves.items() if g)
-    assert label.startswith("SnAP-0") and "0.3 (gain 10)" in fair.search_rows(b1)[0]["validation accuracy (%) by step size"] + fair._setting(b1.searches[label])
+    assert label.startswith("SnAP-0") and "**0.3: 40.0**" in fair.search_rows(b1)[0]["validation accuracy (%) by step size"]
+    # one gain tried: the setting is the step alone; two: the chosen gain is named
+    assert fair._setting(b1.searches[label]) == "0.3"
+    two = {**b1.searches[label], "config": {"search": {"eta0": [0.1, 0.3], "gain": [5.0, 10.0]}}}
+    assert fair._setting(two) == "0.3 (input gain 10)"
     row, = fair.curve_rows(curves, budget=3)
     assert row["best epoch (validation)"] == "4" and row["test accuracy at epoch 3"].startswith("61.00")
     text = fair.batch1_finding(curves)
