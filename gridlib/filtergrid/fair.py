@@ -382,12 +382,16 @@ def batch1_finding(curves: Mapping[str, Group], budget: int = 3) -> str:
     else:
         lead = (f"Batch-1 SGD at each rule's own step ends near the original's {budget} epochs: "
                 "no configuration gains beyond the seeds' spread from more epochs")
-    parts = [f"{short_label(k)} {report.format_mean_sd(best[k], percent=True, n=True)} at its best epoch "
-             f"({report.signed(np.mean(gains[k]), 1)} points on epoch {budget})" for k in best]  # fmt: skip
+    top = max(best, key=lambda k: np.mean(best[k]))
+    at_budget = np.mean(best[top]) - np.mean(gains[top]) / 100
+    text = (f"{lead}. The best, {short_label(top)}, climbs from {100 * at_budget:.1f} % on epoch "
+            f"{budget} to {report.format_mean_sd(best[top], percent=True, n=True)} at its best epoch "
+            "on validation")
     capped = [short_label(k) for k, g in curves.items() if g and any(map(still_improving, g.values()))]
-    cap = (f" {in_words(capped)} {'was' if len(capped) == 1 else 'were'} still improving when the "
-           "epoch cap stopped a run." if capped else "")  # fmt: skip
-    return f"{lead}: {'; '.join(parts)}.{cap}"
+    if capped:
+        text += (f"; {in_words(capped)} {'was' if len(capped) == 1 else 'were'} still improving "
+                 "when the epoch cap stopped a run")
+    return text + "."
 
 
 def still_improving(record: Mapping[str, Any]) -> bool:
