@@ -179,6 +179,14 @@ def spread_words(values: Sequence[float], reference: float = 0.0, single: bool =
     return "beyond the seeds' spread" if beyond_spread(values, reference, single) else "within the seeds' spread"
 
 
+def machine(record: Mapping[str, Any]) -> str:
+    """The machine a record was made on, for a sentence about speed: ``"a 2-core AMD EPYC"``
+    (its provenance's core count and CPU name)."""
+    p = record["provenance"]
+    cores = p.get("cpu_count")
+    return f"a {cores}-core {p.get('cpu') or 'CPU'}" if cores else f"one {p.get('cpu') or 'CPU'}"
+
+
 def signed(x: float, digits: int = 2) -> str:
     """``"+0.45"`` or ``"−0.09"``: a signed number with a true minus sign (U+2212)."""
     return f"{'−' if x < 0 else '+'}{abs(x):.{digits}f}"

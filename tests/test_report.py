@@ -72,3 +72,8 @@ def test_math_rows_puts_a_list_of_terms_one_per_line():
     tex = report.math_rows([(r"\eta", [a, -b, r"\frac{1}{2}"]), ("y", a + b)]).data
     assert tex == (r"\begin{aligned}\eta &= a \\ &\phantom{=} - b \\ &\phantom{=} + \frac{1}{2} \\ "
                    r"y &= a + b\end{aligned}")
+
+
+def test_a_speed_sentence_names_the_machine_from_the_records_provenance():
+    assert report.machine({"provenance": {"cpu": "AMD EPYC", "cpu_count": 2}}) == "a 2-core AMD EPYC"
+    assert report.machine({"provenance": {}}) == "one CPU"
