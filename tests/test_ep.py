@@ -629,7 +629,7 @@ def test_tables_of_accuracies_carry_no_seconds_and_the_step_ratio_is_the_benchma
     bench = {"metrics": {"rows": [{"implementation": "gridlib.ep (explicit forces)", "s per 60k epoch": 3.0}],
                          "like_for_like": {summary.EP_OVER_BACKPROP: 2.16}}}  # fmt: skip
     text = summary.step_ratio_text(bench)
-    assert "3.0 s per 60,000 examples, 2.2× backprop's" in text
+    assert "3.0 s per 60,000 examples of wall time, 2.2× backprop's" in text
 
 
 def test_product_rows_break_a_long_sum_into_narrow_lines():

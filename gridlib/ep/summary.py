@@ -936,7 +936,8 @@ def step_ratio_text(bench: Mapping[str, Any]) -> str:
     lib = next(r for r in bench["metrics"]["rows"] if r["implementation"].startswith("gridlib.ep"))
     ratio = bench["metrics"]["like_for_like"][EP_OVER_BACKPROP]
     return (f"In the same run, the library's EP step takes {lib['s per 60k epoch']:.1f} s per "
-            f"60,000 examples, {ratio:.1f}× backprop's on the same network: every update waits "
+            f"60,000 examples of wall time, {ratio:.1f}× backprop's on the same network (the "
+            "ratios above are of CPU time): every update waits "
             "for the network to settle twice. Centered EP adds a third relaxation per update; "
             "the benchmark does not time it.")
 
