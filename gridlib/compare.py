@@ -731,13 +731,19 @@ def task_markdown(tables: TaskTable | Sequence[TaskTable], task: str | None = No
 _MARKERS = {"neighbour": "o", "two phases": "s", "global": "^"}
 
 
-def _point_label(m: Measured, several_networks: bool) -> str:
-    """A figure's label of a row: the rule, its optimiser, and the network where a task has
-    several."""
+def _epochs(m: Measured) -> int:
+    return int(next(iter(m.records.values()))["config"]["epochs"])
+
+
+def _point_label(m: Measured, several_networks: bool, epochs_vary: bool = False) -> str:
+    """A figure's label of a row: the rule, its optimiser, the network where a task has
+    several, and the epochs where its rows train for different budgets."""
     what = m.row.rule_name.replace(" (an update per time step)", ", every step")
     short = {"per-group SGD": "SGD", "AdamW": "AdamW"}.get(m.row.optimizer, m.row.optimizer)
-    what += f" ({short}, {m.row.network})" if several_networks else f" ({short})"
-    return what
+    notes = [short] + ([m.row.network] if several_networks else [])
+    if epochs_vary:
+        notes.append(f"{_epochs(m)} epoch{'s' if _epochs(m) != 1 else ''}")
+    return f"{what} ({', '.join(notes)})"
 
 
 def figure(measured: Sequence[Measured]):
@@ -764,13 +770,14 @@ def figure(measured: Sequence[Measured]):
                              gridspec_kw={"height_ratios": heights}, squeeze=False)  # fmt: skip
     for ax, (task, ms) in zip(axes[:, 0], tables, strict=True):
         several = len({m.row.network for m in ms}) > 1
+        epochs_vary = len({_epochs(m) for m in ms}) > 1
         for y, m in enumerate(ms):
             cls = RULES[m.row.rule].reads
             acc = 100 * np.asarray(m.accuracies)
             ax.plot(acc, np.full(acc.shape, y), ".", color=colours[cls], alpha=0.35)
             ax.errorbar(acc.mean(), y, xerr=acc.std(ddof=1) if acc.size > 1 else None,
                         marker=_MARKERS[cls], color=colours[cls], ms=6, capsize=2, ls="none")  # fmt: skip
-        ax.set_yticks(range(len(ms)), [_point_label(m, several) for m in ms], fontsize=9)
+        ax.set_yticks(range(len(ms)), [_point_label(m, several, epochs_vary) for m in ms], fontsize=9)
         ax.set_ylim(len(ms) - 0.5, -0.5)
         ax.set_title(task, fontsize=10, loc="left")
         ax.set_xlabel("test accuracy (%)", fontsize=9)

@@ -192,3 +192,13 @@ def test_what_a_step_costs_comes_from_the_rule_benchmark():
     text = compare.cost_text(work)
     assert "exact RTRL's training step takes 208× SnAP-1's CPU time, BPTT's 3.1×" in text
     assert compare.cost_text(None) == ""
+
+
+def test_a_figure_label_gives_the_epochs_where_a_panels_rows_train_for_different_budgets():
+    def measured(epochs):
+        rec = {"config": {"epochs": epochs}}
+        return compare.Measured(_row(rule="rtrl"), {"r": rec}, [0.5], 7, None, (2,))
+
+    assert compare._point_label(measured(1), False) == "exact RTRL (SGD)"
+    assert compare._point_label(measured(1), False, epochs_vary=True) == "exact RTRL (SGD, 1 epoch)"
+    assert compare._point_label(measured(10), True, epochs_vary=True) == "exact RTRL (SGD, net, 10 epochs)"
