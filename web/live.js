@@ -338,7 +338,7 @@ async function main() {
     }
     const run = ng.meta.trained;
     const pct = (a) => `${(100 * a).toFixed(2)} %`;
-    $("live-ng-score").textContent = `NeuralGrid classifies ${right} of these ${garments.meta.n_test} test garments correctly (${pct(right / garments.meta.n_test)}); its published run scores ${pct(run.metrics.test_acc)} on the whole Fashion-MNIST test set.`;
+    $("live-ng-score").textContent = `NeuralGrid classifies ${right} of these ${garments.meta.n_test} test garments correctly (${pct(right / garments.meta.n_test)}); the same network scores ${pct(run.metrics.test_acc)} on the whole Fashion-MNIST test set.`;
     $("live-ng-score").dataset.right = String(right);
     showGarment(0);
   }
