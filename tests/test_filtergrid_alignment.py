@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gridlib import data, experiment
+from gridlib import data, experiment, report
 from gridlib.filtergrid import alignment as al
 from gridlib.filtergrid import model
 from gridlib.filtergrid.cell import GridParams
@@ -197,4 +197,4 @@ def test_every_rule_has_the_display_name_of_its_run_and_back():
         assert name == "RTRL (exact)" or RULE_RUNS[name][:1] == (al.RULES[label][0],)
     assert al.display_name("bptt") == "BPTT" and al.rule_id("BPTT") == "bptt"
     assert al.rule_id("no such rule") is None
-    assert al.signed("-0.5 and x-1, 1e-05") == "\u22120.5 and x-1, 1e-05"
+    assert report.minus("-0.5 and x-1, 1e-05") == "\u22120.5 and x-1, 1e-05"
