@@ -20,8 +20,8 @@ stages (:func:`gridlib.flops.count_stages`) into a time no program for that step
 
 .. math::
 
-    t \\ge \\max\\Big(\\frac{F_\\mathrm{mm}}{r_\\mathrm{mm}} + \\sum_f \\frac{n_f}{r_f}
-    + \\frac{n_\\mathrm{other}}{r_\\mathrm{el}},\\; S\\, t_\\mathrm{stage}\\Big)
+    t \\ge \\max\\Big(&\\frac{F_\\mathrm{mm}}{r_\\mathrm{mm}} + \\sum_f \\frac{n_f}{r_f} \\\\
+        &\\quad + \\frac{n_\\mathrm{other}}{r_\\mathrm{el}},\\; S\\, t_\\mathrm{stage}\\Big)
 
 with ``sin`` and ``cos`` at the sine rate, ``tanh`` at the tanh rate and every other
 transcendental at the exponential rate. The first term assumes every operation runs at its

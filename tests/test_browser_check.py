@@ -1,5 +1,6 @@
 """The browser check (tests/browser/check_pages.py) on hand-written pages: one clean, one bad, and
-one per width rule (code input wider than its box; tables that do not scroll at a phone's width).
+one per width rule (code input wider than its box; tables that do not scroll at a phone's width;
+display math wider than a phone's column, and the same sum broken into lines).
 
 Needs a Chromium (Debian's ``chromium``; ``make browser-check`` installs it where it can); skips
 without one. MathJax comes from the book's own ``_static/mathjax``.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import struct
 import zlib
@@ -169,9 +171,17 @@ WIDTH_PAGES = {
                  + "".join(f"<th>col {i}</th>" for i in range(6)) + "</tr><tr>"
                  + "".join(f"<td>{i}.1234</td>" for i in range(6)) + "</tr></table></div>",
     # display math that fits the 500 px column at 1280 px and scrolls in its own box at 390 px,
-    # but is more than 1.15x the phone's column: it must be broken into lines, not scrolled
+    # far wider than the phone's column: it must be broken into lines, not scrolled
     "math-long-phone": '<div class="math" id="equation-phone">\\['
                        + " + ".join(f"a_{{{i}}} b_{{{i}}}" for i in range(8)) + '\\]</div>',
+    # a few px wider than the phone's column (once only noted): a defect there as well ...
+    "math-wide-phone": '<div class="math" id="equation-wide">\\['
+                       + " + ".join(f"a_{{{i}}} b_{{{i}}}" for i in range(7)) + '\\]</div>',
+    # ... and the same sum broken at a top-level +, aligned: fits at both widths
+    "math-split-phone": '<div class="math" id="equation-split">\\[\\begin{aligned} x &amp;= '
+                        + " + ".join(f"a_{{{i}}} b_{{{i}}}" for i in range(4)) + "\\\\ &amp;\\quad + "
+                        + " + ".join(f"a_{{{i}}} b_{{{i}}}" for i in range(4, 7))
+                        + '\\end{aligned}\\]</div>',
 }
 
 
@@ -219,6 +229,19 @@ def test_an_element_too_wide_for_a_phone_fails_there_only(site, tmp_path, chromi
     (detail,) = found[390][kind]
     assert all(w in detail for w in words), detail
     assert (tmp_path / "out" / f"{page}-390px.png").is_file()
+
+
+def test_display_math_wider_than_a_phone_fails_until_it_is_broken_into_lines(site, tmp_path, chromium, capsys):
+    rc, report, lines = _check(site, "math-wide-phone.html", tmp_path / "wide", chromium, capsys)
+    found = _defects(report)
+    assert rc == 1 and set(found) == {390} and set(found[390]) == {"math-too-wide"}, lines
+    (detail,) = found[390]["math-too-wide"]
+    assert "scrolls sideways" in detail and "#equation-wide" in detail, detail
+    needed, column = (int(w) for w in re.findall(r"(\d+)px (?:wide|column)", detail))
+    assert column < needed < 1.15 * column, detail  # scrolling it sideways is no longer accepted
+    rc, report, lines = _check(site, "math-split-phone.html", tmp_path / "split", chromium, capsys)
+    assert rc == 0 and _defects(report) == {}, lines
+    assert [n for p in report["pages"] for n in p["notes"]] == [], lines
 
 
 def test_narrow_pages_limits_the_phone_width_to_those_pages(site, tmp_path, chromium, capsys):

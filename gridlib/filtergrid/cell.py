@@ -95,8 +95,8 @@ def self_trace_step(
     .. math::
         e_L(t) &= a e_L(t-1) + c u(t),\\
         e_T(t) &= a e_T(t-1) + c v(t),\\
-        \eta(t) &= a \eta(t-1)
-            + \frac{a \Delta t}{\tau^2}\,(s(t-1) - \mathrm{drive}(t)),
+        \eta(t) &= a \eta(t-1) \\
+            &\quad + \frac{a \Delta t}{\tau^2}\,(s(t-1) - \mathrm{drive}(t)),
 
     since :math:`\partial a/\partial\tau = a\Delta t/\tau^2` and :math:`c = 1-a`.
     """

@@ -6,8 +6,8 @@ and sweeps the messages afterwards. Here the loss is **per step**,
 
 .. math::
     \ell_t &= \mathrm{CE}\big(\mathrm{softmax}(r(t)), y^*\big),\\
-    L &= \frac1T \sum_t \ell_t
-        \quad (\text{the library's } \texttt{"per\_t"} \text{ loss}),
+    L &= \frac1T \sum_t \ell_t \\
+        &\qquad (\text{the library's } \texttt{"per\_t"} \text{ loss}),
 
 so :math:`\partial\ell_t/\partial r(t)` is known as soon as step :math:`t` has run, and the whole
 SnAP-1 update of step :math:`t` is computed within that step, forward in time:

@@ -3,8 +3,9 @@ r"""SnAP-1: the local learning rule of the analog-filter grid, in one place.
 For a parameter :math:`\theta_k` of cell :math:`k` the exact per-step gradient is
 
 .. math::
-    \frac{dL_t}{d\theta_k} &= \sum_j m_j(t)\,(1-y_j^2(t))\,\big[a_j J_{j,k}(t-1) \\
-        &\qquad + \delta_{jk}\,\partial s_k(t)/\partial\theta_k|_{\text{imm}}\big] \\
+    \frac{dL_t}{d\theta_k} &= \sum_j m_j(t)\,(1-y_j^2(t)) \\
+        &\qquad {}\times \big[a_j J_{j,k}(t-1) \\
+        &\qquad\quad + \delta_{jk}\,\partial s_k(t)/\partial\theta_k|_{\text{imm}}\big] \\
         &\qquad \;(+\,m_k (1-y_k^2) \text{ for } \theta = b),
 
 with :math:`m_j(t) = \partial L_t/\partial y_j(t)` the within-step backward message and
@@ -21,8 +22,8 @@ with :math:`m_j(t) = \partial L_t/\partial y_j(t)` the within-step backward mess
 
   .. math::
       \Delta_t\theta_k &= m_k f_{\theta,k} \\
-          &\quad + \sum_{d} m_d (1-y_d^2)\,
-          \big[\varepsilon^d_{k,\theta}(t) - c_d\kappa_d f_{\theta,k}(t)\big],
+          &\quad + \sum_{d} m_d (1-y_d^2)\,\big[\varepsilon^d_{k,\theta}(t) \\
+          &\qquad\quad - c_d\kappa_d f_{\theta,k}(t)\big],
 
   where the bracket ("past-only subtraction") equals :math:`a_d\varepsilon^d(t-1)`: the same-step
   path through :math:`d` is already inside :math:`m_k`.

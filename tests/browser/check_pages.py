@@ -19,7 +19,8 @@ reports at the main width
   ``\\[`` or ``\\begin{`` left in a text node outside code, or MathJax never finishing;
 * ``math-too-wide``   display math wider than the box it got (beside its equation number) or than
   the content column: it is cut off or scrolls sideways, and the right end -- where the
-  equation number and the last terms are -- is out of sight. Always a defect, also in outputs;
+  equation number and the last terms are -- is out of sight. Always a defect, also in outputs
+  and at a phone's width (up to 4 px of overhang there): break it at its relations or terms;
 * ``output-too-wide`` a cell output wider than the content column (see *widths* below);
 * ``page-too-wide``   the page itself scrolls sideways;
 * ``code-too-wide``   a visible code input (``div.cell_input pre``) wider than its box: its
@@ -51,8 +52,8 @@ reports at the main width
 At the other widths (the phone) only what depends on the width is checked: ``page-too-wide``,
 ``table-too-wide``, ``output-too-wide``, ``math-too-wide`` and ``code-too-wide``, where wide
 code, text outputs and tables may scroll sideways inside their own box however wide they are
-(noted, not failed) but must not be cut off or run out of the column, display math only up to
-1.15x the column (wider, it is ``math-too-wide``: break it at its relations or terms); and the
+(noted, not failed) but must not be cut off or run out of the column, while display math must
+fit the room it gets as at the main width (``math-too-wide``, up to 4 px of overhang); and the
 page's requests (``http-error``). ``--narrow-pages`` limits those widths to a few pages.
 
 Uncaught JavaScript exceptions (``js-error``), outputs accepted as scrolling, redirects and
@@ -406,7 +407,7 @@ async (scrollTolerance, mathjaxTimeoutMs, narrow) => {
   const colRight = colRect.right - parseFloat(colStyle.paddingRight) - parseFloat(colStyle.borderRightWidth);
   const colWidth = Math.max(1, colRight - colLeft);
   const SLACK = 2;
-  const MATH_SCROLL_MAX = 1.15;  // display math on a phone may scroll this far past the column
+  const MATH_PHONE_SLACK = 4;  // px a display equation may overrun its box on a phone (glyph overhang)
   const visible = el => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0 && cs(el).visibility !== 'hidden'; };
   // the widest extent of el's content: its own scroll width, and the right edge (or scrolled
   // extent) of the descendants that carry wide content
@@ -455,12 +456,13 @@ async (scrollTolerance, mathjaxTimeoutMs, narrow) => {
     const how = cl ? (cl.overflow === 'hidden' || cl.overflow === 'clip' ? 'cut off' : 'scrolls sideways')
                    : (right > colRight + SLACK ? 'runs out of the column' : 'overflows');
     const where = (m.id ? '#' + m.id : describe(m)) + (output ? ' (cell output)' : '');
-    // on a phone, an equation wider than the screen may scroll inside its own box
-    // only a little (up to MATH_SCROLL_MAX x the column): a longer one must be broken at its
-    // relations or terms (``aligned``), since most of it would be out of sight
-    const phoneScroll = narrow && how === 'scrolls sideways' && cl.el.getBoundingClientRect().right <= colRight + SLACK
-                        && needed <= MATH_SCROLL_MAX * colWidth;
-    (phoneScroll ? note : add)(phoneScroll ? 'wide-math' : 'math-too-wide', `${eqno ? 'equation ' + clip(eqno.textContent.replace('#', ''), 12) + ' ' : ''}` +
+    // on a phone, too, an equation must fit the room it gets (beside its number): one that
+    // scrolls sideways hides its right end, so it is broken at its relations or terms
+    // (``aligned``) instead. Only a few px of overhang (MATH_PHONE_SLACK) are let through.
+    const phoneOverhang = narrow && how === 'scrolls sideways' && cl.el.getBoundingClientRect().right <= colRight + SLACK
+                          && needed <= box + MATH_PHONE_SLACK && right <= colRight + MATH_PHONE_SLACK;
+    if (phoneOverhang) continue;
+    add('math-too-wide', `${eqno ? 'equation ' + clip(eqno.textContent.replace('#', ''), 12) + ' ' : ''}` +
         `${px(needed)} wide, ${px(Math.min(box, colWidth))} available in a ${px(colWidth)} column, ${how}` +
         `${tex ? ': $' + clip(tex, 70) + '$' : ''} ${where}`.trim());
   }
