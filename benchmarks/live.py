@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     exe = check_pages.find_chromium(args.chromium)
     if exe is None:
-        raise SystemExit("benchmarks/live.py: no Chromium (make chromium installs Debian's)")
+        raise SystemExit(f"benchmarks/live.py: no Chromium at {args.chromium!r}" if args.chromium
+                         else "benchmarks/live.py: no Chromium (make chromium installs Debian's)")
     shots = results.runs_dir() / "live-shots"  # the mid-training screenshots
     page = in_browser(exe, args.seconds, shots)
     print(f"in the page ({page['browser']}): {page['browser_examples_per_s']:.0f} examples/s shown, "

@@ -279,3 +279,9 @@ def test_one_wait_for_a_reply_serves_both_drivers():
     with pytest.raises(TimeoutError, match="C.d: no answer within 0 s"):
         r.request("C.d", sent.append, timeout=0.05)
     assert sent == [1, 2] and r.waiting == {}
+
+
+def test_a_chromium_flag_that_names_no_browser_is_not_replaced_by_another(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHROMIUM", "sh")  # a browser would be found without the flag
+    assert check_pages.find_chromium() is not None
+    assert check_pages.find_chromium(str(tmp_path / "no-such-chromium")) is None

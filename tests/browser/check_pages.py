@@ -279,7 +279,12 @@ class Chromium:
 
 
 def find_chromium(explicit: str | None = None) -> str | None:
-    for name in ([explicit] if explicit else []) + [os.environ.get("CHROMIUM", "")] + list(CHROMIUM_CANDIDATES):
+    """The browser's path: ``explicit`` (a ``--chromium`` flag) and nothing else where given, so
+    that a mistyped path is reported, not replaced by another browser; else ``$CHROMIUM``, else
+    the usual names on ``PATH``; ``None`` where none is found."""
+    if explicit:
+        return shutil.which(explicit)
+    for name in [os.environ.get("CHROMIUM", "")] + list(CHROMIUM_CANDIDATES):
         if not name:
             continue
         path = shutil.which(name)
@@ -849,7 +854,8 @@ def run(args) -> int:
 
     exe = find_chromium(args.chromium)
     if exe is None:
-        return unavailable("no Chromium found (install Debian's `chromium`, or set CHROMIUM=/path/to/chrome)")
+        return unavailable(f"no Chromium at {args.chromium!r}" if args.chromium else
+                           "no Chromium found (install Debian's `chromium`, or set CHROMIUM=/path/to/chrome)")
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
