@@ -188,3 +188,17 @@ def test_figures_of_the_rules_fit_the_column_with_legible_legends():
     assert lines["truncated BPTT, K = 1"].get_linestyle() == "--"
     assert lines["SnAP-0"].get_linewidth() > lines["truncated BPTT, K = 1"].get_linewidth()
     plt.close(fig)
+
+
+def test_a_protocols_record_made_before_a_run_was_remade_is_refused(monkeypatch):
+    from gridlib import results
+    from gridlib.filtergrid import summary
+
+    now = {"r/seed0": {"metrics": {"test/acc": 0.4232}}}
+    monkeypatch.setattr(results, "exists", lambda name: name in now)
+    monkeypatch.setattr(results, "load", lambda name, **_: now[name])
+    current = {"metrics": {"r/seed0": {"published_test_acc": 0.4232}, "gone": {"published_test_acc": 1}}}
+    summary.check_protocols_current(current)  # a run no longer published is passed over
+    stale = {"metrics": {"r/seed0": {"published_test_acc": 0.5059}}}
+    with pytest.raises(results.ResultsError, match="remake it with `python -m gridlib filtergrid-protocols"):
+        summary.check_protocols_current(stale)

@@ -212,6 +212,25 @@ ORIGINAL_EXPECT = {"code": "original", "epochs": 10, "train_size": 60000, "batch
 PROTOCOLS = "filtergrid/protocols"
 
 
+def check_protocols_current(protocols: dict) -> None:
+    """Refuse a protocols record (:data:`PROTOCOLS`) made from other runs than those published
+    now: it evaluates each run's stored parameters, so a run remade since leaves it stale.
+
+    Raises:
+        gridlib.results.ResultsError: naming the first run whose test accuracy moved, and the
+            command that remakes the record.
+    """
+    for run, row in protocols["metrics"].items():
+        if not results.exists(run):
+            continue
+        m = results.load(run)["metrics"]
+        now = m.get("test/acc", m.get("test_acc"))
+        if now != row["published_test_acc"]:
+            raise results.ResultsError(
+                f"{PROTOCOLS} evaluated {run} when its test accuracy was {row['published_test_acc']}; "
+                f"it is {now} now: remake it with `python -m gridlib filtergrid-protocols --overwrite`")
+
+
 def protocol_rows() -> tuple[list[dict], dict] | None:
     """Rows of the original's rerun and of our Adam runs, each on both evaluation protocols.
 
@@ -223,6 +242,7 @@ def protocol_rows() -> tuple[list[dict], dict] | None:
         return None
     original = results.load(ORIGINAL_RUN, expect=ORIGINAL_EXPECT)
     protocols = results.load(PROTOCOLS, expect={"val_subset": 2000})
+    check_protocols_current(protocols)
     m = original["metrics"]
 
     def pct(x: float) -> str:
