@@ -289,7 +289,8 @@ def test_the_bptt_finding_counts_seeds_a_local_rule_wins_and_names_a_low_bptt_se
                            "average: it leads every local rule by 13 to 14 points")
     assert "SnAP-0 beats it on 1 of 3 seeds" in text and "SnAP-1 beats" not in text
     assert text.endswith("seed 0 lies 16 points below the median seed, and on it BPTT's lead is "
-                         "smallest against 2 of the 2 rules.")
+                         "smallest against every rule.")
+    assert "points on the same seeds, within the seeds' spread against every one" in text
     even = fair._bptt_finding({"SnAP-1": {0: 1.0, 1: 2.0, 2: -0.5}}, {0: 60.0, 1: 61.0, 2: 59.0})
     assert even.startswith("At each rule's own best setting SnAP-1 matches or beats BPTT on average; "
                            "SnAP-1 beats it on 2 of 3 seeds")
@@ -371,7 +372,7 @@ def test_batch1_runs_to_convergence_load_at_their_searchs_step_and_say_where_the
     assert row["best epoch (validation)"] == "4" and row["test accuracy at epoch 3"].startswith("61.00")
     text = fair.batch1_finding(curves)
     assert text.startswith("Past the original's 3 epochs, batch-1 SGD at each rule's own step gains")
-    assert "one seed each" in text and "The best, SnAP-0 (sum loss), climbs from 61.0 % on epoch 3 to 71.00 % (n=1)" in text
+    assert "one seed each" in text and "The best, SnAP-0 (sum loss), is at 61.0 % on epoch 3 at its chosen step and reaches 71.00 % (n=1)" in text
 
 
 def test_a_batch1_run_at_another_step_than_its_search_chose_is_refused(tmp_results, monkeypatch):
@@ -454,4 +455,4 @@ def test_a_run_stopped_by_its_cap_while_improving_is_named():
     assert fair.still_improving(run(13, 15)) and not fair.still_improving(run(12, 15))
     assert not fair.still_improving(run(6, 9))  # patience stopped it
     text = fair.batch1_finding({"SnAP-1, sum loss, one update per sequence": {"a": run(14, 15)}})
-    assert text.endswith("SnAP-1 (sum loss) was still improving when the epoch cap stopped a run."), text
+    assert text.endswith("a run of SnAP-1 (sum loss) reached the epoch cap before its patience ran out."), text

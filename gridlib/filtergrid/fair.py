@@ -384,13 +384,12 @@ def batch1_finding(curves: Mapping[str, Group], budget: int = 3) -> str:
                 "no configuration gains beyond the seeds' spread from more epochs")
     top = max(best, key=lambda k: np.mean(best[k]))
     at_budget = np.mean(best[top]) - np.mean(gains[top]) / 100
-    text = (f"{lead}. The best, {short_label(top)}, climbs from {100 * at_budget:.1f} % on epoch "
-            f"{budget} to {report.format_mean_sd(best[top], percent=True, n=True)} at its best epoch "
-            "on validation")
+    text = (f"{lead}. The best, {short_label(top)}, is at {100 * at_budget:.1f} % on epoch "
+            f"{budget} at its chosen step and reaches "
+            f"{report.format_mean_sd(best[top], percent=True, n=True)} at its best epoch on validation")
     capped = [short_label(k) for k, g in curves.items() if g and any(map(still_improving, g.values()))]
     if capped:
-        text += (f"; {in_words(capped)} {'was' if len(capped) == 1 else 'were'} still improving "
-                 "when the epoch cap stopped a run")
+        text += (f"; a run of {in_words(capped)} reached the epoch cap before its patience ran out")
     return text + "."
 
 
@@ -554,9 +553,13 @@ def _bptt_finding(diffs: Mapping[str, Mapping[int, float]], bptt: Mapping[int, f
     gaps = sorted(-m for m in means.values())
     if gaps[0] > 0:
         span = f"{gaps[0]:.0f}" if round(gaps[0]) == round(gaps[-1]) else f"{gaps[0]:.0f} to {gaps[-1]:.0f}"
+        beyond = [k for k, v in diffs.items() if report.beyond_spread(list(v.values()))]
+        where = ("beyond the seeds' spread against every one" if len(beyond) == len(diffs) else
+                 "within the seeds' spread against every one" if not beyond else
+                 f"beyond the seeds' spread only against {in_words(beyond)}")
         text = ("At each rule's own best setting BPTT still trains the better grid on average: it "
                 f"leads {'every local rule' if len(means) > 1 else next(iter(means))} by {span} "
-                "points on the same seeds")
+                f"points on the same seeds, {where}")
     else:
         level = [k for k, m in means.items() if m >= 0]
         text = (f"At each rule's own best setting {in_words(level)} "
@@ -568,8 +571,9 @@ def _bptt_finding(diffs: Mapping[str, Mapping[int, float]], bptt: Mapping[int, f
         nearest = [k for k, v in diffs.items() if max(v, key=v.get) == low]
         text += (f". BPTT's own seeds end at {in_words([f'{bptt[s]:.1f}' for s in sorted(bptt)])} %; "
                  f"seed {low} lies {float(np.median(list(bptt.values()))) - bptt[low]:.0f} points "
-                 f"below the median seed, and on it BPTT's lead is smallest against "
-                 f"{len(nearest)} of the {len(diffs)} rules")
+                 "below the median seed, and on it BPTT's lead is smallest against "
+                 + ("every rule" if len(nearest) == len(diffs) else
+                    f"{len(nearest)} of the {len(diffs)} rules"))
     return text + "."
 
 
