@@ -174,6 +174,17 @@ def groups_differ(a: Sequence[float], b: Sequence[float]) -> bool:
     return bool(abs(ma - mb) > t95(min(len(a), len(b)) - 1) * np.sqrt(sa**2 / len(a) + sb**2 / len(b)))
 
 
+def seeds_range_words(accs: Sequence[float], value: float) -> str:
+    """Where one run's ``value`` lies against our seeds ``accs``: inside their range, or above
+    (below) all of them, and then whether within their spread (:func:`beyond_spread`
+    for a single run): ``"above all our seeds, within their spread"``."""
+    if min(accs) <= value <= max(accs):
+        return "inside our seeds' range"
+    side = "above" if value > max(accs) else "below"
+    spread = "beyond" if beyond_spread(accs, value, single=True) else "within"
+    return f"{side} all our seeds, {spread} their spread"
+
+
 def spread_words(values: Sequence[float], reference: float = 0.0, single: bool = False) -> str:
     """``"beyond the seeds' spread"`` or ``"within the seeds' spread"`` by :func:`beyond_spread`."""
     return "beyond the seeds' spread" if beyond_spread(values, reference, single) else "within the seeds' spread"

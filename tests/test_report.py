@@ -77,3 +77,11 @@ def test_math_rows_puts_a_list_of_terms_one_per_line():
 def test_a_speed_sentence_names_the_machine_from_the_records_provenance():
     assert report.machine({"provenance": {"cpu": "AMD EPYC", "cpu_count": 2}}) == "a 2-core AMD EPYC"
     assert report.machine({"provenance": {}}) == "one CPU"
+
+
+def test_one_run_against_the_seeds_says_its_side_and_whether_beyond_their_spread():
+    seeds = [0.4232, 0.4424, 0.4238]
+    assert report.seeds_range_words(seeds, 0.43) == "inside our seeds' range"
+    assert report.seeds_range_words(seeds, 0.4588) == "above all our seeds, within their spread"
+    assert report.seeds_range_words(seeds, 0.60) == "above all our seeds, beyond their spread"
+    assert report.seeds_range_words(seeds, 0.30).startswith("below all our seeds")
