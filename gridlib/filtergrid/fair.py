@@ -191,7 +191,9 @@ def rows(fair: Fair) -> list[dict[str, str]]:
             "chosen step (validation)": _setting(fair.searches[label]),
             "test accuracy, tuned": report.format_mean_sd(acc, percent=True, n=True),
             "at the original's setting": report.format_mean_sd(before, percent=True, n=True) if before else "–",
-            "moved (points)": report.signed(100 * (np.mean(acc) - np.mean(before)), 1) if before else "–",
+            # the original's step kept: the same configuration, so no move is tuning's
+            "moved (points)": "– (same step)" if _choice(fair, label) == "kept" else
+                              report.signed(100 * (np.mean(acc) - np.mean(before)), 1) if before else "–",
             "minus SnAP-1 (paired)": _paired(group, fair.tuned["SnAP-1"]) if label != "SnAP-1" else "–",
             "minus BPTT (paired)": _paired(group, fair.tuned["BPTT"]) if label != "BPTT" else "–",
         })  # fmt: skip
@@ -484,19 +486,28 @@ def moves(fair: Fair) -> dict[str, tuple[float, bool]]:
     return out
 
 
+def _choice(fair: Fair, label: str) -> str | None:
+    """Whether ``label``'s search ``"kept"`` the original's step or chose a ``"larger"`` or
+    ``"smaller"`` one; ``None`` without its search."""
+    search = fair.searches.get(label)
+    if search is None:
+        return None
+    run = TUNED_RUNS[label]
+    key = "lr" if run.optimizer == "adam" else "eta0"
+    chosen, original = search["metrics"]["chosen"][key], mnist_expect(run)[key]
+    return "kept" if np.isclose(chosen, original) else "larger" if chosen > original else "smaller"
+
+
 def _choice_clauses(fair: Fair, moved: Mapping[str, float]) -> list[str]:
     """Clauses on where each search's choice left its rule: the rules whose search kept the
     original's step, and those for which it chose a larger or a smaller one, with how far each
     of these moved (points) and whether they all moved the same way; empty without searches."""
     by = {"kept": [], "larger": [], "smaller": []}
     for label in moved:
-        search = fair.searches.get(label)
-        if search is None:
+        side = _choice(fair, label)
+        if side is None:
             return []
-        run = TUNED_RUNS[label]
-        key = "lr" if run.optimizer == "adam" else "eta0"
-        chosen, original = search["metrics"]["chosen"][key], mnist_expect(run)[key]
-        by["kept" if np.isclose(chosen, original) else "larger" if chosen > original else "smaller"].append(label)
+        by[side].append(label)
     out = [f"the search kept the original's step for {in_words(by['kept'])}"] if by["kept"] else []
     for side in ("larger", "smaller"):
         rules = by[side]
