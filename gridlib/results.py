@@ -622,7 +622,8 @@ def describe(record: Mapping[str, Any], remade: bool = True) -> str:
     remade = remake_note(record) if remade else ""
     return (
         f"{short_command(record)} · commit {commit}{f' · {dirty}' if dirty else ''} · "
-        f"{str(p.get('date_utc', '?'))[:10]}{resumed} · {p.get('cpu_count', '?')} cores, "
+        f"{str(p.get('date_utc', '?'))[:10]}{resumed} · "
+        f"{p['cpu'] + ', ' if p.get('cpu') else ''}{p.get('cpu_count', '?')} cores, "
         f"JAX {p.get('jax_backend', '?')}{seed}, scale {p.get('scale', '?')}"
         + (f" · {remade}" if remade else "")
     )
