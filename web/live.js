@@ -309,7 +309,7 @@ async function main() {
     out.dataset.pred = String(pred); // what the tests read
     out.dataset.index = String(garment);
     $("live-ng-true").textContent = `test image ${garment + 1} of ${nG} · true class: ${names[truth]}` +
-      (pred === truth ? " · right" : " · wrong");
+      (pred === truth ? " · correct" : " · wrong");
     const { height: hh, width: ww } = ng.meta.config;
     const acts = new Float64Array(hh * ww); // (H, W): rows = neuron, columns = layer
     for (let l = 0; l < ww; l++) for (let i = 0; i < hh; i++) acts[i * ww + l] = res.acts[l * hh + i];
