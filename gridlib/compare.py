@@ -488,8 +488,9 @@ def findings(measured: Sequence[Measured]) -> list[str]:
     if tasks:
         clauses = [_task_clause(measured, t) for t in tasks]
         tops = {RULES[class_gap(measured, t)[0].row.rule].reads for t in tasks}  # type: ignore[index]
-        head = (f"A {tops.pop()} rule is ahead wherever two classes of rule compete"
-                if len(tops) == 1 else "The class of rule that is ahead depends on the task")
+        head = (f"At the book's shared settings a {tops.pop()} rule is ahead on average wherever "
+                "two classes of rule compete" if len(tops) == 1 else
+                "The class of rule that is ahead depends on the task")
         out.append(f"{head}: " + "; ".join(clauses) + ".")  # type: ignore[arg-type]
     same = _same_units(measured)
     if same:
@@ -740,7 +741,9 @@ def _point_label(m: Measured, several_networks: bool, epochs_vary: bool = False)
     several, and the epochs where its rows train for different budgets."""
     what = m.row.rule_name.replace(" (an update per time step)", ", every step")
     short = {"per-group SGD": "SGD", "AdamW": "AdamW"}.get(m.row.optimizer, m.row.optimizer)
-    notes = [short] + ([m.row.network] if several_networks else [])
+    system = m.row.headline.system  # the grids trained by backprop are named: NeuralGrid, gridnet
+    network = m.row.network if system in _PLAIN_NETWORKS else f"{system} {m.row.network}"
+    notes = [short] + ([network] if several_networks else [])
     if epochs_vary:
         notes.append(f"{_epochs(m)} epoch{'s' if _epochs(m) != 1 else ''}")
     return f"{what} ({', '.join(notes)})"

@@ -201,4 +201,4 @@ def test_a_figure_label_gives_the_epochs_where_a_panels_rows_train_for_different
 
     assert compare._point_label(measured(1), False) == "exact RTRL (SGD)"
     assert compare._point_label(measured(1), False, epochs_vary=True) == "exact RTRL (SGD, 1 epoch)"
-    assert compare._point_label(measured(10), True, epochs_vary=True) == "exact RTRL (SGD, net, 10 epochs)"
+    assert compare._point_label(measured(10), True, epochs_vary=True) == "exact RTRL (SGD, Sys net, 10 epochs)"

@@ -422,10 +422,13 @@ def test_the_neighbour_finding_says_each_setting_and_names_rules_of_one_verdict_
                "SnAP-2": _group((0.41, 0.40, 0.42))}  # fmt: skip
     tuned = {**untuned, "SnAP-2": _group((0.30, 0.31, 0.32))}
     text = fair.neighbour_finding(fair.Fair({}, tuned, untuned, []))
-    assert text == ("At the original's setting SnAP-0 and SnAP-2 end within the seeds' spread of SnAP-1; "
+    assert text == ("No: at the original's setting SnAP-0 and SnAP-2 end within the seeds' spread of SnAP-1; "
                     "at each rule's own step SnAP-0 ends within the seeds' spread of SnAP-1 and SnAP-2 "
                     "trails SnAP-1 beyond the seeds' spread.")  # fmt: skip
     assert fair.neighbour_finding(fair.Fair({}, {}, untuned, [])).count(";") == 0
+    better = {**untuned, "SnAP-2": _group((0.50, 0.52, 0.51))}  # more state, measurably better
+    assert fair.neighbour_finding(fair.Fair({}, better, untuned, [])).startswith("Not at every setting: ")
+    assert fair.neighbour_finding(fair.Fair({}, better, better, [])).startswith("Yes: ")
 
 
 def test_the_first_finding_says_where_each_search_left_its_rule():

@@ -468,7 +468,11 @@ def neighbour_finding(fair: Fair, rules: Sequence[str] = ("SnAP-0", "SnAP-2")) -
         return ""
     tuned = {k: fair.tuned[k] for k in pick if len(fair.tuned.get(k) or {}) >= MIN_SEEDS}
     after = spread_verdicts(paired_points(tuned, "SnAP-1")) if "SnAP-1" in tuned else {}
-    text = f"At the original's setting {_against(before, 'SnAP-1')}"
+    # does the rule with more state (the last of ``rules``) train measurably better?
+    more = [v.get(rules[-1]) for v in (before, after) if rules[-1] in v]
+    answer = ("No: " if "better" not in more else "Yes: " if set(more) == {"better"} else
+              "Not at every setting: ")
+    text = f"{answer}at the original's setting {_against(before, 'SnAP-1')}"
     if after:
         text += f"; at each rule's own step {_against(after, 'SnAP-1')}"
     return text + "."
