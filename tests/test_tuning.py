@@ -459,3 +459,17 @@ def test_a_run_stopped_by_its_cap_while_improving_is_named():
     assert not fair.still_improving(run(6, 9))  # patience stopped it
     text = fair.batch1_finding({"SnAP-1, sum loss, one update per sequence": {"a": run(14, 15)}})
     assert text.endswith("a run of SnAP-1 (sum loss) reached the epoch cap before its patience ran out."), text
+
+
+def test_a_configuration_whose_runs_end_at_the_commonest_digit_is_named_with_its_edge_step():
+    from gridlib.filtergrid import fair
+
+    labels = np.array([0, 0, 1, 2])  # the commonest digit is half of them
+    def run(last):
+        return {"history": {"test/acc": [0.6, last]}}
+    curves = {"SnAP-2, sum loss": {"a": run(0.5), "b": run(0.9)}, "SnAP-1, sum loss": {"a": run(0.8)}}
+    search = {"metrics": {"chosen": {"eta0": 0.1}}, "config": {"search": {"eta0": [0.01, 0.1]}}}
+    text = fair.collapses(fair.Fair({"SnAP-2, sum loss": search}, {}, {}, []), curves, labels)
+    assert "SnAP-2 (sum loss) on 1 of 2 seeds (its search chose η₀ = 0.1, the largest step it tried)" in text
+    assert "SnAP-1" not in text
+    assert fair.collapses(fair.Fair({}, {}, {}, []), {"SnAP-1, sum loss": {"a": run(0.8)}}, labels) == ""

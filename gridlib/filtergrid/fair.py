@@ -399,6 +399,28 @@ def batch1_finding(curves: Mapping[str, Group], budget: int = 3) -> str:
     return text + "."
 
 
+def collapses(runs: Fair, curves: Mapping[str, Group], labels) -> str:
+    """Which configurations of ``curves`` end runs no better than always answering the commonest
+    test digit (``labels``: the test labels), after a better best epoch: how many runs each, and
+    whether its search chose the largest step it tried; empty where none does."""
+    share = np.bincount(np.asarray(labels)).max() / len(labels)
+    parts = []
+    for label, group in ((k, g) for k, g in curves.items() if g):
+        n = sum(r["history"]["test/acc"][-1] <= share + 0.005 for r in group.values())
+        if not n:
+            continue
+        search = runs.searches.get(label)
+        grid = (search or {}).get("config", {}).get("search", {}).get("eta0") or []
+        step = search["metrics"]["chosen"].get("eta0") if search else None
+        end = "largest" if grid and step == max(grid) else "smallest" if grid and step == min(grid) else ""
+        parts.append(f"{short_label(label)} on {n} of {len(group)} seeds"
+                     + (f" (its search chose η₀ = {step:g}, the {end} step it tried)" if end else ""))
+    if not parts:
+        return ""
+    return ("Some runs collapse after their best epoch, to always answering the commonest digit: "
+            + "; ".join(parts) + ". A search one epoch long does not see a collapse that comes later.")
+
+
 def still_improving(record: Mapping[str, Any]) -> bool:
     """Whether a run to convergence stopped at its epoch cap (``max_epochs``) with its best
     validation epoch among its last ``patience``: patience would not yet have stopped it."""
@@ -601,5 +623,5 @@ def _bptt_finding(diffs: Mapping[str, Mapping[int, float]], bptt: Mapping[int, f
 
 
 __all__ = ["BATCH1_RUNS", "CONVERGE", "CONVERGE_BUDGET", "CONVERGE_EPOCHS", "CONVERGE_PATIENCE", "MIN_SEEDS", "SEARCH_EPOCHS", "SEARCH_TRAIN", "SEARCH_VAL",
-           "TUNED_RUNS", "Fair", "batch1_finding", "changed_verdicts", "converge_name", "curve_figure", "curve_finding", "curve_rows", "findings",
+           "TUNED_RUNS", "Fair", "batch1_finding", "changed_verdicts", "collapses", "converge_name", "curve_figure", "curve_finding", "curve_rows", "findings",
            "load", "load_batch1", "load_curves", "load_searches", "moves", "neighbour_finding", "rows", "low_seed", "search_epochs", "search_name", "search_rows", "short_label", "still_improving", "tuned_name", "verdict_finding"]
