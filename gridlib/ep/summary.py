@@ -929,6 +929,16 @@ def paired_differences(a: Group, b: Group, values: Any) -> list[float]:
 EP_OVER_BACKPROP = "EP's step over backprop's, same network (wall time)"
 
 
+def bench_rows(bench: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The EP benchmark's rows for reading: seconds to one decimal, and which clock each
+    column measures (the speed-up is of wall time)."""
+    return [{"implementation": r["implementation"], "examples/s": f"{r['examples/s']:,}",
+             "s per 60k epoch (wall)": f"{r['s per 60k epoch']:.1f}",
+             "CPU-s per 60k epoch": f"{r['CPU-s per 60k epoch']:.1f}",
+             "speed-up vs per-example (wall)": f"{r['speed-up vs per-example']:.1f}×"}
+            for r in bench["metrics"]["rows"]]  # fmt: skip
+
+
 def step_ratio_text(bench: Mapping[str, Any]) -> str:
     """EP's training step against backprop's on the same network, both timed in one run of the
     benchmark (Markdown): the ratio of their wall times, with the library's seconds per 60,000
