@@ -304,17 +304,18 @@ def curve_rows(curves: Mapping[str, Group], budget: int = 10) -> list[dict[str, 
 
 def curve_figure(curves: Mapping[str, Group]):
     """Validation accuracy against epochs for each rule: every seed as a thin line, the mean
-    ± sd over the seeds still running as a band, each seed's best epoch as a dot."""
+    ± sd as a thick line and a band while every seed still runs (not beyond, where it would be
+    the mean of fewer seeds), each seed's best epoch as a dot; the legend beside the axes."""
     import matplotlib.pyplot as plt
 
     from gridlib.plotting import PALETTE
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for i, (label, group) in enumerate((k, g) for k, g in curves.items() if g):
         acc, color = _by_epoch(group, "val/acc"), PALETTE[i % len(PALETTE)]
         epochs = np.arange(1, len(acc) + 1)
         ax.plot(epochs, acc, color=color, lw=0.7, alpha=0.5)
-        mean, sd = np.nanmean(acc, axis=1), np.nan_to_num(np.nanstd(acc, axis=1))
+        mean, sd = acc.mean(axis=1), acc.std(axis=1)  # NaN once a seed has stopped
         seeds = f"{acc.shape[1]} seed{'s' if acc.shape[1] > 1 else ''}"
         ax.plot(epochs, mean, color=color, lw=2, label=f"{short_label(label)} ({seeds})")
         ax.fill_between(epochs, mean - sd, mean + sd, color=color, alpha=0.15)
@@ -322,7 +323,7 @@ def curve_figure(curves: Mapping[str, Group]):
         ax.plot(best, [acc[b - 1, j] for j, b in enumerate(best)], "o", color=color, ms=5)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy (%)")
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     fig.tight_layout()
     return fig
 
