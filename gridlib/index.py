@@ -795,6 +795,8 @@ def _accuracies(group: Group) -> list[float] | None:
         m = rec.get("metrics") or {}
         if isinstance(m.get("test_acc_per_seed"), list):
             values += [float(v) for v in m["test_acc_per_seed"]]
+        elif isinstance(m.get("best/test/acc"), (int, float)):  # scored at its best epoch
+            values.append(float(m["best/test/acc"]))
         elif isinstance(m.get("test/acc"), (int, float)):
             values.append(float(m["test/acc"]))
         elif isinstance(m.get("test_acc"), (int, float)):
@@ -830,7 +832,7 @@ def _bptt_sweep(rec: Record) -> str:
     ep = [v["val_err"][-1] for v in m.values() if v["estimator"] != "bptt"]
     bp = {k: v["val_err"][-1] for k, v in m.items() if v["estimator"] == "bptt"}
     best = min(bp, key=bp.get)
-    return (f"validation error after {rec['config']['epochs']} epochs: EP {_pct(min(ep))}; backprop "
+    return (f"validation error after {_epochs_text(rec['config']['epochs'])}: EP {_pct(min(ep))}; backprop "
             f"through the relaxation at best {_pct(bp[best])} ({best})")  # fmt: skip
 
 
@@ -899,10 +901,16 @@ def _bench_neuralgrid(rec: Record) -> str:
             f"{row['unfold ÷ ours']} as long")
 
 
+def _epochs_text(n: int) -> str:
+    return f"{n} epoch{'s' if n != 1 else ''}"
+
+
 def _search(rec: Record) -> str:
     m = rec["metrics"]
-    return (f"chose {', '.join(f'{k} {v:g}' for k, v in m['chosen'].items())} on validation "
-            f"({100 * m['chosen_val_acc']:.1f} % after {rec['config']['epochs']} epochs)")
+    grid = rec["config"].get("search", {})  # only the settings the search varied
+    varied = {k: v for k, v in m["chosen"].items() if len(grid.get(k, (0, 1))) > 1}
+    return (f"chose {', '.join(f'{k} {v:g}' for k, v in varied.items())} on validation "
+            f"({100 * m['chosen_val_acc']:.1f} % after {_epochs_text(rec['config']['epochs'])})")
 
 
 def _device(rec: Record) -> str:
@@ -1027,7 +1035,10 @@ def headline(group: Group, key: str | None = None) -> str:
     if accs and steps is not None:
         n = next(iter(group.values()))["config"]["n_train"]
         return f"check run, {steps} steps on {n:,} images: " + _accuracy_text(accs)
-    return _accuracy_text(accs, key) if accs else _generic(first)
+    if not accs:
+        return _generic(first)
+    at_best = "best/test/acc" in (first.get("metrics") or {})
+    return _accuracy_text(accs, key) + (" at the best epoch on validation" if at_best else "")
 
 
 def section_rows(entries: Sequence[Entry], chapter: str | None,
