@@ -185,7 +185,7 @@ function chart(canvas, series, { xMax, yMin, yMax, xLabel, yLabel, highlight = -
   ctx.restore();
   ctx.textAlign = "right";
   ctx.fillText(String(yMax), l - 4, t + 10);
-  ctx.fillText(String(yMin), l - 4, h - b);
+  ctx.fillText(String(yMin).replace("-", "\u2212"), l - 4, h - b);  // a true minus sign
   const X = (x) => l + (x / xMax) * (w - l - r);
   const Y = (y) => t + (1 - (y - yMin) / (yMax - yMin)) * (h - t - b);
   series.forEach((pts, q) => {
