@@ -213,8 +213,9 @@ PROTOCOLS = "filtergrid/protocols"
 
 
 def check_protocols_current(protocols: dict) -> None:
-    """Refuse a protocols record (:data:`PROTOCOLS`) made from other runs than those published
-    now: it evaluates each run's stored parameters, so a run remade since leaves it stale.
+    """Refuse the protocols record (``filtergrid/protocols``) made from other runs than those
+    published now: it evaluates each run's stored parameters, so a run remade since leaves it
+    stale.
 
     Raises:
         gridlib.results.ResultsError: naming the first run whose test accuracy moved, and the
