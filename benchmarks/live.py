@@ -50,20 +50,11 @@ _spec.loader.exec_module(check_pages)
 BATCH = 32
 
 
-def evaluate(browser, session, expression: str, timeout: float = 120.0):
-    """The value of a JavaScript expression in the page (promises awaited)."""
-    res = browser.call("Runtime.evaluate", {"expression": expression, "awaitPromise": True,
-                                            "returnByValue": True}, session, timeout=timeout)
-    if "exceptionDetails" in res:
-        raise RuntimeError(res["exceptionDetails"].get("text"))
-    return res["result"].get("value")
-
-
 def screenshot(browser, session, width: int, path: Path) -> None:
     """A full-page PNG ``width`` CSS px wide: the window is made as tall as the page first."""
     browser.set_width(session, width)
     time.sleep(1.0)
-    height = min(evaluate(browser, session, "document.documentElement.scrollHeight"), 6000)
+    height = min(browser.evaluate(session, "document.documentElement.scrollHeight"), 6000)
     browser.call("Emulation.setDeviceMetricsOverride", {
         "width": width, "height": height, "deviceScaleFactor": 1,
         "mobile": width < check_pages.PHONE_BELOW}, session)
@@ -101,16 +92,16 @@ def in_browser(exe: str, seconds: float, shots: Path) -> dict:
             session = browser.open_tab()
             browser.call("Page.navigate", {"url": base + "page.html"}, session)
             browser.wait_event("Page.loadEventFired", session, 60, [])
-            evaluate(browser, session, READY)
-            evaluate(browser, session, 'document.getElementById("live-run").click()')
+            browser.evaluate(session, READY)
+            browser.evaluate(session, 'document.getElementById("live-run").click()')
             t0 = time.monotonic()
             time.sleep(seconds / 2)
             screenshot(browser, session, 1280, shots / "live-1280.png")
             screenshot(browser, session, 390, shots / "live-390.png")
             time.sleep(max(0.0, seconds - (time.monotonic() - t0)))
-            evaluate(browser, session, 'document.getElementById("live-run").click()')
+            browser.evaluate(session, 'document.getElementById("live-run").click()')
             elapsed = time.monotonic() - t0
-            page = evaluate(browser, session, PAUSED)
+            page = browser.evaluate(session, PAUSED)
             version = browser.version
         finally:
             browser.close()

@@ -115,12 +115,8 @@ def open_page(browser, base: str, page: str, expression: str, timeout: float = 2
     events: list = []
     browser.call("Page.navigate", {"url": base + page}, session)
     browser.wait_event("Page.loadEventFired", session, 60, events)
-    res = browser.call("Runtime.evaluate", {"expression": expression, "awaitPromise": True,
-                                            "returnByValue": True}, session, timeout=timeout)
+    value = browser.evaluate(session, expression, timeout)  # raises with the page's exception
     browser.drain_events(session, events)
-    if "exceptionDetails" in res:
-        d = res["exceptionDetails"]
-        raise AssertionError(d.get("exception", {}).get("description") or d.get("text"))
     problems = []
     for ev in events:
         m, p = ev["method"], ev.get("params", {})
@@ -136,7 +132,7 @@ def open_page(browser, base: str, page: str, expression: str, timeout: float = 2
                 problems.append(f"external request: {url}")
         elif m == "Network.responseReceived" and p["response"]["status"] >= 400:
             problems.append(f"HTTP {p['response']['status']}: {p['response']['url']}")
-    return res["result"].get("value"), problems
+    return value, problems
 
 
 @pytest.fixture(scope="module")

@@ -215,6 +215,19 @@ class Chromium:
             raise RuntimeError(f"{method}: {reply['error'].get('message')}")
         return reply.get("result", {})
 
+    def evaluate(self, session: str, expression: str, timeout: float = PAGE_TIMEOUT_S):
+        """The value of the JavaScript ``expression`` in the tab (a promise is awaited).
+
+        Raises:
+            RuntimeError: with the page's exception, where the expression threw.
+        """
+        res = self.call("Runtime.evaluate", {"expression": expression, "awaitPromise": True,
+                                             "returnByValue": True}, session, timeout=timeout)
+        if "exceptionDetails" in res:
+            d = res["exceptionDetails"]
+            raise RuntimeError(d.get("exception", {}).get("description") or d.get("text"))
+        return res["result"].get("value")
+
     def open_tab(self) -> str:
         """A new tab, with a session that receives Page, Runtime and Network events (at the
         browser's width; :meth:`set_width` changes it)."""
@@ -729,12 +742,10 @@ def check_page(browser: Chromium, session: str, base: str, rel: Path, html_dir: 
     browser.wait_event("Page.loadEventFired", session, PAGE_TIMEOUT_S, events)
     expr = (f"({PAGE_CHECK})({args.scroll_tolerance}, {int(args.mathjax_timeout * 1000)}, "
             f"{'true' if narrow else 'false'})")
-    res = browser.call("Runtime.evaluate", {"expression": expr, "awaitPromise": True, "returnByValue": True},
-                       session, timeout=PAGE_TIMEOUT_S)
-    if "exceptionDetails" in res:
-        d = res["exceptionDetails"]
-        raise RuntimeError(f"page check script failed: {d.get('exception', {}).get('description') or d.get('text')}")
-    value = res["result"]["value"]
+    try:
+        value = browser.evaluate(session, expr)
+    except RuntimeError as exc:
+        raise RuntimeError(f"page check script failed: {exc}") from exc
     defects += value["defects"]
     notes += value["notes"]
     stats = value["stats"]
