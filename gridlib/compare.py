@@ -595,7 +595,7 @@ def training_text(m: Measured) -> str:
     """``"Adam, batch 32, 10 epochs"``: how a row's updates are applied, and for how long."""
     config = next(iter(m.records.values()))["config"]
     epochs = config["epochs"]
-    return f"{m.row.optimizer}, batch {batch_size(config)}, {epochs} epoch{'s' if epochs != 1 else ''}"
+    return f"{m.row.optimizer}, batch {batch_size(config)}, {report.plural(epochs, 'epoch')}"
 
 
 def _network_text(m: Measured) -> str:
@@ -745,7 +745,7 @@ def _point_label(m: Measured, several_networks: bool, epochs_vary: bool = False)
     network = m.row.network if system in _PLAIN_NETWORKS else f"{system} {m.row.network}"
     notes = [short] + ([network] if several_networks else [])
     if epochs_vary:
-        notes.append(f"{_epochs(m)} epoch{'s' if _epochs(m) != 1 else ''}")
+        notes.append(report.plural(_epochs(m), "epoch"))
     return f"{what} ({', '.join(notes)})"
 
 

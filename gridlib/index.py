@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import statistics
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -342,7 +341,6 @@ def _original_rerun_note(accs: Sequence[float], published: float) -> str:
             + (" either" if orig < published else ""))
 
 
-
 #: Why a headline's gap has no rerun of the original behind it, where none was made.
 NOT_RERUN = {"filtergrid/snap1_sgd_b1_e3_n60000_seed*":
              "unexplained: the original's batch-1 run was not rerun"}
@@ -490,7 +488,7 @@ def _tuned_lead() -> tuple[list[float], dict[int, float]]:
     d = [100 * x for x in paired_differences(bptt, snap1).values()]
     if len(d) < fair.MIN_SEEDS:
         return [], {}
-    return d, {r["provenance"]["seed"]: 100 * r["metrics"]["test/acc"] for r in bptt.values()}
+    return d, fair.accuracy_by_seed(bptt)
 
 
 def _locality_tuned(d: Sequence[float], bptt: Mapping[int, float]) -> str:
@@ -508,9 +506,8 @@ def _locality_tuned(d: Sequence[float], bptt: Mapping[int, float]) -> str:
             f"{'leads' if mean > 0 else 'trails'} by {abs(mean):.1f} ± {sd:.1f} points on average, "
             f"{spread_text(report.beyond_spread(d))}")
     if low is not None:
-        below = statistics.median(bptt.values()) - bptt[low]
-        text += (f": one of BPTT's tuned seeds ends {below:.0f} points below its median seed, "
-                 "and that seed widens the spread")
+        text += (f": one of BPTT's tuned seeds ends {fair.below_median(bptt, low):.0f} points below "
+                 "its median seed, and that seed widens the spread")
     return text + ". "
 
 
@@ -598,8 +595,8 @@ def _snap1_sgd() -> str | None:
     return (f"**SnAP-1 with batch-1 SGD ends {100 * gap:.1f} points below its single published "
             f"run, {spread_text(bool(published_beyond(h, accs)))}.** Ours reaches "
             f"{report.format_mean_sd(accs, percent=True, key=accuracy_key(h.pattern))}; the "
-            f"original's single run of {_pct(h.published)} lies {_where_published(h, accs)}, "
-            f"{spread_text(bool(published_beyond(h, accs)))}. The original's batch-1 run was "
+            f"original's single run of {_pct(h.published)} lies {_where_published(h, accs)}. "
+            "The original's batch-1 run was "
             "not rerun. " + doc_link(h.chapter, "Row-wise MNIST"))
 
 
@@ -832,7 +829,7 @@ def _bptt_sweep(rec: Record) -> str:
     ep = [v["val_err"][-1] for v in m.values() if v["estimator"] != "bptt"]
     bp = {k: v["val_err"][-1] for k, v in m.items() if v["estimator"] == "bptt"}
     best = min(bp, key=bp.get)
-    return (f"validation error after {_epochs_text(rec['config']['epochs'])}: EP {_pct(min(ep))}; backprop "
+    return (f"validation error after {report.plural(rec['config']['epochs'], 'epoch')}: EP {_pct(min(ep))}; backprop "
             f"through the relaxation at best {_pct(bp[best])} ({best})")  # fmt: skip
 
 
@@ -901,16 +898,12 @@ def _bench_neuralgrid(rec: Record) -> str:
             f"{row['unfold ÷ ours']} as long")
 
 
-def _epochs_text(n: int) -> str:
-    return f"{n} epoch{'s' if n != 1 else ''}"
-
-
 def _search(rec: Record) -> str:
     m = rec["metrics"]
     grid = rec["config"].get("search", {})  # only the settings the search varied
     varied = {k: v for k, v in m["chosen"].items() if len(grid.get(k, (0, 1))) > 1}
     return (f"chose {', '.join(f'{k} {v:g}' for k, v in varied.items())} on validation "
-            f"({100 * m['chosen_val_acc']:.1f} % after {_epochs_text(rec['config']['epochs'])})")
+            f"({100 * m['chosen_val_acc']:.1f} % after {report.plural(rec['config']['epochs'], 'epoch')})")
 
 
 def _device(rec: Record) -> str:

@@ -198,6 +198,11 @@ def machine(record: Mapping[str, Any]) -> str:
     return f"a {cores}-core {p.get('cpu') or 'CPU'}" if cores else f"one {p.get('cpu') or 'CPU'}"
 
 
+def plural(n: int, word: str) -> str:
+    """``"1 epoch"``, ``"10 epochs"``: a count with its noun (a plain ``s`` plural)."""
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
 def signed(x: float, digits: int = 2) -> str:
     """``"+0.45"`` or ``"−0.09"``: a signed number with a true minus sign (U+2212)."""
     return f"{'−' if x < 0 else '+'}{abs(x):.{digits}f}"
@@ -290,7 +295,7 @@ def provenance(records: Mapping[str, Mapping[str, Any]] | Mapping[str, Any], tit
     n = len(records)
     return HTML(
         f'<details class="gridlib-provenance"><summary>{html.escape(title)} '
-        f"({n} result{'s' if n != 1 else ''})</summary><ul>{items}</ul></details>"
+        f"({plural(n, 'result')})</summary><ul>{items}</ul></details>"
     )
 
 

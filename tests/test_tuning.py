@@ -466,7 +466,7 @@ def test_a_configuration_whose_runs_end_at_the_commonest_digit_is_named_with_its
 
     labels = np.array([0, 0, 1, 2])  # the commonest digit is half of them
     def run(last):
-        return {"history": {"test/acc": [0.6, last]}}
+        return {"history": {"test/acc": [0.6, last]}, "metrics": {"test/acc": last}}
     curves = {"SnAP-2, sum loss": {"a": run(0.5), "b": run(0.9)}, "SnAP-1, sum loss": {"a": run(0.8)}}
     search = {"metrics": {"chosen": {"eta0": 0.1}}, "config": {"search": {"eta0": [0.01, 0.1]}}}
     text = fair.collapses(fair.Fair({"SnAP-2, sum loss": search}, {}, {}, []), curves, labels)

@@ -268,7 +268,7 @@ def seed_failure_figure(table: Mapping[str, Mapping[str, Any]], epochs: int = 1)
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
     ax.barh(names, errs, color=colors)
     ax.axvline(90, color="0.3", ls=":", lw=1.2)
-    ax.set(xlabel=f"test error after {epochs} epoch{'s' if epochs != 1 else ''} (%)", xlim=(0, 100))
+    ax.set(xlabel=f"test error after {report.plural(epochs, 'epoch')} (%)", xlim=(0, 100))
     handles = [Patch(color="C2", label="reference semantics"), Patch(color="C3", label="a bug"),
                plt.Line2D([], [], color="0.3", ls=":", lw=1.2, label="chance (90 %)")]  # fmt: skip
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=9, frameon=False)

@@ -31,7 +31,13 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from gridlib import report, results
-from gridlib.filtergrid.comparison import ONLINE_RUNS, in_words, paired_points, spread_verdicts
+from gridlib.filtergrid.comparison import (
+    ONLINE_RUNS,
+    in_words,
+    paired_points,
+    seeds_at_chance,
+    spread_verdicts,
+)
 from gridlib.filtergrid.summary import (
     RULE_RUNS,
     MnistRun,
@@ -305,7 +311,7 @@ def curve_rows(curves: Mapping[str, Group], budget: int = 10) -> list[dict[str, 
 def curve_figure(curves: Mapping[str, Group]):
     """Validation accuracy against epochs for each rule: every seed as a thin line, the mean
     ± sd as a thick line and a band while every seed still runs (not beyond, where it would be
-    the mean of fewer seeds), each seed's best epoch as a dot; the legend beside the axes."""
+    the mean of fewer seeds), each seed's best epoch as a dot; the legend below the axes."""
     import matplotlib.pyplot as plt
 
     from gridlib.plotting import PALETTE
@@ -316,7 +322,7 @@ def curve_figure(curves: Mapping[str, Group]):
         epochs = np.arange(1, len(acc) + 1)
         ax.plot(epochs, acc, color=color, lw=0.7, alpha=0.5)
         mean, sd = acc.mean(axis=1), acc.std(axis=1)  # NaN once a seed has stopped
-        seeds = f"{acc.shape[1]} seed{'s' if acc.shape[1] > 1 else ''}"
+        seeds = report.plural(acc.shape[1], "seed")
         ax.plot(epochs, mean, color=color, lw=2, label=f"{short_label(label)} ({seeds})")
         ax.fill_between(epochs, mean - sd, mean + sd, color=color, alpha=0.15)
         best = [r["metrics"]["best_epoch"] for r in group.values()]
@@ -350,7 +356,7 @@ def curve_finding(curves: Mapping[str, Group]) -> str:
                 + " by less than the seeds' spread)")
     else:
         word = "closes" if np.mean(change) < 0 else "grows"
-    n = f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
+    n = report.plural(len(seeds), "seed")
     return (f"Given as many epochs as help it, SnAP-1's gap to BPTT {word}: on validation data it is "
             f"{np.mean(at10):.1f} points after 10 epochs and {np.mean(best):.1f} points at each "
             f"rule's best epoch, over {n}.")
@@ -402,12 +408,12 @@ def batch1_finding(curves: Mapping[str, Group], budget: int = 3) -> str:
 
 def collapses(runs: Fair, curves: Mapping[str, Group], labels) -> str:
     """Which configurations of ``curves`` end runs no better than always answering the commonest
-    test digit (``labels``: the test labels), after a better best epoch: how many runs each, and
-    whether its search chose the largest step it tried; empty where none does."""
-    share = np.bincount(np.asarray(labels)).max() / len(labels)
+    test digit (``labels``: the test labels; :func:`~gridlib.filtergrid.comparison.seeds_at_chance`
+    of their last epoch), after a better best epoch: how many runs each, and whether its search
+    chose the largest or smallest step it tried; empty where none does."""
     parts = []
     for label, group in ((k, g) for k, g in curves.items() if g):
-        n = sum(r["history"]["test/acc"][-1] <= share + 0.005 for r in group.values())
+        n = seeds_at_chance(group, labels)
         if not n:
             continue
         search = runs.searches.get(label)
@@ -467,12 +473,12 @@ def verdict_finding(fair: Fair) -> str:
     parts = [f"{rule} {_NOW[b]} {ref}{' beyond it' if b != 'within' else ''} ({_WAS[a]} at the "
              "original's setting)" for (rule, ref), (a, b) in changed.items()]  # fmt: skip
     n = len(changed)
-    bptt = {r["provenance"]["seed"]: r["metrics"]["test/acc"] for r in (fair.tuned.get("BPTT") or {}).values()}
+    bptt = accuracy_by_seed(fair.tuned.get("BPTT") or {})
     widened = [k for k, (a, b) in changed.items() if "BPTT" in k and b == "within"]
     why = (f"; {len(widened)} of them put a rule within the spread of BPTT, one of whose tuned seeds "
            "ends far below its others and widens every spread against it"
            if widened and low_seed(bptt) is not None else "")
-    return (f"Tuning changes {n} verdict{'s' if n > 1 else ''} of the comparisons with SnAP-1 and "
+    return (f"Tuning changes {report.plural(n, 'verdict')} of the comparisons with SnAP-1 and "
             f"BPTT, on the same seeds{why}. At each rule's own step, " + "; ".join(parts) + ".")
 
 
@@ -575,9 +581,19 @@ def findings(fair: Fair) -> list[str]:
     diffs = {k: paired_differences(g, bptt) for k, g in fair.tuned.items() if g and k != "BPTT"}
     diffs = {k: v for k, v in diffs.items() if len(v) >= MIN_SEEDS}  # a finding needs every seed
     if diffs:
-        seeds = {r["provenance"]["seed"]: 100 * r["metrics"]["test/acc"] for r in bptt.values()}
-        out.append(_bptt_finding({k: {s: 100 * d for s, d in v.items()} for k, v in diffs.items()}, seeds))
+        out.append(_bptt_finding({k: {s: 100 * d for s, d in v.items()} for k, v in diffs.items()},
+                                 accuracy_by_seed(bptt)))
     return out
+
+
+def accuracy_by_seed(group: Group) -> dict[int, float]:
+    """``{seed: final test accuracy in %}`` of a group's runs."""
+    return {r["provenance"]["seed"]: 100 * r["metrics"]["test/acc"] for r in group.values()}
+
+
+def below_median(values: Mapping[int, float], seed: int) -> float:
+    """How far ``values[seed]`` lies below the median of ``values``."""
+    return float(np.median(list(values.values()))) - values[seed]
 
 
 def low_seed(values: Mapping[int, float]) -> int | None:
@@ -586,8 +602,8 @@ def low_seed(values: Mapping[int, float]) -> int | None:
     if len(values) < 3:
         return None
     v = np.asarray(list(values.values()), float)
-    med, low = float(np.median(v)), min(values, key=values.get)
-    return low if med - values[low] > 2 * (v.max() - med) else None
+    low = min(values, key=values.get)
+    return low if below_median(values, low) > 2 * (v.max() - np.median(v)) else None
 
 
 def _bptt_finding(diffs: Mapping[str, Mapping[int, float]], bptt: Mapping[int, float]) -> str:
@@ -616,7 +632,7 @@ def _bptt_finding(diffs: Mapping[str, Mapping[int, float]], bptt: Mapping[int, f
     if low is not None:
         nearest = [k for k, v in diffs.items() if max(v, key=v.get) == low]
         text += (f". BPTT's own seeds end at {in_words([f'{bptt[s]:.1f}' for s in sorted(bptt)])} %; "
-                 f"seed {low} lies {float(np.median(list(bptt.values()))) - bptt[low]:.0f} points "
+                 f"seed {low} lies {below_median(bptt, low):.0f} points "
                  "below the median seed, and on it BPTT's lead is smallest against "
                  + ("every rule" if len(nearest) == len(diffs) else
                     f"{len(nearest)} of the {len(diffs)} rules"))
@@ -624,5 +640,5 @@ def _bptt_finding(diffs: Mapping[str, Mapping[int, float]], bptt: Mapping[int, f
 
 
 __all__ = ["BATCH1_RUNS", "CONVERGE", "CONVERGE_BUDGET", "CONVERGE_EPOCHS", "CONVERGE_PATIENCE", "MIN_SEEDS", "SEARCH_EPOCHS", "SEARCH_TRAIN", "SEARCH_VAL",
-           "TUNED_RUNS", "Fair", "batch1_finding", "changed_verdicts", "collapses", "converge_name", "curve_figure", "curve_finding", "curve_rows", "findings",
+           "TUNED_RUNS", "Fair", "accuracy_by_seed", "batch1_finding", "below_median", "changed_verdicts", "collapses", "converge_name", "curve_figure", "curve_finding", "curve_rows", "findings",
            "load", "load_batch1", "load_curves", "load_searches", "moves", "neighbour_finding", "rows", "low_seed", "search_epochs", "search_name", "search_rows", "short_label", "still_improving", "tuned_name", "verdict_finding"]

@@ -735,7 +735,7 @@ def mnist_rows(groups: dict[str, dict[str, dict]], reported: dict[str, dict],
         rep = reported.get(label, {})
         again = (rerun or {}).get(label)
         rows.append({
-            "run": f"{label} ({len(acc)} seed{'s' if len(acc) > 1 else ''})",
+            "run": f"{label} ({report.plural(len(acc), 'seed')})",
             "test acc (10k)": report.format_mean_sd(acc, 2, percent=True, n=False,
                                                     key=report.group_key(group))
             .replace(" ± ", "\u00a0±\u00a0"),

@@ -198,6 +198,6 @@ def front_note(front: list[int], cfg) -> str:
         return (f"In {len(front) - 1} outer steps the front reaches slice {max(front)}, short of "
                 f"the output face (slice {last}); at {per} cells per step it would need {fewest}.")
     return (f"The front reaches the output face (slice {last}) after {reached} outer steps; at "
-            f"{per} cell{'s' if per > 1 else ''} per step it could in {fewest}"
+            f"{report.plural(per, 'cell')} per step it could in {fewest}"
             + ("." if reached == fewest else ", and the stalls at block boundaries cost "
                f"{reached - fewest} more."))
