@@ -5,8 +5,9 @@ communication between seeds, so it splits cleanly: :func:`shard_ensemble_task` p
 task's initial state with the seed axis spread over the devices of this process, and ``jit``
 follows the placement, so :func:`gridlib.experiment.fit` runs unchanged (it saves the state
 with ``device_get`` and resumes it placed like a fresh ``init``). One model with large
-minibatches goes the other way (:func:`data_parallel_task`): the state is copied to every
-device and each minibatch is split along its examples.
+minibatches goes the other way (:func:`split_batch`, used by
+:func:`gridlib.baselines.supervised_task`'s ``mesh``): the parameters are copied to every
+device, each minibatch is split along its examples, and the gradients are summed.
 
 - **One device**: every helper returns its input unchanged; nothing is placed or constrained.
 - **Several devices of one process** (GPUs, or CPU devices forced with
@@ -145,29 +146,33 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, NamedSharding(mesh, P()))
 
 
-def data_parallel_task(task, mesh: Mesh):
-    """``task`` (one model) with its state copied to every device of ``mesh`` and each
-    minibatch ``x: (B, ...)``, ``y: (B,)`` split along ``B``; ``task`` itself on one device.
+def split_batch(fn, mesh: Mesh):
+    """``fn(params, x, y) -> (total, per_example)`` run on each device's share of the examples.
 
-    The compiler inserts the sum of the per-device gradients, so the numbers equal the
-    one-device run up to the order of float additions. ``B`` must be a multiple of the mesh
-    size. The minibatch reaches the devices whole and is split there (:func:`~gridlib.experiment.fit` does not place
-    batches), which costs host-to-device traffic on GPUs; not wired to the command line.
+    ``x: (B, ...)`` and ``y: (B,)`` are split along ``B`` over ``mesh`` (``B`` a multiple of its
+    size), ``params`` are copied to every device; the ``total`` pytrees (sums over examples,
+    e.g. a loss and its gradient) are added across devices, and the ``per_example`` outputs
+    (``(B', ...)`` on each device) are joined back in order. Each device runs its share on its
+    own thread, so on a CPU with forced devices, one per core, a model whose operations are too
+    small for XLA to spread over the cores still uses them all. The sums equal ``fn`` on the
+    whole batch up to the order of float additions. With one device this returns ``fn``.
     """
     if mesh.size == 1:
-        return task
-    copied, split = NamedSharding(mesh, P()), NamedSharding(mesh, P(AXIS))
+        return fn
 
-    def init(key):
-        return replicate(task.init(key), mesh)
+    def local(params, x, y):
+        total, each = fn(params, x, y)
+        return jax.lax.psum(total, AXIS), each
 
-    def train_step(state, x, y, key):
-        _check_divides(x.shape[0], mesh, "examples of the minibatch")
-        x, y = jax.lax.with_sharding_constraint((x, y), split)
-        state, metrics = task.train_step(state, x, y, key)
-        return jax.lax.with_sharding_constraint(state, copied), metrics
+    # check_vma=False: custom VJPs (NeuralGrid's layer) do not say how they vary over devices
+    split = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(AXIS), P(AXIS)),
+                          out_specs=(P(), P(AXIS)), check_vma=False)  # fmt: skip
 
-    return task._replace(init=init, train_step=train_step)
+    def run(params, x, y):
+        _check_divides(np.shape(x)[0], mesh, "examples of the minibatch")
+        return split(params, x, y)
+
+    return run
 
 
 def _check_divides(n: int, mesh: Mesh, what: str) -> None:

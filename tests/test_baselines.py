@@ -58,3 +58,30 @@ def test_bad_activation_and_sizes_text():
     assert baselines.parse_sizes("500, 500") == (500, 500) and baselines.parse_sizes("") == ()
     with pytest.raises(ValueError, match="comma-separated"):
         baselines.parse_sizes("5x5")
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_microbatches_compute_the_whole_batch_step(x64, parts):
+    """Three Adam steps with the minibatch in ``parts`` equal parts: the same parameters, loss
+    and accuracy as the whole batch, to float64 rounding (the accuracy needs the parts' logits
+    put back in the examples' order)."""
+    rng = np.random.default_rng(2)
+    x, y = jnp.asarray(rng.normal(size=(12, 5))), jnp.asarray(rng.integers(0, 3, 12))
+    whole = baselines.mlp_task((5, 4, 3), optax.adam(0.05))
+    split = baselines.mlp_task((5, 4, 3), optax.adam(0.05), microbatches=parts)
+    a = b = whole.init(jax.random.PRNGKey(3))
+    for i in range(3):
+        key = jax.random.PRNGKey(i)
+        (a, ma), (b, mb) = whole.train_step(a, x, y, key), split.train_step(b, x, y, key)
+        for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+            np.testing.assert_allclose(v, u, rtol=1e-12, atol=1e-14)
+        assert float(mb["loss"]) == pytest.approx(float(ma["loss"]), rel=1e-12)
+        assert float(mb["acc"]) == float(ma["acc"])
+
+
+def test_microbatches_must_divide_the_batch():
+    with pytest.raises(ValueError, match="positive integer"):
+        baselines.mlp_task((4, 2), optax.sgd(0.1), microbatches=0)
+    task = baselines.mlp_task((4, 2), optax.sgd(0.1), microbatches=3)
+    with pytest.raises(ValueError, match="batch size 4 is not a multiple of microbatches=3"):
+        task.train_step(task.init(jax.random.PRNGKey(0)), jnp.zeros((4, 4)), jnp.zeros(4, int), None)

@@ -112,18 +112,33 @@ def _worker(out: Path) -> None:  # pragma: no cover - runs in the subprocess
     report["default_6_seeds"] = devices.ensemble_devices(6)
     report["default_8_seeds"] = devices.ensemble_devices(8)
 
-    # One model, minibatches split over the devices (the data-parallel helper).
+    # One model, each minibatch split over the devices (and in parts on each): an MLP, and
+    # NeuralGrid, whose layer has a custom VJP.
+    from gridlib.neuralgrid import experiments as ngx
+
     rng = np.random.default_rng(1)
     xs, ys = rng.normal(size=(256, 10)).astype(np.float32), rng.integers(0, 3, 256)
     small = data.make_splits(xs, ys, xs[:32], ys[:32])
-    task = baselines.mlp_task((10, 16, 3), optax.sgd(0.1))
+    mesh = devices.local_mesh(N_DEVICES)
     fit = dict(epochs=1, batch_size=32, progress=False, eval_on=())
-    ref = experiment.fit(task, small, **fit)
-    dp = experiment.fit(devices.data_parallel_task(task, devices.local_mesh(N_DEVICES)), small, **fit)
-    report["dp_max_diff"] = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-                                for a, b in zip(jax.tree.leaves(ref.state), jax.tree.leaves(dp.state), strict=True))  # fmt: skip
-    report["dp_replicated"] = all(x.sharding.is_fully_replicated and len(x.sharding.device_set) == N_DEVICES
-                                  for x in jax.tree.leaves(dp.state))  # fmt: skip
+    tasks = {"mlp": lambda **split: baselines.mlp_task((10, 16, 3), optax.sgd(0.1), **split),
+             "neuralgrid": lambda **split: ngx.make_task(ngx.Config(height=6, width=5, batch_size=32),
+                                                         8, n_in=10, n_classes=3, **split)}  # fmt: skip
+    for model, make in tasks.items():
+        ref = experiment.fit(make(), small, **fit)
+        for label, split in (("split", {"mesh": mesh}), ("split_parts", {"mesh": mesh, "microbatches": 2})):
+            run = experiment.fit(make(**split), small, **fit)
+            report[f"{model}_{label}_max_diff"] = max(
+                float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                for a, b in zip(jax.tree.leaves(ref.state), jax.tree.leaves(run.state), strict=True))
+            report[f"{model}_{label}_history_diff"] = max(
+                abs(a - b) for k in ("train/loss", "train/acc")
+                for a, b in zip(ref.history[k], run.history[k], strict=True))
+        # the split is real: the compiled step sums the gradients across the devices
+        step = jax.jit(make(**split).train_step)
+        state = make().init(jax.random.PRNGKey(0))
+        hlo = step.lower(state, xs[:32], ys[:32], jax.random.PRNGKey(0)).compile().as_text()
+        report[f"{model}_all_reduce"] = "all-reduce" in hlo
     out.write_text(json.dumps(results.to_jsonable(report)))
 
 
@@ -191,11 +206,15 @@ def test_device_counts_that_do_not_fit_are_one_line_errors(measured):
     assert measured["default_6_seeds"] == 3 and measured["default_8_seeds"] == 4
 
 
-def test_data_parallel_minibatches_match_one_device(measured):
-    """One MLP, each minibatch split over 4 devices: same weights (up to summation order), and
-    the weights stay copied on every device."""
-    assert measured["dp_max_diff"] < 1e-5
-    assert measured["dp_replicated"]
+@pytest.mark.parametrize("model", ["mlp", "neuralgrid"])
+def test_split_minibatches_match_one_device(measured, model):
+    """One model, each minibatch split over 4 devices (and in 2 parts on each): the weights and
+    the per-epoch loss and accuracy equal the whole-batch run's up to summation order, and the
+    compiled step does sum across the devices."""
+    for label in ("split", "split_parts"):
+        assert measured[f"{model}_{label}_max_diff"] < 1e-5, label
+        assert measured[f"{model}_{label}_history_diff"] < 1e-5, label
+    assert measured[f"{model}_all_reduce"]
 
 
 # --------------------------------------------------------------------------- this process
@@ -253,7 +272,7 @@ def test_one_device_changes_nothing():
     mesh = devices.local_mesh()
     assert mesh.size == 1 and devices.ensemble_devices(10) == 1
     assert devices.shard_ensemble_task(task, mesh, 2) is task
-    assert devices.data_parallel_task(task, mesh) is task
+    assert devices.split_batch(len, mesh) is len
     assert devices.process_share((1, 2, 3)) == (1, 2, 3)
 
 

@@ -129,18 +129,23 @@ cross_entropy = supervised.cross_entropy
 
 
 def make_task(cfg: Config, steps_per_epoch: int, n_in: int = 784, n_classes: int = 10,
-              form: str = "fast") -> Task:  # fmt: skip
+              form: str = "fast", microbatches: int = 1,
+              mesh: jax.sharding.Mesh | None = None) -> Task:  # fmt: skip
     """The 2-D network as a :class:`gridlib.experiment.Task` (state = ``(params, adam state)``).
 
     ``form`` picks the grid layer's pre-activation (see :data:`gridlib.neuralgrid.PREACT_FORMS`);
-    the benchmark trains the ``"unfold"`` baseline through the same task.
+    the benchmark trains the ``"unfold"`` baseline through the same task. ``microbatches`` and
+    ``mesh`` compute the same gradient in parts or over several devices, up to float rounding
+    (:func:`gridlib.baselines.supervised_task`): at batch 256 on a CPU, parts of 64 examples
+    keep the grid's stored activations in cache, and one device per core uses every core.
     """
     cfg.validate()
     check_positive(steps_per_epoch=steps_per_epoch)
     opt = optax.adam(lr_schedule(cfg, steps_per_epoch))
     return supervised.supervised_task(
         lambda k: init_network(k, n_in, cfg.height, cfg.width, n_classes),
-        lambda p, x: network_apply(p, x, form), opt)  # fmt: skip
+        lambda p, x: network_apply(p, x, form), opt, microbatches=microbatches,
+        mesh=mesh)  # fmt: skip
 
 
 def make_task_3d(cfg: Config3D, steps_per_epoch: int, image_shape: tuple[int, int] = (28, 28),
