@@ -99,7 +99,10 @@ def unpack(blob: bytes) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 
 
 def _provenance(record: Mapping[str, Any]) -> dict[str, Any]:
-    return {"name": record["name"], "describe": results.describe(record, remade=False),
+    """What the page says of a published run: its name, seed, configuration and metrics (its
+    sentence in words) and :func:`gridlib.results.describe` (folded under *Provenance*)."""
+    return {"name": record["name"], "seed": record["provenance"].get("seed"),
+            "describe": results.describe(record, remade=False),
             "config": record["config"], "metrics": record["metrics"]}
 
 

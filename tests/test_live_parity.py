@@ -194,11 +194,22 @@ PAGE_SCRIPT = r"""
   const drawn = {pred: pred.pred, ink: Number(pred.ink), centre: Number(pred.centre),
                  label: $("live-label").textContent, ng_hidden: $("live-ng").hidden,
                  gn_hidden: $("live-gn").hidden, note: $("live-models-note").textContent};
+  // before Train: no rate yet, and the accuracy shown is the initialisation's
+  await until(() => $("live-heldout").dataset.seen === "0", 60000, "the first evaluation");
+  const before = {rate: $("live-rate").textContent, rate_value: $("live-rate").dataset.value ?? null,
+                  what: $("live-heldout-what").textContent, heldout: $("live-heldout").textContent};
+  // each model: a sentence in words, its run folded under "Provenance"
+  const models = {};
+  for (const m of ["fg", "gn", "ng"]) {
+    const d = $(`live-${m}-provenance`);
+    models[m] = {about: $(`live-${m}-about`).textContent, tag: d.tagName, open: d.open,
+                 summary: d.querySelector("summary").textContent, folded: d.textContent};
+  }
   $("live-run").click();
   await until(() => Number($("live-rate").dataset.value || 0) > 0, 60000, "training");
   await sleep(2500);
   $("live-run").click();
-  return {...drawn, rate: Number($("live-rate").dataset.value),
+  return {...drawn, before, models, rate: Number($("live-rate").dataset.value),
           heldout: Number($("live-heldout").dataset.value)};
 })()
 """
@@ -217,6 +228,25 @@ def test_the_page_classifies_a_drawn_stroke_and_trains_cleanly(browser, served, 
         assert value[key] is not manifest[model], (model, value)
     if not manifest["neuralgrid"]:
         assert "NeuralGrid" in value["note"] and "not shown" in value["note"], value
+    # before Train: a dash for the rate, and the accuracy is said to be the initialisation's
+    before = value["before"]
+    assert before["rate"] == "\u2013" and before["rate_value"] is None, before
+    assert "untrained" in before["what"] and "initialisation" in before["what"], before
+    assert before["heldout"].endswith("\u00a0%"), before  # no line break before %
+    # each shipped model: its test accuracy in a sentence (from the export), and its run name and
+    # command folded into a closed <details><summary>Provenance</summary>, not in the sentence
+    for tag, name, key in (("fg", "filtergrid", "test/acc"), ("gn", "gridnet", "test_acc"),
+                           ("ng", "neuralgrid", "test_acc")):
+        if name != "filtergrid" and not manifest[name]:
+            continue
+        _, meta = web.unpack((site / "live" / f"{name}.bin").read_bytes())
+        run, shown = meta["trained"], value["models"][tag]
+        assert f"{100 * run['metrics'][key]:.2f}\u00a0%" in shown["about"], (name, shown)
+        assert f"seed {run['seed']} of" in shown["about"], (name, shown)
+        assert run["name"] not in shown["about"] and "commit" not in shown["about"], (name, shown)
+        assert shown["tag"] == "DETAILS" and not shown["open"], (name, shown)
+        assert shown["summary"] == "Provenance", (name, shown)
+        assert run["name"] in shown["folded"] and run["describe"] in shown["folded"], (name, shown)
 
 
 @pytest.fixture(scope="module")
@@ -289,3 +319,53 @@ def test_the_garment_panel_shows_the_librarys_neuralgrid_predictions(browser, se
     assert labels[value["shown"][-1]["index"]] == 8 and value["reset"] == "", value
     # the panel's count of right answers over every shipped garment is the library's
     assert value["right"] == int(np.sum(preds == labels)), value
+
+
+# Every canvas of the page, once it is ready: its backing store and CSS box, and the height on
+# screen, in CSS px, of the text a chart draws (its font size times the context's scale, times
+# CSS px per backing pixel).
+CANVAS_SCRIPT = r"""
+(async () => {
+  const $ = (id) => document.getElementById(id);
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  while ($("live-root").dataset.ready !== "true") await sleep(50);
+  await sleep(500); // the resize observer's redraw
+  const out = {dpr: devicePixelRatio, canvases: {}};
+  for (const c of document.querySelectorAll("#live-root canvas")) {
+    if (!c.clientWidth) continue; // a hidden panel
+    const ctx = c.getContext("2d");
+    out.canvases[c.id] = {backing: [c.width, c.height], box: [c.clientWidth, c.clientHeight],
+                          text: parseFloat(ctx.font) * ctx.getTransform().a * c.clientWidth / c.width};
+  }
+  return out;
+})()
+"""
+#: The canvases that draw text (the training-accuracy and readout-trace charts).
+CHARTS = ("live-acc", "live-traces")
+#: The smallest text, in CSS px on screen, that a chart may draw.
+MIN_TEXT_PX = 12
+
+
+def test_the_canvases_are_drawn_at_the_screens_resolution_with_readable_text(browser, served):
+    """At the browser's width, and in Chromium after a change to a 390 px phone at 3 device
+    pixels per CSS px: every canvas's backing store is its CSS box times devicePixelRatio, and a
+    chart's text is at least :data:`MIN_TEXT_PX` CSS px high on screen."""
+    value, problems = open_page(browser, served, "page.html", CANVAS_SCRIPT)
+    assert not problems, problems
+    views = [value]
+    if isinstance(browser, check_pages.Chromium):  # the resize, and the pixel ratio, in Chromium
+        session = browser.open_tab()
+        browser.call("Page.navigate", {"url": served + "page.html"}, session)
+        browser.wait_event("Page.loadEventFired", session, 60, [])
+        browser.evaluate(session, CANVAS_SCRIPT)
+        browser.call("Emulation.setDeviceMetricsOverride", {
+            "width": 390, "height": 844, "deviceScaleFactor": 3, "mobile": True}, session)
+        views.append(browser.evaluate(session, CANVAS_SCRIPT))
+        assert views[-1]["dpr"] == 3, views[-1]
+    for view in views:
+        assert set(CHARTS) <= set(view["canvases"]), view
+        for name, c in view["canvases"].items():
+            want = [round(b * view["dpr"]) for b in c["box"]]
+            assert all(abs(g - w) <= 1 for g, w in zip(c["backing"], want, strict=True)), (name, view)
+        for name in CHARTS:
+            assert view["canvases"][name]["text"] >= MIN_TEXT_PX, (name, view)

@@ -12,6 +12,62 @@ const $ = (id) => document.getElementById(id);
 const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
   "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 
+// ---- canvases at the screen's resolution -------------------------------------------------------
+
+// Every canvas's backing store is its CSS box times devicePixelRatio, so that it is drawn at the
+// screen's resolution at any width, and a chart's text is FONT_PX CSS px on screen however far
+// the page scales the canvas down. Its shape stays the one its width and height attributes give
+// (as CSS aspect-ratio). Each canvas keeps the function that draws it, run again whenever its
+// box or the pixel ratio changes; the pad keeps its ink instead (copied, scaled, into the new
+// store).
+const FONT_PX = 14;
+const painters = new Map(); // canvas -> the function that draws it at its current size
+const keepInk = new WeakSet(); // canvases whose content is copied, not redrawn, on a resize
+
+function fit(canvas) {
+  if (!canvas.style.aspectRatio) canvas.style.aspectRatio = `${canvas.width} / ${canvas.height}`;
+  const dpr = window.devicePixelRatio || 1;
+  const [w, h] = [Math.round(canvas.clientWidth * dpr), Math.round(canvas.clientHeight * dpr)];
+  if (!w || !h || (w === canvas.width && h === canvas.height)) return false; // hidden, or fitted
+  let old = null;
+  if (keepInk.has(canvas)) {
+    old = document.createElement("canvas");
+    [old.width, old.height] = [canvas.width, canvas.height];
+    old.getContext("2d").drawImage(canvas, 0, 0);
+  }
+  [canvas.width, canvas.height] = [w, h];
+  if (old) canvas.getContext("2d").drawImage(old, 0, 0, w, h);
+  return true;
+}
+
+function refit(canvas) {
+  if (fit(canvas)) painters.get(canvas)();
+}
+
+const resized = new ResizeObserver((entries) => entries.forEach((e) => refit(e.target)));
+const refitAll = () => painters.forEach((_, canvas) => refit(canvas));
+window.addEventListener("resize", refitAll);
+(function watchRatio() { // a zoom, or a move to another screen, changes the pixel ratio
+  matchMedia(`(resolution: ${window.devicePixelRatio || 1}dppx)`)
+    .addEventListener("change", () => { refitAll(); watchRatio(); }, { once: true });
+})();
+
+// draw `canvas` with `draw` now, and again at each change of its size
+function paint(canvas, draw) {
+  if (!painters.has(canvas)) resized.observe(canvas);
+  painters.set(canvas, draw);
+  fit(canvas);
+  draw();
+}
+
+// the 2-D context of `canvas`, scaled so that one unit is one CSS px; returns [ctx, w, h] in CSS px
+function cssContext(canvas) {
+  const ctx = canvas.getContext("2d");
+  const k = canvas.clientWidth ? canvas.width / canvas.clientWidth : 1;
+  ctx.setTransform(k, 0, 0, k, 0, 0);
+  return [ctx, canvas.width / k, canvas.height / k];
+}
+
 // ---- colour maps ------------------------------------------------------------------------------
 
 // diverging map for values in [-1, 1]: blue (negative), white (0), red (positive)
@@ -21,16 +77,19 @@ function diverging(v) {
   return x >= 0 ? `rgb(255,${a},${a})` : `rgb(${a},${a},255)`;
 }
 
+// values (rows x cols, row-major) as coloured cells filling the canvas
 function heatmap(canvas, values, rows, cols, scale) {
-  const ctx = canvas.getContext("2d");
-  const cw = canvas.width / cols;
-  const ch = canvas.height / rows;
-  for (let i = 0; i < rows; i++) {
-    for (let j = 0; j < cols; j++) {
-      ctx.fillStyle = diverging(values[i * cols + j] / scale);
-      ctx.fillRect(j * cw, i * ch, Math.ceil(cw), Math.ceil(ch));
+  paint(canvas, () => {
+    const ctx = canvas.getContext("2d");
+    const cw = canvas.width / cols;
+    const ch = canvas.height / rows;
+    for (let i = 0; i < rows; i++) {
+      for (let j = 0; j < cols; j++) {
+        ctx.fillStyle = diverging(values[i * cols + j] / scale);
+        ctx.fillRect(j * cw, i * ch, Math.ceil(cw), Math.ceil(ch));
+      }
     }
-  }
+  });
 }
 
 // a 28 x 28 image of bytes k (white on black, as MNIST and Fashion-MNIST store them),
@@ -41,9 +100,17 @@ function showBytes(canvas, pixels) {
   const tmp = document.createElement("canvas");
   tmp.width = tmp.height = 28;
   tmp.getContext("2d").putImageData(img, 0, 0);
-  const ctx = canvas.getContext("2d");
-  ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(tmp, 0, 0, canvas.width, canvas.height);
+  const draw = () => {
+    const ctx = canvas.getContext("2d");
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(tmp, 0, 0, canvas.width, canvas.height);
+  };
+  if (keepInk.has(canvas)) { // the pad: its ink is kept on a resize, not redrawn
+    fit(canvas);
+    draw();
+  } else {
+    paint(canvas, draw);
+  }
 }
 
 function maxAbs(a) {
@@ -54,15 +121,20 @@ function maxAbs(a) {
 
 // ---- the drawing pad --------------------------------------------------------------------------
 
-// A 280 x 280 pad drawn in white on black; to28 turns it into an MNIST-like 28 x 28 digit
-// (bounding box scaled into 20 x 20, centred by its centre of mass), pixels as bytes k.
+// A square pad drawn in white on black, strokes STROKE of its side wide; to28 turns it into an
+// MNIST-like 28 x 28 digit (bounding box scaled into 20 x 20, centred by its centre of mass),
+// pixels as bytes k.
+const STROKE = 22 / 280;
+
 class Pad {
   constructor(canvas, onChange) {
     this.canvas = canvas;
     this.ctx = canvas.getContext("2d");
     this.onChange = onChange;
     this.drawing = false;
+    keepInk.add(canvas);
     this.clear();
+    paint(canvas, () => {}); // fitted to its box, ink kept
     canvas.addEventListener("pointerdown", (e) => this.down(e));
     canvas.addEventListener("pointermove", (e) => this.move(e));
     for (const t of ["pointerup", "pointerleave", "pointercancel"]) canvas.addEventListener(t, () => this.up());
@@ -103,7 +175,7 @@ class Pad {
   line(a, b) {
     const ctx = this.ctx;
     ctx.strokeStyle = "#fff";
-    ctx.lineWidth = 22;
+    ctx.lineWidth = STROKE * this.canvas.width;
     ctx.lineCap = "round";
     ctx.beginPath();
     ctx.moveTo(a[0], a[1]);
@@ -118,7 +190,7 @@ class Pad {
   }
 
   to28() {
-    const w = this.canvas.width;
+    const w = Math.min(this.canvas.width, this.canvas.height);
     const src = this.ctx.getImageData(0, 0, w, w).data;
     let [x0, y0, x1, y1] = [w, w, -1, -1];
     for (let y = 0; y < w; y++) {
@@ -162,10 +234,18 @@ class Pad {
 
 // ---- line charts ------------------------------------------------------------------------------
 
-function chart(canvas, series, { xMax, yMin, yMax, xLabel, yLabel, highlight = -1 }) {
-  const ctx = canvas.getContext("2d");
-  const [w, h] = [canvas.width, canvas.height];
-  const [l, r, t, b] = [46, 10, 10, 34];
+// Line charts with text FONT_PX CSS px high: the canvas is drawn in CSS px (cssContext).
+const MINUS = (x) => String(x).replace("-", "\u2212"); // a true minus sign
+const COUNT = (x) => x.toLocaleString("en-US"); // 8,704
+
+function chart(canvas, series, opts) {
+  paint(canvas, () => drawChart(canvas, series, opts));
+}
+
+function drawChart(canvas, series, { xMax, yMin, yMax, xLabel, yLabel, highlight = -1 }) {
+  const [ctx, w, h] = cssContext(canvas);
+  const f = FONT_PX;
+  const [l, r, t, b] = [3.8 * f, 0.8 * f, 0.8 * f, 2.9 * f];
   ctx.clearRect(0, 0, w, h);
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, w, h);
@@ -173,19 +253,21 @@ function chart(canvas, series, { xMax, yMin, yMax, xLabel, yLabel, highlight = -
   ctx.lineWidth = 1;
   ctx.strokeRect(l, t, w - l - r, h - t - b);
   ctx.fillStyle = "#222";
-  ctx.font = "13px sans-serif";
+  ctx.font = `${f}px sans-serif`;
   ctx.textAlign = "center";
-  ctx.fillText(xLabel, l + (w - l - r) / 2, h - 6);
-  ctx.fillText("0", l, h - b + 14);
-  ctx.fillText(String(xMax), w - r - 8, h - b + 14);
+  ctx.fillText(xLabel, l + (w - l - r) / 2, h - 0.4 * f);
+  ctx.textAlign = "left";
+  ctx.fillText("0", l, h - b + 1.2 * f);
+  ctx.textAlign = "right";
+  ctx.fillText(COUNT(xMax), w - r, h - b + 1.2 * f);
+  ctx.fillText(MINUS(yMax), l - 0.35 * f, t + 0.8 * f);
+  ctx.fillText(MINUS(yMin), l - 0.35 * f, h - b);
   ctx.save();
-  ctx.translate(12, t + (h - t - b) / 2);
+  ctx.translate(f, t + (h - t - b) / 2);
   ctx.rotate(-Math.PI / 2);
+  ctx.textAlign = "center";
   ctx.fillText(yLabel, 0, 0);
   ctx.restore();
-  ctx.textAlign = "right";
-  ctx.fillText(String(yMax), l - 4, t + 10);
-  ctx.fillText(String(yMin).replace("-", "\u2212"), l - 4, h - b);  // a true minus sign
   const X = (x) => l + (x / xMax) * (w - l - r);
   const Y = (y) => t + (1 - (y - yMin) / (yMax - yMin)) * (h - t - b);
   series.forEach((pts, q) => {
@@ -196,6 +278,37 @@ function chart(canvas, series, { xMax, yMin, yMax, xLabel, yLabel, highlight = -
     pts.forEach(([x, y], k) => (k ? ctx.lineTo(X(x), Y(y)) : ctx.moveTo(X(x), Y(y))));
     ctx.stroke();
   });
+}
+
+// ---- each model in words, and where it comes from -----------------------------------------------
+
+const pct = (a) => `${(100 * a).toFixed(2)}\u00a0%`;
+const NAMES = { snap0: "SnAP-0", snap1: "SnAP-1", snap2: "SnAP-2", bptt: "BPTT", rtrl: "RTRL",
+  adam: "Adam", adamw: "AdamW", sgd: "SGD", cpu: "CPU" };
+const word = (key) => NAMES[key] ?? String(key);
+const plural = (n, what) => `${COUNT(n)} ${what}${n === 1 ? "" : "s"}`;
+
+// "<who> is seed 0 of <runs> (<how trained>): it classifies <accuracy> of the <n> test <items>
+// correctly", from a run's exported record (gridlib.web._provenance); parts it lacks are left out
+function about(who, trained, runs, how, acc, nTest, items) {
+  const seed = trained.seed ?? null;
+  const which = seed === null ? runs : `seed ${seed} of ${runs}`;
+  const detail = how.filter(Boolean).join(", ");
+  const of = nTest ? `the ${COUNT(nTest)} test ${items}` : `its test ${items}`;
+  return `${who} is ${which}${detail ? ` (${detail})` : ""}: it classifies ${pct(acc)} of ${of} correctly.`;
+}
+
+// the run's name and how it was made (command, commit, date, machine), in a <details> element
+function provenance(details, trained) {
+  const line = (label, text) => {
+    const p = document.createElement("p");
+    const code = document.createElement("code");
+    code.textContent = text;
+    p.append(`${label} `, code);
+    return p;
+  };
+  details.querySelectorAll("p").forEach((e) => e.remove());
+  details.append(line("Run", trained.name), line("Made by", trained.describe));
 }
 
 // ---- the page ---------------------------------------------------------------------------------
@@ -217,8 +330,12 @@ async function main() {
   const gnParams = gn && Object.fromEntries(Object.entries(gn.arrays).map(([k, v]) => [k, f64(v)]));
   const gnTable = gn && gnm.neighbour_table(gn.meta.config.grid, gn.meta.config.block);
   const nTest = digits.meta.n_test;
-  const acc = fg.meta.trained.metrics["test/acc"];
-  $("live-provenance").textContent = `Filter grid: ${fg.meta.trained.name}, test accuracy ${(100 * acc).toFixed(2)} % on the 10,000 test digits (${fg.meta.trained.describe}).`;
+  const fgRun = fg.meta.trained;
+  const fgc = fgRun.config;
+  $("live-fg-about").textContent = about("The filter grid", fgRun, `the book's ${word(fgc.rule)} runs`,
+    [`${word(fgc.optimizer)}, ${plural(fgc.epochs, "epoch")} of the ${COUNT(fgc.n_train)} training digits`,
+      `batch ${fgc.batch_size}`], fgRun.metrics["test/acc"], fgc.n_test, "digits");
+  provenance($("live-fg-provenance"), fgRun);
 
   // -- classify and animate --------------------------------------------------------------------
   let y = null;
@@ -337,8 +454,14 @@ async function main() {
       right += fgm.argmax(network_apply(ngParams, fashion_pixels(k), ng.meta.config).logits) === garments.arrays.y_test[i] ? 1 : 0;
     }
     const run = ng.meta.trained;
-    const pct = (a) => `${(100 * a).toFixed(2)} %`;
-    $("live-ng-score").textContent = `NeuralGrid classifies ${right} of these ${garments.meta.n_test} test garments correctly (${pct(right / garments.meta.n_test)}); the same network scores ${pct(run.metrics.test_acc)} on the whole Fashion-MNIST test set.`;
+    const c = run.config;
+    $("live-ng-about").textContent = about("NeuralGrid", run,
+      c.epochs ? `its ${c.epochs}-epoch runs on Fashion-MNIST` : "its runs on Fashion-MNIST",
+      [c.n_train && `${COUNT(c.n_train)} training images`, c.batch_size && `batch ${c.batch_size}`],
+      run.metrics.test_acc, c.n_test, "images");
+    $("live-ng-score").textContent = `Of the ${garments.meta.n_test} test garments this page ships, it ` +
+      `classifies ${right} correctly (${pct(right / garments.meta.n_test)}).`;
+    provenance($("live-ng-provenance"), run);
     $("live-ng-score").dataset.right = String(right);
     showGarment(0);
   }
@@ -350,13 +473,17 @@ async function main() {
   $("live-play").addEventListener("click", play);
   $("live-ng").hidden = !ngParams;
   $("live-gn").hidden = !gnParams;
-  const said = (b, what) => `${what}: ${b.meta.trained.name} (${b.meta.trained.describe}).`;
+  if (gn) {
+    const run = gn.meta.trained;
+    const [c, mt] = [run.config, run.metrics];
+    $("live-gn-about").textContent = about("gridnet", run, `its ${word(c.preset)} runs`,
+      [`${word(c.optimizer)}, ${plural(c.epochs, "epoch")} of the ${COUNT(mt.n_train)} training digits`,
+        `batch ${c.batch_size}`], mt.test_acc, mt.n_test, "digits");
+    provenance($("live-gn-provenance"), run);
+  }
   const absent = [!ng && "NeuralGrid", !gn && "gridnet"].filter(Boolean);
-  if (ng) $("live-ng-provenance").textContent = said(ng, "NeuralGrid");
-  const gnAcc = gn && gn.meta.trained.metrics.test_acc;
-  $("live-models-note").textContent = [gn && `gridnet: ${gn.meta.trained.name}, test accuracy ${(100 * gnAcc).toFixed(2)} % on the 10,000 test digits (${gn.meta.trained.describe}).`,
-    absent.length ? `This build of the book has no saved parameters for ${absent.join(" or ")}, so ${absent.length > 1 ? "their panels are" : "its panel is"} not shown.` : ""]
-    .filter(Boolean).join(" ");
+  $("live-models-note").textContent = absent.length ? `This build of the book has no saved parameters for ${absent.join(" or ")}, so ${absent.length > 1 ? "their panels are" : "its panel is"} not shown.` : "";
+  $("live-models-note").hidden = !absent.length;
 
   // -- training in a worker --------------------------------------------------------------------
   const worker = new Worker(here("worker.js"), { type: "module" });
@@ -371,14 +498,18 @@ async function main() {
   worker.onmessage = (ev) => {
     const msg = ev.data;
     if (msg.type === "progress") {
-      $("live-rate").textContent = `${Math.round(msg.examples_per_s)} examples/s`;
+      $("live-rate").textContent = COUNT(Math.round(msg.examples_per_s));
       $("live-rate").dataset.value = String(msg.examples_per_s);
       $("live-seen").dataset.value = String(msg.seen);
-      $("live-seen").textContent = `${msg.seen} examples, ${msg.steps} steps, batch loss ${msg.loss.toFixed(3)}`;
+      $("live-seen").textContent = `${plural(msg.seen, "example")}, ${plural(msg.steps, "step")}, batch loss ${msg.loss.toFixed(3)}`;
     } else if (msg.type === "eval") {
       if (history.length && msg.seen < history[history.length - 1][0]) history.length = 0;
       history.push([msg.seen, msg.acc]);
-      $("live-heldout").textContent = `${(100 * msg.acc).toFixed(2)} %`;
+      // before training (and after Reset): the accuracy of the exported initialisation
+      $("live-heldout-what").textContent = msg.seen ?
+        `Accuracy on the ${COUNT(nTest)} held-out digits after ${plural(msg.seen, "training example")}` :
+        `Accuracy of the untrained grid (the book's initialisation; guessing scores ${100 / m}\u00a0%) on the ${COUNT(nTest)} held-out digits`;
+      $("live-heldout").textContent = pct(msg.acc);
       $("live-heldout").dataset.value = String(msg.acc);
       $("live-heldout").dataset.seen = String(msg.seen);
       drawAcc();
@@ -412,6 +543,9 @@ async function main() {
   });
   $("live-reset").addEventListener("click", () => {
     worker.postMessage({ cmd: "reset" });
+    $("live-rate").textContent = "\u2013"; // no rate until training starts again
+    delete $("live-rate").dataset.value;
+    $("live-seen").textContent = "";
     run.dataset.state = "paused";
     run.textContent = "Train";
   });
@@ -420,8 +554,8 @@ async function main() {
   $("live-lr").value = String(settings.lr);
   drawAcc();
   showTest();
-  status.textContent = `Ready: ${digits.meta.n_train} training and ${nTest} held-out MNIST digits loaded` +
-    (garments ? `, and ${garments.meta.n_test} held-out Fashion-MNIST garments.` : ".");
+  status.textContent = `Ready: ${COUNT(digits.meta.n_train)} training and ${COUNT(nTest)} held-out MNIST digits loaded` +
+    (garments ? `, and ${COUNT(garments.meta.n_test)} held-out Fashion-MNIST garments.` : ".");
   root.dataset.ready = "true";
 }
 
