@@ -10,9 +10,9 @@ excluded) for three implementations of the same network:
 * ours, in parts: the same gradient computed 64 examples at a time (``microbatches``), so the
   activations kept for the backward pass stay in cache (batch 256, one device);
 * ours, split: each minibatch split over one forced CPU device per core (``mesh``), each
-  device's share in parts of at most 64 examples (batches 64 and 256). The process starts with
-  ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` for this; the other rows run on
-  the first device, as they would without the flag.
+  device's share in parts of at most 64 examples (batches 64 and 256). The script asks XLA for
+  these devices (:func:`gridlib.devices.cpu_mesh`); the other rows run on the first device, as
+  they would without them.
 
 Besides each ``unfold / ours`` ratio at the same batch, the run prints ours per example at batch
 256 against batch 64 (a larger batch should cost less per example), for the whole-batch and the
@@ -32,19 +32,15 @@ import os
 import platform
 import time
 
-# One CPU device per core, fixed when JAX starts: the split rows need them.
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (f"{os.environ.get('XLA_FLAGS', '')} "
-                               f"--xla_force_host_platform_device_count={os.cpu_count()}").strip()
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
 
-import jax  # noqa: E402 (after the flag above)
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from gridlib import cli, devices, flags, results  # noqa: E402
-from gridlib import neuralgrid as ng  # noqa: E402
-from gridlib.experiment import make_epoch_chunk  # noqa: E402
-from gridlib.neuralgrid import experiments as ngx  # noqa: E402
+from gridlib import cli, devices, flags, results
+from gridlib import neuralgrid as ng
+from gridlib.experiment import make_epoch_chunk
+from gridlib.neuralgrid import experiments as ngx
 
 N_TRAIN = 60000
 TARGET_S = 2.0  # per epoch at batch 256 on the 2-core CPU (issue #28)
@@ -54,15 +50,14 @@ PART = 64  # examples per part for the "in parts" and "split" forms
 
 
 def time_form(form: str, batch: int, steps: int, repeats: int, x: np.ndarray, y: np.ndarray,
-              height: int, width: int, n_devices: int = 1, parts: bool = False) -> list[float]:  # fmt: skip
+              height: int, width: int, mesh: Mesh | None = None, parts: bool = False) -> list[float]:  # fmt: skip
     """Seconds per training step (``repeats`` values), ``steps`` minibatches per jitted call;
-    the minibatch split over ``n_devices`` devices and, with ``parts``, each share in parts of
+    the minibatch split over ``mesh``'s devices and, with ``parts``, each share in parts of
     :data:`PART` examples."""
     cfg = ngx.Config(height=height, width=width, batch_size=batch)
-    share = batch // n_devices
-    task = ngx.make_task(cfg, N_TRAIN // batch, form=form,
-                         microbatches=max(1, share // PART) if parts else 1,
-                         mesh=devices.local_mesh(n_devices) if n_devices > 1 else None)  # fmt: skip
+    share = batch // (mesh.size if mesh else 1)
+    task = ngx.make_task(cfg, N_TRAIN // batch, form=form, mesh=mesh,
+                         microbatches=max(1, share // PART) if parts else 1)  # fmt: skip
     state = task.init(jax.random.PRNGKey(0))
     chunk = make_epoch_chunk(task.train_step)
     rng = np.random.default_rng(0)
@@ -103,6 +98,7 @@ def parser() -> cli.OneLineParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    mesh = devices.cpu_mesh()  # one CPU device per core, before anything uses JAX
     h, w = args.height, args.width
     splits = ngx.load_splits("fashion_mnist")
     x, y = splits.x_train, splits.y_train
@@ -130,17 +126,17 @@ def main(argv: list[str] | None = None) -> int:
         for form, label in (("unfold", "unfold"), ("fast", "ours")):
             add(label, batch, time_form(form, batch, steps, repeats, x, y, h, w),
                 f"{steps} steps x {repeats}, extrapolated")  # fmt: skip
-    cores = jax.local_device_count()
+    cores = mesh.size
     add("ours, in parts", 256, time_form("fast", 256, examples[256] // 256, repeats, x, y, h, w,
                                          parts=True), f"{examples[256] // 256} steps x {repeats}, extrapolated")
     for batch in (64, 256):
         steps = examples[batch] // batch
-        add("ours, split", batch, time_form("fast", batch, steps, repeats, x, y, h, w, cores, True),
+        add("ours, split", batch, time_form("fast", batch, steps, repeats, x, y, h, w, mesh, True),
             f"{steps} steps x {repeats} on {cores} devices, extrapolated")  # fmt: skip
     full_steps = N_TRAIN // 256
     whole = add("ours", 256, time_form("fast", 256, full_steps, repeats, x, y, h, w),
                 f"whole epoch ({full_steps} steps) x {repeats}")  # fmt: skip
-    split = add("ours, split", 256, time_form("fast", 256, full_steps, repeats, x, y, h, w, cores, True),
+    split = add("ours, split", 256, time_form("fast", 256, full_steps, repeats, x, y, h, w, mesh, True),
                 f"whole epoch ({full_steps} steps) x {repeats} on {cores} devices")  # fmt: skip
 
     def epoch_s(impl: str, batch: int) -> float:

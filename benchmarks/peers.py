@@ -9,6 +9,10 @@ side runs in this process as ``fit`` runs it; the reference in a warm worker pro
 
 * ``neuralgrid-b256``: ``gridlib.neuralgrid`` 128x128 grid, Adam 1e-4, 24 Fashion-MNIST
   minibatches of 256, against kaifishr/NeuralGrid at ``0ea8bec`` (the blog's 2021 model);
+* ``neuralgrid-b256-split``: the same, each minibatch split over one forced CPU device per core
+  and computed in parts of 64 examples on each (``make_task``'s ``mesh`` and ``microbatches``,
+  the same gradient up to summation order); the process asks XLA for these devices at start
+  (:func:`gridlib.devices.cpu_mesh`), and the other pairs run on the first of them;
 * ``neuralgrid-b64``: the same at batch 64, 64 minibatches;
 * ``gle``: ``gridlib.gle.mnist1d.train_batch`` (the 15k network, one seed) on one MNIST-1D
   minibatch of 100 sequences x 360 steps, against unibe-cns/gle-code (``plastic_e2e.py``'s
@@ -116,6 +120,8 @@ def _pairs(quick: bool) -> dict[str, tuple[Pair, dict]]:
     k256, k64, kgle, kep = (4, 8, 1, 4) if quick else (24, 64, 1, 20)
     return {
         "neuralgrid-b256": (Pair(*ng, 60000 // 256 / k256, 1.0), {"batch": 256, "k": k256}),
+        "neuralgrid-b256-split": (Pair(*ng, 60000 // 256 / k256, 1.0),
+                                  {"batch": 256, "k": k256, "split": True}),
         "neuralgrid-b64": (Pair(*ng, 60000 // 64 / k64, 1.0), {"batch": 64, "k": k64}),
         "gle": (Pair(*gle, 4000 / 100 / kgle, 1.0), {"batch": 100, "k": kgle, "seeds": 1}),
         "gle-10seeds": (Pair(*gle, 4000 / 100 / kgle, 0.1), {"batch": 100, "k": kgle, "seeds": 10}),
@@ -227,6 +233,7 @@ def build(name: str, sizes: dict) -> tuple[Callable[[], float], dict]:
     import jax
     import jax.numpy as jnp
 
+    from gridlib import devices
     from gridlib.experiment import make_epoch_chunk
 
     k, b = sizes["k"], sizes["batch"]
@@ -239,7 +246,11 @@ def build(name: str, sizes: dict) -> tuple[Callable[[], float], dict]:
         x = splits.x_train[idx].astype(np.float32)
         y = splits.y_train[idx].astype(np.int64)
         cfg = ngx.Config(height=128, width=128, batch_size=b)
-        task = ngx.make_task(cfg, 60000 // b)
+        split = {}
+        if sizes.get("split"):
+            mesh = devices.cpu_mesh()
+            split = {"mesh": mesh, "microbatches": max(1, b // mesh.size // 64)}
+        task = ngx.make_task(cfg, 60000 // b, **split)
         state = task.init(jax.random.PRNGKey(0))
         chunk = make_epoch_chunk(task.train_step)
         args = (state, jnp.asarray(x), jnp.asarray(y, jnp.int32),
@@ -355,7 +366,7 @@ def parser() -> cli.OneLineParser:
     """This script's flags, each with its domain."""
     p = cli.OneLineParser(prog="benchmarks/peers.py", description=__doc__.split("\n")[0])
     p.add_flag("--rounds", flags.integer(1, 100), 3, help="alternating rounds (median counts)")
-    p.add_argument("--pairs", default="neuralgrid-b256,neuralgrid-b64,gle,gle-10seeds,ep",
+    p.add_argument("--pairs", default="neuralgrid-b256,neuralgrid-b256-split,neuralgrid-b64,gle,gle-10seeds,ep",
                    help="comma-separated pairs to time")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="fewer minibatches per unit (smoke test)")
     p.add_argument("--publish", action="store_true",
@@ -370,6 +381,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in table]
     if unknown:
         raise flags.FlagError(f"--pairs: unknown {unknown}; choose from {sorted(table)}")
+    if any(table[n][1].get("split") for n in names):
+        from gridlib import devices
+
+        devices.cpu_mesh()  # one CPU device per core, before anything uses JAX
     python, torch_version = find_torch()
     if python is None:
         print(f"skip all: {torch_version} (set GRIDLIB_PEER_PYTHON to a Python with PyTorch)")

@@ -67,6 +67,28 @@ def local_mesh(n_devices: int | None = None) -> Mesh:
     return Mesh(np.asarray(local[:n]), (AXIS,))
 
 
+def cpu_mesh(n_devices: int | None = None) -> Mesh:
+    """A 1-D mesh of ``n_devices`` CPU devices (default: one per core), forced by
+    ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``.
+
+    The count is fixed when JAX first touches a device, so call this before anything else
+    does (or start Python with the flag set).
+
+    Raises:
+        RuntimeError: JAX started earlier with fewer devices than asked for.
+    """
+    n = n_devices or os.cpu_count() or 1
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+    if jax.local_device_count() < n:
+        raise RuntimeError(f"{n} CPU devices asked for, but JAX started with "
+                           f"{jax.local_device_count()}: call gridlib.devices.cpu_mesh() before "
+                           "anything uses JAX, or set XLA_FLAGS=--xla_force_host_platform_device_count"
+                           f"={n}")  # fmt: skip
+    return local_mesh(n)
+
+
 def ensemble_devices(n_seeds: int, requested: int | None = None) -> int:
     """How many devices an ensemble of ``n_seeds`` seeds is split over.
 

@@ -19,6 +19,8 @@ NAME = "bench/peers"
 #: Each pair in words, by the benchmark's pair name: (system and batch, the reference's authors).
 WORK = {
     "neuralgrid-b256": ("NeuralGrid 128 × 128, batch 256", "the blog's author"),
+    "neuralgrid-b256-split": ("NeuralGrid 128 × 128, batch 256, split over the cores",
+                              "the blog's author"),
     "neuralgrid-b64": ("NeuralGrid 128 × 128, batch 64", "the blog's author"),
     "gle": ("GLE 15k, one seed", "the GLE paper's authors"),
     "gle-10seeds": ("GLE 15k, per seed of ten", "the GLE paper's authors"),

@@ -139,6 +139,7 @@ def _worker(out: Path) -> None:  # pragma: no cover - runs in the subprocess
         state = make().init(jax.random.PRNGKey(0))
         hlo = step.lower(state, xs[:32], ys[:32], jax.random.PRNGKey(0)).compile().as_text()
         report[f"{model}_all_reduce"] = "all-reduce" in hlo
+    report["cpu_mesh_size"] = devices.cpu_mesh(N_DEVICES).size  # JAX started with the flag
     out.write_text(json.dumps(results.to_jsonable(report)))
 
 
@@ -215,6 +216,7 @@ def test_split_minibatches_match_one_device(measured, model):
         assert measured[f"{model}_{label}_max_diff"] < 1e-5, label
         assert measured[f"{model}_{label}_history_diff"] < 1e-5, label
     assert measured[f"{model}_all_reduce"]
+    assert measured["cpu_mesh_size"] == 4
 
 
 # --------------------------------------------------------------------------- this process
@@ -273,6 +275,8 @@ def test_one_device_changes_nothing():
     assert mesh.size == 1 and devices.ensemble_devices(10) == 1
     assert devices.shard_ensemble_task(task, mesh, 2) is task
     assert devices.split_batch(len, mesh) is len
+    with pytest.raises(RuntimeError, match="JAX started with 1: call gridlib.devices.cpu_mesh"):
+        devices.cpu_mesh(2)  # too late: this process's JAX has started with one device
     assert devices.process_share((1, 2, 3)) == (1, 2, 3)
 
 
