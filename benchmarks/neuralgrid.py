@@ -23,7 +23,10 @@ path as ``gridlib.experiment.fit``) after a warm-up call of the same shape, repe
 time is the time per step times ``60000 // B`` steps. Ours at batch 256, whole and split, is
 also timed over one whole epoch. The naive loop is timed on a few examples and extrapolated.
 
-    flock /tmp/gridlib-cpu.lock .venv/bin/python benchmarks/neuralgrid.py [--quick]
+    flock /tmp/gridlib-cpu.lock .venv/bin/python benchmarks/neuralgrid.py [--quick] [--overwrite]
+
+It replaces ``results/bench/neuralgrid.json`` when its configuration is the published one, and
+only with ``--overwrite`` where it differs.
 """
 
 from __future__ import annotations
@@ -93,6 +96,8 @@ def parser() -> cli.OneLineParser:
     p.add_argument("--quick", action="store_true", help="fewer steps (a smoke test)")
     p.add_flag("--height", flags.integer(1, 4096), 128, help="grid rows")
     p.add_flag("--width", flags.integer(1, 4096), 128, help="grid columns")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the published record even where its config differs")
     return p
 
 
@@ -166,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
               "cpu_count": os.cpu_count(), "machine": platform.machine(), "part": PART,
               "jax_devices": [str(d) for d in jax.devices()]}  # fmt: skip
     name = "bench/neuralgrid" + ("_quick" if args.quick else "")
-    print("->", results.save(name, config=config, metrics=metrics, extra={"rows": rows}))
+    print("->", results.save(name, config=config, metrics=metrics, extra={"rows": rows},
+                             overwrite=args.overwrite or None))
     return 0
 
 
