@@ -68,7 +68,9 @@ def rows(recs: Mapping[str, Record]) -> list[dict[str, str]]:
     if "gle" in recs:
         c, m = recs["gle"]["config"], recs["gle"]["metrics"]
         work = f"{c['n_seeds']} seeds at once, batch {c['batch']}, sequences of {c['seq_len']} steps"
-        out.append({"system": f"GLE {c['arch']}", "work": work,
+        from gridlib.gle.summary import ARCH_LABELS
+
+        out.append({"system": ARCH_LABELS.get(c["arch"], f"GLE {c['arch']}"), "work": work,
                     "on the GPU": f"{m['seed_examples_per_s']:,.0f} sequences per second (all seeds)",
                     "reference": (f"the published run ({c['n_seeds']} seeds × 150 epochs) would take "
                                   f"{m['published_run_hours']:.2f} h")})  # fmt: skip

@@ -555,16 +555,73 @@ def _matches_published(m: Measured) -> bool:
     return not index.published_beyond(h, m.accuracies)  # type: ignore[arg-type]
 
 
+#: The results outside the task tables that are not runs of a configuration, in words:
+#: ``fnmatch`` pattern of the result's name -> words.
+RESULT_WORDS = {
+    "device/gle": "GLE on a GPU: ten seeds at once",
+    "device/gridnet": "gridnet on a GPU: one outer step",
+    "device/neuralgrid": "NeuralGrid on a GPU: one epoch",
+    "ep/bptt_sweep": "EP against backprop through the relaxation, over step sizes",
+    "ep/seed_failures": "EP: the seed code's suspected faults, one variant each",
+    "filtergrid/alignment": "the temporal rules' gradients against the exact one",
+    "filtergrid/gradient_agreement": "SnAP-1's gradient against the exact one",
+    "filtergrid/original_robustness": "the original's code under hardware imperfections",
+    "filtergrid/protocols": "the evaluation protocols of the row-wise MNIST runs",
+    "filtergrid/robustness/*": "SnAP-1 under hardware imperfections",
+    "gle/lagnet": "teacher–student lag network: GLE and the adjoint method",
+}
+
+_WORDS = {"relu": "ReLU", "sigmoid": "sigmoid", "mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+
+
+def result_words(key: str, records: Mapping[str, Mapping[str, Any]]) -> str:
+    """What a published result is, in words (never its file name): a row-wise MNIST run by its
+    rule, optimiser, batch and schedule (:func:`gridlib.filtergrid.summary.run_words`), a
+    step-size search or a tuned run said so, a backprop baseline by its network, the rest by
+    :data:`RESULT_WORDS`; a result with no words here shows its name as code.
+
+    Args:
+        key: the result's name, seeds aside (:attr:`gridlib.index.Entry.key`).
+        records: its records (the seeds), name -> record.
+    """
+    import fnmatch
+
+    from gridlib.filtergrid.summary import run_words
+    from gridlib.gle.summary import LAGLINE_LABELS
+
+    for pattern, words in RESULT_WORDS.items():
+        if fnmatch.fnmatchcase(key, pattern):
+            return words
+    config = next(iter(records.values())).get("config", {})
+    folder, _, rest = key.partition("/")
+    if folder == "filtergrid" and "rule" in config and "batch_size" in config:
+        words = run_words(config)
+        if config.get("code") == "original":
+            return f"the original's code: {words}"
+        if rest.startswith("tune/"):
+            return f"{words}: search of the step size on validation"
+        return f"{words}, at the tuned step" if rest.startswith("tuned/") else words
+    if folder == "baselines" and "sizes" in config:
+        sizes = "-".join(str(n) for n in config["sizes"])
+        activation = _WORDS.get(config["activation"], config["activation"])
+        return f"backprop, MLP {sizes} with {activation}, {_WORDS.get(config['dataset'], config['dataset'])}"
+    if rest.startswith("lagline/") and rest[8:] in LAGLINE_LABELS:
+        return f"teacher–student lag line: {LAGLINE_LABELS[rest[8:]]}"
+    return f"`{key}`"
+
+
 def left_out(measured: Sequence[Measured]) -> list[dict[str, str]]:
     """The published results that no row shows (benchmarks, re-checks and check runs of a few
-    steps aside), with their headline as the results index words it: trials, checks and
-    experiments without a test accuracy of a trained classifier."""
+    steps aside), in words (:func:`result_words`) linked to the chapter that shows them, with
+    their headline as the results index words it: trials, checks and experiments without a test
+    accuracy of a trained classifier."""
     shown = {n for m in measured for n in m.records}
     out = []
     for e in index.catalogue():
         if e.key.startswith("bench/") or set(e.records) <= shown or index.check_run_steps(e.records):
             continue
-        name = index.doc_link(e.chapter, e.key) if e.chapter else e.key
+        words = result_words(e.key, e.records)
+        name = index.doc_link(e.chapter, words) if e.chapter else words
         out.append({"result (linked to its chapter)": name, "headline": index.headline(e.records)})
     return out
 

@@ -824,13 +824,19 @@ def _seed_failures(rec: Record) -> str:
             f"{_pct(min(errs))} to {_pct(max(errs))}")  # fmt: skip
 
 
+def _sweep_label(key: str) -> str:
+    from gridlib.ep.summary import sweep_label
+
+    return sweep_label(key).removeprefix("backprop, ")
+
+
 def _bptt_sweep(rec: Record) -> str:
     m = {k: v for k, v in rec["metrics"].items() if isinstance(v, dict)}
     ep = [v["val_err"][-1] for v in m.values() if v["estimator"] != "bptt"]
     bp = {k: v["val_err"][-1] for k, v in m.items() if v["estimator"] == "bptt"}
     best = min(bp, key=bp.get)
     return (f"validation error after {report.plural(rec['config']['epochs'], 'epoch')}: EP {_pct(min(ep))}; backprop "
-            f"through the relaxation at best {_pct(bp[best])} ({best})")  # fmt: skip
+            f"through the relaxation at best {_pct(bp[best])} ({_sweep_label(best)})")  # fmt: skip
 
 
 def _lagnet(rec: Record) -> str:
@@ -890,12 +896,14 @@ def _bench_gridnet(rec: Record) -> str:
 
 
 def _bench_neuralgrid(rec: Record) -> str:
-    from gridlib.neuralgrid.summary import bench_rows
+    from gridlib.neuralgrid.summary import bench_rows, seconds, whole_epoch
 
     # the numbers of *NeuralGrid: a grid of sine neurons*
     row = next(r for r in bench_rows(rec) if r["batch"] == 256)
+    split = whole_epoch(rec, "ours, split")
     return (f"one epoch of the 128×128 grid at batch 256: {row['ours']} s; unfold takes "
-            f"{row['unfold ÷ ours']} as long")
+            f"{row['unfold ÷ ours']} as long"
+            + (f"; split over the cores, {seconds(split['epoch_s'])} s" if split else ""))
 
 
 def _search(rec: Record) -> str:

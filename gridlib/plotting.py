@@ -56,17 +56,21 @@ def learning_curves(
     logy: bool = False,
     reference: float | None = None,
     reference_label: str = "published",
+    percent: bool = False,
 ) -> plt.Figure:
     """Plot ``history[metric]`` against epoch for each labelled history.
 
     A history whose entries are vectors (one value per seed) is drawn as its mean with a
     shaded band of one standard deviation. ``reference`` draws a dashed horizontal line.
+    ``percent`` shows fractions (an accuracy, as the records keep it) and ``reference`` in
+    percent, as the book's tables do.
     """
     fig, ax = _axis(ax)
+    scale = 100.0 if percent else 1.0
     for label, hist in histories.items():
         if metric not in hist:
             raise KeyError(f"history {label!r} has no metric {metric!r}; it has {sorted(hist)}")
-        values = np.asarray(hist[metric], dtype=float)
+        values = scale * np.asarray(hist[metric], dtype=float)
         epochs = np.asarray(hist.get("epoch", np.arange(1, len(values) + 1)))
         if values.ndim == 1:
             ax.plot(epochs, values, marker="o", ms=3, label=label)
@@ -75,7 +79,7 @@ def learning_curves(
             (line,) = ax.plot(epochs, mean, marker="o", ms=3, label=f"{label} (n={values.shape[1]})")
             ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
     if reference is not None:
-        ax.axhline(reference, color="0.3", ls="--", lw=1, label=reference_label)
+        ax.axhline(scale * reference, color="0.3", ls="--", lw=1, label=reference_label)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel or metric)
     if logy:

@@ -8,6 +8,7 @@ HTML), so a cell can end with it.
 - :func:`quantity`, :func:`quantities`, :func:`inconsistencies`  a number keyed, so that every
   page that shows it can be checked to show the same text
 - :func:`markdown_table`, :func:`table`                      Markdown tables from dicts
+- :func:`label`, :func:`metric_rows`                       metric keys in words, never raw
 - :func:`provenance`                                         a collapsed provenance block
 - :func:`findings`                                           the closing "What this chapter found"
 - :func:`math_rows`, :func:`sci_tex`                         typeset sympy results and small numbers
@@ -230,6 +231,57 @@ def versus(ours: Sequence[float], published: float, digits: int | None = None, p
     units = " points" if percent else ""
     return (f"{format_mean_sd(ours, digits, percent)} against {pub}{unit} published: "
             f"{signed(gap, digits)}{units}")
+
+
+#: Words for the parts of the library's metric keys (``"train/acc"``, ``"test_acc"``,
+#: ``"best/val/acc"``, ``"epoch_time_s"``): the one mapping that tables and axes show.
+_SPLITS = {"train": "training", "val": "validation", "test": "test"}
+_MEASURES = {"acc": "accuracy", "loss": "loss", "err": "error"}
+_OTHER_KEYS = {"epoch": "epoch", "epoch_time_s": "training time per epoch (s)",
+               "total_train_time_s": "training time (s)", "epochs_run": "epochs run",
+               "best_epoch": "best epoch (validation)", "epoch_s": "s per epoch",
+               "examples_per_s": "examples / s"}  # fmt: skip
+_KEY_PARTS = re.compile(r"(?P<best>best/)?(?P<split>train|val|test)[/_](?P<measure>acc|loss|err)")
+
+
+def label(key: str, percent: bool = False) -> str:
+    """Words for a metric key of the library, for a table's header or an axis.
+
+    ``"train/acc"`` and ``"train_acc"`` -> ``"training accuracy"``; ``"best/test/acc"`` ->
+    ``"test accuracy at the best epoch (validation)"``; ``"epoch_time_s"`` ->
+    ``"training time per epoch (s)"``. With ``percent``, an accuracy or error gets ``" (%)"``.
+
+    Raises:
+        KeyError: a key with no words here (add them, rather than show the key).
+    """
+    if key in _OTHER_KEYS:
+        return _OTHER_KEYS[key]
+    m = _KEY_PARTS.fullmatch(key)
+    if m is None:
+        raise KeyError(f"no words for the metric key {key!r}: add them to gridlib.report.label")
+    words = f"{_SPLITS[m['split']]} {_MEASURES[m['measure']]}"
+    words += " at the best epoch (validation)" if m["best"] else ""
+    return words + (" (%)" if percent and m["measure"] != "loss" else "")
+
+
+def metric_rows(metrics: Mapping[str, Any], column: str = "value") -> list[dict[str, str]]:
+    """Rows ``{"metric": words, column: value}`` of one set of metrics (a run's ``last`` epoch,
+    a record's ``metrics``): every key in words (:func:`label`), accuracies and errors in
+    percent with two decimals, times in seconds, losses to four significant digits."""
+    rows = []
+    for key, value in metrics.items():
+        v = float(value)
+        m = _KEY_PARTS.fullmatch(key)
+        if key == "epoch" or key.startswith("epochs") or key.endswith("_epoch"):
+            text = f"{v:.0f}"
+        elif m is not None and m["measure"] != "loss":
+            text = f"{100 * v:.2f} %"
+        elif key.endswith("_s"):
+            text = f"{v:.2f}"
+        else:
+            text = f"{v:.4g}"
+        rows.append({"metric": label(key), column: minus(text)})
+    return rows
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,

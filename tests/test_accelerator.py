@@ -37,3 +37,10 @@ def test_finding_places_gridnet_against_the_kernel(recs, ms, word):
 
 def test_no_records_no_finding():
     assert accelerator.finding({}) == "" and accelerator.rows({}) == []
+
+
+def test_the_gle_row_names_its_network_in_words(recs):
+    recs = {**recs, "gle": {"config": {"arch": "e2e15k", "n_seeds": 10, "batch": 100, "seq_len": 360},
+                            "metrics": {"seed_examples_per_s": 8000.0, "published_run_hours": 0.5},
+                            "extra": {"device": {"device_kind": "Some GPU"}}}}  # fmt: skip
+    assert accelerator.rows(recs)[-1]["system"] == "end-to-end GLE, 15k"

@@ -2,6 +2,7 @@
 rows, refusals, parameter counts by hand, state counts."""
 
 import json
+import re
 
 import pytest
 
@@ -202,3 +203,28 @@ def test_a_figure_label_gives_the_epochs_where_a_panels_rows_train_for_different
     assert compare._point_label(measured(1), False) == "exact RTRL (SGD)"
     assert compare._point_label(measured(1), False, epochs_vary=True) == "exact RTRL (SGD, 1 epoch)"
     assert compare._point_label(measured(10), True, epochs_vary=True) == "exact RTRL (SGD, Sys net, 10 epochs)"
+
+
+def test_results_outside_the_tables_are_named_in_words_never_by_their_file_name():
+    """The rows of "Not in the tables" name a run by its rule, optimiser, batch and schedule
+    (as chapter 60's tables do), and every other published result by words."""
+    from gridlib.filtergrid.summary import RULE_WORDS, run_words
+    from gridlib.filtergrid.temporal import TEMPORAL_RULES
+
+    assert set(TEMPORAL_RULES) | {"rtrl"} <= set(RULE_WORDS)  # every rule has its words
+    tuned = {"rule": "snap1", "optimizer": "adam", "batch_size": 32, "max_epochs": 40, "patience": 5}
+    assert run_words(tuned) == ("SnAP-1, Adam, batch 32, up to 40 epochs, stopped on validation "
+                                "(patience 5)")
+    assert run_words({"rule": "tbptt", "window": 4, "optimizer": "sgd", "batch_size": 1,
+                      "epochs": 1}) == "truncated BPTT (K = 4), per-group SGD, batch 1, 1 epoch"
+    words = compare.result_words("filtergrid/tuned/snap1_adam_b32_max40p5_n50000v10000",
+                                 {"x_seed0": {"config": tuned}})
+    assert words == run_words(tuned) + ", at the tuned step"
+    assert compare.result_words("ep/bptt_sweep", {"ep/bptt_sweep": {"config": {}}}).startswith("EP against")
+    assert compare.result_words("new/thing", {"new/thing": {}}) == "`new/thing`"  # shown as code
+    rows = compare.left_out(compare.measure_all())  # the published results
+    assert rows
+    for row in rows:
+        name = row["result (linked to its chapter)"]
+        words = re.sub(r"^\{doc\}`(.*) </[^>]+>`$", r"\1", name)
+        assert "`" not in words and not re.search(r"\w+/\w+_\w+|_seed\d", words), name

@@ -178,3 +178,94 @@ def test_no_page_of_the_built_book_signs_a_number_with_a_hyphen():
     found = {name: hits[:3] for name, page in _built_pages().items()
              if (hits := ascii_minus_signs(page))}  # fmt: skip
     assert not found, found
+
+
+#: What a table's header or first column must not show outside code: a metric key of the library
+#: (``train/acc``, ``test_acc``, ``epoch_time_s``) or a run's name (``filtergrid/tuned/snap1_adam_b32``,
+#: ``..._seed0``). Words come from :func:`gridlib.report.label` and the systems' summary modules.
+_RAW_NAME = re.compile(r"\w+/\w+_\w+|\b(?:train|test|val)/(?:acc|loss)\b|_(?:s|acc|loss)\b|_seed\d")
+
+
+class _TableLabels(HTMLParser):
+    """The text of every header cell and first-column cell of a page's tables, outside code and
+    math (Sphinx's own index tables, ``.indextable``, which list API names, are left out)."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack: list[tuple[str, bool]] = []  # per open element: its tag, does it skip text
+        self.skipping = 0
+        self.columns: list[int] = []  # per open table: cells seen in its current row
+        self.index: list[bool] = []  # per open table: is it one of Sphinx's index tables
+        self.cell: list[str] | None = None
+        self.cells: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in _VOID:
+            return
+        classes = (dict(attrs).get("class") or "").split()
+        skip = tag in _CODE_LIKE or "math" in classes or tag.startswith("mjx")
+        self.stack.append((tag, skip))
+        self.skipping += skip
+        if tag == "table":
+            self.columns.append(0)
+            self.index.append("indextable" in classes)
+        elif tag == "tr" and self.columns:
+            self.columns[-1] = 0
+        elif tag in ("th", "td") and self.columns:
+            self.columns[-1] += 1
+            if not any(self.index) and (tag == "th" or self.columns[-1] == 1):
+                self.cell = []
+
+    def handle_endtag(self, tag):
+        if tag in _VOID or not self.stack:
+            return
+        open_tag, skip = self.stack.pop()
+        self.skipping -= skip
+        if open_tag in ("th", "td") and self.cell is not None:
+            self.cells.append(" ".join("".join(self.cell).split()))
+            self.cell = None
+        elif open_tag == "table" and self.columns:
+            self.columns.pop()
+            self.index.pop()
+
+    def handle_data(self, data):
+        if self.cell is not None and not self.skipping:
+            self.cell.append(data)
+
+
+def raw_table_labels(page: str) -> list[str]:
+    """Each header cell or first-column cell of a page's tables whose text (outside code and
+    math) shows a metric key or a run's name instead of words."""
+    parser = _TableLabels()
+    parser.feed(page)
+    return [cell for cell in parser.cells if _RAW_NAME.search(cell)]
+
+
+def test_a_raw_key_or_run_name_labelling_a_table_is_found_outside_code_only():
+    page = ("<table><thead><tr><th>metric</th><th>test_acc</th></tr></thead><tbody>"
+            "<tr><td>train/acc</td><td>0.1</td></tr>"
+            "<tr><td><a href='x.html'>tuned/snap1_adam_b32_max40p5</a></td><td>epoch_time_s</td></tr>"
+            "<tr><td>run_seed0</td><td>2</td></tr>"
+            "<tr><td><code>filtergrid/snap1_adam_b32</code></td><td>3</td></tr>"
+            "<tr><td>training accuracy</td><td>train/acc</td></tr></tbody></table>"
+            "<p>test/acc in prose</p>"
+            "<table class='indextable genindextable'><tr><td>val_acc (attribute)</td></tr></table>")
+    assert raw_table_labels(page) == ["test_acc", "train/acc", "tuned/snap1_adam_b32_max40p5", "run_seed0"]
+    words = ("<table><tr><th>metric</th><th>after one epoch</th></tr>"
+             "<tr><td>training time per epoch (s)</td><td>3.2</td></tr>"
+             "<tr><td>∂L/∂w_L of cell (0, 0)</td><td>1</td></tr>"
+             "<tr><td>SnAP-1, Adam, batch 32, 10 epochs</td><td>43 %</td></tr></table>")
+    assert raw_table_labels(words) == []
+    # the library's words for its keys pass the check
+    rows = report.metric_rows({"epoch": 1, "epoch_time_s": 3.2, "train/acc": 0.5, "test/loss": 2.0})
+    assert not _RAW_NAME.search(report.markdown_table(rows))
+
+
+def test_no_table_of_the_built_book_labels_a_row_or_column_with_a_raw_key():
+    """Tables say what a column or a row is in words: a cell that shows ``epoch_time_s``,
+    ``train/acc`` or a run's name (``filtergrid/tuned/snap1_adam_b32_...``) as a header or a row's
+    label shows the library's internals instead (:func:`gridlib.report.label`,
+    :func:`gridlib.compare.result_words`)."""
+    found = {name: hits[:3] for name, page in _built_pages().items()
+             if (hits := raw_table_labels(page))}  # fmt: skip
+    assert not found, found

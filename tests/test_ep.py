@@ -653,3 +653,12 @@ def test_wrap_command_keeps_flags_with_their_values():
     assert " ".join(line.strip() for line in lines) == command
     assert all(len(line) <= 64 for line in lines)
     assert not any(line.rstrip().endswith(("--seed", "--name")) for line in lines)
+
+
+def test_the_runs_of_the_backprop_sweep_are_named_in_words():
+    from gridlib.ep import summary
+
+    assert summary.sweep_label("ep x1") == "EP"
+    assert summary.sweep_label("bptt x0.3") == "backprop, EP rates × 0.3"
+    with pytest.raises(KeyError):
+        summary.sweep_label("hebb x1")

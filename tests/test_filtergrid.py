@@ -443,7 +443,7 @@ def test_mnist_runs_are_gathered_checked_and_summarised(tmp_results):
     rows = summary.mnist_rows(groups, {"SnAP-1, Adam": {"acc": 0.522}},
                               {"SnAP-1, Adam": 0.4588})
     assert [r["run"] for r in rows] == ["SnAP-1, Adam (3 seeds)", "BPTT, Adam (2 seeds)"]  # no empty row
-    assert report.quantities(rows[0]["test acc (10k)"])[0][1] == "40.00 ± 10.00 %"
+    assert report.quantities(rows[0]["test accuracy (10k)"])[0][1] == "40.00 ± 10.00 %"
     assert rows[0]["reported (2k)"] == "52.20 %" and rows[1]["reported (2k)"] == "not run"
     assert rows[0]["original's code, rerun (10k)"] == "45.88 %" and rows[1]["original's code, rerun (10k)"] == "–"
     assert not any("s / epoch" in k for k in rows[0])  # an accuracy table, no record's wall time

@@ -27,3 +27,10 @@ def test_image_grid():
         plotting.image_grid(np.zeros((7, 4, 4)), 2, 3)
     with pytest.raises(ValueError, match="must be"):
         plotting.image_grid(np.zeros((5, 16)), 2, 3)
+
+
+def test_learning_curves_show_fractions_in_percent():
+    hist = {"epoch": [1, 2], "test/acc": [0.25, 0.5]}
+    ax = plotting.learning_curves({"a": hist}, "test/acc", percent=True, reference=0.75,
+                                  ylabel="test accuracy (%)").axes[0]
+    assert list(ax.lines[0].get_ydata()) == [25.0, 50.0] and ax.lines[1].get_ydata()[0] == 75.0

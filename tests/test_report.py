@@ -34,6 +34,29 @@ def test_tables():
         report.markdown_table([])
 
 
+@pytest.mark.parametrize(("key", "percent", "words"), [
+    ("train/acc", False, "training accuracy"),
+    ("test_acc", True, "test accuracy (%)"),
+    ("val/loss", True, "validation loss"),  # a loss is no percentage
+    ("test/err", True, "test error (%)"),
+    ("best/test/acc", False, "test accuracy at the best epoch (validation)"),
+    ("epoch_time_s", False, "training time per epoch (s)"),
+])
+def test_metric_keys_are_shown_in_words(key, percent, words):
+    assert report.label(key, percent) == words
+    with pytest.raises(KeyError, match="no words"):
+        report.label("grad_norm")
+
+
+def test_metric_rows_put_keys_in_words_and_accuracies_in_percent():
+    rows = report.metric_rows({"epoch": 1, "epoch_time_s": 3.217, "train/acc": 0.1234,
+                               "test/loss": -2.302585}, "after one epoch")
+    assert rows == [{"metric": "epoch", "after one epoch": "1"},
+                    {"metric": "training time per epoch (s)", "after one epoch": "3.22"},
+                    {"metric": "training accuracy", "after one epoch": "12.34 %"},
+                    {"metric": "test loss", "after one epoch": "−2.303"}]
+
+
 def test_provenance_block_is_collapsed_and_escaped(tmp_results, monkeypatch):
     monkeypatch.setenv("GRIDLIB_SCALE", "full")
     results.save("chap/r_seed0", config={}, metrics={"a": 1.0}, seed=0, publish=True)

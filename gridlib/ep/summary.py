@@ -499,10 +499,18 @@ def sweep_runs(sweep: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in sweep["metrics"].items() if isinstance(v, dict)}
 
 
+def sweep_label(key: str) -> str:
+    """A run of the sweep in words: ``"ep x1"`` -> ``"EP"``, ``"bptt x0.3"`` -> ``"backprop,
+    EP rates × 0.3"`` (backprop through the relaxation at 0.3 times EP's learning rates)."""
+    estimator, _, factor = key.partition(" x")
+    name = {"ep": "EP", "bptt": "backprop"}[estimator]
+    return name if (estimator, factor) == ("ep", "1") else f"{name}, EP rates × {factor}"
+
+
 def bptt_rows(sweep: Mapping[str, Any]) -> list[dict]:
     """One row per rule and learning-rate scale: rates, validation error per epoch, and the
     fraction of examples whose target output unit is pinned at 0 after training."""
-    return [{"rule": k, "learning rates": ", ".join(f"{a:g}" for a in v["alphas"]),
+    return [{"rule": sweep_label(k), "learning rates": ", ".join(f"{a:g}" for a in v["alphas"]),
              "validation error per epoch": ", ".join(f"{100 * e:.1f} %" for e in v["val_err"]),
              "target output pinned at 0 (after)": f"{100 * v['pinned_target_after']:.0f} %"}
             for k, v in sweep_runs(sweep).items()]  # fmt: skip
@@ -977,7 +985,7 @@ def seed_failure_table_rows(table: Mapping[str, Mapping[str, Any]]) -> list[dict
 def bptt_table_rows(sweep: Mapping[str, Any]) -> list[dict]:
     """:func:`bptt_rows` with the validation errors to two decimals, as the chapter's text
     quotes them (one run per rule and learning-rate scale)."""
-    return [{"rule": k, "learning rates": ", ".join(f"{a:g}" for a in v["alphas"]),
+    return [{"rule": sweep_label(k), "learning rates": ", ".join(f"{a:g}" for a in v["alphas"]),
              "validation error per epoch": ", ".join(f"{100 * e:.2f} %" for e in v["val_err"]),
              "target output pinned at 0 (after)": f"{100 * v['pinned_target_after']:.0f} %"}
             for k, v in sweep_runs(sweep).items()]  # fmt: skip

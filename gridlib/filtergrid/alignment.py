@@ -513,10 +513,10 @@ def length_rows(length: Mapping, quantity: str = "cosine", digits: int = 3) -> l
 
 
 def training_rows(training: Mapping, digits: int = 3) -> list[dict]:
-    """Rows of a training table ``{step: Comparison}``: one per snapshot, the batch accuracy
+    """Rows of a training table ``{step: Comparison}``: one per snapshot, the batch accuracy (%)
     and loss, and every rule's cosine with the exact gradient (columns by :func:`display_name`)."""
     table = _as_json(training)
-    return [{"step": s, "batch acc": f"{row['acc']:.2f}", "loss": f"{row['loss']:.3f}",
+    return [{"step": s, "batch accuracy": f"{100 * row['acc']:.2f} %", "loss": f"{row['loss']:.3f}",
              **{display_name(r): minus(f"{a['cosine']:.{digits}f}") for r, a in row["rules"].items()}}
             for s, row in sorted(table.items(), key=lambda kv: int(kv[0]))]  # fmt: skip
 

@@ -104,9 +104,10 @@ def by_step_rows(training: Mapping[str, Mapping[str, Any]], value: str = "cosine
 
 
 def snapshot_rows(training: Mapping[str, Mapping[str, Any]]) -> list[dict[str, str]]:
-    """The grid's own batch accuracy and loss on the study's digits at each snapshot."""
+    """The grid's own batch accuracy (in percent, as every table gives it) and loss on the
+    study's digits at each snapshot."""
     steps = sorted(training, key=int)
-    return [{"": "batch accuracy", **{f"step {s}": f"{training[s]['acc']:.2f}" for s in steps}},
+    return [{"": "batch accuracy", **{f"step {s}": f"{100 * training[s]['acc']:.2f} %" for s in steps}},
             {"": "loss", **{f"step {s}": f"{training[s]['loss']:.3f}" for s in steps}}]
 
 

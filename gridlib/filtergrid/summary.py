@@ -23,6 +23,8 @@ from gridlib.filtergrid.rtrl import rtrl_grads
 from gridlib.filtergrid.snap1 import snap1_grads
 
 GROUPS = GridParams._fields
+#: Each parameter group as the chapters' tables name it (``GridParams``' fields are code).
+GROUP_WORDS = {"w_left": "w_L", "w_top": "w_T", "bias": "bias", "log_tau": "log τ"}
 
 
 def _relative_errors(keys, xs, n, m, mode):
@@ -108,6 +110,36 @@ RULE_RUNS = {
     "SnAP-0": MnistRun("snap0"),
     "online SnAP-1 (per-step loss)": MnistRun("online_snap1"),
 }
+
+#: Each temporal rule of ``filtergrid-mnist`` in words, as the chapters' tables name it.
+RULE_WORDS = {"bptt": "BPTT", "rtrl": "exact RTRL", "tbptt": "truncated BPTT", "snap0": "SnAP-0",
+              "snap1": "SnAP-1", "snap2": "SnAP-2", "online_snap1": "online SnAP-1"}  # fmt: skip
+_OPTIMIZER_WORDS = {"adam": "Adam", "sgd": "per-group SGD"}
+
+
+def run_words(config: dict) -> str:
+    """A row-wise MNIST run's configuration in words, as the chapters' tables name it: rule,
+    optimiser, batch and schedule, e.g. ``"SnAP-1, Adam, batch 32, 10 epochs"`` or
+    ``"online SnAP-1 (an update at every time step), per-group SGD, batch 1, up to 15 epochs,
+    stopped on validation (patience 3)"``.
+
+    Args:
+        config: a record's ``config`` (``rule``, ``optimizer``, ``batch_size``, and ``epochs``
+            or ``max_epochs`` and ``patience``; ``window`` for truncated BPTT).
+    """
+    rule = RULE_WORDS[config["rule"]]
+    if config.get("window") is not None:
+        rule += f" (K = {config['window']})"
+    if config.get("update_every_step"):
+        rule += " (an update at every time step)"
+    if "max_epochs" in config:
+        schedule = (f"up to {config['max_epochs']} epochs, stopped on validation "
+                    f"(patience {config['patience']})")
+    else:
+        schedule = report.plural(int(config["epochs"]), "epoch")
+    optimizer = _OPTIMIZER_WORDS.get(config["optimizer"], config["optimizer"])
+    return f"{rule}, {optimizer}, batch {config['batch_size']}, {schedule}"
+
 
 _RUN_NAME = re.compile(r"filtergrid/(?P<label>[a-z0-9_]+?)_(?P<opt>adam|sgd)_b(?P<batch>\d+)"
                        r"_e(?P<epochs>\d+)_n(?P<n>\d+)_seed(?P<seed>\d+|\*)")
@@ -639,7 +671,7 @@ def condition_rows(rows: list[dict]) -> list[dict]:
     for r in rows:
         orig = r.get("original_drop")
         out.append({"sweep": sweep_label(r["sweep"]), "value": r["label"],
-                    "test acc (%)": f"{_pts(r['acc'])} ± {_pts(r['acc_sd'])}",
+                    "test accuracy (%)": f"{_pts(r['acc'])} ± {_pts(r['acc_sd'])}",
                     "drop (points)": f"{_pts(r['drop'])} ± {_pts(r['drop_sd'])}",
                     "original drop": "–" if orig is None else _pts(orig)})
     return out
@@ -654,7 +686,7 @@ def bits_rows(rows: list[dict]) -> list[dict]:
             continue
         out.append({"weights": "exact" if not r["value"] else f"{r['label']} bits",
                     "step": "0" if not r["value"] else f"{4 / 2 ** r['value']:g}",
-                    "test acc (%)": f"{_pts(r['acc'])} ± {_pts(r['acc_sd'])}",
+                    "test accuracy (%)": f"{_pts(r['acc'])} ± {_pts(r['acc_sd'])}",
                     "drop (points)": f"{_pts(r['drop'])} ± {_pts(r['drop_sd'])}"})
     return out
 
@@ -736,8 +768,8 @@ def mnist_rows(groups: dict[str, dict[str, dict]], reported: dict[str, dict],
         again = (rerun or {}).get(label)
         rows.append({
             "run": f"{label} ({report.plural(len(acc), 'seed')})",
-            "test acc (10k)": report.format_mean_sd(acc, 2, percent=True, n=False,
-                                                    key=report.group_key(group))
+            "test accuracy (10k)": report.format_mean_sd(acc, 2, percent=True, n=False,
+                                                         key=report.group_key(group))
             .replace(" ± ", "\u00a0±\u00a0"),
             "reported (2k)": f"{100 * rep['acc']:.2f} %" if "acc" in rep else "not run",
             "original's code, rerun (10k)": "–" if again is None else f"{100 * again:.2f} %",
@@ -746,12 +778,13 @@ def mnist_rows(groups: dict[str, dict[str, dict]], reported: dict[str, dict],
 
 
 def mnist_curves_figure(groups: dict[str, dict[str, dict]], reported: dict[str, dict]):
-    """Test accuracy after every epoch of every seed, Adam (SnAP-1 and BPTT) and per-group SGD
-    in two panels, with the original's reported SnAP-1 curve (dashed) and chance (dotted).
+    """Test accuracy (%, as the tables give it) after every epoch of every seed, Adam (SnAP-1
+    and BPTT) and per-group SGD in two panels, with the original's reported SnAP-1 curve
+    (dashed) and chance (dotted).
 
     Args:
         groups: as in :func:`mnist_rows` (labels of :data:`MNIST_RUNS`).
-        reported: ``{label: {"curve": [accuracy after each epoch]}}``.
+        reported: ``{label: {"curve": [accuracy after each epoch, as a fraction]}}``.
 
     Returns:
         The figure.
@@ -768,17 +801,17 @@ def mnist_curves_figure(groups: dict[str, dict[str, dict]], reported: dict[str, 
             color = PALETTE[list(MNIST_RUNS).index(label)]
             for k, rec in enumerate(groups[label].values()):
                 h = rec["history"]
-                ax.plot(h["epoch"], h["test/acc"], "o-", ms=3, lw=1, color=color,
+                ax.plot(h["epoch"], 100 * np.asarray(h["test/acc"]), "o-", ms=3, lw=1, color=color,
                         label=f"{label} ({len(groups[label])} seeds)" if k == 0 else None)
         curve = reported[labels[0]]["curve"]
-        ax.plot(range(1, len(curve) + 1), curve, "--", color="k", lw=1.2,
+        ax.plot(range(1, len(curve) + 1), 100 * np.asarray(curve), "--", color="k", lw=1.2,
                 label="reported, SnAP-1 (1 seed, 2k)")
-        ax.axhline(0.1, color="gray", lw=0.6, ls=":")
-        ax.text(1, 0.11, "chance", fontsize=9, color="gray")
+        ax.axhline(10, color="gray", lw=0.6, ls=":")
+        ax.text(1, 11, "chance", fontsize=9, color="gray")
         ax.set_xticks(range(1, len(curve) + 1))
         ax.set_xlabel("epoch")
         ax.set_title(title, fontsize=10)
-    axes[0].set_ylabel("test accuracy (full 10k)")
+    axes[0].set_ylabel("test accuracy (%, full 10k)")
     handles, texts = [], []
     for ax in axes:  # one legend under both panels; the reported curve once
         for h, txt in zip(*ax.get_legend_handles_labels(), strict=True):
@@ -795,7 +828,7 @@ def short_run_rows(records: dict[str, dict]) -> list[dict]:
     """Rows for the short training check: per rule, the largest difference of its final
     parameters from BPTT's (``records`` maps ``"rtrl"``, ``"bptt"``, ``"snap1"`` to loaded
     records of the same batches from the same initialisation)."""
-    return [{"rule": rule,
+    return [{"rule": RULE_WORDS[rule],
              "max |θ − θ_BPTT| at the end": f"{final_param_distance(rec, records['bptt']):.2e}"}
             for rule, rec in records.items()]
 
@@ -803,7 +836,7 @@ def short_run_rows(records: dict[str, dict]) -> list[dict]:
 def epoch_one_rows(named: dict[str, dict]) -> list[dict]:
     """Rows of test accuracy and test loss after the first epoch of each history in ``named``
     (``{label: history}``)."""
-    return [{"after epoch 1": name, "test acc (10k)": f"{100 * h['test/acc'][0]:.2f} %",
+    return [{"after epoch 1": name, "test accuracy (10k)": f"{100 * h['test/acc'][0]:.2f} %",
              "test loss": f"{h['test/loss'][0]:.4f}"} for name, h in named.items()]
 
 
@@ -874,13 +907,12 @@ def agreement_rows(agreement: dict[int, dict], reported: dict[int, tuple]) -> li
         Rows with one column per ``T`` (values as ``1.2e-03``).
     """
     ts = sorted(agreement)
-    names = {"w_left": "w_L", "w_top": "w_T", "bias": "bias", "log_tau": "log τ"}
 
     def cols(values):
         return {f"T = {t}": f"{v:.1e}" for t, v in zip(ts, values, strict=True)}
 
     rows = []
-    for group, label in names.items():
+    for group, label in GROUP_WORDS.items():
         rows.append({"relative error vs BPTT": f"SnAP-1, {label} (median)",
                      **cols(agreement[t][f"snap1/{group}"] for t in ts)})
         if group != "w_top":  # the original reported w_L, bias and log tau

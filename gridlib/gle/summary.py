@@ -340,8 +340,9 @@ def mnist1d_rows(found: Mapping[str, Mapping[str, Any] | None]) -> list[dict[str
 
 
 def mnist1d_figure(found: Mapping[str, Mapping[str, Any] | None]):
-    """Test accuracy (mean ± sd over seeds, published means as markers), the same zoomed on the
-    last epochs, and the learning rate of each architecture; the legend in the fourth panel."""
+    """Test accuracy in percent, as the tables give it (mean ± sd over seeds, published means as
+    markers), the same zoomed on the last epochs, and the learning rate of each architecture; the
+    legend in the fourth panel."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -353,8 +354,8 @@ def mnist1d_figure(found: Mapping[str, Mapping[str, Any] | None]):
     for i, (arch, res) in enumerate(have.items()):
         c = f"C{i}"
         ep = np.arange(1, res["epochs_done"] + 1)
-        mean, sd = res["acc"].mean(axis=1), res["acc"].std(axis=1, ddof=1)
-        curve = m1d.PUBLISHED[arch]["curve"]
+        mean, sd = 100 * res["acc"].mean(axis=1), 100 * res["acc"].std(axis=1, ddof=1)
+        curve = {e: 100 * a for e, a in m1d.PUBLISHED[arch]["curve"].items()}
         for ax in (ax_a, ax_z):
             ax.plot(ep, mean, color=c)
             ax.fill_between(ep, mean - sd, mean + sd, color=c, alpha=0.2, lw=0)
@@ -364,8 +365,9 @@ def mnist1d_figure(found: Mapping[str, Mapping[str, Any] | None]):
         handles.append(Line2D([], [], color=c, label=f"{ARCH_LABELS[arch]} (n={len(res['seeds'])})"))
     handles.append(Line2D([], [], color="0.3", ls="none", marker="^", mfc="white", ms=7,
                           label="published 10-seed mean"))  # fmt: skip
-    ax_a.set(xlabel="epoch", ylabel="test accuracy", ylim=(0, 1), title="test accuracy")
-    ax_z.set(xlabel="epoch", ylim=(0.85, 0.96), xlim=(50, 152), title="epochs 50 to 150, zoomed")
+    ax_a.set(xlabel="epoch", ylabel="test accuracy (%)", ylim=(0, 100), title="test accuracy")
+    ax_z.set(xlabel="epoch", ylabel="test accuracy (%)", ylim=(85, 96), xlim=(50, 152),
+             title="epochs 50 to 150, zoomed")
     ax_lr.set(xlabel="epoch", ylabel="learning rate", title="learning rate (median over seeds)")
     ax_leg.axis("off")
     ax_leg.legend(handles=handles + [Patch(color="0.6", alpha=0.4, label="± 1 sd over seeds")],
