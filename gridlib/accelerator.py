@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from gridlib import report
+
 #: The parts of the device check, in the order the book shows them.
 PARTS = ("neuralgrid", "gridnet", "gle")
 
@@ -39,7 +41,7 @@ def gpu(recs: Mapping[str, Record]) -> str:
 
 
 def _sd(mean: float, sd: float | None, digits: int = 2) -> str:
-    return f"{mean:.{digits}f} ± {sd:.{digits}f}" if sd is not None else f"{mean:.{digits}f}"
+    return report.plus_minus(mean, sd, digits)
 
 
 def rows(recs: Mapping[str, Record]) -> list[dict[str, str]]:

@@ -262,7 +262,7 @@ def published_text(h: Headline, short: bool = False) -> str:
     if h.published is None:
         return "none"
     pub = _pct(h.published) if h.published_sd is None else (
-        f"{100 * h.published:.1f} ± {100 * h.published_sd:.1f} %")
+        report.plus_minus(100 * h.published, 100 * h.published_sd, 1, " %"))
     extra = h.published_note or (f"n={h.published_n}" if h.published_n else
                                  "n not stated" if h.published_sd is not None else "")
     return pub + (f" ({extra})" if extra else "")
@@ -503,7 +503,7 @@ def _locality_tuned(d: Sequence[float], bptt: Mapping[int, float]) -> str:
     mean, sd = report.mean_sd(d)
     low = fair.low_seed(bptt)
     text = (f"With each rule's step size chosen on validation data, BPTT still "
-            f"{'leads' if mean > 0 else 'trails'} by {abs(mean):.1f} ± {sd:.1f} points on average, "
+            f"{'leads' if mean > 0 else 'trails'} by {report.plus_minus(abs(mean), sd, 1)} points on average, "
             f"{spread_text(report.beyond_spread(d))}")
     if low is not None:
         text += (f": one of BPTT's tuned seeds ends {fair.below_median(bptt, low):.0f} points below "

@@ -34,11 +34,23 @@ def mean_sd(values: Sequence[float]) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
 
 
-def _decimals(sd: float, digits: int, most: int = 6) -> int:
+def spread_decimals(sd: float, digits: int, most: int = 6) -> int:
     """``digits``, or more where ``sd`` (not zero) would round to zero at ``digits``."""
     while sd and round(sd, digits) == 0 and digits < most:
         digits += 1
     return digits
+
+
+def plus_minus(mean: float, sd: float | None, digits: int = 2, unit: str = "",
+               thousands: bool = False) -> str:  # fmt: skip
+    """``"3.62 ± 0.11 s"``: a mean and its spread with ``digits`` decimals, more for both where
+    a spread that is not zero would round to zero (:func:`spread_decimals`), a true minus sign,
+    and ``unit`` after; without ``sd``, the mean alone. The one rule every "±" of the book
+    follows (:func:`format_mean_sd` for values over seeds)."""
+    d = spread_decimals(abs(sd or 0.0), digits)
+    sep = "," if thousands else ""
+    text = f"{mean:{sep}.{d}f}" + (f" ± {sd:{sep}.{d}f}" if sd is not None else "")
+    return minus(text) + unit
 
 
 def format_mean_sd(values: Sequence[float], digits: int | None = None, percent: bool = False,
@@ -56,8 +68,8 @@ def format_mean_sd(values: Sequence[float], digits: int | None = None, percent: 
     """
     m, s = mean_sd(values)
     k, unit = (100.0, " %") if percent else (1.0, "")
-    d = _decimals(s * k, 2 if percent else (3 if digits is None else digits))
-    text = f"{m * k:.{d}f}{unit}" if len(values) == 1 else f"{m * k:.{d}f} ± {s * k:.{d}f}{unit}"
+    d = spread_decimals(s * k, 2 if percent else (3 if digits is None else digits))
+    text = plus_minus(m * k, None if len(values) == 1 else s * k, d, unit)
     if key is not None:
         text = quantity(key, text)
     return text + (f" (n={len(values)})" if n else "")
@@ -226,7 +238,7 @@ def versus(ours: Sequence[float], published: float, digits: int | None = None, p
     k = 100.0 if percent else 1.0
     unit = " %" if percent else ""
     digits = 2 if percent else (3 if digits is None else digits)
-    pub = f"{published * k:.{digits}f}" + (f" ± {published_sd * k:.{digits}f}" if published_sd else "")
+    pub = plus_minus(published * k, published_sd * k if published_sd else None, digits)
     gap = (m - published) * k
     units = " points" if percent else ""
     return (f"{format_mean_sd(ours, digits, percent)} against {pub}{unit} published: "

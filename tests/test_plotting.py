@@ -34,3 +34,18 @@ def test_learning_curves_show_fractions_in_percent():
     ax = plotting.learning_curves({"a": hist}, "test/acc", percent=True, reference=0.75,
                                   ylabel="test accuracy (%)").axes[0]
     assert list(ax.lines[0].get_ydata()) == [25.0, 50.0] and ax.lines[1].get_ydata()[0] == 75.0
+
+
+def test_no_figure_text_is_set_below_9_points():
+    """Every explicit font size in the library and the chapters is at least 9 pt (the book's
+    rule for legible figures); ``plotting``'s style sets the default above it."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    small = re.compile(r"\bfontsize\s*=\s*(\d+(?:\.\d+)?)")
+    found = [f"{p.relative_to(root)}:{n}: {line.strip()}"
+             for p in [*root.glob("gridlib/**/*.py"), *root.glob("notebooks/*.md")]
+             for n, line in enumerate(p.read_text().splitlines(), 1)
+             for m in small.finditer(line) if float(m.group(1)) < 9]  # fmt: skip
+    assert not found, "figure text below 9 pt:\n" + "\n".join(found)

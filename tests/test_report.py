@@ -108,3 +108,26 @@ def test_one_run_against_the_seeds_says_its_side_and_whether_beyond_their_spread
     assert report.seeds_range_words(seeds, 0.4588) == "above all our seeds, within their spread"
     assert report.seeds_range_words(seeds, 0.60) == "above all our seeds, beyond their spread"
     assert report.seeds_range_words(seeds, 0.30).startswith("below all our seeds")
+
+
+def test_every_plus_minus_of_the_library_goes_through_one_formatter():
+    """A "±" written by hand skips the rule that a spread rounding to zero gets more decimals;
+    only ``report.plus_minus`` may put a value after one (words such as "mean ± sd" may)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    by_hand = re.compile(r"±\s*\{")  # a "±" followed by an f-string's replacement field
+    found = [f"{p.relative_to(root)}:{n}: {line.strip()}"
+             for p in [*root.glob("gridlib/**/*.py"), *root.glob("notebooks/*.md")]
+             for n, line in enumerate(p.read_text().splitlines(), 1)
+             if by_hand.search(line) and "{sd:{sep}" not in line]  # plus_minus's own line
+    assert not found, "a ± formatted by hand:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize(("args", "text"), [
+    ((3.6214, 0.1101), "3.62 ± 0.11"), ((17.94, 0.004), "17.940 ± 0.004"),
+    ((-0.5, 0.25, 1, " %"), "−0.5 ± 0.2 %"), ((2513.6, 300.0, 0, "", True), "2,514 ± 300"),
+    ((1.0, None), "1.00"), ((1.0, 0.0), "1.00 ± 0.00")])
+def test_plus_minus_shows_a_spread_that_is_not_zero(args, text):
+    assert report.plus_minus(*args) == text

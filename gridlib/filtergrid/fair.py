@@ -329,7 +329,7 @@ def curve_figure(curves: Mapping[str, Group]):
         ax.plot(best, [acc[b - 1, j] for j, b in enumerate(best)], "o", color=color, ms=5)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy (%)")
-    ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+    ax.legend(fontsize=9, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     fig.tight_layout()
     return fig
 

@@ -395,7 +395,7 @@ def robustness_figure(rows: list[dict], labels: dict[str, str], threshold: float
                     color=PALETTE[1], label="original (1 seed, 2k subset)")
         ax.axhline(100 * threshold, ls="--", lw=0.8, color="0.4")
         ax.axhline(0, lw=0.6, color="0.6")
-        ax.set_xticks(x, [r["label"] for r in rs], fontsize=7)
+        ax.set_xticks(x, [r["label"] for r in rs], fontsize=9)
         ax.set_title(labels.get(sweep, sweep), fontsize=9)
     for ax in axes.flat[len(sweeps):]:
         ax.axis("off")
@@ -403,7 +403,7 @@ def robustness_figure(rows: list[dict], labels: dict[str, str], threshold: float
         ax.set_ylabel("drop (points)")
     handles, texts = axes.flat[0].get_legend_handles_labels()
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    fig.legend(handles, texts, loc="lower center", ncol=2, bbox_to_anchor=(0.5, 0.0), fontsize=8)
+    fig.legend(handles, texts, loc="lower center", ncol=2, bbox_to_anchor=(0.5, 0.0), fontsize=9)
     return fig
 
 
@@ -545,9 +545,10 @@ def _bounds(r: dict) -> tuple[float, float]:
     return r["drop"] - half, r["drop"] + half
 
 
-def _pts(x: float) -> str:
-    """A fraction in points, two decimals, with a true minus sign (U+2212)."""
-    return report.minus(f"{100 * x:.2f}")
+def _pts(x: float, sd: float | None = None) -> str:
+    """A fraction in points, two decimals (more where a spread ``sd`` would round to zero),
+    with a true minus sign (U+2212)."""
+    return report.plus_minus(100 * x, None if sd is None else 100 * sd)
 
 
 def clear_breaks(rows: list[dict], threshold: float = BREAK) -> list[dict]:
@@ -609,7 +610,7 @@ def judged_claims(rows: list[dict], threshold: float = BREAK) -> list[dict]:
         return f"{sweep_label(r['sweep'])} at {r['value']:g}"
 
     def shown(r: dict) -> str:
-        return f"{_pts(r['drop'])} ± {_pts(r['drop_sd'])} ({where(r)})"
+        return f"{_pts(r['drop'], r['drop_sd'])} ({where(r)})"
 
     def orig(rs: list[dict]) -> str:
         known = [r for r in rs if "original_drop" in r]
@@ -671,8 +672,8 @@ def condition_rows(rows: list[dict]) -> list[dict]:
     for r in rows:
         orig = r.get("original_drop")
         out.append({"sweep": sweep_label(r["sweep"]), "value": r["label"],
-                    "test accuracy (%)": f"{_pts(r['acc'])} ± {_pts(r['acc_sd'])}",
-                    "drop (points)": f"{_pts(r['drop'])} ± {_pts(r['drop_sd'])}",
+                    "test accuracy (%)": _pts(r['acc'], r['acc_sd']),
+                    "drop (points)": _pts(r['drop'], r['drop_sd']),
                     "original drop": "–" if orig is None else _pts(orig)})
     return out
 
@@ -686,8 +687,8 @@ def bits_rows(rows: list[dict]) -> list[dict]:
             continue
         out.append({"weights": "exact" if not r["value"] else f"{r['label']} bits",
                     "step": "0" if not r["value"] else f"{4 / 2 ** r['value']:g}",
-                    "test accuracy (%)": f"{_pts(r['acc'])} ± {_pts(r['acc_sd'])}",
-                    "drop (points)": f"{_pts(r['drop'])} ± {_pts(r['drop_sd'])}"})
+                    "test accuracy (%)": _pts(r['acc'], r['acc_sd']),
+                    "drop (points)": _pts(r['drop'], r['drop_sd'])})
     return out
 
 

@@ -296,7 +296,7 @@ def published_text(arch: str) -> str:
     """The published final accuracy of ``arch`` in percent, mean ± sd over its 10 seeds, as the
     paper states them."""
     pub = m1d.PUBLISHED[arch]
-    return f"{100 * pub['mean']:.1f} ± {100 * pub['std']:.1f}"
+    return report.plus_minus(100 * pub["mean"], 100 * pub["std"], 1)
 
 
 #: Seeds behind each published MNIST-1D mean (the paper's 10-seed statistics).

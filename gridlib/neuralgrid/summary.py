@@ -107,10 +107,10 @@ BENCH_EXPECT = {"height": 128, "width": 128, "n_train": 60000, "optimizer": "ada
 
 
 def seconds(x: float, sd: float | None = None) -> str:
-    """``"3.62 ± 0.11"``: three significant digits for the mean, the same decimals for the sd."""
+    """``"3.62 ± 0.11"``: three significant digits for the mean, the same decimals for the sd
+    (more for both where the sd would round to zero: :func:`gridlib.report.plus_minus`)."""
     decimals = max(0, 2 - int(np.floor(np.log10(abs(x))))) if x else 0
-    text = f"{x:,.{decimals}f}"
-    return text + (f" ± {sd:,.{decimals}f}" if sd else "")
+    return report.plus_minus(x, sd or None, decimals, thousands=True)
 
 
 #: The benchmark's implementations, as the table heads them.
