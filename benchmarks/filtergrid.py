@@ -13,7 +13,11 @@ batches and from identical parameters, alternated round by round in this one pro
 batch 32 (SnAP-1 + Adam) and batch 1 (SnAP-1 + per-group SGD). The library is timed both one
 jitted call per step (like for like: :func:`gridlib.experiment.make_train_step`, each step's
 minibatch handed over as a ready array, as to the original) and as ``fit`` runs it (many steps
-per call). Ratios taken in one run are fair under load; absolute times are not.
+per call). At batch 32 the library is also timed one call per step with each minibatch split
+over one forced CPU device per core (``library_split``: ``make_task(mesh=...)``,
+:func:`gridlib.devices.cpu_mesh`; the same gradient up to summation order), the form that uses
+both cores where one call of the one-device step keeps to one. Ratios taken in one run are fair
+under load; absolute times are not.
 
 With XLA's small-loop option (:data:`XLA_OPTION`): XLA:CPU runs a ``while`` loop one operation at
 a time (a thunk per operation and iteration) unless the loop's bytes accessed are below a
@@ -59,7 +63,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gridlib import cli, flags, results
+from gridlib import cli, devices, flags, results
 from gridlib.experiment import make_epoch_chunk, make_train_step
 from gridlib.filtergrid import model, reference
 from gridlib.filtergrid.bptt import bptt_grads
@@ -148,15 +152,16 @@ def _mnist_like(key, shape):
     return jnp.floor(256 * jax.random.uniform(k1, shape)) / 256 * (jax.random.uniform(k2, shape) < 0.2)
 
 
-def _contestants(g, fns, opt: str, bs: int, chunk_k: int, n: int, names=None):
+def _contestants(g, fns, opt: str, bs: int, chunk_k: int, n: int, names=None, mesh=None):
     """The side-by-side's runs at one batch size, each ``(fn(state) -> losses, steps)``, with
     ``fresh()`` (a copy of the start state) and each run's first loss (which compiles it).
 
     The original for ``n`` steps, the library one jitted call per step on the same batches
     (:func:`gridlib.experiment.make_train_step`), indexing the epoch per step
     (``library_indexed``), and as ``fit`` runs it (one call of ``chunk_k`` steps whose first
-    ``n`` batches are the same); only ``names`` where given, and no ``original`` where ``g`` (the
-    loaded anchor) is ``None``. Every process that builds them gets the same batches and
+    ``n`` batches are the same); with ``mesh`` (a batch it divides), one call per step with the
+    minibatch split over its devices (``library_split``); only ``names`` where given, and no
+    ``original`` where ``g`` (the loaded anchor) is ``None``. Every process that builds them gets the same batches and
     parameters (fixed keys).
     """
     from gridlib.filtergrid import anchor
@@ -198,6 +203,18 @@ def _contestants(g, fns, opt: str, bs: int, chunk_k: int, n: int, names=None):
             losses.append(float(m["loss"]))  # read every step's loss, as the original
         return losses
 
+    split_step = None
+    if mesh is not None and mesh.size > 1 and bs % mesh.size == 0:
+        split_task = make_task(rule="snap1", optimizer=opt, mesh=mesh)
+        split_step = make_train_step(split_task.train_step, split_task.compiler_options)
+
+    def library_split(s):
+        losses = []
+        for x, y in lib_in:
+            s, m = split_step(s, x, y, key)
+            losses.append(float(m["loss"]))
+        return losses
+
     def library_indexed(s):
         losses = []
         for i in range(n):
@@ -214,6 +231,8 @@ def _contestants(g, fns, opt: str, bs: int, chunk_k: int, n: int, names=None):
 
     runs = {"original": (original, n), "library": (library, n),
             "library_indexed": (library_indexed, n), "library_fit": (library_fit, chunk_k)}
+    if split_step is not None:
+        runs["library_split"] = (library_split, n)
     runs = {k: v for k, v in runs.items()
             if (names is None or k in names) and (g is not None or k != "original")}
     first = {name: fn(fresh())[0] for name, (fn, _) in runs.items()}  # compiles every step once
@@ -308,12 +327,14 @@ def xla_fields(default: dict[str, list[float]], flagged: dict[str, list[float]],
     }
 
 
-def side_by_side(rounds: int = 3, steps: dict[int, int] | None = None, xla: bool = True) -> list[dict]:
+def side_by_side(rounds: int = 3, steps: dict[int, int] | None = None, xla: bool = True,
+                 mesh=None) -> list[dict]:  # fmt: skip
     """Rows timing the original's training step against the library's (see the module docstring).
 
     Every round runs, from the same start, the runs of :func:`_contestants`: both codes get
     each step's minibatch as a ready array; the library's one-call loop is also timed indexing
-    the epoch per step (``library_indexed``). With ``xla``, each round also runs the original
+    the epoch per step (``library_indexed``), and split over ``mesh`` where given and the batch
+    allows (``library_split``). With ``xla``, each round also runs the original
     and the library in :class:`XlaChild`, alternating with this process's runs. Per-step
     times are the best round of each; the median round is kept beside it.
     """
@@ -335,7 +356,7 @@ def side_by_side(rounds: int = 3, steps: dict[int, int] | None = None, xla: bool
     try:
         for label, opt, bs, chunk_k in PAIRS:
             n = min(steps[bs], chunk_k)
-            runs, fresh, first = _contestants(g, fns, opt, bs, chunk_k, n)
+            runs, fresh, first = _contestants(g, fns, opt, bs, chunk_k, n, mesh=mesh)
             child_first = child.ask("setup", bs, n)["first_step_loss"] if child else {}
             per_step: dict[str, list[float]] = {name: [] for name in runs}
             cpu: dict[str, list[float]] = {name: [] for name in runs}  # process CPU time
@@ -373,6 +394,17 @@ def side_by_side(rounds: int = 3, steps: dict[int, int] | None = None, xla: bool
                 "examples_per_s": bs / best["library_fit"], "epoch_s": EPOCH * best["library_fit"] / bs,
                 "speedup_vs_naive": None,
             }
+            if "library_split" in best:
+                row.update({
+                    "library_split_ms_per_step": 1e3 * best["library_split"],
+                    "split_devices": mesh.size,
+                    "ratio_split": best["original"] / best["library_split"],
+                    "ratio_split_median_rounds": med["original"] / med["library_split"],
+                    "ratio_split_cpu": best_cpu["original"] / best_cpu["library_split"],
+                    "first_step_loss_split": first["library_split"]})  # fmt: skip
+                print(f"           library split over {mesh.size} devices, one call per step: "
+                      f"{1e3 * best['library_split']:7.3f} ms/step (x{row['ratio_split']:6.1f})",
+                      flush=True)  # fmt: skip
             if child:
                 row["xla_flag"] = xla_fields(per_step, flagged, flagged_cpu, child_first,
                                              child.hello["small_loop_hoisted"])
@@ -418,8 +450,9 @@ def main(argv=None) -> None:
     if args.xla_child:
         xla_child()
         return
+    mesh = devices.cpu_mesh()  # one CPU device per core, before anything uses JAX
     if args.only_side_by_side:
-        side_by_side(args.rounds)
+        side_by_side(args.rounds, mesh=mesh)
         return
     b = args.batch
     params = model.init_params(jax.random.PRNGKey(0), N, M)
@@ -472,7 +505,7 @@ def main(argv=None) -> None:
                     state, x_img, y_img, steps, min_time=mt, max_calls=5)
         add(label, sec, k * bs, naive_snap)
 
-    rows += side_by_side(args.rounds)
+    rows += side_by_side(args.rounds, mesh=mesh)
 
     cpu = results.provenance()["cpu"]
     print(f"\n{jax.device_count()} JAX device(s), {cpu}; the original code: about 246 s/epoch "

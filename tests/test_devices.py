@@ -121,12 +121,20 @@ def _worker(out: Path) -> None:  # pragma: no cover - runs in the subprocess
     small = data.make_splits(xs, ys, xs[:32], ys[:32])
     mesh = devices.local_mesh(N_DEVICES)
     fit = dict(epochs=1, batch_size=32, progress=False, eval_on=())
-    tasks = {"mlp": lambda **split: baselines.mlp_task((10, 16, 3), optax.sgd(0.1), **split),
-             "neuralgrid": lambda **split: ngx.make_task(ngx.Config(height=6, width=5, batch_size=32),
-                                                         8, n_in=10, n_classes=3, **split)}  # fmt: skip
-    for model, make in tasks.items():
+    from gridlib.filtergrid import experiments as fgx
+
+    both = (("split", {"mesh": mesh}), ("split_parts", {"mesh": mesh, "microbatches": 2}))
+    tasks = {"mlp": (lambda **split: baselines.mlp_task((10, 16, 3), optax.sgd(0.1), **split), both),
+             "neuralgrid": (lambda **split: ngx.make_task(ngx.Config(height=6, width=5, batch_size=32),
+                                                          8, n_in=10, n_classes=3, **split), both),
+             # SnAP-1 on a 5 x 3 grid reading 2 rows of 5 pixels (T = 2); SGD, whose step, unlike
+             # Adam's, shows a gradient off by a constant factor
+             "filtergrid": (lambda **split: fgx.make_task(n_rows=5, n_cols=3, n_inputs=5, optimizer="sgd",
+                                                        **split),
+                            both[:1])}  # fmt: skip
+    for model, (make, splits) in tasks.items():
         ref = experiment.fit(make(), small, **fit)
-        for label, split in (("split", {"mesh": mesh}), ("split_parts", {"mesh": mesh, "microbatches": 2})):
+        for label, split in splits:
             run = experiment.fit(make(**split), small, **fit)
             report[f"{model}_{label}_max_diff"] = max(
                 float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
@@ -207,12 +215,12 @@ def test_device_counts_that_do_not_fit_are_one_line_errors(measured):
     assert measured["default_6_seeds"] == 3 and measured["default_8_seeds"] == 4
 
 
-@pytest.mark.parametrize("model", ["mlp", "neuralgrid"])
+@pytest.mark.parametrize("model", ["mlp", "neuralgrid", "filtergrid"])
 def test_split_minibatches_match_one_device(measured, model):
-    """One model, each minibatch split over 4 devices (and in 2 parts on each): the weights and
-    the per-epoch loss and accuracy equal the whole-batch run's up to summation order, and the
-    compiled step does sum across the devices."""
-    for label in ("split", "split_parts"):
+    """One model, each minibatch split over 4 devices (and, for the backprop tasks, in 2 parts
+    on each): the weights and the per-epoch loss and accuracy equal the whole-batch run's up to
+    summation order, and the compiled step does sum across the devices."""
+    for label in ("split", "split_parts") if model != "filtergrid" else ("split",):
         assert measured[f"{model}_{label}_max_diff"] < 1e-5, label
         assert measured[f"{model}_{label}_history_diff"] < 1e-5, label
     assert measured[f"{model}_all_reduce"]
@@ -297,3 +305,18 @@ def test_the_devices_flag_is_checked_and_only_where_it_applies(tmp_results, caps
 
 if __name__ == "__main__":  # pragma: no cover - the subprocess of ``measured``
     _worker(Path(sys.argv[1]))
+
+
+def test_a_split_that_cannot_be_made_is_refused():
+    """Online SnAP-1 updating inside each sequence cannot split a minibatch over devices, and a
+    minibatch that the devices do not divide is refused; each error says why."""
+    from types import SimpleNamespace
+
+    from gridlib import devices
+    from gridlib.filtergrid import experiments as fgx
+
+    with pytest.raises(ValueError, match="cannot split a minibatch over devices"):
+        fgx.make_task(rule="online_snap1", loss_mode="per_t", update_every_step=True,
+                      mesh=devices.local_mesh())  # fmt: skip
+    with pytest.raises(ValueError, match="2 devices do not divide the 3 examples"):
+        devices._check_divides(3, SimpleNamespace(size=2), "examples")

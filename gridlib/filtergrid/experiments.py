@@ -19,8 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import Array
+from jax.sharding import Mesh
 
-from gridlib import flags
+from gridlib import devices, flags
 from gridlib.data import MNIST_VALIDATION
 from gridlib.filtergrid.cell import DT, GridParams
 from gridlib.filtergrid.model import (
@@ -113,19 +114,29 @@ def eval_sums(params: GridParams, seqs: Array, y: Array, loss_mode: str, dt: flo
 
 def grid_step(opt: optax.GradientTransformation, state: TrainState, seqs: Array, y: Array, *,
               rule: str, loss_mode: str, dt: float = DT, window: int | None = None,
-              update_every_step: bool = False) -> tuple[TrainState, dict]:
+              update_every_step: bool = False, mesh: Mesh | None = None) -> tuple[TrainState, dict]:
     """One training step of ``rule`` on the drives ``seqs: (B, T, N)``, labels ``y: (B,)``.
 
     One step of ``opt`` on the batch-mean gradient, or, with ``update_every_step``, ``T`` steps
     inside the sequence (:func:`~gridlib.filtergrid.online.online_snap1_batch_learn`). Returns
     the new state and the batch-mean ``loss`` and ``acc``. :func:`make_task`'s ``train_step``
     and the tuning search (:mod:`~gridlib.filtergrid.tuning`, ``vmap``-ed over candidates) share it.
+    With ``mesh``, the batch-mean gradient is computed with the batch split over its devices
+    (:func:`gridlib.devices.split_batch`; ``B`` a multiple of the mesh's size), equal up to the
+    order of the sum over examples.
     """
     if update_every_step:  # T optimiser steps inside the sequence
         out = online_snap1_batch_learn(opt, state.params, state.opt_state, seqs, y, dt)
         params, opt_state, losses, logits = out.params, out.opt_state, out.losses, out.logits
     else:  # one optimiser step on the batch-mean gradient
-        losses, logits, grads = batch_grads(rule, state.params, seqs, y, loss_mode, dt, window)
+        n_dev = mesh.size if mesh is not None else 1
+
+        def share(params, seqs, y):  # each device's share: its mean gradient, over n_dev
+            losses, logits, grads = batch_grads(rule, params, seqs, y, loss_mode, dt, window)
+            return jax.tree.map(lambda g: g / n_dev, grads), (losses, logits)
+
+        split = share if mesh is None else devices.split_batch(share, mesh)
+        grads, (losses, logits) = split(state.params, seqs, y)
         updates, opt_state = opt.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
     acc = jnp.mean(jnp.argmax(logits, -1) == y)
@@ -137,7 +148,7 @@ def make_task(
     n_rows: int = 28, n_cols: int = 10, n_inputs: int = 28, gain: float = 10.0,
     pixel_scale: float = MNIST_PIXEL_SCALE, loss_mode: str = "sum", tau_min: float = 1e-3,
     tau_max: float = 20e-3, dt: float = DT, window: int | None = None,
-    update_every_step: bool = False,
+    update_every_step: bool = False, mesh: Mesh | None = None,
 ):
     """The :class:`gridlib.experiment.Task` for sequence classification with the grid.
 
@@ -148,7 +159,9 @@ def make_task(
     ``update_every_step`` (``rule="online_snap1"``, ``loss_mode="per_t"`` only): the optimiser
     steps at every time step instead, inside the sequence
     (:func:`~gridlib.filtergrid.online.online_snap1_batch_learn`); the metrics are then those
-    computed on the fly, with the parameters changing along the sequence.
+    computed on the fly, with the parameters changing along the sequence. ``mesh``: split each
+    minibatch over its devices (:func:`grid_step`), e.g. one CPU device per core
+    (:func:`gridlib.devices.cpu_mesh`); not with ``update_every_step``.
     """
     from gridlib.experiment import Task
 
@@ -158,6 +171,9 @@ def make_task(
     if update_every_step and (rule, loss_mode) != ("online_snap1", "per_t"):
         raise ValueError(f"update_every_step needs rule='online_snap1' and loss_mode='per_t' "
                          f"(got rule={rule!r}, loss_mode={loss_mode!r})")
+    if update_every_step and mesh is not None:
+        raise ValueError("update_every_step updates inside each sequence: it cannot split a "
+                         "minibatch over devices (leave mesh unset)")
     rule_batch_grads(rule, window)  # refuses a missing or stray window now, not inside jit
     opt = make_optimizer(optimizer, lr, eta0)
 
@@ -169,7 +185,7 @@ def make_task(
         del key  # the rule and the optimiser are deterministic
         seqs = sequences(state.routing, x, n_inputs, gain, pixel_scale)
         return grid_step(opt, state, seqs, y, rule=rule, loss_mode=loss_mode, dt=dt,
-                         window=window, update_every_step=update_every_step)
+                         window=window, update_every_step=update_every_step, mesh=mesh)
 
     def eval_step(state, x, y):
         seqs = sequences(state.routing, x, n_inputs, gain, pixel_scale)
@@ -224,9 +240,9 @@ SWEEPS: dict[str, Sweep] = {
                      lambda d: {"leak": d}),
     "1b_gain_sym": Sweep("message gain, symmetric", "delta", _GAIN,
                          lambda d: {"gain_pos": 1 - d, "gain_neg": 1 - d}),
-    "1b_gain_asym_A": Sweep("message gain, + shrinks, - grows", "delta", _GAIN,
+    "1b_gain_asym_A": Sweep("message gain, + shrinks, − grows", "delta", _GAIN,
                             lambda d: {"gain_pos": 1 - d, "gain_neg": 1 + d}),
-    "1b_gain_asym_B": Sweep("message gain, + grows, - shrinks", "delta", _GAIN,
+    "1b_gain_asym_B": Sweep("message gain, + grows, − shrinks", "delta", _GAIN,
                             lambda d: {"gain_pos": 1 + d, "gain_neg": 1 - d}),
     "1c_subtraction": Sweep("subtraction mismatch", "delta_sub",
                             (-0.1, -0.05, -0.02, 0.0, 0.02, 0.05, 0.1),
