@@ -67,6 +67,7 @@ The machine should be otherwise idle: the script notes a load average above half
 and each pair's line shows the spread of its rounds.
 
 ``--publish`` saves the record as ``results/bench/peers.json`` through ``gridlib.results.save``
+(``--overwrite`` where the published record has another configuration, e.g. other pairs)
 (``GRIDLIB_RESULTS`` redirects it); without it nothing is written. ``--quick`` times fewer
 minibatches per unit (a smoke test, not for publishing).
 """
@@ -369,6 +370,8 @@ def parser() -> cli.OneLineParser:
     p.add_argument("--pairs", default="neuralgrid-b256,neuralgrid-b256-split,neuralgrid-b64,gle,gle-10seeds,ep",
                    help="comma-separated pairs to time")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="fewer minibatches per unit (smoke test)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="with --publish: replace the published record even where its config differs")
     p.add_argument("--publish", action="store_true",
                    help="save results/bench/peers.json (nothing is written without it)")
     return p
@@ -441,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = {"rows": rows, "load_average_before": list(load_before),
                  "load_average_after": list(load)}  # fmt: skip
         print("->", results.save("bench/peers", config=config, metrics=metrics, extra=extra,
-                                 publish=True))  # fmt: skip
+                                 publish=True, overwrite=args.overwrite or None))  # fmt: skip
     return 0
 
 
