@@ -60,7 +60,10 @@ def supervised_task(
 
     def init(key: jax.Array) -> SupervisedState:
         params = init_params(key)
-        return SupervisedState(params, optimizer.init(params))
+        state = SupervisedState(params, optimizer.init(params))
+        # on a mesh, start where every step leaves the state: copied to each device (else the
+        # second call of a jitted step would compile again, for the new placement)
+        return state if mesh is None else devices.replicate(state, mesh)
 
     def loss_fn(params: Any, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
         logits = apply(params, x)

@@ -147,6 +147,12 @@ def _worker(out: Path) -> None:  # pragma: no cover - runs in the subprocess
         state = make().init(jax.random.PRNGKey(0))
         hlo = step.lower(state, xs[:32], ys[:32], jax.random.PRNGKey(0)).compile().as_text()
         report[f"{model}_all_reduce"] = "all-reduce" in hlo
+        # the split task starts where its steps leave the state, so a jitted step compiles once
+        split_task = make(**split)
+        state = split_task.init(jax.random.PRNGKey(0))
+        for _ in range(3):
+            state, _ = step(state, xs[:32], ys[:32], jax.random.PRNGKey(0))
+        report[f"{model}_compiles"] = step._cache_size()
     report["cpu_mesh_size"] = devices.cpu_mesh(N_DEVICES).size  # JAX started with the flag
     out.write_text(json.dumps(results.to_jsonable(report)))
 
@@ -224,6 +230,7 @@ def test_split_minibatches_match_one_device(measured, model):
         assert measured[f"{model}_{label}_max_diff"] < 1e-5, label
         assert measured[f"{model}_{label}_history_diff"] < 1e-5, label
     assert measured[f"{model}_all_reduce"]
+    assert measured[f"{model}_compiles"] == 1  # not once more for the state's new placement
     assert measured["cpu_mesh_size"] == 4
 
 

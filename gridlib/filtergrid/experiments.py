@@ -179,7 +179,9 @@ def make_task(
 
     def init(key):
         params = init_params(key, n_rows, n_cols, tau_min=tau_min, tau_max=tau_max)
-        return TrainState(params, opt.init(params), make_routing(key, n_inputs, n_rows))
+        state = TrainState(params, opt.init(params), make_routing(key, n_inputs, n_rows))
+        # on a mesh, start copied to each device, where every step leaves the state
+        return state if mesh is None else devices.replicate(state, mesh)
 
     def train_step(state, x, y, key):
         del key  # the rule and the optimiser are deterministic
