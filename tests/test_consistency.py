@@ -125,6 +125,12 @@ _CODE_LIKE = {"code", "pre", "kbd", "samp", "script", "style", "dt"}
 _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
 
 
+def _skips_text(tag: str, attrs) -> bool:
+    """Does this element start a region whose text is not prose: code, a signature, math?"""
+    classes = (dict(attrs).get("class") or "").split()
+    return tag in _CODE_LIKE or "math" in classes or tag.startswith("mjx")
+
+
 class _ProseText(HTMLParser):
     """The text of a page outside code, signatures and math (``.math`` elements, MathJax's)."""
 
@@ -137,8 +143,7 @@ class _ProseText(HTMLParser):
     def handle_starttag(self, tag, attrs):
         if tag in _VOID:
             return
-        classes = (dict(attrs).get("class") or "").split()
-        skip = tag in _CODE_LIKE or "math" in classes or tag.startswith("mjx")
+        skip = _skips_text(tag, attrs)
         self.stack.append(skip)
         self.skipping += skip
 
@@ -202,13 +207,12 @@ class _TableLabels(HTMLParser):
     def handle_starttag(self, tag, attrs):
         if tag in _VOID:
             return
-        classes = (dict(attrs).get("class") or "").split()
-        skip = tag in _CODE_LIKE or "math" in classes or tag.startswith("mjx")
+        skip = _skips_text(tag, attrs)
         self.stack.append((tag, skip))
         self.skipping += skip
         if tag == "table":
             self.columns.append(0)
-            self.index.append("indextable" in classes)
+            self.index.append("indextable" in (dict(attrs).get("class") or "").split())
         elif tag == "tr" and self.columns:
             self.columns[-1] = 0
         elif tag in ("th", "td") and self.columns:
