@@ -396,13 +396,6 @@ def _ms(seconds: float) -> str:
     return f"{1e3 * seconds:.3g}"
 
 
-def machine(record: Mapping[str, Any]) -> str:
-    """The machine a record was measured on, from its provenance: CPU, cores, backend, date."""
-    p = record.get("provenance", {})
-    return (f"{p.get('cpu', 'unknown CPU')}, {p.get('cpu_count', '?')} cores, "
-            f"JAX {p.get('jax_backend', '?')}, {str(p.get('date_utc', '?'))[:10]}")
-
-
 def rate_rows(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
     """The measured rates of :func:`measure`'s result as table rows (rate, value, unit)."""
     r = metrics["rates"]
@@ -475,5 +468,5 @@ def record(name: str = NAME) -> dict[str, Any]:
 
 
 __all__ = ["CI_SYSTEMS", "MEASURED_TRANSCENDENTALS", "NAME", "RATE_REPEATS", "TERMS", "Rates", "System", "finding",
-           "lower_bound", "machine", "measure", "measure_rates", "rate_rows", "record", "rows",
+           "lower_bound", "measure", "measure_rates", "rate_rows", "record", "rows",
            "systems", "term_rows", "transcendental_rate"]

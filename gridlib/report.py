@@ -203,12 +203,15 @@ def spread_words(values: Sequence[float], reference: float = 0.0, single: bool =
     return "beyond the seeds' spread" if beyond_spread(values, reference, single) else "within the seeds' spread"
 
 
-def machine(record: Mapping[str, Any]) -> str:
+def machine(record: Mapping[str, Any], date: bool = False) -> str:
     """The machine a record was made on, for a sentence about speed: ``"a 2-core AMD EPYC"``
-    (its provenance's core count and CPU name)."""
+    (its provenance's core count and CPU name); with ``date``, ``"... on 2026-12-06"``. The
+    one way the book names a machine (:func:`gridlib.results.describe` prints the same
+    provenance fields in its compact line)."""
     p = record["provenance"]
-    cores = p.get("cpu_count")
-    return f"a {cores}-core {p.get('cpu') or 'CPU'}" if cores else f"one {p.get('cpu') or 'CPU'}"
+    cores, cpu = p.get("cpu_count"), p.get("cpu") or "CPU"
+    text = f"a {cores}-core {cpu}" if cores else f"one {cpu}"
+    return text + (f" on {str(p['date_utc'])[:10]}" if date and p.get("date_utc") else "")
 
 
 def plural(n: int, word: str) -> str:

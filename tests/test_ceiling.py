@@ -67,4 +67,6 @@ def test_tables_have_one_row_per_system_and_the_finding_names_the_extremes():
 def test_the_machine_label_reads_the_records_provenance():
     rec = {"provenance": {"cpu": "AMD EPYC", "cpu_count": 2, "jax_backend": "cpu",
                           "date_utc": "2026-12-06T08:00:00+00:00"}}
-    assert ceiling.machine(rec) == "AMD EPYC, 2 cores, JAX cpu, 2026-12-06"
+    from gridlib import report
+
+    assert report.machine(rec, date=True) == "a 2-core AMD EPYC on 2026-12-06"
