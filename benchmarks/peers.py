@@ -384,15 +384,15 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in table]
     if unknown:
         raise flags.FlagError(f"--pairs: unknown {unknown}; choose from {sorted(table)}")
-    if any(table[n][1].get("split") for n in names):
-        from gridlib import devices
-
-        devices.cpu_mesh()  # one CPU device per core, before anything uses JAX
     python, torch_version = find_torch()
     if python is None:
         print(f"skip all: {torch_version} (set GRIDLIB_PEER_PYTHON to a Python with PyTorch)")
         return 0
     root = peers_dir()
+    if any(table[n][1].get("split") and missing_reference(table[n][0], root) is None for n in names):
+        from gridlib import devices
+
+        devices.cpu_mesh()  # one CPU device per core, before any pair uses JAX
     rows = []
     load_before = None
     cores = len(os.sched_getaffinity(0))
