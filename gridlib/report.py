@@ -34,6 +34,10 @@ def mean_sd(values: Sequence[float]) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
 
 
+#: The no-break space that keeps a number, its "±" and its unit on one line.
+NBSP = "\u00a0"
+
+
 def spread_decimals(sd: float, digits: int, most: int = 6) -> int:
     """``digits``, or more where ``sd`` (not zero) would round to zero at ``digits``."""
     while sd and round(sd, digits) == 0 and digits < most:
@@ -45,12 +49,14 @@ def plus_minus(mean: float, sd: float | None, digits: int = 2, unit: str = "",
                thousands: bool = False) -> str:  # fmt: skip
     """``"3.62 ± 0.11 s"``: a mean and its spread with ``digits`` decimals, more for both where
     a spread that is not zero would round to zero (:func:`spread_decimals`), a true minus sign,
-    and ``unit`` after; without ``sd``, the mean alone. The one rule every "±" of the book
-    follows (:func:`format_mean_sd` for values over seeds)."""
+    and ``unit`` after; without ``sd``, the mean alone. The spaces around "±" and before the
+    unit are no-break spaces (:data:`NBSP`), so that a narrow table cell never breaks the
+    number apart. The one rule every "±" of the book follows (:func:`format_mean_sd` for
+    values over seeds)."""
     d = spread_decimals(abs(sd or 0.0), digits)
     sep = "," if thousands else ""
-    text = f"{mean:{sep}.{d}f}" + (f" ± {sd:{sep}.{d}f}" if sd is not None else "")
-    return minus(text) + unit
+    text = f"{mean:{sep}.{d}f}" + (f"{NBSP}±{NBSP}{sd:{sep}.{d}f}" if sd is not None else "")
+    return minus(text) + unit.replace(" ", NBSP)
 
 
 def format_mean_sd(values: Sequence[float], digits: int | None = None, percent: bool = False,
@@ -187,15 +193,19 @@ def groups_differ(a: Sequence[float], b: Sequence[float]) -> bool:
     return bool(abs(ma - mb) > t95(min(len(a), len(b)) - 1) * np.sqrt(sa**2 / len(a) + sb**2 / len(b)))
 
 
-def seeds_range_words(accs: Sequence[float], value: float) -> str:
+def seeds_range_words(accs: Sequence[float], value: float, shown_range: str = "") -> str:
     """Where one run's ``value`` lies against our seeds ``accs``: inside their range, or above
     (below) all of them, and then whether within their spread (:func:`beyond_spread`
-    for a single run): ``"above all our seeds, within their spread"``."""
+    for a single run): ``"above all our seeds (42.32–44.24 %) but within their spread"``.
+    ``shown_range``, the seeds' range as the page writes it, goes right after "our seeds", so
+    that it is never read as the spread."""
+    rng = f" ({shown_range})" if shown_range else ""
     if min(accs) <= value <= max(accs):
-        return "inside our seeds' range"
+        return f"inside our seeds' range{rng}"
     side = "above" if value > max(accs) else "below"
-    spread = "beyond" if beyond_spread(accs, value, single=True) else "within"
-    return f"{side} all our seeds, {spread} their spread"
+    if beyond_spread(accs, value, single=True):
+        return f"{side} all our seeds{rng}, beyond their spread"
+    return f"{side} all our seeds{rng} but within their spread"
 
 
 def spread_words(values: Sequence[float], reference: float = 0.0, single: bool = False) -> str:
@@ -239,7 +249,7 @@ def versus(ours: Sequence[float], published: float, digits: int | None = None, p
     """
     m, _ = mean_sd(ours)
     k = 100.0 if percent else 1.0
-    unit = " %" if percent else ""
+    unit = NBSP + "%" if percent else ""
     digits = 2 if percent else (3 if digits is None else digits)
     pub = plus_minus(published * k, published_sd * k if published_sd else None, digits)
     gap = (m - published) * k

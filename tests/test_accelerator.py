@@ -22,7 +22,7 @@ def recs():
 
 def test_rows_carry_each_number(recs):
     rows = accelerator.rows(recs)
-    assert [r["on the GPU"] for r in rows] == ["0.50 ± 0.10 s", "1.00 ± 0.00 s", "1.00 ms", "0.50 ms per example"]
+    assert [r["on the GPU"] for r in rows] == ["0.50\u00a0±\u00a00.10 s", "1.00\u00a0±\u00a00.00 s", "1.00 ms", "0.50 ms per example"]
     assert "10.0× as long" in rows[0]["reference"] and "2.00× our form" in rows[1]["reference"]
     assert accelerator.gpu(recs) == "Some GPU"
 

@@ -136,9 +136,9 @@ def test_cross_loaders_rows_gaps_and_missing_commands(tmp_results):
     rows = summary.cross_rows(runs)
     assert [r["system"] for r in rows] == ["784-500-10 network", "784-500-10 MLP", "NeuralGrid 64×64 (ours)",
                                            "NeuralGrid 64×64 (blog)"]  # fmt: skip
-    assert _plain(rows[0]["test accuracy"]) == "85.00 ± 1.41 %"
+    assert _plain(rows[0]["test accuracy"]) == "85.00\u00a0±\u00a01.41\u00a0%"
     assert not any("epoch" in k and k != "epochs" for r in rows for k in r)  # no seconds per epoch
-    assert rows[0]["training accuracy"] == "91.00 ± 1.41 %" and rows[1]["training accuracy"] == "95.00 ± 0.00 %"
+    assert rows[0]["training accuracy"] == "91.00\u00a0±\u00a01.41\u00a0%" and rows[1]["training accuracy"] == "95.00\u00a0±\u00a00.00\u00a0%"
     assert rows[2]["training accuracy"] == "–"
     assert rows[3]["test accuracy"] == f"{100 * runs.neuralgrid_published:.1f} %"
     assert summary.locality_gaps(runs) == {"fashion_mnist": pytest.approx(4.0)}

@@ -372,7 +372,7 @@ def test_batch1_runs_to_convergence_load_at_their_searchs_step_and_say_where_the
     assert row["best epoch (validation)"] == "4" and row["test accuracy at epoch 3"].startswith("61.00")
     text = fair.batch1_finding(curves)
     assert text.startswith("Past the original's 3 epochs, batch-1 SGD at each rule's own step gains")
-    assert "one seed each" in text and "The best, SnAP-0 (sum loss), is at 61.0 % on epoch 3 at its chosen step and reaches 71.00 % (n=1)" in text
+    assert "one seed each" in text and "The best, SnAP-0 (sum loss), is at 61.0 % on epoch 3 at its chosen step and reaches 71.00\u00a0% (n=1)" in text
 
 
 def test_a_batch1_run_at_another_step_than_its_search_chose_is_refused(tmp_results, monkeypatch):

@@ -52,7 +52,7 @@ ONLINE_RUNS = {
 def _sd_text(values: Sequence[float], scale: float = 100.0, digits: int = 2) -> str:
     """Mean ± sd of ``scale * values`` (:func:`gridlib.report.format_mean_sd`, points by
     default), kept on one line; the value alone for one seed."""
-    text = report.format_mean_sd([scale * v for v in values], digits, n=False).replace(" ± ", "\u00a0±\u00a0")
+    text = report.format_mean_sd([scale * v for v in values], digits, n=False)
     return report.minus(text)
 
 
@@ -68,14 +68,14 @@ def accuracy_text(group: Mapping[str, dict], run: MnistRun) -> str:
 #: What each rule carries forward in time and which paths of the exact gradient it keeps:
 #: label -> (rule, window K, carried forward, paths kept).
 CARRY = {
-    "bptt": ("bptt", None, "nothing; stores s(0..T-1) for a backward pass", "all (exact)"),
+    "bptt": ("bptt", None, "nothing; stores s(0), …, s(T−1) for a backward pass", "all (exact)"),
     "rtrl": ("rtrl", None, "the influence matrix J = ds/dθ", "all (exact)"),
     "snap2": ("snap2", None, "J of each cell and of its descendants ≤ 2 hops away",
               "carry of distance ≤ 2"),
     "snap1": ("snap1", None, "J of each cell and of its two children", "carry of distance ≤ 1"),
     "snap0": ("snap0", None, "J of each cell on its own state (self-traces)",
               "carry of the cell itself"),
-    "tbptt4": ("tbptt", 4, "s(t-4) and the last 3 inputs; the window is rerun",
+    "tbptt4": ("tbptt", 4, "s(t−4) and the last 3 inputs; the window is rerun",
                "the last 4 steps of every path"),
     "tbptt1": ("tbptt", 1, "nothing", "the current step only"),
     "online_snap1": ("online_snap1", None, "as SnAP-1, for the per-step loss",

@@ -160,7 +160,7 @@ def _chosen_expect(run: MnistRun, search: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _points(values: Sequence[float]) -> str:
-    return report.format_mean_sd([100 * v for v in values], 1, n=False).replace(" ± ", "\u00a0±\u00a0")
+    return report.format_mean_sd([100 * v for v in values], 1, n=False)
 
 
 def _paired(a: Group, b: Group) -> str:

@@ -770,8 +770,7 @@ def mnist_rows(groups: dict[str, dict[str, dict]], reported: dict[str, dict],
         rows.append({
             "run": f"{label} ({report.plural(len(acc), 'seed')})",
             "test accuracy (10k)": report.format_mean_sd(acc, 2, percent=True, n=False,
-                                                         key=report.group_key(group))
-            .replace(" ± ", "\u00a0±\u00a0"),
+                                                         key=report.group_key(group)),
             "reported (2k)": f"{100 * rep['acc']:.2f} %" if "acc" in rep else "not run",
             "original's code, rerun (10k)": "–" if again is None else f"{100 * again:.2f} %",
         })
