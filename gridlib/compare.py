@@ -521,10 +521,16 @@ def findings(measured: Sequence[Measured]) -> list[str]:
                  f"{len(close)} of the {len(with_pub)}")
                 + " rows with a published number reproduce it, within the seeds' spread or "
                 "inside the EP paper's range")
-        if short:
-            text += (f"; yet {len(short)} end below a single published run that lies above all "
-                     "their seeds: " + "; ".join(
-                         f"{_plain_name(m)} ({index.shortfall_reason(m.row.headline)})" for m in short))
+        far = [m for m in with_pub if m not in close]
+        if far:
+            text += ("; " + "; ".join(f"{_plain_name(m)} does not"
+                                      + (f" ({index.shortfall_reason(m.row.headline)})"
+                                         if m in short else "") for m in far))  # fmt: skip
+        near = [m for m in short if m in close]
+        if near:
+            text += (f". Of those that do, {len(near)} still end below a single published run on "
+                     "every seed: " + "; ".join(
+                         f"{_plain_name(m)} ({index.shortfall_reason(m.row.headline)})" for m in near))
         out.append(text + ".")
     return out
 

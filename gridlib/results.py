@@ -541,8 +541,11 @@ def load_group(pattern: str, expect: Mapping[str, Any] | None = None,
 
 
 def short_command(record: Mapping[str, Any]) -> str:
-    """The recorded command without the interpreter prefix, e.g. ``gridlib mlp --epochs 25``."""
-    return str(record["provenance"].get("command", "?")).replace("python -m gridlib", "gridlib", 1)
+    """The recorded command without the interpreter prefix, e.g. ``gridlib mlp --epochs 25``,
+    and without a flag repeated with the same value right after itself (``--progress false
+    --progress false``, as a job runner that appended the flag once more recorded it)."""
+    command = str(record["provenance"].get("command", "?")).replace("python -m gridlib", "gridlib", 1)
+    return re.sub(r"(--[\w-]+ [^\s-]\S*)(?: \1)+(?=\s|$)", r"\1", command)
 
 
 def _mended_paths(files: Iterable[str]) -> list[str]:

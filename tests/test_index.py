@@ -36,7 +36,7 @@ def test_headline_row_reports_mean_sd_published_and_gap(tmp_results):
         _write(tmp_results, f"sys/net_seed{s}", {"epochs": 5, "seed": s}, {"test_acc": acc}, seed=s)
     row = index.headline_row(_headline(published=0.85, published_note="1 run"), link=False)
     assert row == {"result": "Sys: net",
-                   "ours (test accuracy)": '<span class="gq" data-q="sys/net/test_acc">82.00 ± 2.00 %'
+                   "ours (test accuracy)": '<span class="gq" data-q="sys/net/test_acc">82.00\u00a0±\u00a02.00\u00a0%'
                                            "</span> (n=3)",
                    "published": "85.0\u00a0% (1 run)", "gap": "−3.00 points",
                    "notes": "one published run, above all 3 of our seeds, within the seeds' spread"}
@@ -122,7 +122,7 @@ def test_catalogue_groups_seeds_places_chapters_and_attaches_rechecks(tmp_result
     assert set(checks) == {"ep/mnist_net_seed1"}
     [(chapter, rows, recs)] = index.chapter_views(entries, "ep", checks)
     assert rows == [{"headline": 'test accuracy <span class="gq" data-q="ep/mnist_net/test_acc">'
-                                 "91.00 ± 1.00 %</span> (n=3)", "result": "mnist_net",
+                                 "91.00\u00a0±\u00a01.00\u00a0%</span> (n=3)", "result": "mnist_net",
                      "seeds": "0, 1, 2", "re-checked": "1 of 3: bit-identical"}]
     assert len(recs) == 3
     assert index.chapter_views(entries, "other", checks)[0][1][0]["headline"] == "loss 0.5"
@@ -158,7 +158,7 @@ def test_chapter_summaries_load_the_repository_results():
     bench = results.load("bench/neuralgrid", expect=ngs.BENCH_EXPECT)
     by_batch = {r["batch"]: r for r in ngs.bench_rows(bench)}
     assert by_batch[256]["unfold ÷ ours"] == f"{bench['metrics']['unfold_over_ours_b256']:.1f}×"
-    assert ngs.seconds(3.6209, 0.1123) == "3.62 ± 0.11" and ngs.seconds(1462.5, 86.8) == "1,462 ± 87"
+    assert ngs.seconds(3.6209, 0.1123) == "3.62\u00a0±\u00a00.11" and ngs.seconds(1462.5, 86.8) == "1,462\u00a0±\u00a087"
     cpu = gns.preset_runs("cpu")
     assert len(cpu) >= 1 and all(r["config"]["preset"] == "cpu" for r in cpu.values())
     assert len(gns.epoch_accuracy(cpu, 1)) == len(cpu)

@@ -8,18 +8,18 @@ from gridlib import report, results
 def test_mean_sd_and_formats():
     assert report.mean_sd([1.0, 2.0, 3.0]) == (2.0, 1.0)
     assert report.mean_sd([4.0]) == (4.0, 0.0)
-    assert report.format_mean_sd([0.9, 0.92], percent=True) == "91.00 ± 1.41 % (n=2)"
+    assert report.format_mean_sd([0.9, 0.92], percent=True) == "91.00\u00a0±\u00a01.41\u00a0% (n=2)"
     text = report.versus([0.915, 0.905], 0.917, published_sd=0.008)
-    assert text == "91.00 ± 0.71 % (n=2) against 91.70 ± 0.80 % published: −0.70 points"
+    assert text == "91.00\u00a0±\u00a00.71\u00a0% (n=2) against 91.70\u00a0±\u00a00.80\u00a0% published: −0.70 points"
 
 
 @pytest.mark.parametrize(("values", "kw", "text"), [
-    ([0.9747, 0.9750, 0.9744], {"percent": True}, "97.47 ± 0.03 %"),  # two decimals in %
-    ([0.97472, 0.97468, 0.97476], {"percent": True}, "97.472 ± 0.004 %"),  # a spread never 0.00
-    ([0.9, 0.92], {"percent": True, "digits": 1}, "91.00 ± 1.41 %"),  # % ignores digits
-    ([0.3056], {"percent": True}, "30.56 %"),  # one value: no spread to show
-    ([1.5, 1.5], {"digits": 1}, "1.5 ± 0.0"),  # a spread of exactly zero stays 0
-    ([3.62, 3.95, 4.1], {"digits": 2}, "3.89 ± 0.25"),
+    ([0.9747, 0.9750, 0.9744], {"percent": True}, "97.47\u00a0±\u00a00.03\u00a0%"),  # two decimals in %
+    ([0.97472, 0.97468, 0.97476], {"percent": True}, "97.472\u00a0±\u00a00.004\u00a0%"),  # a spread never 0.00
+    ([0.9, 0.92], {"percent": True, "digits": 1}, "91.00\u00a0±\u00a01.41\u00a0%"),  # % ignores digits
+    ([0.3056], {"percent": True}, "30.56\u00a0%"),  # one value: no spread to show
+    ([1.5, 1.5], {"digits": 1}, "1.5\u00a0±\u00a00.0"),  # a spread of exactly zero stays 0
+    ([3.62, 3.95, 4.1], {"digits": 2}, "3.89\u00a0±\u00a00.25"),
 ])
 def test_one_rounding_rule(values, kw, text):
     assert report.format_mean_sd(values, n=False, **kw) == text
@@ -105,7 +105,7 @@ def test_a_speed_sentence_names_the_machine_from_the_records_provenance():
 def test_one_run_against_the_seeds_says_its_side_and_whether_beyond_their_spread():
     seeds = [0.4232, 0.4424, 0.4238]
     assert report.seeds_range_words(seeds, 0.43) == "inside our seeds' range"
-    assert report.seeds_range_words(seeds, 0.4588) == "above all our seeds, within their spread"
+    assert report.seeds_range_words(seeds, 0.4588) == "above all our seeds but within their spread"
     assert report.seeds_range_words(seeds, 0.60) == "above all our seeds, beyond their spread"
     assert report.seeds_range_words(seeds, 0.30).startswith("below all our seeds")
 
@@ -126,8 +126,8 @@ def test_every_plus_minus_of_the_library_goes_through_one_formatter():
 
 
 @pytest.mark.parametrize(("args", "text"), [
-    ((3.6214, 0.1101), "3.62 ± 0.11"), ((17.94, 0.004), "17.940 ± 0.004"),
-    ((-0.5, 0.25, 1, " %"), "−0.5 ± 0.2 %"), ((2513.6, 300.0, 0, "", True), "2,514 ± 300"),
-    ((1.0, None), "1.00"), ((1.0, 0.0), "1.00 ± 0.00")])
+    ((3.6214, 0.1101), "3.62\u00a0±\u00a00.11"), ((17.94, 0.004), "17.940\u00a0±\u00a00.004"),
+    ((-0.5, 0.25, 1, " %"), "−0.5\u00a0±\u00a00.2\u00a0%"), ((2513.6, 300.0, 0, "", True), "2,514\u00a0±\u00a0300"),
+    ((1.0, None), "1.00"), ((1.0, 0.0), "1.00\u00a0±\u00a00.00")])
 def test_plus_minus_shows_a_spread_that_is_not_zero(args, text):
     assert report.plus_minus(*args) == text

@@ -178,3 +178,11 @@ def test_a_first_path_cut_by_the_old_porcelain_parse_is_mended(recorded, shown):
             "dirty_files": [recorded, "notebooks/x.md", "gridlib/y.py"]}
     note = results.dirty_note({"provenance": prov})
     assert note == f"source differed from its commit in {shown} and 2 other files"
+
+
+def test_the_short_command_drops_a_flag_repeated_with_its_value():
+    rec = {"provenance": {"command": "python -m gridlib neuralgrid3d --epochs 10 --progress false "
+                                     "--progress false"}}
+    assert results.short_command(rec) == "gridlib neuralgrid3d --epochs 10 --progress false"
+    rec = {"provenance": {"command": "python -m gridlib x --a 1 --b 1 --seeds 1,2"}}
+    assert results.short_command(rec) == "gridlib x --a 1 --b 1 --seeds 1,2"

@@ -141,6 +141,19 @@ def bench_rows(bench: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def whole_epoch_text(bench: dict[str, Any]) -> str:
+    """The benchmark's whole-epoch timings at batch 256, in a sentence (the table's cells
+    extrapolate from fewer steps); empty where the file has none."""
+    timed = [(label, r) for label, impl in (("on one device", "ours"),
+                                            ("split over the cores", "ours, split"))
+             if (r := whole_epoch(bench, impl)) is not None]  # fmt: skip
+    if not timed:
+        return ""
+    return (f"Timed over a whole epoch instead ({bench['config']['n_train'] // 256} steps), batch 256 takes "
+            + " and ".join(f"{report.plus_minus(r['epoch_s'], r.get('epoch_s_std'), 2, ' s')} "
+                           f"{label}" for label, r in timed) + ".")
+
+
 def whole_epoch(bench: dict[str, Any], impl: str = "ours") -> dict[str, Any] | None:
     """The benchmark's whole-epoch timing of ``impl`` at batch 256 (a row of the file), or
     ``None`` if it has none."""
