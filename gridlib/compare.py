@@ -711,7 +711,8 @@ def _one_table(task: str, ms: Sequence[Measured], link: bool, budget: bool) -> T
     trainings = [r["training"] for _, r in run]
     if budget and trainings:
         common = max(set(trainings), key=trainings.count)
-        said.append(f"trains with {common}")
+        said.append(f"trains with {common}"
+                    + (" unless its rule says otherwise" if len(set(trainings)) > 1 else ""))
         for _, r in run:
             if r["training"] != common:
                 r["rule"] += " (" + ", ".join(p for p in r["training"].split(", ")
