@@ -913,7 +913,8 @@ def _search(rec: Record) -> str:
     m = rec["metrics"]
     grid = rec["config"].get("search", {})  # only the settings the search varied
     varied = {k: v for k, v in m["chosen"].items() if len(grid.get(k, (0, 1))) > 1}
-    return (f"chose {', '.join(f'{k} {v:g}' for k, v in varied.items())} on validation "
+    words = {"eta0": "the step size η₀", "lr": "the learning rate", "gain": "the gain"}
+    return (f"chose {', '.join(f'{words.get(k, k)} {v:g}' for k, v in varied.items())} on validation "
             f"({100 * m['chosen_val_acc']:.1f} % after {report.plural(rec['config']['epochs'], 'epoch')})")
 
 
