@@ -426,7 +426,8 @@ def term_rows(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
 
 
 def _percent(f: float) -> str:
-    return f"{f:.0%}" if f >= 0.1 else f"{f:.1%}"
+    """``"26 %"``, ``"8.8 %"``: the book's percent, a no-break space before the sign."""
+    return f"{100 * f:.0f}\u00a0%" if f >= 0.1 else f"{100 * f:.1f}\u00a0%"
 
 
 def finding(metrics: Mapping[str, Any]) -> str:
@@ -435,15 +436,19 @@ def finding(metrics: Mapping[str, Any]) -> str:
     systems = sorted(metrics["systems"], key=lambda s: s["fraction"])
     worst, best = systems[0], systems[-1]
     median = float(np.median([s["fraction"] for s in systems]))
-    lead = ("Most training steps run far from what this CPU could do"
-            if median < 0.5 else "Most training steps run close to what this CPU could do")
+    few = len(systems) < 3  # a median and two ends of two steps would say one thing thrice
+    which = "Both training steps" if len(systems) == 2 else "Most training steps"
+    lead = f"{which} run {'far from' if median < 0.5 else 'close to'} what this CPU could do"
     stage_bound = [s["name"] for s in systems if s["limit"] == "sequential stages"]
     limits = ("no step is held by its sequential stages: arithmetic sets every bound"
               if not stage_bound else f"sequential stages bound {', '.join(stage_bound)}")
+    where = (" and ".join(f"{s['name']} reaches {_percent(s['fraction'])}" for s in systems)
+             if few else
+             f"the median step reaches {_percent(median)}; the closest is {best['name']} at "
+             f"{_percent(best['fraction'])}, the farthest {worst['name']} at "
+             f"{_percent(worst['fraction'])}")  # fmt: skip
     return (f"{lead}: against the least time its operations and sequential stages allow at "
-            f"this machine's own rates, the median step reaches {_percent(median)}; the "
-            f"closest is {best['name']} at {_percent(best['fraction'])}, the farthest "
-            f"{worst['name']} at {_percent(worst['fraction'])}; {limits}.")
+            f"this machine's own rates, {where}; {limits}.")
 
 
 #: The results file of ``benchmarks/ceiling.py``.

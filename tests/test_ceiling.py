@@ -53,13 +53,13 @@ def _metrics(fractions, limits):
 def test_tables_have_one_row_per_system_and_the_finding_names_the_extremes():
     m = _metrics([0.06, 0.61, 0.2], ["transcendental", "matmul", "elementwise"])
     rows = ceiling.rows(m)
-    assert [r["fraction"] for r in rows] == ["6.0%", "61%", "20%"]
+    assert [r["fraction"] for r in rows] == ["6.0\u00a0%", "61\u00a0%", "20\u00a0%"]
     assert [r["limited by"] for r in rows] == ["transcendental", "matmul", "elementwise"]
     assert len(ceiling.term_rows(m)) == 3 and len(ceiling.rate_rows(m)) == 6
     text = ceiling.finding(m)
     assert text.startswith("Most training steps run far")
-    assert "closest is system 1 at 61%" in text and "farthest system 0 at 6.0%" in text
-    assert "median step reaches 20%" in text and "arithmetic sets every bound" in text
+    assert "closest is system 1 at 61\u00a0%" in text and "farthest system 0 at 6.0\u00a0%" in text
+    assert "median step reaches 20\u00a0%" in text and "arithmetic sets every bound" in text
     assert "sequential stages bound system 2" in ceiling.finding(
         _metrics([0.06, 0.61, 0.2], ["transcendental", "matmul", "sequential stages"]))
 
