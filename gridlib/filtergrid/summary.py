@@ -873,7 +873,7 @@ def bench_rows(bench: dict) -> list[dict]:
     """Rows of the filter-grid benchmark (``results`` record ``bench/filtergrid``): examples per
     second, seconds per 60k epoch and the ratio to the naive raster loop, per path (the
     side-by-side entries aside)."""
-    return [{"path": name, "examples / s": f"{r['examples_per_s']:.0f}",
+    return [{"path": name, "examples / s": f"{r['examples_per_s']:,.0f}",
              "s per 60k epoch": f"{r['epoch_s']:.1f}",
              "× naive": ("1 (reference)" if not r["speedup_vs_naive"]
                          else f"{r['speedup_vs_naive']:.1f}" if r["speedup_vs_naive"] >= 1
