@@ -390,7 +390,7 @@ def batch1_finding(curves: Mapping[str, Group], budget: int = 3) -> str:
                    else "does not gain on every configuration's first seed")
                 + " (one seed each so far, so no spread to judge it by)")  # fmt: skip
     elif climbing:
-        lead = (f"Batch-1 SGD does not end at the original's {budget} epochs: given more, "
+        lead = (f"Batch-1 SGD is still improving after the original's {budget} epochs: given more, "
                 f"{climbing} {'gains' if ' and ' not in climbing else 'gain'} beyond the seeds' spread")
     else:
         lead = (f"Batch-1 SGD at each rule's own step ends near the original's {budget} epochs: "
