@@ -622,13 +622,24 @@ def left_out(measured: Sequence[Measured]) -> list[dict[str, str]]:
     their headline as the results index words it: trials, checks and experiments without a test
     accuracy of a trained classifier."""
     shown = {n for m in measured for n in m.records}
+
+    def accuracies(records) -> tuple | None:
+        accs = [r["metrics"].get("test/acc", r["metrics"].get("test_acc")) for r in records.values()]
+        ok = accs and all(isinstance(a, (int, float)) for a in accs)  # not an ensemble's list
+        return tuple(sorted(accs)) if ok else None
+
+    # a run that repeats a row's runs bit for bit (a search that kept the original's step)
+    repeats = {accuracies(m.records) for m in measured if m.records} - {None}
     out = []
     for e in index.catalogue():
         if e.key.startswith("bench/") or set(e.records) <= shown or index.check_run_steps(e.records):
             continue
         words = result_words(e.key, e.records)
         name = index.doc_link(e.chapter, words) if e.chapter else words
-        out.append({"result (linked to its chapter)": name, "headline": index.headline(e.records)})
+        headline = index.headline(e.records)
+        if accuracies(e.records) in repeats:
+            headline += "; the same numbers, seed for seed, as a row of the tables above"
+        out.append({"result (linked to its chapter)": name, "headline": headline})
     return out
 
 
