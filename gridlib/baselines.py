@@ -63,7 +63,7 @@ def supervised_task(
         state = SupervisedState(params, optimizer.init(params))
         # on a mesh, start where every step leaves the state: copied to each device (else the
         # second call of a jitted step would compile again, for the new placement)
-        return state if mesh is None else devices.replicate(state, mesh)
+        return devices.replicate(state, mesh)
 
     def loss_fn(params: Any, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
         logits = apply(params, x)

@@ -624,9 +624,8 @@ def left_out(measured: Sequence[Measured]) -> list[dict[str, str]]:
     shown = {n for m in measured for n in m.records}
 
     def accuracies(records) -> tuple | None:
-        accs = [r["metrics"].get("test/acc", r["metrics"].get("test_acc")) for r in records.values()]
-        ok = accs and all(isinstance(a, (int, float)) for a in accs)  # not an ensemble's list
-        return tuple(sorted(accs)) if ok else None
+        accs = index.group_accuracies(records)
+        return tuple(sorted(accs)) if accs else None
 
     # a run that repeats a row's runs bit for bit (a search that kept the original's step)
     repeats = {accuracies(m.records) for m in measured if m.records} - {None}

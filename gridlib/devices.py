@@ -163,9 +163,9 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
     return jax.device_put(batch, NamedSharding(mesh, P(AXIS)))
 
 
-def replicate(tree: Any, mesh: Mesh) -> Any:
-    """``tree`` copied to every device of ``mesh``."""
-    return jax.device_put(tree, NamedSharding(mesh, P()))
+def replicate(tree: Any, mesh: Mesh | None) -> Any:
+    """``tree`` copied to every device of ``mesh``; with no mesh, ``tree`` unchanged."""
+    return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, P()))
 
 
 def split_batch(fn, mesh: Mesh):

@@ -789,7 +789,9 @@ def recheck_summary(entry: Entry, checks: Mapping[str, Record]) -> str:
 
 # ----- the headline number of a record group
 
-def _accuracies(group: Group) -> list[float] | None:
+def group_accuracies(group: Group) -> list[float] | None:
+    """The test accuracies a record group's headline shows, seed by seed (an ensemble's per
+    seed, a run stopped on validation at its best epoch), or ``None`` where a record has none."""
     values: list[float] = []
     for rec in group.values():
         m = rec.get("metrics") or {}
@@ -1035,7 +1037,7 @@ def headline(group: Group, key: str | None = None) -> str:
                 return "; ".join(fn(r) for r in group.values()) if len(group) > 1 else fn(first)
             except (KeyError, TypeError, ValueError, StopIteration):
                 break  # another format than expected: fall back to the generic summary
-    accs = _accuracies(group)
+    accs = group_accuracies(group)
     steps = check_run_steps(group)
     if accs and steps is not None:
         n = next(iter(group.values()))["config"]["n_train"]

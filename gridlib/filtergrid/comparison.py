@@ -51,9 +51,8 @@ ONLINE_RUNS = {
 
 def _sd_text(values: Sequence[float], scale: float = 100.0, digits: int = 2) -> str:
     """Mean ± sd of ``scale * values`` (:func:`gridlib.report.format_mean_sd`, points by
-    default), kept on one line; the value alone for one seed."""
-    text = report.format_mean_sd([scale * v for v in values], digits, n=False)
-    return report.minus(text)
+    default), kept on one line, with a true minus sign; the value alone for one seed."""
+    return report.format_mean_sd([scale * v for v in values], digits, n=False)
 
 
 def accuracy_text(group: Mapping[str, dict], run: MnistRun) -> str:

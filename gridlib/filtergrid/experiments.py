@@ -129,14 +129,15 @@ def grid_step(opt: optax.GradientTransformation, state: TrainState, seqs: Array,
         out = online_snap1_batch_learn(opt, state.params, state.opt_state, seqs, y, dt)
         params, opt_state, losses, logits = out.params, out.opt_state, out.losses, out.logits
     else:  # one optimiser step on the batch-mean gradient
-        n_dev = mesh.size if mesh is not None else 1
+        if mesh is None:
+            losses, logits, grads = batch_grads(rule, state.params, seqs, y, loss_mode, dt, window)
+        else:  # the batch split over the mesh's devices
 
-        def share(params, seqs, y):  # each device's share: its mean gradient, over n_dev
-            losses, logits, grads = batch_grads(rule, params, seqs, y, loss_mode, dt, window)
-            return jax.tree.map(lambda g: g / n_dev, grads), (losses, logits)
+            def share(params, seqs, y):  # a device's mean gradient over the devices: they add up
+                losses, logits, grads = batch_grads(rule, params, seqs, y, loss_mode, dt, window)
+                return jax.tree.map(lambda g: g / mesh.size, grads), (losses, logits)
 
-        split = share if mesh is None else devices.split_batch(share, mesh)
-        grads, (losses, logits) = split(state.params, seqs, y)
+            grads, (losses, logits) = devices.split_batch(share, mesh)(state.params, seqs, y)
         updates, opt_state = opt.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
     acc = jnp.mean(jnp.argmax(logits, -1) == y)
@@ -181,7 +182,7 @@ def make_task(
         params = init_params(key, n_rows, n_cols, tau_min=tau_min, tau_max=tau_max)
         state = TrainState(params, opt.init(params), make_routing(key, n_inputs, n_rows))
         # on a mesh, start copied to each device, where every step leaves the state
-        return state if mesh is None else devices.replicate(state, mesh)
+        return devices.replicate(state, mesh)
 
     def train_step(state, x, y, key):
         del key  # the rule and the optimiser are deterministic
