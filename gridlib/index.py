@@ -767,7 +767,8 @@ def catalogue(records: Mapping[str, dict[str, Any]] | None = None) -> list[Entry
 
 
 def rechecks(records: Mapping[str, Record] | None = None) -> dict[str, Record]:
-    """The re-check verdicts, keyed by the name of the record each one checks."""
+    """The re-check verdicts, keyed by the name of the record each one checks (one made before
+    a remake checked the record it replaced: :func:`gridlib.results.checks_this_record`)."""
     records = results.load_all(RECHECKS) if records is None else records
     out = {}
     for name, rec in records.items():
@@ -778,7 +779,8 @@ def rechecks(records: Mapping[str, Record] | None = None) -> dict[str, Record]:
 
 def recheck_summary(entry: Entry, checks: Mapping[str, Record]) -> str:
     """``"2 of 3: bit-identical"`` -- how many of the entry's records were re-checked, and the verdicts."""
-    found = [checks[n]["metrics"]["status"] for n in entry.records if n in checks]
+    found = [checks[n]["metrics"]["status"] for n, rec in entry.records.items()
+             if n in checks and results.checks_this_record(checks[n], rec)]
     if not found:
         return "–"
     counts = Counter(found)

@@ -57,29 +57,42 @@ def learning_curves(
     reference: float | None = None,
     reference_label: str = "published",
     percent: bool = False,
+    zoom_from: int | None = None,
 ) -> plt.Figure:
     """Plot ``history[metric]`` against epoch for each labelled history.
 
     A history whose entries are vectors (one value per seed) is drawn as its mean with a
     shaded band of one standard deviation. ``reference`` draws a dashed horizontal line.
     ``percent`` shows fractions (an accuracy, as the records keep it) and ``reference`` in
-    percent, as the book's tables do.
+    percent, as the book's tables do. ``zoom_from`` fits the y-axis to the epochs from that one
+    on (and the reference), so that a first epoch far off does not flatten a long run's end.
     """
     fig, ax = _axis(ax)
     scale = 100.0 if percent else 1.0
+    shown: list[np.ndarray] = []  # the values the y-axis must hold when zoomed
     for label, hist in histories.items():
         if metric not in hist:
             raise KeyError(f"history {label!r} has no metric {metric!r}; it has {sorted(hist)}")
         values = scale * np.asarray(hist[metric], dtype=float)
         epochs = np.asarray(hist.get("epoch", np.arange(1, len(values) + 1)))
+        # at most about 20 markers a curve: 300 of them would hide the line they mark
+        marks = {"marker": "o", "ms": 3, "markevery": max(1, len(epochs) // 20)}
+        late = epochs >= (zoom_from or 0)
         if values.ndim == 1:
-            ax.plot(epochs, values, marker="o", ms=3, label=label)
+            ax.plot(epochs, values, label=label, **marks)
+            shown.append(values[late])
         else:
             mean, std = values.mean(axis=1), values.std(axis=1)
-            (line,) = ax.plot(epochs, mean, marker="o", ms=3, label=f"{label} (n={values.shape[1]})")
+            (line,) = ax.plot(epochs, mean, label=f"{label} (n={values.shape[1]})", **marks)
             ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+            shown += [mean[late] - std[late], mean[late] + std[late]]
     if reference is not None:
         ax.axhline(scale * reference, color="0.3", ls="--", lw=1, label=reference_label)
+        shown.append(np.array([scale * reference]))
+    if zoom_from is not None:
+        lo, hi = float(np.min(np.concatenate(shown))), float(np.max(np.concatenate(shown)))
+        pad = 0.08 * (hi - lo or abs(hi) or 1.0)
+        ax.set_ylim(lo - pad, hi + pad)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel or metric)
     if logy:

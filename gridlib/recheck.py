@@ -118,10 +118,9 @@ def _reference_commits(name: str, prov: dict) -> list[str]:
     """Commits whose code is known to give the record's numbers, newest first: the commit of
     its published re-check (when that re-check matched), then the record's own."""
     out = []
-    if results.exists(f"rechecks/{name}"):
-        check = results.load(f"rechecks/{name}")
-        if check["metrics"].get("status") in ("bit-identical", "within tolerance"):
-            out.append(check["provenance"].get("git_commit"))
+    check = results.recheck_of(name, {"provenance": prov})
+    if check is not None and check["metrics"].get("status") in ("bit-identical", "within tolerance"):
+        out.append(check["provenance"].get("git_commit"))
     out.append(prov.get("git_commit"))
     return [c for c in dict.fromkeys(out) if c]
 

@@ -336,14 +336,13 @@ def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = Non
     return Markdown(markdown_table(rows, columns, floatfmt))
 
 
-def _recheck_note(name: str) -> str:
-    check = f"rechecks/{name}"
+def _recheck_note(name: str, checked: Mapping[str, Any]) -> str:
     try:
-        if not results.exists(check):
-            return ""
+        record = results.recheck_of(name, checked)
     except results.ResultsError:  # a label, not a run name: nothing to look up
         return ""
-    record = results.load(check)
+    if record is None:
+        return ""
     m = record["metrics"]
     n = int(m["epochs"])
     epochs = "first epoch" if n == 1 else f"first {n} epochs"
@@ -353,7 +352,7 @@ def _recheck_note(name: str) -> str:
 
 def provenance_lines(records: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """One plain-text line per record: its name, then :func:`gridlib.results.describe`."""
-    return [f"{name}: {results.describe(rec)}{_recheck_note(name)}" for name, rec in records.items()]
+    return [f"{name}: {results.describe(rec)}{_recheck_note(name, rec)}" for name, rec in records.items()]
 
 
 def provenance(records: Mapping[str, Mapping[str, Any]] | Mapping[str, Any], title: str = "Provenance"):
@@ -369,11 +368,24 @@ def provenance(records: Mapping[str, Mapping[str, Any]] | Mapping[str, Any], tit
         f"<li><code>{html.escape(line.split(': ', 1)[0])}</code>: {html.escape(line.split(': ', 1)[1])}</li>"
         for line in provenance_lines(records)  # type: ignore[arg-type]
     )
-    n = len(records)
     return HTML(
         f'<details class="gridlib-provenance"><summary>{html.escape(title)} '
-        f"({plural(n, 'result')})</summary><ul>{items}</ul></details>"
+        f"({html.escape(provenance_count(records))})</summary><ul>{items}</ul></details>"
     )
+
+
+def provenance_count(records: Mapping[str, Mapping[str, Any]]) -> str:
+    """The results a provenance block lists, and, in sight while the block is folded, how many
+    were remade from committed code and how far that moved their test accuracy."""
+    moves = [m for m in map(results.remake_move, records.values()) if m is not None]
+    text = plural(len(records), "result")
+    if not moves:
+        return text
+    remade = f"{len(moves)} remade from committed code" if len(moves) < len(records) else \
+        ("remade" if len(records) == 1 else "all remade") + " from committed code"
+    moved = max(moves)
+    return (f"{text}, {remade}: " + ("no test accuracy moved" if moved == 0 else
+            f"test accuracy moved by up to {100 * moved:.2f} points"))
 
 
 def findings(items: Sequence[str]):

@@ -77,7 +77,9 @@ def statuses() -> list[Status]:
     """Every published run's :class:`Status`, sorted by name."""
     records = results.load_all("")
     checks = {n.removeprefix("rechecks/"): r for n, r in records.items() if n.startswith("rechecks/")}
-    return [status(n, records[n], checks.get(n)) for n in fingerprint.published_runs()]
+    return [status(n, records[n], checks[n] if n in checks and
+                   results.checks_this_record(checks[n], records[n]) else None)
+            for n in fingerprint.published_runs()]
 
 
 def jobs(stale_only: bool) -> list[Status]:

@@ -614,6 +614,36 @@ def remake_note(record: Mapping[str, Any]) -> str:
         f" and {len(moved) - 3} more changes" if len(moved) > 3 else "")
 
 
+def checks_this_record(check: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
+    """Whether a re-check (``results/rechecks/<name>``) re-ran this very record, not the one a
+    remake replaced: a re-check made before the record's run started checked its predecessor,
+    and says nothing of it."""
+    made, started = check["provenance"].get("date_utc"), record["provenance"].get("date_utc")
+    return not (made and started and str(made) < str(started))
+
+
+def recheck_of(name: str, record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The published re-check of ``record`` (published as ``name``), or ``None`` where there is
+    none or it re-ran an earlier record of that name (:func:`checks_this_record`)."""
+    check = f"rechecks/{name}"
+    if not exists(check):
+        return None
+    found = load(check)
+    return found if checks_this_record(found, record) else None
+
+
+def remake_move(record: Mapping[str, Any]) -> float | None:
+    """``None`` unless the record remade an older one; then the largest change of a test
+    accuracy between the two (a fraction; 0.0 when none moved)."""
+    old = record.get("remade")
+    if not isinstance(old, Mapping):
+        return None
+    now, then = _scalars(record["metrics"]), old.get("metrics") or {}
+    moves = [abs(now[k] - then[k]) for k in now
+             if k in then and "test" in k and "acc" in k and not k.endswith(("_std", "_sd"))]
+    return max(moves, default=0.0)
+
+
 def describe(record: Mapping[str, Any], remade: bool = True) -> str:
     """A compact one-line provenance statement (plain text, no Markdown); with ``remade``, what a
     remade record replaced (:func:`remake_note`), where it says."""

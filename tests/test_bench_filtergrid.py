@@ -71,3 +71,18 @@ def test_without_the_original_the_side_by_side_is_skipped_before_any_child(tmp_p
     monkeypatch.setattr(bench, "XlaChild", lambda: pytest.fail("a child was started"))
     assert bench.side_by_side() == []
     assert "side by side: skipped" in capsys.readouterr().out
+
+
+def test_the_side_by_side_table_gives_the_median_rounds_ratio_beside_the_best_rounds():
+    from gridlib.filtergrid import summary
+
+    row = {"original_ms_per_step": 186.1, "library_ms_per_step": 5.4, "ratio": 34.43,
+           "ratio_median_rounds": 31.29, "ratio_fit": 36.55, "ratio_split": 51.38,
+           "ratio_split_median_rounds": 41.96}
+    old = {k: v for k, v in row.items() if "median" not in k and "split" not in k}
+    rows = summary.side_by_side_rows({"metrics": {"side by side: SnAP-1, batch 32": row,
+                                                  "side by side: SnAP-1, batch 1": old}})
+    assert rows[0]["× one call per step"] == "34.4 (31.3)"
+    assert rows[0]["× split over the cores"] == "51.4 (42.0)"
+    assert rows[0]["× as fit runs it"] == "36.5"  # no median recorded: none shown
+    assert rows[1]["× one call per step"] == "34.4" and rows[1]["× split over the cores"] == "–"

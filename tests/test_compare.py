@@ -228,3 +228,24 @@ def test_results_outside_the_tables_are_named_in_words_never_by_their_file_name(
         name = row["result (linked to its chapter)"]
         words = re.sub(r"^\{doc\}`(.*) </[^>]+>`$", r"\1", name)
         assert "`" not in words and not re.search(r"\w+/\w+_\w+|_seed\d", words), name
+
+
+def test_every_marker_of_the_summary_figure_lies_whole_inside_its_panel():
+    """The published rows' markers sit inside their panel by at least their radius: a mean at
+    the end of a panel's range was drawn half-clipped by the spine."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = compare.figure(compare.measure_all())
+    fig.canvas.draw()
+    for ax in fig.axes:
+        box = ax.get_window_extent()
+        for line in ax.get_lines():
+            if not line.get_marker() or line.get_marker() == "None":
+                continue
+            radius = line.get_markersize() / 2 * fig.dpi / 72
+            for x, _ in ax.transData.transform(line.get_xydata()):
+                assert box.x0 + radius <= x + 1e-6 and x - 1e-6 <= box.x1 - radius, (ax.get_title(), line)
+    plt.close(fig)

@@ -189,3 +189,32 @@ def test_the_results_index_page_shows_every_section():
 def test_the_generic_headline_never_shows_a_runs_wall_time():
     rec = {"metrics": {"total_train_time_s": 812.0, "mean_epoch_time_s": 4.8, "loss": 0.25}}
     assert index._generic(rec) == "loss 0.25"
+
+
+def test_a_recheck_made_before_a_remake_speaks_for_no_record_in_the_index_provenance_or_list(
+        tmp_results, monkeypatch):
+    """A re-check re-ran the record its name had then: after a remake it checked the record the
+    remake replaced, so the results index, the provenance block and ``reproduce`` drop it."""
+    from gridlib import report, reproduce
+
+    _write(tmp_results, "ep/mnist_net_seed0", {"epochs": 5, "seed": 0}, {"test_acc": 0.9})
+    _write(tmp_results, "rechecks/ep/mnist_net_seed0", {"result": "ep/mnist_net_seed0"},
+           {"status": "different", "epochs": 1})
+    path = tmp_results / "results" / "rechecks" / "ep" / "mnist_net_seed0.json"
+
+    def dated(when):  # the re-check made on that date
+        rec = json.loads(path.read_text())
+        rec["provenance"]["date_utc"] = when
+        path.write_text(json.dumps(rec))
+
+    monkeypatch.setattr(reproduce.fingerprint, "published_runs", lambda: ["ep/mnist_net_seed0"])
+    for when, applies in (("2026-02-01T00:00:00+00:00", True), ("2025-12-01T00:00:00+00:00", False)):
+        dated(when)
+        records = results.load_all("")
+        record = records["ep/mnist_net_seed0"]
+        entry = index.catalogue(records)[0]
+        assert (index.recheck_summary(entry, index.rechecks(records)) == "different") is applies
+        assert (results.recheck_of("ep/mnist_net_seed0", record) is not None) is applies
+        assert ("re-run at" in report.provenance_lines({"ep/mnist_net_seed0": record})[0]) is applies
+        [job] = reproduce.statuses()
+        assert job.stale is applies and (job.recheck == "-") is not applies

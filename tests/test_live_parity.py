@@ -335,7 +335,8 @@ CANVAS_SCRIPT = r"""
     if (!c.clientWidth) continue; // a hidden panel
     const ctx = c.getContext("2d");
     out.canvases[c.id] = {backing: [c.width, c.height], box: [c.clientWidth, c.clientHeight],
-                          text: parseFloat(ctx.font) * ctx.getTransform().a * c.clientWidth / c.width};
+                          text: parseFloat(ctx.font) * ctx.getTransform().a * c.clientWidth / c.width,
+                          ticks: [c.dataset.xTicks, c.dataset.yTicks]};
   }
   return out;
 })()
@@ -369,3 +370,10 @@ def test_the_canvases_are_drawn_at_the_screens_resolution_with_readable_text(bro
             assert all(abs(g - w) <= 1 for g, w in zip(c["backing"], want, strict=True)), (name, view)
         for name in CHARTS:
             assert view["canvases"][name]["text"] >= MIN_TEXT_PX, (name, view)
+            # each axis has round ticks between its ends, not only the ends (0 and 100)
+            for axis in view["canvases"][name]["ticks"]:
+                values = [float(v) for v in axis.split(",")]
+                assert len(values) >= 3 and values == sorted(values), (name, view)
+                step = values[1] - values[0]
+                assert all(abs(b - a - step) < 1e-9 for a, b in zip(values, values[1:], strict=False)), (name, view)
+                assert round(step / 10 ** np.floor(np.log10(step)), 9) in (1, 2, 2.5, 5), (name, view)

@@ -49,3 +49,23 @@ def test_no_figure_text_is_set_below_9_points():
              for n, line in enumerate(p.read_text().splitlines(), 1)
              for m in small.finditer(line) if float(m.group(1)) < 9]  # fmt: skip
     assert not found, "figure text below 9 pt:\n" + "\n".join(found)
+
+
+def test_a_long_curve_marks_about_twenty_points_and_zooms_past_its_first_epochs():
+    """300 epochs draw about 20 markers, not 300 (they hid the line); ``zoom_from`` fits the
+    y-axis to the later epochs and the reference, not to a first epoch far below them."""
+    epochs = np.arange(1, 301)
+    acc = 0.86 - 0.5 * np.exp(-epochs / 3.0)  # 36 % at epoch 0, 86 % from about epoch 20
+    seeds = np.stack([acc, acc + 0.002], axis=1)
+    ax = plotting.learning_curves({"a": {"epoch": epochs, "acc": seeds}}, "acc", percent=True,
+                                  reference=0.87, zoom_from=10).axes[0]
+    line = ax.lines[0]
+    marked = np.arange(len(epochs))[::line.get_markevery()]
+    assert 15 <= len(marked) <= 21
+    lo, hi = ax.get_ylim()
+    assert lo > 100 * acc[0] and lo < 100 * acc[9] and hi > 87.0
+    # without zoom_from the whole run shows; a short run keeps a marker on every epoch
+    lo, _ = plotting.learning_curves({"a": {"epoch": epochs, "acc": acc}}, "acc").axes[0].get_ylim()
+    assert lo < acc[0]
+    short = plotting.learning_curves({"a": {"epoch": [1, 2, 3], "acc": [0.1, 0.2, 0.3]}}, "acc")
+    assert short.axes[0].lines[0].get_markevery() == 1

@@ -65,6 +65,23 @@ def test_provenance_block_is_collapsed_and_escaped(tmp_results, monkeypatch):
     assert "<code>chap/r_seed0</code>" in html and "`" not in html
 
 
+def test_a_folded_provenance_block_says_which_results_were_remade_and_how_far_they_moved():
+    def record(acc, old=None):
+        rec = {"provenance": {"command": "x"}, "metrics": {"test/acc": acc, "epoch_time_s": 9.0}}
+        return rec if old is None else {**rec, "remade": {"metrics": {"test/acc": old, "epoch_time_s": 1.0}}}
+
+    assert report.provenance_count({"a": record(0.5), "b": record(0.6)}) == "2 results"
+    assert report.provenance_count({"a": record(0.5, 0.5)}) == ("1 result, remade from committed "
+                                                                "code: no test accuracy moved")
+    text = report.provenance_count({"a": record(0.5, 0.48), "b": record(0.6), "c": record(0.7, 0.71)})
+    assert text == "3 results, 2 remade from committed code: test accuracy moved by up to 2.00 points"
+    # the ensemble's mean counts, its spread does not; timings never do
+    ens = {"metrics": {"test_acc_mean": 0.91, "test_acc_std": 0.01},
+           "remade": {"metrics": {"test_acc_mean": 0.90, "test_acc_std": 0.05}}}
+    assert results.remake_move(ens) == pytest.approx(0.01) and results.remake_move(record(0.5)) is None
+    assert "all remade" in report.provenance_count({"a": ens, "b": ens})
+
+
 def test_findings_need_content():
     assert report.findings(["one", "two"]).data == "- one\n- two"
     with pytest.raises(ValueError):

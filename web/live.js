@@ -238,6 +238,19 @@ class Pad {
 const MINUS = (x) => String(x).replace("-", "\u2212"); // a true minus sign
 const COUNT = (x) => x.toLocaleString("en-US"); // 8,704
 
+// Round tick values from lo to hi, at most about n of them: steps of 1, 2, 2.5 or 5 times a
+// power of ten (0, 20, ..., 100; 0, 2,500, ..., 7,500), the first that fits.
+function ticks(lo, hi, n) {
+  const raw = (hi - lo) / Math.max(1, n);
+  const p = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * p).find((s) => s >= raw);
+  const out = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9 * step; v += step) {
+    out.push(Number((Math.round(v / step) * step).toPrecision(12)));
+  }
+  return out;
+}
+
 function chart(canvas, series, opts) {
   paint(canvas, () => drawChart(canvas, series, opts));
 }
@@ -252,24 +265,35 @@ function drawChart(canvas, series, { xMax, yMin, yMax, xLabel, yLabel, highlight
   ctx.strokeStyle = "#555";
   ctx.lineWidth = 1;
   ctx.strokeRect(l, t, w - l - r, h - t - b);
+  const X = (x) => l + (x / xMax) * (w - l - r);
+  const Y = (y) => t + (1 - (y - yMin) / (yMax - yMin)) * (h - t - b);
   ctx.fillStyle = "#222";
   ctx.font = `${f}px sans-serif`;
   ctx.textAlign = "center";
   ctx.fillText(xLabel, l + (w - l - r) / 2, h - 0.4 * f);
-  ctx.textAlign = "left";
-  ctx.fillText("0", l, h - b + 1.2 * f);
+  // ticks at round values with faint grid lines; as many as fit the axis at this font size
+  const xTicks = ticks(0, xMax, Math.max(2, Math.floor((w - l - r) / (5 * f))));
+  const yTicks = ticks(yMin, yMax, Math.max(2, Math.floor((h - t - b) / (2.2 * f))));
+  Object.assign(canvas.dataset, { xTicks: xTicks.join(","), yTicks: yTicks.join(",") }); // for tests
+  ctx.strokeStyle = "#ddd";
+  ctx.beginPath();
+  xTicks.forEach((x) => { ctx.moveTo(X(x), t); ctx.lineTo(X(x), h - b); });
+  yTicks.forEach((y) => { ctx.moveTo(l, Y(y)); ctx.lineTo(w - r, Y(y)); });
+  ctx.stroke();
+  xTicks.forEach((x, k) => {
+    ctx.textAlign = k === 0 ? "left" : x === xMax ? "right" : "center";
+    ctx.fillText(COUNT(x), X(x), h - b + 1.2 * f);
+  });
   ctx.textAlign = "right";
-  ctx.fillText(COUNT(xMax), w - r, h - b + 1.2 * f);
-  ctx.fillText(MINUS(yMax), l - 0.35 * f, t + 0.8 * f);
-  ctx.fillText(MINUS(yMin), l - 0.35 * f, h - b);
+  yTicks.forEach((y) => ctx.fillText(MINUS(y), l - 0.35 * f, Y(y) + 0.35 * f));
+  ctx.strokeStyle = "#555";
+  ctx.strokeRect(l, t, w - l - r, h - t - b);
   ctx.save();
   ctx.translate(f, t + (h - t - b) / 2);
   ctx.rotate(-Math.PI / 2);
   ctx.textAlign = "center";
   ctx.fillText(yLabel, 0, 0);
   ctx.restore();
-  const X = (x) => l + (x / xMax) * (w - l - r);
-  const Y = (y) => t + (1 - (y - yMin) / (yMax - yMin)) * (h - t - b);
   series.forEach((pts, q) => {
     if (!pts.length) return;
     ctx.strokeStyle = COLOURS[q % COLOURS.length];
