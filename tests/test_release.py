@@ -38,3 +38,14 @@ def test_citation_file_has_the_required_cff_keys():
 def test_changelog_has_an_unreleased_section():
     text = (ROOT / "CHANGELOG.md").read_text()
     assert re.search(r"^## Unreleased$", text, re.M)
+
+
+def test_a_release_of_1_0_or_later_has_no_stale_result():
+    """Step 2 of the README's release checklist, enforced: from 1.0.0 on, every published result
+    was made from a committed tree and no re-check or declared drift says it moved (the
+    ``python -m gridlib reproduce --stale`` list is empty). Before 1.0, the list may hold some."""
+    from gridlib import reproduce
+
+    major = int(gridlib.__version__.split(".")[0])
+    stale = [job.name for job in reproduce.jobs(stale_only=True)]
+    assert major < 1 or not stale, f"version {gridlib.__version__} with stale results: {stale}"
