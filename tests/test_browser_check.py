@@ -88,6 +88,8 @@ Traceback (most recent call last):
 ValueError: nope</pre></div></div>
 </div>
 <div class="cell_output"><div class="output text_html"><div style="width: 1500px">a very wide output</div></div></div>
+<figure><canvas width="20" height="20"></canvas><figcaption style="font-weight: 300">light caption</figcaption></figure>
+<p style="color: #bbb">pale prose</p>
 """.replace("{long}", " + ".join(f"a_{{{i}}} b_{{{i}}}" for i in range(60)))
 
 
@@ -142,7 +144,11 @@ def test_bad_page_is_caught(site, tmp_path, chromium, capsys):
     for d in report["pages"][0]["defects"]:
         details.setdefault(d["kind"], []).append(d["detail"])
     assert {"math-error", "math-untypeset", "math-too-wide", "broken-image", "output-error",
-            "raw-markdown", "output-too-wide"} <= set(details), details
+            "raw-markdown", "output-too-wide", "faint-text"} <= set(details), details
+    faint = details["faint-text"]
+    assert any('"light caption": font weight 300' in d for d in faint), faint
+    assert any('"pale prose"' in d and "contrast 1.9:1" in d for d in faint), faint
+    assert not any("code" in d or "fits its box" in d for d in faint), faint  # code is exempt
     assert any("missing.png" in d for d in details["broken-image"])
     assert any("#equation-long" in d for d in details["math-too-wide"])
     assert any("$...$" in d for d in details["math-untypeset"])

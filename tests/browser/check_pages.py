@@ -47,6 +47,9 @@ reports at the main width
   level (``const``/``let``/``class``) by two classic inline ``<script>`` blocks, or twice in
   one (the second is a ``SyntaxError`` and none of its script runs), or one ``<script src>``
   loaded twice (query strings such as ``?v=...`` aside);
+* ``faint-text``      text in the content column (code, math, forms and navigation aside) with
+  a contrast below 4.5:1 against what is behind it (WCAG AA), or a font weight below 400 (the
+  theme sets figure captions at 300);
 * ``check-failed``    the page could not be checked (time-out, script error).
 
 At the other widths (the phone) only what depends on the width is checked: ``page-too-wide``,
@@ -558,6 +561,40 @@ async (scrollTolerance, mathjaxTimeoutMs, narrow) => {
   }
   const docW = document.documentElement.scrollWidth, viewW = document.documentElement.clientWidth;
   if (docW > viewW + SLACK) add('page-too-wide', `page is ${px(docW)} wide in a ${px(viewW)} window`);
+
+  // Faint text in the content column: prose, captions, labels and table cells the book writes
+  // (code, math and the theme's navigation aside) must reach a contrast of 4.5:1 with what is
+  // behind them (WCAG AA) and a font weight of at least 400 (the theme sets captions at 300).
+  if (!narrow) {
+    const rgb = c => (c.match(/[\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => [r, g, b].map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+        .reduce((a, v, i) => a + v * [0.2126, 0.7152, 0.0722][i], 0);
+    const behind = el => {
+      for (let e = el; e; e = e.parentElement) {
+        const c = rgb(cs(e).backgroundColor);
+        if (c.length >= 3 && (c.length < 4 || c[3] > 0.5)) return c;
+      }
+      return [255, 255, 255];
+    };
+    const skip = 'pre, code, kbd, form, .highlight, mjx-container, .math, nav, .headerlink, .toc-entry, button, select, input, .cell_output .stderr';
+    const seen = new Set();
+    for (const el of root.querySelectorAll("*")) {
+      if (el.closest(skip) || seen.size >= 5) continue;
+      const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+      if (!own || !visible(el)) continue;
+      const st = cs(el);
+      const [fg, bg] = [rgb(st.color), behind(el)];
+      const [a, b] = [lum(fg) + 0.05, lum(bg) + 0.05];
+      const ratio = Math.max(a, b) / Math.min(a, b) * (fg.length > 3 ? fg[3] : 1);
+      const light = parseInt(st.fontWeight, 10) < 400;
+      if (ratio >= 4.5 && !light) continue;
+      const text = clip(el.textContent, 40);
+      if (seen.has(text)) continue;
+      seen.add(text);
+      add('faint-text', `"${text}": ${light ? `font weight ${st.fontWeight}` : ''}${light && ratio < 4.5 ? ', ' : ''}` +
+          `${ratio < 4.5 ? `contrast ${ratio.toFixed(1)}:1 (${st.color})` : ''} ${describe(el)}`.trim());
+    }
+  }
 
   // 5. images.
   for (const img of (narrow ? [] : document.images)) {
