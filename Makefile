@@ -82,15 +82,17 @@ book-ci:
 	  || { cat _build/ci/_build/html/reports/*.err.log 2>/dev/null; exit 1; }
 
 # Every keyed number (report.quantity) shows one text on every built page of the CI-scale book,
-# no page shows a Python object's repr, none signs a number with an ASCII hyphen, and no table
-# labels a row or column with a metric key or a run's name.
+# no page shows a Python object's repr, none signs a number with an ASCII hyphen, no table
+# labels a row or column with a metric key or a run's name, and no line breaks between a
+# number and its per-cent sign.
 consistency:
 	test -d _build/ci/_build/html || { echo "error: no built book in _build/ci (make book-ci)"; exit 1; }
 	GRIDLIB_BUILT_HTML=_build/ci/_build/html $(BIN)/python -m pytest -q -p no:cacheprovider \
 	  tests/test_consistency.py::test_every_page_of_the_built_book_shows_one_text_per_quantity \
 	  tests/test_consistency.py::test_no_page_of_the_built_book_shows_a_python_object_repr \
 	  tests/test_consistency.py::test_no_page_of_the_built_book_signs_a_number_with_a_hyphen \
-	  tests/test_consistency.py::test_no_table_of_the_built_book_labels_a_row_or_column_with_a_raw_key
+	  tests/test_consistency.py::test_no_table_of_the_built_book_labels_a_row_or_column_with_a_raw_key \
+	  tests/test_consistency.py::test_no_page_of_the_built_book_breaks_a_number_from_its_percent_sign
 
 # ---- the browser check of the built CI-scale pages -------------------------------------
 # Headless Chromium opens every page of _build/ci, at 1280 px and at 390 px (a phone), and fails

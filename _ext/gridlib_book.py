@@ -46,6 +46,7 @@ Both header-button hooks run after sphinx-book-theme's (``html-page-context`` pr
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -212,8 +213,36 @@ pybtex.plugin.register_plugin("pybtex.style.sorting", "gridlib_author_year_title
 pybtex.plugin.register_plugin("pybtex.style.formatting", "gridlib_authoryear", AuthorYearStyle)
 
 
+#: A number and its per-cent sign, across the ordinary space between them.
+_NUMBER_PERCENT = re.compile(r"(?<=\d) (?=%)")
+
+
+def keep_percent_with_number(text: str) -> str:
+    """``text`` with the space between a number and its ``%`` made non-breaking, so that a
+    line never ends with the number and starts with the sign."""
+    return _NUMBER_PERCENT.sub("\u00a0", text)
+
+
+def _percent_signs(app: Sphinx, doctree: Any, docname: str) -> None:
+    """Every text of the page outside code, math and raw HTML: ``36.07 %`` keeps its two parts
+    on one line (prose, findings and tables alike; the chapters need not spell the space)."""
+    from docutils import nodes
+
+    skip = (nodes.literal, nodes.literal_block, nodes.math, nodes.math_block, nodes.raw)
+    for text in list(doctree.findall(nodes.Text)):
+        if _NUMBER_PERCENT.search(text) and not any(isinstance(a, skip) for a in _ancestors(text)):
+            text.parent.replace(text, nodes.Text(keep_percent_with_number(str(text))))
+
+
+def _ancestors(node: Any):
+    while node.parent is not None:
+        node = node.parent
+        yield node
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_config_value("gridlib_pages_branch", PAGES_BRANCH, "html")
+    app.connect("doctree-resolved", _percent_signs)
     # after sphinx.builders.html's convert_html_js_files (800), before the builder reads the list
     app.connect("config-inited", _drop_static_mathjax, priority=900)
     app.connect("html-page-context", _notebook_buttons, priority=AFTER_THEME)

@@ -64,7 +64,7 @@ def rows(recs: Mapping[str, Record]) -> list[dict[str, str]]:
         lo, hi = m["seed_cuda_outer_step_ms"]
         out.append({"system": f"gridnet {c['grid']}³", "work": "one outer step, batch 2, 10 inner steps, forward + backward",
                     "on the GPU": f"{m['outer_step_ms']:.2f} ms",
-                    "reference": f"the seed's CUDA kernel: {lo}–{hi} ms"})  # fmt: skip
+                    "reference": f"the original's CUDA kernel: {lo}–{hi} ms"})  # fmt: skip
         out.append({"system": f"gridnet {c['grid']}³", "work": f"forward + backward of the network, batch {c['batch']}",
                     "on the GPU": f"{m['fwd_bwd_ms_per_example']:.2f} ms per example", "reference": "–"})  # fmt: skip
     if "gle" in recs:
@@ -96,7 +96,7 @@ def finding(recs: Mapping[str, Record]) -> str:
         where = ("within" if lo <= m["outer_step_ms"] <= hi else
                  "faster than" if m["outer_step_ms"] < lo else "slower than")  # fmt: skip
         parts.append(f"gridnet's outer step, plain JAX, takes {m['outer_step_ms']:.2f} ms, {where} the "
-                     f"{lo}–{hi} ms of the seed's hand-written CUDA kernel")  # fmt: skip
+                     f"{lo}–{hi} ms of the original's hand-written CUDA kernel")  # fmt: skip
     return (f"The same library code runs on a GPU unchanged: on one {gpu(recs)}, "
             + "; ".join(parts) + ".")
 

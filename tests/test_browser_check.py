@@ -171,6 +171,11 @@ WIDTH_PAGES = {
     "code-cut": f'<div class="cell_input"><pre style="overflow: hidden">{LONG_CODE}</pre></div>',
     # a table 1000+ px wide in a box that scrolls: accepted at both widths
     "table-scrolls": f'<div style="overflow-x: auto">{WIDE_TABLE}</div>',
+    # a printed line wider than the column, scrolling in its own box: its end (the verdict) is
+    # out of sight, a defect at the main width; on a phone, accepted
+    "print-scrolls": '<div class="cell_output"><div class="output stream"><div class="highlight">'
+                     f'<pre>{"a verdict at the end of a long line " * 4}within the spread</pre>'
+                     '</div></div></div>',
     # a table that fits the 500 px column at 1280 px, in a box that hides what does not fit:
     # cut at 390 px, where the column is the window's width
     "table-cut": '<div style="overflow: hidden"><table style="width: 450px"><tr>'
@@ -216,6 +221,14 @@ def test_code_cut_off_fails_at_both_widths(site, tmp_path, chromium, capsys):
     assert rc == 1
     assert all("cut off" in d for w in (1280, 390) for d in found[w]["code-too-wide"]), found
     assert any(line.startswith("code-cut.html at 390px: code-too-wide: ") for line in lines), lines
+
+
+def test_a_printed_line_that_scrolls_fails_at_the_main_width_only(site, tmp_path, chromium, capsys):
+    rc, report, lines = _check(site, "print-scrolls.html", tmp_path / "out", chromium, capsys)
+    found = _defects(report)
+    assert rc == 1 and set(found) == {1280}, lines
+    (detail,) = found[1280]["output-too-wide"]
+    assert "text output" in detail and "scrolls inside <pre>" in detail, detail
 
 
 def test_a_table_that_scrolls_in_its_own_box_passes(site, tmp_path, chromium, capsys):

@@ -249,3 +249,21 @@ def test_every_marker_of_the_summary_figure_lies_whole_inside_its_panel():
             for x, _ in ax.transData.transform(line.get_xydata()):
                 assert box.x0 + radius <= x + 1e-6 and x - 1e-6 <= box.x1 - radius, (ax.get_title(), line)
     plt.close(fig)
+
+
+def test_two_estimators_of_one_network_on_the_same_seeds_are_compared_seed_by_seed():
+    """EP and centered EP share each seed's initialisation and minibatch order: their paired
+    differences (+0.05, +0.06, +0.09 points) are beyond the seeds' spread, as the EP chapter
+    finds, though the two groups' spreads overlap; another network is compared unpaired."""
+    def measured(rule, accs, network="net"):
+        recs = {f"sys/{rule}_seed{s}": {"provenance": {"seed": s},
+                                        "config": {"epochs": 5, "batch_size": 20},
+                                        "metrics": {"test_acc": a}} for s, a in enumerate(accs)}
+        return compare.Measured(_row(rule=rule, network=network), recs, list(accs), 7, None, (2,))
+
+    ep = measured("ep", [0.9758, 0.9746, 0.9773])
+    centered = measured("centered_ep", [0.9753, 0.9740, 0.9764])
+    assert not report.groups_differ(ep.accuracies, centered.accuracies)
+    assert compare.seeds_differ(ep, centered) and compare.seeds_differ(centered, ep)
+    assert not compare.seeds_differ(ep, measured("centered_ep", centered.accuracies, "other net"))
+    assert compare._rivals([ep, centered]) == [ep]  # told apart: not named together

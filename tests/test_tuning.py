@@ -314,7 +314,7 @@ def test_the_curves_report_the_best_epoch_and_whether_the_gap_closes():
     curves = {"SnAP-1": {f"s{i}": _curve(rise + 0.01 * i, rise, i) for i in range(2)},
               "BPTT": {f"b{i}": _curve(flat + 0.01 * i, flat, i) for i in range(2)}}
     rows = {r["rule"]: r for r in fair.curve_rows(curves)}
-    assert rows["SnAP-1"]["best epoch (validation)"] == "20, 20" and rows["BPTT"]["epochs run"] == "16, 16"
+    assert rows["SnAP-1"]["best epoch"] == "20, 20" and rows["BPTT"]["epochs run"] == "16, 16"
     text = fair.curve_finding(curves)  # the gap shrinks by 10 points on both seeds alike
     assert text.startswith("Given as many epochs as help it, SnAP-1's gap to BPTT closes")
     curves["SnAP-1"]["s1"] = _curve(flat + 0.01, flat, 1)  # seed 1: SnAP-1 as BPTT: no change
@@ -369,7 +369,7 @@ def test_batch1_runs_to_convergence_load_at_their_searchs_step_and_say_where_the
     two = {**b1.searches[label], "config": {"search": {"eta0": [0.1, 0.3], "gain": [5.0, 10.0]}}}
     assert fair._setting(two) == "0.3 (input gain 10)"
     row, = fair.curve_rows(curves, budget=3)
-    assert row["best epoch (validation)"] == "4" and row["test accuracy at epoch 3"].startswith("61.00")
+    assert row["best epoch"] == "4" and row["test accuracy, epoch 3"].startswith("61.00")
     text = fair.batch1_finding(curves)
     assert text.startswith("Past the original's 3 epochs, batch-1 SGD at each rule's own step gains")
     assert "one seed each" in text and "The best, SnAP-0 (sum loss), is at 61.0 % on epoch 3 at its chosen step and reaches 71.00\u00a0% (n=1)" in text
@@ -409,7 +409,11 @@ def test_changed_verdicts_name_each_pair_once_and_only_where_the_verdict_moved()
     assert fair.changed_verdicts(runs) == {("BPTT", "SnAP-1"): ("better", "within"),
                                            ("SnAP-0", "BPTT"): ("worse", "within")}  # fmt: skip
     text = fair.verdict_finding(runs)
-    assert text.startswith("Tuning changes 2 verdicts") and "BPTT is now within the seeds' spread of SnAP-1" in text
+    assert text.startswith("Tuning each rule's step changes 2 verdicts")
+    assert ("BPTT no longer leads SnAP-1, and SnAP-0 no longer trails BPTT, beyond the seeds' "
+            "spread") in text, text
+    gained = fair.verdict_finding(fair.Fair({}, untuned, tuned, []))  # the other way round
+    assert "BPTT now leads SnAP-1 beyond the seeds' spread (within it at the original's setting)" in gained
     same = fair.Fair({}, untuned, untuned, [])
     assert fair.verdict_finding(same).startswith("Tuning changes no verdict")
     assert fair.verdict_finding(fair.Fair({}, {"SnAP-1": _group((0.4,))}, untuned, [])) == ""

@@ -300,10 +300,10 @@ def curve_rows(curves: Mapping[str, Group], budget: int = 10) -> list[dict[str, 
         out.append({
             "rule": label,
             "epochs run": ", ".join(str(m["epochs_run"]) for m in ms),
-            "best epoch (validation)": ", ".join(str(m["best_epoch"]) for m in ms),
-            "validation accuracy there": report.format_mean_sd([m["best/val/acc"] for m in ms], percent=True, n=False),
-            "test accuracy there": report.format_mean_sd([m["best/test/acc"] for m in ms], percent=True, n=True),
-            f"test accuracy at epoch {budget}": report.format_mean_sd(at, percent=True, n=False) if at else "–",
+            "best epoch": ", ".join(str(m["best_epoch"]) for m in ms),
+            "validation accuracy, best epoch": report.format_mean_sd([m["best/val/acc"] for m in ms], percent=True, n=False),
+            "test accuracy, best epoch": report.format_mean_sd([m["best/test/acc"] for m in ms], percent=True, n=False),
+            f"test accuracy, epoch {budget}": report.format_mean_sd(at, percent=True, n=False) if at else "–",
         })  # fmt: skip
     return out
 
@@ -453,16 +453,16 @@ def changed_verdicts(fair: Fair) -> dict[tuple[str, str], tuple[str, str]]:
     return out
 
 
-#: A verdict now, and as it was: ``"{rule} {now} {reference} ({was})"``.
-_NOW = {"better": "now leads", "worse": "now trails", "within": "is now within the seeds' spread of"}
-_WAS = {"better": "it led beyond the seeds' spread", "worse": "it trailed beyond the seeds' spread",
-        "within": "within the spread"}  # fmt: skip
+#: A lost verdict (now within the spread), and a new one (within it before), in words.
+_LOST = {"better": "no longer leads", "worse": "no longer trails"}
+_NEW = {"better": "now leads", "worse": "now trails"}
 
 
 def verdict_finding(fair: Fair) -> str:
     """Which conclusions tuning changed, answer first: the comparisons with SnAP-1 and BPTT whose
-    verdict moved between the original's setting and each rule's own (:func:`changed_verdicts`);
-    empty until SnAP-1 or BPTT has its tuned seeds."""
+    verdict moved between the original's setting and each rule's own (:func:`changed_verdicts`),
+    the verdicts lost (now within the seeds' spread) apart from those gained; empty until SnAP-1
+    or BPTT has its tuned seeds."""
     if not any(len(fair.tuned.get(ref) or {}) >= MIN_SEEDS for ref in ("SnAP-1", "BPTT")):
         return ""
     changed = changed_verdicts(fair)
@@ -470,16 +470,27 @@ def verdict_finding(fair: Fair) -> str:
     if not changed:
         return (f"Tuning changes no verdict of the comparisons with SnAP-1 and BPTT ({judged} "
                 "judged, each on the same seeds at both settings).")
-    parts = [f"{rule} {_NOW[b]} {ref}{' beyond it' if b != 'within' else ''} ({_WAS[a]} at the "
-             "original's setting)" for (rule, ref), (a, b) in changed.items()]  # fmt: skip
-    n = len(changed)
+    lost = [f"{rule} {_LOST[a]} {ref}" for (rule, ref), (a, b) in changed.items() if b == "within"]
+    gained = [f"{rule} {_NEW[b]} {ref} beyond the seeds' spread" + (
+              " (within it at the original's setting)" if a == "within" else
+              f" (it {'led' if a == 'better' else 'trailed'} at the original's setting)")
+              for (rule, ref), (a, b) in changed.items() if b != "within"]  # fmt: skip
     bptt = accuracy_by_seed(fair.tuned.get("BPTT") or {})
-    widened = [k for k, (a, b) in changed.items() if "BPTT" in k and b == "within"]
-    why = (f"; {len(widened)} of them put a rule within the spread of BPTT, one of whose tuned seeds "
-           "ends far below its others and widens every spread against it"
-           if widened and low_seed(bptt) is not None else "")
-    return (f"Tuning changes {report.plural(n, 'verdict')} of the comparisons with SnAP-1 and "
-            f"BPTT, on the same seeds{why}. At each rule's own step, " + "; ".join(parts) + ".")
+    widened = any("BPTT" in k and b == "within" for k, (a, b) in changed.items())
+    why = (": one of BPTT's tuned seeds ends far below its others and widens every spread "
+           "against it" if widened and low_seed(bptt) is not None else "")
+    text = (f"Tuning each rule's step changes {report.plural(len(changed), 'verdict')} of the "
+            "comparisons with SnAP-1 and BPTT, on the same seeds.")
+    if lost:
+        text += " " + _sentence(lost) + (", " if len(lost) > 1 else " ") + "beyond the seeds' spread" + why + "."
+    if gained:
+        text += " " + _sentence(gained) + "."
+    return text
+
+
+def _sentence(clauses: Sequence[str]) -> str:
+    """Clauses joined into one sentence, its first letter as it is (rule names keep their case)."""
+    return clauses[0] if len(clauses) == 1 else ", ".join(clauses[:-1]) + ", and " + clauses[-1]
 
 
 def _against(verdicts: Mapping[str, str], ref: str) -> str:

@@ -402,7 +402,7 @@ def reproduction_text(found: Mapping[str, Mapping[str, Any] | None]) -> str:
     if not parts:
         return ""
     return ("Remaking the published runs takes time: with one process per core on a shared 2-core "
-            "machine, in the per-layer form, the slowest process took " + "; ".join(parts) + ".")
+            "machine, the slowest process took " + "; ".join(parts) + ".")
 
 
 def _slowest_minutes(res: Mapping[str, Any]) -> float:

@@ -104,11 +104,11 @@ def seed_preset_not_run(hours: float | None) -> str:
     """The paragraph that says the seed preset was not run, and what it would cost."""
     cfg = PRESETS["seed"]
     cost = f" On this CPU it would take about {hours:.0f} hours (benchmark below)." if hours else ""
-    return (f"**The seed preset ({cfg.grid}³ grid, S = {cfg.block}, I = {cfg.inner}, O = {cfg.outer}, "
+    return (f"**The `seed` preset ({cfg.grid}³ grid, S = {cfg.block}, I = {cfg.inner}, O = {cfg.outer}, "
             f"batch 256) was not run.** It needs a GPU, and this book had only a CPU.{cost} The command is "
             "`python -m gridlib gridnet-mnist --preset seed --seed S`; it trains "
-            f"{FULL_EPOCHS['seed']} epochs, {seed_preset_steps():,} steps. The seed itself publishes "
-            "no accuracy: its logs score one random test batch per step.")
+            f"{FULL_EPOCHS['seed']} epochs, {seed_preset_steps():,} steps. The original itself "
+            "publishes no accuracy: its logs score one random test batch per step.")
 
 
 def short_run_note(cfg, steps: int, n_train: int, n_test: int, acc: float, chance: float,
@@ -129,12 +129,12 @@ def short_run_note(cfg, steps: int, n_train: int, n_test: int, acc: float, chanc
 
 
 def one_step_note(bench: dict[str, Any]) -> str:
-    """This CPU's time for one outer step of the seed's CUDA benchmark, next to the seed's."""
+    """This CPU's time for one outer step of the original's CUDA benchmark, next to the original's."""
     step = next(r for r in bench["metrics"]["rows"] if r["name"].startswith("one outer step"))
     lo, hi = SEED_CUDA_STEP_MS
-    return (f"One outer step of the seed's CUDA benchmark (32³, batch 2, I = 10): "
+    return (f"One outer step of the original's CUDA benchmark (32³, batch 2, I = 10): "
             f"{step['fast_ms_per_call']:.0f} ms per call on this CPU, against {lo}–{hi} ms for the "
-            "seed's CUDA kernel on an unnamed GPU: different hardware, so the two times cannot "
+            "original's CUDA kernel on an unnamed GPU: different hardware, so the two times cannot "
             "be compared directly.")
 
 

@@ -64,11 +64,12 @@ external requests are *notes*: written to the report, not failures (``--fail-on-
 counts the exceptions).
 
 Widths. The content column is ``article.bd-article`` (sphinx-book-theme), its content box. Display
-math, images, HTML and rendered Markdown outputs must fit in it. Plain-text/stream outputs
-(``<pre>``) and tables are put by the theme in a box that scrolls sideways; they may be wider
-than the column up to ``--scroll-tolerance`` (2) column widths -- a few more columns of a
-results table, a long log line -- and are then listed as notes. Wider than that (most of it out
-of sight), or overflowing without such a scroll box, fails.
+math, images, HTML and rendered Markdown outputs must fit in it, and so must plain-text/stream
+outputs (``<pre>``) at the main width: a printed line that scrolls sideways hides its end, often
+the verdict. Tables are put by the theme in a box that scrolls sideways; they may be wider than
+the column up to ``--scroll-tolerance`` (2) column widths -- a few more columns of a results
+table -- and are then listed as notes. Wider than that (most of it out of sight), or
+overflowing without such a scroll box, fails.
 
 Output. One line per defect, ``page: kind: detail`` (``page at 390px: kind: detail`` at another
 width than the main one; detail ends with the section or equation anchor), then a summary
@@ -552,7 +553,8 @@ async (scrollTolerance, mathjaxTimeoutMs, narrow) => {
     const what = `${kind} output ${px(width)} wide in a ${px(colWidth)} column`;
     const text = clip(o.innerText || o.textContent, 60);
     // on a phone, text and tables may scroll inside their own box however wide they are
-    if ((kind === 'text' || kind === 'table') && scrolls && inColumn && (narrow || width <= scrollTolerance * colWidth + SLACK)) {
+    // a printed line must fit at the main width: scrolled, its end -- often the verdict -- is out of sight
+    if ((kind === 'table' || (kind === 'text' && narrow)) && scrolls && inColumn && (narrow || width <= scrollTolerance * colWidth + SLACK)) {
       note('wide-output', `${what}, scrolls inside <${cl.el.tagName.toLowerCase()}> (accepted ${narrow ? 'at a phone\'s width' : 'up to ' + scrollTolerance + 'x'}): ${text} ${describe(o)}`.trim());
       continue;
     }
