@@ -46,6 +46,7 @@ Both header-button hooks run after sphinx-book-theme's (``html-page-context`` pr
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -240,8 +241,22 @@ def _ancestors(node: Any):
         yield node
 
 
+#: The banner of a CI-scale build (``GRIDLIB_SCALE=ci``, ``make book-ci``) on every page.
+CI_BANNER = ("The CI-scale build: the runs these pages make are small checks, and only numbers "
+             "loaded from results files are the full-scale ones. The book is built with "
+             "<code>make book</code>.")
+
+
+def _ci_banner(app: Sphinx, config: Any) -> None:
+    """A CI-scale build says so on every page, so that nobody reads its small in-page runs as
+    the book's results."""
+    if os.environ.get("GRIDLIB_SCALE") == "ci":
+        config.html_theme_options = {**(config.html_theme_options or {}), "announcement": CI_BANNER}
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_config_value("gridlib_pages_branch", PAGES_BRANCH, "html")
+    app.connect("config-inited", _ci_banner)
     app.connect("doctree-resolved", _percent_signs)
     # after sphinx.builders.html's convert_html_js_files (800), before the builder reads the list
     app.connect("config-inited", _drop_static_mathjax, priority=900)

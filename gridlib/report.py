@@ -311,8 +311,9 @@ def metric_rows(metrics: Mapping[str, Any], column: str = "value") -> list[dict[
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
                    floatfmt: str = ".4g") -> str:  # fmt: skip
-    """A Markdown table from a list of dicts (floats formatted with ``floatfmt``; every signed
-    number with a true minus sign, :func:`minus`)."""
+    """A Markdown table from a list of dicts (floats formatted with ``floatfmt``, integers from
+    10,000 on with thousands separators; every signed number with a true minus sign,
+    :func:`minus`)."""
     if not rows:
         raise ValueError("no rows to tabulate")
     columns = list(columns or rows[0].keys())
@@ -320,12 +321,51 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | N
     def fmt(v: Any) -> str:
         if isinstance(v, (float, np.floating)):
             return minus(format(float(v), floatfmt))
+        if isinstance(v, (int, np.integer)) and not isinstance(v, bool) and abs(v) >= 10_000:
+            return minus(f"{int(v):,}")
         return minus(str(v)).replace("|", "\\|")
 
     header = [str(c).replace("|", "\\|") for c in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def attribute_docs(cls: type) -> dict[str, str]:
+    """``{name: description}`` from the "Attributes:" section of a class's Google-style
+    docstring (continuation lines joined; reST double backticks as Markdown code)."""
+    docs: dict[str, str] = {}
+    lines = (cls.__doc__ or "").expandtabs().splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "Attributes:")
+    except StopIteration:
+        return docs
+    indent, name = None, None
+    for line in lines[start + 1:]:
+        if not line.strip():
+            if docs:
+                break
+            continue
+        depth = len(line) - len(line.lstrip())
+        indent = depth if indent is None else indent
+        if depth < indent:
+            break
+        m = re.match(r"(\w+)(?: \([^)]*\))?: ?(.*)", line.strip())
+        if depth == indent and m:
+            name = m.group(1)
+            docs[name] = m.group(2)
+        elif name:
+            docs[name] += " " + line.strip()
+    # reST roles as MyST's (:func:`x` -> {py:func}`x`), double backticks as single
+    return {k: re.sub(r"(?<![\w}]):(\w+):`", r"{py:\1}`", v.replace("``", "`")) for k, v in docs.items()}
+
+
+def config_rows(config: Any) -> list[dict[str, Any]]:
+    """One row per field of a configuration (a NamedTuple): its name, value and meaning, the
+    meaning from the class's docstring (:func:`attribute_docs`)."""
+    docs = attribute_docs(type(config))
+    return [{"setting": f"`{k}`", "value": v, "meaning": docs.get(k, "")}
+            for k, v in config._asdict().items()]
 
 
 def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,

@@ -1,5 +1,6 @@
 """The chapters' tables, summaries and provenance blocks."""
 
+import numpy as np
 import pytest
 
 from gridlib import report, results
@@ -148,3 +149,32 @@ def test_every_plus_minus_of_the_library_goes_through_one_formatter():
     ((1.0, None), "1.00"), ((1.0, 0.0), "1.00\u00a0±\u00a00.00")])
 def test_plus_minus_shows_a_spread_that_is_not_zero(args, text):
     assert report.plus_minus(*args) == text
+
+
+def test_a_table_writes_large_integers_with_thousands_separators():
+    text = report.markdown_table([{"parameters": 14956, "seed": 3, "steps": -60000, "flag": True,
+                                  "n": np.int64(1060874)}])
+    assert text.endswith("| 14,956 | 3 | −60,000 | True | 1,060,874 |"), text
+
+
+def test_a_configuration_table_gives_each_setting_its_meaning_from_the_docstring():
+    from typing import NamedTuple
+
+    class Config(NamedTuple):
+        """Settings.
+
+        Attributes:
+            lr: step size of ``sgd``; see :func:`gridlib.report.table`.
+            sign: ``"batch"`` one sign per minibatch,
+                ``"fixed"`` always plus.
+        """
+
+        lr: float = 0.1
+        sign: str = "batch"
+        other: int = 3
+
+    rows = report.config_rows(Config())
+    assert rows[0] == {"setting": "`lr`", "value": 0.1,
+                       "meaning": "step size of `sgd`; see {py:func}`gridlib.report.table`."}
+    assert rows[1]["meaning"] == '`"batch"` one sign per minibatch, `"fixed"` always plus.'
+    assert rows[2]["meaning"] == ""  # undocumented: an empty cell, not an error

@@ -87,17 +87,20 @@ class EPConfig(_EPConfigFields):
             through the ``n_free`` free steps; the same network trained by backprop).
         sign: ``"batch"`` random sign of beta per minibatch (reference), ``"fixed"`` always
             ``+beta``, ``"example-mismatch"`` random sign per example in the nudge but the update
-            divided by ``+beta`` (seed bug).
+            divided by ``+beta`` (the first JAX attempt's bug).
         persistent: start the free phase from per-example stored states (persistent particles);
             the example index then travels as the last input column (see
             :func:`gridlib.ep.experiments.with_index`).
         rho: ``"clip"`` (``clip(u, 0, 1)`` with derivative 1 on the closed interval, as Theano)
-            or ``"hard_sigmoid"`` (``jax.nn.hard_sigmoid = relu6(u + 3) / 6``; seed bug).
+            or ``"hard_sigmoid"`` (``jax.nn.hard_sigmoid = relu6(u + 3) / 6``; the first JAX
+            attempt's bug).
         square: ``"rho"`` for ``1/2 rho(u)^2`` (reference code) or ``"u"`` for ``1/2 u^2``
             (paper); identical dynamics for clipped states.
-        aggregate: ``"mean"`` (reference) or ``"sum"`` over the batch of the update (seed bug).
+        aggregate: ``"mean"`` (reference) or ``"sum"`` over the batch of the update (the first
+            JAX attempt's bug).
         state_grad: ``"sum"`` state forces from the batch-summed energy (per-example forces,
-            reference) or ``"mean"`` from the batch-mean energy (step ``eps / B``; seed bug).
+            reference) or ``"mean"`` from the batch-mean energy (step ``eps / B``; the first JAX
+            attempt's bug).
     """
 
     __slots__ = ()
