@@ -12,6 +12,11 @@ HTML), so a cell can end with it.
 - :func:`provenance`                                         a collapsed provenance block
 - :func:`findings`                                           the closing "What this chapter found"
 - :func:`math_rows`, :func:`sci_tex`                         typeset sympy results and small numbers
+- :func:`config_rows`                                        a configuration's settings and meanings
+
+Why this module is long: it is the book's one house style for what a page says (the one "±"
+formatter, the one spread rule, tables in words, provenance blocks, findings). Every chapter
+imports it; split, each chapter would import several modules for one way of writing.
 """
 
 from __future__ import annotations

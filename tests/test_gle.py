@@ -262,3 +262,15 @@ def test_bad_configs_fail_clearly():
         gle.transfer("D0", 1.0, 1.0)
     with pytest.raises(ValueError, match="positive"):
         gle.make_layer(jax.random.PRNGKey(0), 0, 3, 1.0, 1.0)
+
+
+def test_the_schedule_sentence_finds_where_the_learning_rate_reaches_its_floor():
+    from gridlib.gle import summary
+
+    lr = np.array([[1e-3, 1e-3], [5e-4, 1e-3], [2.5e-4, 5e-4], [2.5e-4, 2.5e-4], [2.5e-4, 2.5e-4]])
+    acc = np.array([[0.5, 0.5], [0.6, 0.6], [0.7, 0.7], [0.8, 0.7], [0.8, 0.72]])
+    text = summary.schedule_text({"e2e15k": {"lr": lr, "acc": acc}, "static": None})
+    # the median over seeds of the first epoch at the floor (indexes 2 and 3): epoch 3
+    assert "stops at $2.5 \\times 10^{-4}$" in text and "by epoch 3 (end-to-end GLE, 15k);" in text
+    assert text.endswith("to epoch 5 the mean test accuracy moves by +6.00 points."), text
+    assert summary.schedule_text({"static": None}) == ""

@@ -25,6 +25,7 @@ chose); split, those rules would have to be imported back and forth between the 
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -311,13 +312,21 @@ def curve_rows(curves: Mapping[str, Group], budget: int = 10) -> list[dict[str, 
 def curve_figure(curves: Mapping[str, Group]):
     """Validation accuracy against epochs for each rule: every seed as a thin line, the mean
     ± sd as a thick line and a band while every seed still runs (not beyond, where it would be
-    the mean of fewer seeds), each seed's best epoch as a dot; the legend below the axes."""
+    the mean of fewer seeds), each seed's best epoch as a dot. Two rules share one panel, with
+    the legend below; more get one panel each, on the same axes (overlaid, their bands hide
+    each other)."""
     import matplotlib.pyplot as plt
 
     from gridlib.plotting import PALETTE
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for i, (label, group) in enumerate((k, g) for k, g in curves.items() if g):
+    shown = [(k, g) for k, g in curves.items() if g]
+    one = len(shown) <= 2
+    cols = 1 if one else min(3, len(shown))
+    rows = 1 if one else -(-len(shown) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.4, 4.2 if one else 2.3 * rows + 0.4),
+                             sharex=True, sharey=True, squeeze=False)
+    for i, (label, group) in enumerate(shown):
+        ax = axes.flat[0 if one else i]
         acc, color = _by_epoch(group, "val/acc"), PALETTE[i % len(PALETTE)]
         epochs = np.arange(1, len(acc) + 1)
         ax.plot(epochs, acc, color=color, lw=0.7, alpha=0.5)
@@ -327,9 +336,19 @@ def curve_figure(curves: Mapping[str, Group]):
         ax.fill_between(epochs, mean - sd, mean + sd, color=color, alpha=0.15)
         best = [r["metrics"]["best_epoch"] for r in group.values()]
         ax.plot(best, [acc[b - 1, j] for j, b in enumerate(best)], "o", color=color, ms=5)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.legend(fontsize=9, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+        if not one:
+            ax.set_title(textwrap.fill(f"{short_label(label)} ({seeds})", 28), fontsize=9)
+    for k, ax in enumerate(axes.flat[len(shown) if not one else 1:], len(shown) if not one else 1):
+        ax.set_visible(False)
+        above = axes.flat[k - cols]  # the panel above an empty one keeps its epoch axis
+        above.xaxis.set_tick_params(labelbottom=True)
+        above.set_xlabel("epoch")
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("validation accuracy (%)" if one else "validation (%)")
+    if one:
+        axes[0, 0].legend(fontsize=9, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     fig.tight_layout()
     return fig
 

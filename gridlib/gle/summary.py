@@ -339,6 +339,35 @@ def mnist1d_rows(found: Mapping[str, Mapping[str, Any] | None]) -> list[dict[str
     return rows
 
 
+def schedule_text(found: Mapping[str, Mapping[str, Any] | None]) -> str:
+    """Where the plateau schedule leaves the learning rate, in one Markdown sentence: the epoch
+    by which the median seed's rate reaches its floor (the smallest rate any seed reaches), and
+    how far the mean test accuracy moves from there to the last epoch, per network."""
+    names, epochs, moves, floors = [], [], [], []
+    for arch, res in found.items():
+        if not res:
+            continue
+        lr, acc = np.asarray(res["lr"]), np.asarray(res["acc"])  # (epochs, seeds)
+        floors.append(float(lr.min()))
+        at = int(np.median([np.argmax(lr[:, s] <= lr.min() * (1 + 1e-6)) for s in range(lr.shape[1])]))
+        names.append(ARCH_LABELS[arch])
+        epochs.append(str(at + 1))
+        moves.append(report.signed(100 * (acc[-1].mean() - acc[at].mean()), 2))
+    if not names:
+        return ""
+    mantissa, exponent = f"{min(floors):.1e}".split("e")
+    last = len(np.asarray(next(r for r in found.values() if r)["acc"]))
+
+    def listed(items: Sequence[str]) -> str:
+        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+    return (f"The plateau schedule halves the learning rate until it stops at "
+            f"${mantissa} \\times 10^{{{int(exponent)}}}$, which the median seed reaches by epoch "
+            f"{listed(epochs)} ({'; '.join(names)}{', in that order' if len(names) > 1 else ''}); "
+            f"from there to epoch {last} the mean test "
+            f"accuracy moves by {listed(moves)} points.")
+
+
 def mnist1d_figure(found: Mapping[str, Mapping[str, Any] | None]):
     """Test accuracy in percent, as the tables give it (mean ± sd over seeds, published means as
     markers), the same zoomed on the last epochs, and the learning rate of each architecture; the
