@@ -47,6 +47,19 @@ def test_another_machine_is_compared_within_tolerance_only_when_its_canary_diffe
     assert fingerprint.compare("r", _fp(), far).status == "different"
 
 
+def test_on_another_machine_a_sum_that_cancels_is_compared_against_the_states_norm():
+    """EP's 784-256-256-10 record: its 269,322 entries sum to −0.0949 (norm 25.7), and another
+    machine's rounding moves the sum by 5e-4, 0.5 % of it but 2e-5 of the norm."""
+    record = _fp(state_sum=-0.09493383999671323, state_sumsq=659.8204296407682)
+    other = {"canary": [1.0, 2.0, 3.0000001], "state_sumsq": 659.8204296407682 * (1 + 1e-6)}
+    assert fingerprint.compare("r", record, _fp(**other, state_sum=-0.09541353900806371)).status \
+        .startswith("equal within tolerance")
+    assert fingerprint.compare("r", record, _fp(**other, state_sum=-0.2)).status == "different"
+    # on the same machine nothing is tolerated
+    assert fingerprint.compare("r", record, _fp(state_sum=-0.0954, state_sumsq=659.8204296407682)
+                               ).status == "different"
+
+
 def test_missing_and_none_fingerprints_are_reported_not_equal():
     assert fingerprint.compare("r", None, _fp()).status == "no fingerprint"
     none = {"kind": "none", "why": "no fit"}
