@@ -537,17 +537,22 @@ async function main() {
       $("live-heldout").dataset.value = String(msg.acc);
       $("live-heldout").dataset.seen = String(msg.seen);
       drawAcc();
-      fgm.FIELDS.forEach((f) => {
-        // weights and biases around 0; log tau (all negative) around the middle of its range
-        let v = msg.params[f];
-        if (f === "log_tau") {
-          const [lo, hi] = [Math.min(...v), Math.max(...v)];
-          v = v.map((x) => x - (lo + hi) / 2);
-        }
-        heatmap($(`live-p-${f}`), v, n, m, maxAbs(v));
-      });
+      drawParams(msg.params);
     }
   };
+  // the parameter maps, from the exported initialisation until the worker's first evaluation
+  function drawParams(params) {
+    fgm.FIELDS.forEach((f) => {
+      // weights and biases around 0; log tau (all negative) around the middle of its range
+      let v = params[f];
+      if (f === "log_tau") {
+        const [lo, hi] = [Math.min(...v), Math.max(...v)];
+        v = v.map((x) => x - (lo + hi) / 2);
+      }
+      heatmap($(`live-p-${f}`), v, n, m, maxAbs(v));
+    });
+  }
+  drawParams(init);
   // a worker that fails (an old browser without module workers, an error in training) says so
   // on the page; the error still reaches the console
   worker.onerror = (e) => {
