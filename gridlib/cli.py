@@ -28,7 +28,6 @@ import contextlib
 import importlib
 import inspect
 import os
-import re
 import signal
 import sys
 import threading
@@ -37,7 +36,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
-from gridlib import checkpoint, results, scale, storage
+from gridlib import checkpoint, report, results, scale, storage
 from gridlib import flags as _flags
 from gridlib.data import DataUnavailableError
 from gridlib.storage import EXIT_STORAGE, StorageError, StoredFileError
@@ -260,23 +259,6 @@ def require_memory(n_bytes: float, what: str) -> None:
 # --------------------------------------------------------------------------- parsing
 
 
-def _arg_help(doc: str) -> dict[str, str]:
-    """Per-argument help from a Google-style ``Args:`` section of a docstring."""
-    out: dict[str, str] = {}
-    lines = doc.split("Args:", 1)[1].splitlines() if "Args:" in doc else []
-    current = None
-    for line in lines:
-        if line.strip() and not line.startswith((" ", "\t")):
-            break  # the next section
-        m = re.match(r"\s{2,8}(\w+)(?: \(.*?\))?:\s*(.*)", line)
-        if m:
-            current = m.group(1)
-            out[current] = m.group(2).strip()
-        elif current and line.strip():
-            out[current] += " " + line.strip()
-    return out
-
-
 def _parser_for(name: str, entry: Entry) -> argparse.ArgumentParser:
     fn, devices = entry.fn, entry.devices
     doc = inspect.getdoc(fn) or ""
@@ -286,7 +268,7 @@ def _parser_for(name: str, entry: Entry) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,  # so that we know which flags the user typed
     )
-    helps = _arg_help(doc)
+    helps = report.docstring_section(doc, "Args")
     for p in inspect.signature(fn).parameters.values():
         domain = entry.domains[p.name]
         metavar = "BOOL" if domain.kind is bool else domain.kind.__name__.upper()

@@ -12,7 +12,7 @@ HTML), so a cell can end with it.
 - :func:`provenance`                                         a collapsed provenance block
 - :func:`findings`                                           the closing "What this chapter found"
 - :func:`math_rows`, :func:`sci_tex`                         typeset sympy results and small numbers
-- :func:`config_rows`                                        a configuration's settings and meanings
+- :func:`config_rows`, :func:`docstring_section`             a configuration's settings and meanings
 
 Why this module is long: it is the book's one house style for what a page says (the one "±"
 formatter, the one spread rule, tables in words, provenance blocks, findings). Every chapter
@@ -22,6 +22,7 @@ imports it; split, each chapter would import several modules for one way of writ
 from __future__ import annotations
 
 import html
+import inspect
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -336,40 +337,33 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | N
     return "\n".join(lines)
 
 
-def attribute_docs(cls: type) -> dict[str, str]:
-    """``{name: description}`` from the "Attributes:" section of a class's Google-style
-    docstring (continuation lines joined; reST double backticks as Markdown code)."""
-    docs: dict[str, str] = {}
-    lines = (cls.__doc__ or "").expandtabs().splitlines()
-    try:
-        start = next(i for i, line in enumerate(lines) if line.strip() == "Attributes:")
-    except StopIteration:
-        return docs
-    indent, name = None, None
-    for line in lines[start + 1:]:
-        if not line.strip():
-            if docs:
-                break
-            continue
-        depth = len(line) - len(line.lstrip())
-        indent = depth if indent is None else indent
-        if depth < indent:
-            break
-        m = re.match(r"(\w+)(?: \([^)]*\))?: ?(.*)", line.strip())
-        if depth == indent and m:
-            name = m.group(1)
-            docs[name] = m.group(2)
-        elif name:
-            docs[name] += " " + line.strip()
-    # reST roles as MyST's (:func:`x` -> {py:func}`x`), double backticks as single
-    return {k: re.sub(r"(?<![\w}]):(\w+):`", r"{py:\1}`", v.replace("``", "`")) for k, v in docs.items()}
+def docstring_section(doc: str, section: str) -> dict[str, str]:
+    """``{name: description}`` from a section (``"Args"``, ``"Attributes"``) of a Google-style
+    docstring as ``inspect.getdoc`` gives it (continuation lines joined): the command
+    line's flag help and :func:`config_rows` both read their words here."""
+    out: dict[str, str] = {}
+    head = f"{section}:"
+    lines = doc.split(head, 1)[1].splitlines() if head in doc else []
+    current = None
+    for line in lines:
+        if line.strip() and not line.startswith((" ", "\t")):
+            break  # the next section
+        m = re.match(r"\s{2,8}(\w+)(?: \(.*?\))?:\s*(.*)", line)
+        if m:
+            current = m.group(1)
+            out[current] = m.group(2).strip()
+        elif current and line.strip():
+            out[current] += " " + line.strip()
+    return out
 
 
 def config_rows(config: Any) -> list[dict[str, Any]]:
     """One row per field of a configuration (a NamedTuple): its name, value and meaning, the
-    meaning from the class's docstring (:func:`attribute_docs`)."""
-    docs = attribute_docs(type(config))
-    return [{"setting": f"`{k}`", "value": v, "meaning": docs.get(k, "")}
+    meaning from the "Attributes:" section of the class's docstring (:func:`docstring_section`),
+    its reST roles and double backticks as MyST's (``:func:`x``` -> ``{py:func}`x```)."""
+    docs = docstring_section(inspect.getdoc(type(config)) or "", "Attributes")
+    myst = {k: re.sub(r"(?<![\w}]):(\w+):`", r"{py:\1}`", v.replace("``", "`")) for k, v in docs.items()}
+    return [{"setting": f"`{k}`", "value": v, "meaning": myst.get(k, "")}
             for k, v in config._asdict().items()]
 
 
