@@ -409,8 +409,7 @@ CLASS_WORDS = {"neighbour": "neighbour-only", "two phases": "two-phase", "global
 
 
 def _names(ms: Sequence[Measured]) -> str:
-    words = list(dict.fromkeys(m.row.rule_name for m in ms))
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    return _listing([m.row.rule_name for m in ms])
 
 
 def class_gap(measured: Sequence[Measured], task: str) -> tuple[Measured, list[Measured], float, bool] | None:
@@ -522,7 +521,7 @@ def findings(measured: Sequence[Measured]) -> list[str]:
                  for _, ep, bp in same}
         parts = [f"{'−' if g < 0 else '+'}{abs(g):.2f} points on {where}"
                  for (where, _, _), g in zip(same, gaps, strict=True)]
-        listed = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+        listed = report.listing(parts)
         out.append("Against backprop on the same network with the same units, EP is "
                    + ("within half a point" if all(abs(g) <= 0.5 for g in gaps) else "behind")
                    + f": backprop minus EP is {listed}"
@@ -720,8 +719,8 @@ def _task_row(m: Measured, link: bool) -> dict[str, str]:
 
 
 def _listing(words: Sequence[str]) -> str:
-    words = list(dict.fromkeys(words))
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    """Words as a list in a sentence, each once (:func:`gridlib.report.listing`)."""
+    return report.listing(list(dict.fromkeys(words)))
 
 
 def _classes_sentence(ms: Sequence[Measured]) -> str:

@@ -529,7 +529,7 @@ def _locality_on_grid() -> str | None:
             f"On row-wise MNIST, BPTT and SnAP-1 differ by {gap:.0f} points, within the "
             "seeds' spread")  # fmt: skip
     head = f"**{head}.**"
-    names = ", ".join(snaps[:-1]) + " and " + snaps[-1] if len(snaps) > 1 else snaps[0]
+    names = report.listing(snaps)
     return (f"{head} On the same grid and budget, BPTT reaches {_rule_acc(accs, 'BPTT')}; the "
             f"neighbour-only rules {names} reach {min(means):.0f}–{max(means):.0f} %, "
             + ("indistinguishable from one another" if not apart else "apart beyond the seeds' "

@@ -337,6 +337,13 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | N
     return "\n".join(lines)
 
 
+def listing(items: Sequence[str], last: str = " and ") -> str:
+    """Items as a list in a sentence: ``"a, b and c"`` (``last=", and "`` for clauses that hold
+    commas of their own); one item alone, none as ``""``."""
+    items = list(items)
+    return ", ".join(items[:-1]) + last + items[-1] if len(items) > 1 else "".join(items)
+
+
 def docstring_section(doc: str, section: str) -> dict[str, str]:
     """``{name: description}`` from a section (``"Args"``, ``"Attributes"``) of a Google-style
     docstring as ``inspect.getdoc`` gives it (continuation lines joined): the command

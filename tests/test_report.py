@@ -178,3 +178,10 @@ def test_a_configuration_table_gives_each_setting_its_meaning_from_the_docstring
                        "meaning": "step size of `sgd`; see {py:func}`gridlib.report.table`."}
     assert rows[1]["meaning"] == '`"batch"` one sign per minibatch, `"fixed"` always plus.'
     assert rows[2]["meaning"] == ""  # undocumented: an empty cell, not an error
+
+
+def test_a_list_in_a_sentence():
+    assert report.listing(["SnAP-0", "SnAP-1", "SnAP-2"]) == "SnAP-0, SnAP-1 and SnAP-2"
+    assert report.listing(["a", "b"]) == "a and b" and report.listing(["a"]) == "a"
+    assert report.listing([]) == ""
+    assert report.listing(["x leads, by far", "y trails"], ", and ") == "x leads, by far, and y trails"

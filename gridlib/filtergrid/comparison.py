@@ -239,7 +239,7 @@ def in_words(labels: Sequence[str]) -> str:
     """Rule labels as a list in a sentence: ``"SnAP-0, truncated BPTT with K = 4 and SnAP-2"``
     (a window's comma becomes "with", so that the list's commas separate rules only)."""
     names = [label.replace(", K = ", " with K = ") for label in labels]
-    return " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
+    return report.listing(names)
 
 
 def seeds_at_chance(group: Mapping[str, dict], labels, margin: float = 0.005) -> int:

@@ -501,15 +501,10 @@ def verdict_finding(fair: Fair) -> str:
     text = (f"Tuning each rule's step changes {report.plural(len(changed), 'verdict')} of the "
             "comparisons with SnAP-1 and BPTT, on the same seeds.")
     if lost:
-        text += " " + _sentence(lost) + (", " if len(lost) > 1 else " ") + "beyond the seeds' spread" + why + "."
+        text += " " + report.listing(lost, ", and ") + (", " if len(lost) > 1 else " ") + "beyond the seeds' spread" + why + "."
     if gained:
-        text += " " + _sentence(gained) + "."
+        text += " " + report.listing(gained, ", and ") + "."
     return text
-
-
-def _sentence(clauses: Sequence[str]) -> str:
-    """Clauses joined into one sentence, its first letter as it is (rule names keep their case)."""
-    return clauses[0] if len(clauses) == 1 else ", ".join(clauses[:-1]) + ", and " + clauses[-1]
 
 
 def _against(verdicts: Mapping[str, str], ref: str) -> str:

@@ -356,16 +356,12 @@ def schedule_text(found: Mapping[str, Mapping[str, Any] | None]) -> str:
     if not names:
         return ""
     mantissa, exponent = f"{min(floors):.1e}".split("e")
-    last = len(np.asarray(next(r for r in found.values() if r)["acc"]))
-
-    def listed(items: Sequence[str]) -> str:
-        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
+    last = len(acc)  # every network's runs are 150 epochs long (load_mnist1d checks it)
     return (f"The plateau schedule halves the learning rate until it stops at "
             f"${mantissa} \\times 10^{{{int(exponent)}}}$, which the median seed reaches by epoch "
-            f"{listed(epochs)} ({'; '.join(names)}{', in that order' if len(names) > 1 else ''}); "
+            f"{report.listing(epochs)} ({'; '.join(names)}{', in that order' if len(names) > 1 else ''}); "
             f"from there to epoch {last} the mean test "
-            f"accuracy moves by {listed(moves)} points.")
+            f"accuracy moves by {report.listing(moves)} points.")
 
 
 def mnist1d_figure(found: Mapping[str, Mapping[str, Any] | None]):
