@@ -367,10 +367,11 @@ def _rounding_note(h: Headline, accs: Sequence[float]) -> str:
     """Where the published number lies beyond our seeds' spread but within what single runs of
     the configuration reached under either version of the code (:func:`rounding`): that
     caveat, else ''."""
+    if h.published is None or not published_beyond(h, accs):
+        return ""  # decided without loading the records again
     group = results.load_group(h.pattern, expect=h.expect, allow_empty=True)
     r = rounding(group) if group else None
-    if r is None or h.published is None or not published_beyond(h, accs) \
-            or not r.low <= h.published <= r.high + 0.02:
+    if r is None or not r.low <= h.published <= r.high + 0.02:
         return ""
     return "; but " + rounding_words(r, short=True)
 

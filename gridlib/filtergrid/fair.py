@@ -338,8 +338,8 @@ def curve_figure(curves: Mapping[str, Group]):
         ax.plot(best, [acc[b - 1, j] for j, b in enumerate(best)], "o", color=color, ms=5)
         if not one:
             ax.set_title(textwrap.fill(f"{short_label(label)} ({seeds})", 28), fontsize=9)
-    for k, ax in enumerate(axes.flat[len(shown) if not one else 1:], len(shown) if not one else 1):
-        ax.set_visible(False)
+    for k in range(len(shown), rows * cols) if not one else ():  # the grid's empty panels
+        axes.flat[k].set_visible(False)
         above = axes.flat[k - cols]  # the panel above an empty one keeps its epoch axis
         above.xaxis.set_tick_params(labelbottom=True)
         above.set_xlabel("epoch")
