@@ -383,7 +383,7 @@ def seeds_differ(a: Measured, b: Measured) -> bool:
     sa, sb = _by_seed(a), _by_seed(b)
     if (sa and sb and set(sa) == set(sb) and len(sa) > 1 and a.row.network == b.row.network
             and training_text(a) == training_text(b)):
-        return report.beyond_spread([sa[k] - sb[k] for k in sa])
+        return report.beyond_spread(list(report.paired_differences(sa, sb).values()))
     return report.groups_differ(a.accuracies, b.accuracies)  # type: ignore[arg-type]
 
 

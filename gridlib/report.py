@@ -189,6 +189,19 @@ def beyond_spread(values: Sequence[float], reference: float = 0.0, single: bool 
     return bool(abs(m - reference) > half)
 
 
+def paired_differences(a: Mapping[Any, float], b: Mapping[Any, float]) -> dict[Any, float]:
+    """``{seed: a[seed] - b[seed]}`` over the seeds both maps hold, in seed order.
+
+    Two runs of one seed share their initialisation and minibatch order (two estimators or two
+    optimisers of one network), so their difference cancels the seed's own luck; test it with
+    :func:`beyond_spread`. The book's one way to pair seeds.
+
+    >>> paired_differences({0: 0.9, 1: 0.8, 2: 0.7}, {1: 0.5, 0: 0.4})
+    {0: 0.5, 1: 0.30000000000000004}
+    """
+    return {s: a[s] - b[s] for s in sorted(a) if s in b}
+
+
 def groups_differ(a: Sequence[float], b: Sequence[float]) -> bool:
     """:data:`SPREAD_RULE` for two sets of seeds that are not paired (different settings or
     code): whether ``|mean(a) - mean(b)| > t * sqrt(sd_a^2 / n_a + sd_b^2 / n_b)``, with the

@@ -929,8 +929,7 @@ def paired_differences(a: Group, b: Group, values: Any) -> list[float]:
     def by_seed(group: Group) -> dict[Any, float]:
         return {r["provenance"]["seed"]: v for r, v in zip(group.values(), values(group), strict=True)}
 
-    va, vb = by_seed(a), by_seed(b)
-    return [va[s] - vb[s] for s in sorted(va) if s in vb]
+    return list(report.paired_differences(by_seed(a), by_seed(b)).values())
 
 
 #: The ratio of ``bench/ep`` that :func:`step_ratio_text` states (``benchmarks/ep.py`` writes it).

@@ -43,6 +43,7 @@ from gridlib.filtergrid.summary import (
     RULE_RUNS,
     MnistRun,
     final_accuracies,
+    final_accuracy_by_seed,
     load_mnist_runs,
     mnist_expect,  # fmt: skip
     paired_differences,
@@ -613,7 +614,7 @@ def findings(fair: Fair) -> list[str]:
 
 def accuracy_by_seed(group: Group) -> dict[int, float]:
     """``{seed: final test accuracy in %}`` of a group's runs."""
-    return {r["provenance"]["seed"]: 100 * r["metrics"]["test/acc"] for r in group.values()}
+    return {seed: 100 * acc for seed, acc in final_accuracy_by_seed(group).items()}
 
 
 def below_median(values: Mapping[int, float], seed: int) -> float:

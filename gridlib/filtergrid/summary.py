@@ -219,12 +219,15 @@ def final_accuracies(group: dict[str, dict]) -> list[float]:
     return [float(rec["metrics"]["test/acc"]) for rec in group.values()]
 
 
+def final_accuracy_by_seed(group: dict[str, dict]) -> dict[int, float]:
+    """``{seed: final test accuracy}`` (a fraction) of a group's runs."""
+    return {rec["provenance"]["seed"]: float(rec["metrics"]["test/acc"]) for rec in group.values()}
+
+
 def paired_differences(group_a: dict[str, dict], group_b: dict[str, dict]) -> dict[int, float]:
-    """``{seed: acc_a - acc_b}`` of the final test accuracies, for the seeds both groups ran."""
-    seed_a = {rec["provenance"]["seed"]: rec for rec in group_a.values()}
-    seed_b = {rec["provenance"]["seed"]: rec for rec in group_b.values()}
-    return {s: float(seed_a[s]["metrics"]["test/acc"] - seed_b[s]["metrics"]["test/acc"])
-            for s in sorted(set(seed_a) & set(seed_b))}
+    """``{seed: acc_a - acc_b}`` of the final test accuracies, for the seeds both groups ran
+    (:func:`gridlib.report.paired_differences`)."""
+    return report.paired_differences(final_accuracy_by_seed(group_a), final_accuracy_by_seed(group_b))
 
 
 def final_param_distance(record_a: dict, record_b: dict) -> float:
