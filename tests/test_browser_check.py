@@ -53,6 +53,7 @@ PAGE = """<!DOCTYPE html>
   div.math {{ overflow: hidden; }}
   mjx-container[display="true"] {{ overflow-x: auto; }}
   pre {{ overflow-x: auto; }}
+  img {{ max-width: 100%; height: auto; }}  /* as the book's theme */
 </style>
 <script>window.MathJax = {{tex: {{macros: {{R: "\\\\mathbb{{R}}"}}}},
   options: {{processHtmlClass: "math", ignoreHtmlClass: "document"}}}};</script>
@@ -106,7 +107,10 @@ def site(tmp_path_factory) -> Path:
     site = tmp_path_factory.mktemp("site")
     (site / "_static").mkdir()
     shutil.copytree(ROOT / "_static" / "mathjax", site / "_static" / "mathjax")
+    for name in ("figures.js", "phone.css"):
+        shutil.copy(ROOT / "_static" / name, site / "_static" / name)
     (site / "ok.png").write_bytes(_png())
+    (site / "wide.png").write_bytes(_png(640, 320))
     (site / "index.html").write_text(PAGE.format(title="good", body=GOOD))
     (site / "bad.html").write_text(PAGE.format(title="bad", body=BAD))
     for name, body in WIDTH_PAGES.items():
@@ -193,6 +197,13 @@ WIDTH_PAGES = {
                         + " + ".join(f"a_{{{i}}} b_{{{i}}}" for i in range(4)) + "\\\\ &amp;\\quad + "
                         + " + ".join(f"a_{{{i}}} b_{{{i}}}" for i in range(4, 7))
                         + '\\end{aligned}\\]</div>',
+    # an output figure 640 px wide: 78 % of it in the 500 px column at 1280 px, but 57 % on a
+    # phone, where its 9-pt labels (13.75 px at 110 dpi) would be 8 px ...
+    "figure-phone": '<div class="cell_output"><img src="wide.png" alt="a figure"></div>',
+    # ... and the same with the book's figures.js, which keeps it at 75 % inside its own box
+    "figure-phone-fitted": '<link rel="stylesheet" href="_static/phone.css">'
+                           '<script src="_static/figures.js"></script>'
+                           '<div class="cell_output"><img src="wide.png" alt="a figure"></div>',
 }
 
 
@@ -304,3 +315,17 @@ def test_a_chromium_flag_that_names_no_browser_is_not_replaced_by_another(tmp_pa
     monkeypatch.setenv("CHROMIUM", "sh")  # a browser would be found without the flag
     assert check_pages.find_chromium() is not None
     assert check_pages.find_chromium(str(tmp_path / "no-such-chromium")) is None
+
+
+def test_a_figure_scaled_below_legible_on_a_phone_fails_until_figures_js_keeps_its_size(
+        site, tmp_path, chromium, capsys):
+    rc, report, lines = _check(site, "figure-phone.html", tmp_path / "bare", chromium, capsys)
+    found = _defects(report)
+    assert rc == 1 and set(found) == {390} and set(found[390]) == {"small-figure"}, lines
+    (detail,) = found[390]["small-figure"]
+    assert "wide.png" in detail and "of its 640px" in detail, detail
+    rc, report, lines = _check(site, "figure-phone-fitted.html", tmp_path / "fitted", chromium, capsys)
+    assert rc == 0 and _defects(report) == {}, lines
+    notes = [n for p in report["pages"] for n in p["notes"]]
+    assert any(n["kind"] == "wide-output" and "image output 480px wide" in n["detail"] for n in notes), notes
+

@@ -50,11 +50,14 @@ reports at the main width
 * ``faint-text``      text in the content column (code, math, forms and navigation aside) with
   a contrast below 4.5:1 against what is behind it (WCAG AA), or a font weight below 400 (the
   theme sets figure captions at 300);
+* ``small-figure``    an output figure shown below 10/13.75 of its natural width: drawn at 110
+  dpi, its 9-pt labels would be under 10 px (on a phone, ``_static/figures.js`` keeps figures at
+  three quarters of their width, scrolling inside their own box);
 * ``check-failed``    the page could not be checked (time-out, script error).
 
 At the other widths (the phone) only what depends on the width is checked: ``page-too-wide``,
-``table-too-wide``, ``output-too-wide``, ``math-too-wide`` and ``code-too-wide``, where wide
-code, text outputs and tables may scroll sideways inside their own box however wide they are
+``table-too-wide``, ``output-too-wide``, ``math-too-wide``, ``code-too-wide`` and
+``small-figure``, where wide code, text outputs, figures and tables may scroll sideways inside their own box however wide they are
 (noted, not failed) but must not be cut off or run out of the column, while display math must
 fit the room it gets as at the main width (``math-too-wide``, up to 4 px of overhang); and the
 page's requests (``http-error``). ``--narrow-pages`` limits those widths to a few pages.
@@ -554,12 +557,24 @@ async (scrollTolerance, mathjaxTimeoutMs, narrow) => {
     const text = clip(o.innerText || o.textContent, 60);
     // on a phone, text and tables may scroll inside their own box however wide they are
     // a printed line must fit at the main width: scrolled, its end -- often the verdict -- is out of sight
-    if ((kind === 'table' || (kind === 'text' && narrow)) && scrolls && inColumn && (narrow || width <= scrollTolerance * colWidth + SLACK)) {
+    // on a phone, a figure keeps its labels legible by scrolling inside its own box (_static/figures.js)
+    if ((kind === 'table' || ((kind === 'text' || kind === 'image') && narrow)) && scrolls && inColumn && (narrow || width <= scrollTolerance * colWidth + SLACK)) {
       note('wide-output', `${what}, scrolls inside <${cl.el.tagName.toLowerCase()}> (accepted ${narrow ? 'at a phone\'s width' : 'up to ' + scrollTolerance + 'x'}): ${text} ${describe(o)}`.trim());
       continue;
     }
     const how = cl ? (scrolls ? `scrolls inside <${cl.el.tagName.toLowerCase()}>` : 'cut off') : 'runs out of the column';
     add('output-too-wide', `${what}, ${how}: ${text} ${describe(o)}`.trim());
+  }
+  // Figures: drawn at 110 dpi (gridlib.plotting.STYLE), their 9-pt labels are 13.75 px tall; an
+  // output figure shown below FIGURE_SCALE of its natural width has them under 10 px.
+  const FIGURE_SCALE = 10 / 13.75;
+  for (const img of document.querySelectorAll('.cell_output img')) {
+    if (!visible(img) || !img.naturalWidth) continue;
+    const scale = img.getBoundingClientRect().width / img.naturalWidth;
+    if (scale < FIGURE_SCALE - 0.005)
+      add('small-figure', `${img.getAttribute('src')} shown ${px(img.getBoundingClientRect().width)} wide, ` +
+          `${Math.round(100 * scale)} % of its ${px(img.naturalWidth)}: its 9-pt labels are ` +
+          `${(13.75 * scale).toFixed(1)} px ${describe(img)}`.trim());
   }
   const docW = document.documentElement.scrollWidth, viewW = document.documentElement.clientWidth;
   if (docW > viewW + SLACK) add('page-too-wide', `page is ${px(docW)} wide in a ${px(viewW)} window`);
