@@ -89,9 +89,16 @@ class StoredFileError(ValueError):
 
 def env_folder(var: str, default: Path) -> Path:
     """The folder named by the environment variable ``var``, or ``default`` when it is unset
-    **or empty**."""
+    **or empty**.
+
+    Raises:
+        StoredFileError: ``var`` names something that exists and is not a folder.
+    """
     value = os.environ.get(var, "").strip()
-    return Path(value).expanduser() if value else Path(default)
+    folder = Path(value).expanduser() if value else Path(default)
+    if folder.exists() and not folder.is_dir():
+        raise StoredFileError(f"{var}={value or folder} names a file, not a folder")
+    return folder
 
 
 def roots() -> list[Path]:

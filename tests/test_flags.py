@@ -160,6 +160,25 @@ def test_empty_folder_variables_count_as_unset(monkeypatch, tmp_path):
         assert folder.resolve() != tmp_path.resolve()
 
 
+def test_a_folder_variable_that_names_a_file_is_refused_in_one_line(monkeypatch, tmp_path, capsys):
+    from gridlib import cli, data, storage
+    from gridlib.filtergrid import anchor
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    readers = {"GRIDLIB_RESULTS": results.results_dir, "GRIDLIB_RUNS": results.runs_dir,
+               "GRIDLIB_DATA": data.cache_root, "GRIDLIB_ANCHOR": anchor.anchor_dir}
+    for var, folder in readers.items():
+        monkeypatch.setenv(var, str(a_file))
+        with pytest.raises(storage.StoredFileError, match=f"{var}=.*notes.txt names a file, not a folder"):
+            folder()
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("GRIDLIB_RESULTS", str(a_file))
+    assert cli.main(["reproduce"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: GRIDLIB_RESULTS={a_file} names a file, not a folder"]
+
+
 # --------------------------------------------------------------------------- scripts
 
 SCRIPTS = sorted((ROOT_DIR := Path(__file__).resolve().parent.parent).glob("benchmarks/*.py"))
