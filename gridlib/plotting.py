@@ -16,8 +16,12 @@ import numpy as np
 #: A colour-blind-safe cycle (Okabe & Ito), used by every figure in the book.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 
+#: The book's content column, in inches at the figures' 110 dpi (688 px): a wider figure is
+#: scaled down to fit it, its text with it.
+COLUMN_IN = 6.2
+
 STYLE: dict[str, Any] = {
-    "figure.figsize": (6.2, 3.5),  # the book's 688 px column at 110 dpi
+    "figure.figsize": (COLUMN_IN, 3.5),  # the book's 688 px column at 110 dpi
     "figure.dpi": 110,
     "savefig.dpi": 150,
     "savefig.bbox": "tight",
@@ -109,16 +113,25 @@ def image_grid(
     titles: Sequence[str] | None = None,
     cmap: str = "gray",
     shape: tuple[int, int] | None = None,
-    size: float = 1.2,
+    size: float | None = None,
     symmetric: bool = False,
     colorbar: bool = False,
 ) -> plt.Figure:
     """Show ``images`` (``(n, H, W)`` or flattened ``(n, H*W)`` with ``shape``) in a grid.
 
     ``symmetric=True`` centres the colour map on zero (for weights and signed activations);
-    ``colorbar=True`` gives every panel its own colour bar. Keep ``size * ncol`` at most 6.2 in
-    (the book's column at 110 dpi), so the 9-pt titles are not scaled down.
+    ``colorbar=True`` gives every panel its own colour bar. ``size`` is a panel's side in
+    inches: by default 1.2, or less where ``ncol`` panels would be wider than the book's column
+    (:data:`COLUMN_IN`).
+
+    Raises:
+        ValueError: ``size * ncol`` exceeds :data:`COLUMN_IN` (the page would scale the figure
+            down, and its 9-pt titles below legible), or the images do not fit the grid.
     """
+    size = min(1.2, COLUMN_IN / ncol) if size is None else size
+    if size * ncol > COLUMN_IN + 1e-9:
+        raise ValueError(f"{ncol} panels of {size} in are wider than the book's {COLUMN_IN}-in column; "
+                         "pass a smaller size (or leave it out)")
     images = np.asarray(images)
     if shape is not None:
         images = images.reshape(len(images), *shape)

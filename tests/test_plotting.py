@@ -29,6 +29,17 @@ def test_image_grid():
         plotting.image_grid(np.zeros((5, 16)), 2, 3)
 
 
+def test_an_image_grid_never_outgrows_the_column():
+    """Wider than the page's column, the figure would be scaled down with its titles (the
+    browser check's small-figure): the default panel shrinks to fit, a wider size is refused."""
+    for ncol in (2, 5, 8, 16):
+        fig = plotting.image_grid(np.zeros((ncol, 4, 4)), 1, ncol)
+        assert fig.get_figwidth() <= plotting.COLUMN_IN + 1e-9
+    assert plotting.image_grid(np.zeros((2, 4, 4)), 1, 2).get_figwidth() == pytest.approx(2.4)
+    with pytest.raises(ValueError, match="wider than the book's 6.2-in column"):
+        plotting.image_grid(np.zeros((8, 4, 4)), 1, 8, size=1.2)
+
+
 def test_learning_curves_show_fractions_in_percent():
     hist = {"epoch": [1, 2], "test/acc": [0.25, 0.5]}
     ax = plotting.learning_curves({"a": hist}, "test/acc", percent=True, reference=0.75,

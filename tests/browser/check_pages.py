@@ -550,7 +550,7 @@ async (scrollTolerance, mathjaxTimeoutMs, narrow) => {
     const right = contentRight(o);
     const width = right - left;
     if (right <= colRight + SLACK) continue;
-    const cl = clipper(o.querySelector('pre, table') || o);
+    const cl = clipper(o.querySelector('pre, table, img') || o);  // the box that scrolls what is wide
     const scrolls = cl && (cl.overflow === 'auto' || cl.overflow === 'scroll');
     const inColumn = cl && cl.el.getBoundingClientRect().right <= colRight + SLACK;
     const what = `${kind} output ${px(width)} wide in a ${px(colWidth)} column`;
