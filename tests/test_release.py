@@ -49,3 +49,14 @@ def test_a_release_of_1_0_or_later_has_no_stale_result():
     major = int(gridlib.__version__.split(".")[0])
     stale = [job.name for job in reproduce.jobs(stale_only=True)]
     assert major < 1 or not stale, f"version {gridlib.__version__} with stale results: {stale}"
+
+
+def test_a_release_of_1_0_or_later_has_no_recheck_from_a_modified_tree():
+    """The re-check verdicts the book shows were made from committed code too (the ``--stale``
+    list covers the results themselves)."""
+    from gridlib import results
+
+    major = int(gridlib.__version__.split(".")[0])
+    dirty = [n for n, r in results.load_all("rechecks").items()
+             if r["provenance"].get("git_dirty") is not False]
+    assert major < 1 or not dirty, f"version {gridlib.__version__} with re-checks from modified trees: {dirty}"
